@@ -1,0 +1,1 @@
+//! Platform implementations of the adapter seams.
