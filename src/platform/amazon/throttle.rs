@@ -1,0 +1,270 @@
+//! Client-side throttling for Amazon's dynamic rate limits.
+//!
+//! Every request of one [`AmazonClient`](super::AmazonClient) passes through one
+//! [`Throttle`], which wraps the shared [`RateLimiter`] with an AIMD policy:
+//!
+//! * each 429 **multiplies** the rate by [`ThrottleConfig::decrease_factor`]
+//!   (never below [`ThrottleConfig::min_rate`]) and pauses *all* requests of the
+//!   client — for `Retry-After` when the platform sent one, otherwise for an
+//!   exponential backoff with jitter that grows with the streak of 429s;
+//! * every [`ThrottleConfig::increase_after`] consecutive successes **add**
+//!   [`ThrottleConfig::increase_step`] to the rate (never above
+//!   [`ThrottleConfig::max_rate`]).
+//!
+//! Amazon publishes no fixed quota, so the rate settles just under what the
+//! platform currently grants.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::ratelimit::RateLimiter;
+
+/// Rate policy settings (requests per second).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleConfig {
+    /// Starting rate.
+    pub initial_rate: f64,
+    /// Lowest rate a 429 can push the client to.
+    pub min_rate: f64,
+    /// Highest rate sustained success can raise the client to.
+    pub max_rate: f64,
+    /// Requests that may be sent back to back (token bucket size, at least 1).
+    pub burst: f64,
+    /// Rate multiplier on each 429 (in `(0, 1)`).
+    pub decrease_factor: f64,
+    /// Rate added after `increase_after` consecutive successes.
+    pub increase_step: f64,
+    /// Consecutive successes needed for one increase.
+    pub increase_after: u32,
+    /// Longest `Retry-After` the client waits out by itself; a longer one ends
+    /// the call with [`AmazonError::Throttled`](super::AmazonError::Throttled)
+    /// carrying the wait, so the caller can checkpoint and sleep.
+    #[serde(with = "secs_f64")]
+    pub max_retry_after: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            initial_rate: 5.0,
+            min_rate: 0.2,
+            max_rate: 20.0,
+            burst: 2.0,
+            decrease_factor: 0.5,
+            increase_step: 0.5,
+            increase_after: 10,
+            max_retry_after: Duration::from_secs(300),
+        }
+    }
+}
+
+mod secs_f64 {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the caller should do after a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleDecision {
+    /// The limiter is paused for this long; acquire again and retry.
+    Retry(Duration),
+    /// `Retry-After` exceeds [`ThrottleConfig::max_retry_after`]: give up now.
+    GiveUp(Duration),
+}
+
+/// The AIMD throttle shared by all requests of a client.
+#[derive(Debug)]
+pub struct Throttle {
+    limiter: RateLimiter,
+    config: ThrottleConfig,
+    backoff: Backoff,
+    streak: Mutex<Streak>,
+}
+
+#[derive(Debug, Default)]
+struct Streak {
+    successes: u32,
+    throttled: u32,
+}
+
+impl Throttle {
+    /// A throttle at `config.initial_rate` (clamped into `[min_rate, max_rate]`);
+    /// waits without `Retry-After` follow `backoff`.
+    pub fn new(config: ThrottleConfig, backoff: Backoff) -> Self {
+        let rate = clamp(config.initial_rate, &config);
+        Throttle {
+            limiter: RateLimiter::new(rate, config.burst),
+            config,
+            backoff,
+            streak: Mutex::new(Streak::default()),
+        }
+    }
+
+    fn streak(&self) -> std::sync::MutexGuard<'_, Streak> {
+        self.streak.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for permission to send one request.
+    pub async fn acquire(&self) {
+        self.limiter.acquire().await;
+    }
+
+    /// The current steady rate (requests per second).
+    pub fn rate(&self) -> f64 {
+        self.limiter.rate()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// Records a successful response: additive increase after a run of successes.
+    pub fn on_success(&self) {
+        let mut s = self.streak();
+        s.throttled = 0;
+        s.successes += 1;
+        if s.successes >= self.config.increase_after.max(1) {
+            s.successes = 0;
+            let rate = clamp(
+                self.limiter.rate() + self.config.increase_step,
+                &self.config,
+            );
+            if rate != self.limiter.rate() {
+                tracing::debug!(rate, "amazon throttle: raising rate");
+                self.limiter.set_rate(rate);
+            }
+        }
+    }
+
+    /// Records a 429: multiplicative decrease, then pauses every request of the
+    /// client for `retry_after` or, without it, for a jittered exponential
+    /// backoff that grows with the number of 429s in a row.
+    pub fn on_throttled(&self, retry_after: Option<Duration>) -> ThrottleDecision {
+        let streak = {
+            let mut s = self.streak();
+            s.successes = 0;
+            s.throttled = s.throttled.saturating_add(1);
+            s.throttled
+        };
+        let rate = clamp(
+            self.limiter.rate() * self.config.decrease_factor,
+            &self.config,
+        );
+        self.limiter.set_rate(rate);
+        let wait = match retry_after {
+            Some(wait) if wait > self.config.max_retry_after => {
+                return ThrottleDecision::GiveUp(wait);
+            }
+            Some(wait) => wait,
+            None => self.backoff.delay(streak),
+        };
+        tracing::debug!(rate, ?wait, streak, "amazon throttle: 429, lowering rate");
+        self.limiter.pause_until(Instant::now() + wait);
+        ThrottleDecision::Retry(wait)
+    }
+}
+
+fn clamp(rate: f64, c: &ThrottleConfig) -> f64 {
+    let min = c.min_rate.max(f64::MIN_POSITIVE);
+    rate.clamp(min, c.max_rate.max(min))
+}
+
+/// Parses a `Retry-After` value: seconds (integer or decimal). HTTP dates are not
+/// used by Amazon and give `None` (the caller then backs off exponentially).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> Backoff {
+        Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            max_attempts: 5,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aimd_lowers_on_429_and_raises_slowly_within_bounds() {
+        let t = Throttle::new(
+            ThrottleConfig {
+                initial_rate: 8.0,
+                min_rate: 1.0,
+                max_rate: 10.0,
+                increase_step: 1.0,
+                increase_after: 3,
+                ..ThrottleConfig::default()
+            },
+            backoff(),
+        );
+        assert!(matches!(t.on_throttled(None), ThrottleDecision::Retry(_)));
+        assert_eq!(t.rate(), 4.0);
+        t.on_throttled(Some(Duration::from_secs(1)));
+        t.on_throttled(Some(Duration::from_secs(1)));
+        t.on_throttled(Some(Duration::from_secs(1)));
+        assert_eq!(t.rate(), 1.0, "never below min_rate");
+        for _ in 0..2 {
+            t.on_success();
+        }
+        assert_eq!(t.rate(), 1.0, "no increase before increase_after successes");
+        t.on_success();
+        assert_eq!(t.rate(), 2.0);
+        for _ in 0..100 {
+            t.on_success();
+        }
+        assert_eq!(t.rate(), 10.0, "never above max_rate");
+        assert!(matches!(
+            t.on_throttled(Some(Duration::from_secs(301))),
+            ThrottleDecision::GiveUp(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_without_retry_after_grows_with_the_streak_and_pauses_everyone() {
+        let t = Throttle::new(ThrottleConfig::default(), backoff());
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            match t.on_throttled(None) {
+                ThrottleDecision::Retry(w) => waits.push(w),
+                other => panic!("{other:?}"),
+            }
+        }
+        for (i, w) in waits.iter().enumerate() {
+            let ceiling = backoff().ceiling(i as u32 + 1);
+            assert!(*w >= ceiling / 2 && *w <= ceiling, "{i}: {w:?}");
+        }
+        let start = Instant::now();
+        t.acquire().await;
+        assert!(start.elapsed() >= waits[3]);
+    }
+
+    #[test]
+    fn parses_retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+}
