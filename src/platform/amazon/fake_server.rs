@@ -992,63 +992,42 @@ impl FakeAmazon {
             },
         };
         let filters = Filters::of(&request);
-        let mut value = {
+        // Serialized straight from the borrowed page (no intermediate `Value`) so a
+        // 1000-item page costs one pass; faults re-parse it to garble it.
+        let full = {
             let data = self.read();
             let Some(p) = data.get(&profile_id) else {
                 return error_body(StatusCode::FORBIDDEN, "FORBIDDEN", "Profile vanished", &rid);
             };
+            let last_id = last_id.as_deref();
+            let max = max as usize;
             let (items, total, last) = match kind {
-                ListKind::Campaigns => to_json(page_of(
-                    &p.campaigns,
-                    last_id.as_deref(),
-                    &filters,
-                    max as usize,
-                )),
-                ListKind::AdGroups => to_json(page_of(
-                    &p.ad_groups,
-                    last_id.as_deref(),
-                    &filters,
-                    max as usize,
-                )),
-                ListKind::Keywords => to_json(page_of(
-                    &p.keywords,
-                    last_id.as_deref(),
-                    &filters,
-                    max as usize,
-                )),
+                ListKind::Campaigns => to_json(page_of(&p.campaigns, last_id, &filters, max)),
+                ListKind::AdGroups => to_json(page_of(&p.ad_groups, last_id, &filters, max)),
+                ListKind::Keywords => to_json(page_of(&p.keywords, last_id, &filters, max)),
             };
-            let mut v = json!({ "totalResults": total, kind.items_key(): items });
+            let mut body = format!(
+                "{{\"totalResults\":{total},\"{}\":{items}",
+                kind.items_key()
+            );
             if let Some(last) = last {
-                v["nextToken"] = Value::String(encode_token(kind, &profile_id, fingerprint, &last));
+                let token = encode_token(kind, &profile_id, fingerprint, &last);
+                body.push_str(&format!(",\"nextToken\":\"{token}\""));
             }
-            v
+            body.push('}');
+            body
         };
         let body = match garble {
-            Some(Fault::InvalidJson) => {
-                let full = value.to_string();
-                full[..full.len() / 2].to_owned()
-            }
-            Some(Fault::MissingField) => {
+            Some(Fault::InvalidJson) => full[..full.len() / 2].to_owned(),
+            Some(fault @ (Fault::MissingField | Fault::UnknownEnum)) => {
+                let mut value: Value = serde_json::from_str(&full).unwrap_or(Value::Null);
                 match value[kind.items_key()]
                     .get_mut(0)
                     .and_then(Value::as_object_mut)
                 {
-                    Some(first) => {
+                    Some(first) if fault == Fault::MissingField => {
                         first.remove("state");
                     }
-                    None => {
-                        if let Some(o) = value.as_object_mut() {
-                            o.remove(kind.items_key());
-                        }
-                    }
-                }
-                value.to_string()
-            }
-            Some(Fault::UnknownEnum) => {
-                match value[kind.items_key()]
-                    .get_mut(0)
-                    .and_then(Value::as_object_mut)
-                {
                     Some(first) => {
                         first.insert("state".into(), Value::String("SUSPENDED".into()));
                     }
@@ -1060,7 +1039,7 @@ impl FakeAmazon {
                 }
                 value.to_string()
             }
-            _ => value.to_string(),
+            _ => full,
         };
         (
             StatusCode::OK,
@@ -1076,9 +1055,9 @@ impl FakeAmazon {
 
 fn to_json<T: Row>(
     (items, total, last): (Vec<&T>, usize, Option<&str>),
-) -> (Value, usize, Option<String>) {
+) -> (String, usize, Option<String>) {
     (
-        serde_json::to_value(items).unwrap_or(Value::Null),
+        serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned()),
         total,
         last.map(str::to_owned),
     )
