@@ -922,6 +922,49 @@ async fn admin_http_api_faults_rate_limit_log_and_counts() {
     h.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_500k_keyword_profile_is_built_fast_and_served_without_per_page_scans() {
+    let started = Instant::now();
+    let data = Generator {
+        campaigns: 2_000,
+        ad_groups_per_campaign: 10,
+        keywords_per_ad_group: 25,
+        seed: 1,
+    }
+    .generate();
+    let generated = started.elapsed();
+    assert_eq!(
+        (
+            data.campaigns.len(),
+            data.ad_groups.len(),
+            data.keywords.len()
+        ),
+        (2_000, 20_000, 500_000)
+    );
+    // ~0.5 s in a debug build; generous for a loaded CI machine.
+    assert!(generated < Duration::from_secs(5), "{generated:?}");
+    let h = FakeAmazon::start(FakeAmazonConfig::default().with_profile(PROFILE, data))
+        .await
+        .expect("server");
+    let c = client(&h);
+    let mut token: Option<String> = None;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let page = c
+            .list_page(PROFILE, ListKind::Keywords, token.as_deref(), 1000)
+            .await
+            .expect("page");
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(page.items.len(), 1000);
+        assert_eq!(page.total_results, Some(500_000));
+        token = page.next_token;
+    }
+    // A page costs its own 1000 items (~20 ms in debug), not a scan of 500k.
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+    h.shutdown().await;
+}
+
 /// Scale check (run with `cargo test --release --test amazon_client -- --ignored --nocapture`):
 /// 2,000 campaigns × 10 ad groups × 25 keywords.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

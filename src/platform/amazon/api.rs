@@ -447,5 +447,14 @@ mod tests {
         assert_eq!(json["budget"]["budgetType"], "DAILY");
         assert!(json.get("endDate").is_none());
         assert_eq!(serde_json::from_value::<SpCampaign>(json).unwrap(), c);
+
+        // A page is staged as JSON with its token and read back unchanged.
+        let page = Page {
+            items: Items::Campaigns(vec![c]),
+            next_token: Some("abc".into()),
+            total_results: Some(7),
+        };
+        let staged = serde_json::to_string(&page).unwrap();
+        assert_eq!(serde_json::from_str::<Page>(&staged).unwrap(), page);
     }
 }

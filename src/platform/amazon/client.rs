@@ -505,7 +505,7 @@ impl AmazonClient {
             let message = Box::new(PlatformMessage::parse(&bytes));
             match status {
                 StatusCode::TOO_MANY_REQUESTS => {
-                    let decision = inner.throttle.on_throttled(retry_after);
+                    let decision = inner.throttle.on_throttled(started, retry_after);
                     if let ThrottleDecision::GiveUp(_) = decision {
                         return Err(AmazonError::Throttled {
                             page,
@@ -591,6 +591,32 @@ mod tests {
             format!("{:?}", c.token),
         ] {
             assert!(!text.contains("very-secret-token"), "{text}");
+        }
+    }
+
+    #[test]
+    fn config_from_env() {
+        // The only test touching these variables.
+        std::env::remove_var("ADSYNC_AMAZON_HOST");
+        std::env::set_var("ADSYNC_AMAZON_CLIENT_ID", "cid");
+        std::env::remove_var("ADSYNC_AMAZON_TOKEN");
+        let err = AmazonConfig::from_env().unwrap_err();
+        assert!(err.to_string().contains("ADSYNC_AMAZON_TOKEN"), "{err}");
+        std::env::set_var("ADSYNC_AMAZON_TOKEN", "tok");
+        let c = AmazonConfig::from_env().unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.client_id.as_str()),
+            (DEFAULT_HOST, "cid")
+        );
+        assert_eq!(c.token.expose(), "tok");
+        std::env::set_var("ADSYNC_AMAZON_HOST", "http://127.0.0.1:9/");
+        assert_eq!(AmazonConfig::from_env().unwrap().host, "http://127.0.0.1:9");
+        for v in [
+            "ADSYNC_AMAZON_HOST",
+            "ADSYNC_AMAZON_CLIENT_ID",
+            "ADSYNC_AMAZON_TOKEN",
+        ] {
+            std::env::remove_var(v);
         }
     }
 

@@ -159,7 +159,8 @@ pub enum Fault {
         /// `message` in the body.
         message: String,
     },
-    /// Sleep this long, then answer normally (to provoke client timeouts).
+    /// Sleep this long, then answer normally (to provoke client timeouts). A
+    /// request whose client gave up first is cancelled and not logged.
     Delay {
         /// Milliseconds.
         ms: u64,

@@ -6,7 +6,9 @@
 //! * each 429 **multiplies** the rate by [`ThrottleConfig::decrease_factor`]
 //!   (never below [`ThrottleConfig::min_rate`]) and pauses *all* requests of the
 //!   client — for `Retry-After` when the platform sent one, otherwise for an
-//!   exponential backoff with jitter that grows with the streak of 429s;
+//!   exponential backoff with jitter that grows with the streak of 429s. Like
+//!   TCP, one congestion episode lowers the rate once: a 429 for a request that
+//!   was already in flight when the rate last dropped only extends the pause;
 //! * every [`ThrottleConfig::increase_after`] consecutive successes **add**
 //!   [`ThrottleConfig::increase_step`] to the rate (never above
 //!   [`ThrottleConfig::max_rate`]).
@@ -99,6 +101,7 @@ pub struct Throttle {
 struct Streak {
     successes: u32,
     throttled: u32,
+    last_decrease: Option<Instant>,
 }
 
 impl Throttle {
@@ -151,20 +154,33 @@ impl Throttle {
         }
     }
 
-    /// Records a 429: multiplicative decrease, then pauses every request of the
-    /// client for `retry_after` or, without it, for a jittered exponential
-    /// backoff that grows with the number of 429s in a row.
-    pub fn on_throttled(&self, retry_after: Option<Duration>) -> ThrottleDecision {
-        let streak = {
+    /// Records a 429 for a request sent at `sent_at`: multiplicative decrease
+    /// (unless the request was in flight when the rate last dropped), then pauses
+    /// every request of the client for `retry_after` or, without it, for a
+    /// jittered exponential backoff that grows with the number of 429s in a row.
+    pub fn on_throttled(
+        &self,
+        sent_at: Instant,
+        retry_after: Option<Duration>,
+    ) -> ThrottleDecision {
+        let (streak, decrease) = {
             let mut s = self.streak();
             s.successes = 0;
-            s.throttled = s.throttled.saturating_add(1);
-            s.throttled
+            let same_episode = s.last_decrease.is_some_and(|d| sent_at < d);
+            if !same_episode {
+                s.throttled = s.throttled.saturating_add(1);
+                s.last_decrease = Some(Instant::now());
+            }
+            (s.throttled.max(1), !same_episode)
         };
-        let rate = clamp(
-            self.limiter.rate() * self.config.decrease_factor,
-            &self.config,
-        );
+        let rate = if decrease {
+            clamp(
+                self.limiter.rate() * self.config.decrease_factor,
+                &self.config,
+            )
+        } else {
+            self.limiter.rate()
+        };
         self.limiter.set_rate(rate);
         let wait = match retry_after {
             Some(wait) if wait > self.config.max_retry_after => {
@@ -219,11 +235,14 @@ mod tests {
             },
             backoff(),
         );
-        assert!(matches!(t.on_throttled(None), ThrottleDecision::Retry(_)));
+        assert!(matches!(
+            t.on_throttled(Instant::now(), None),
+            ThrottleDecision::Retry(_)
+        ));
         assert_eq!(t.rate(), 4.0);
-        t.on_throttled(Some(Duration::from_secs(1)));
-        t.on_throttled(Some(Duration::from_secs(1)));
-        t.on_throttled(Some(Duration::from_secs(1)));
+        t.on_throttled(Instant::now(), Some(Duration::from_secs(1)));
+        t.on_throttled(Instant::now(), Some(Duration::from_secs(1)));
+        t.on_throttled(Instant::now(), Some(Duration::from_secs(1)));
         assert_eq!(t.rate(), 1.0, "never below min_rate");
         for _ in 0..2 {
             t.on_success();
@@ -236,7 +255,7 @@ mod tests {
         }
         assert_eq!(t.rate(), 10.0, "never above max_rate");
         assert!(matches!(
-            t.on_throttled(Some(Duration::from_secs(301))),
+            t.on_throttled(Instant::now(), Some(Duration::from_secs(301))),
             ThrottleDecision::GiveUp(_)
         ));
     }
@@ -246,7 +265,7 @@ mod tests {
         let t = Throttle::new(ThrottleConfig::default(), backoff());
         let mut waits = Vec::new();
         for _ in 0..4 {
-            match t.on_throttled(None) {
+            match t.on_throttled(Instant::now(), None) {
                 ThrottleDecision::Retry(w) => waits.push(w),
                 other => panic!("{other:?}"),
             }
@@ -258,6 +277,32 @@ mod tests {
         let start = Instant::now();
         t.acquire().await;
         assert!(start.elapsed() >= waits[3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_during_a_decrease_do_not_compound_it() {
+        let t = Throttle::new(
+            ThrottleConfig {
+                initial_rate: 8.0,
+                min_rate: 1.0,
+                ..ThrottleConfig::default()
+            },
+            backoff(),
+        );
+        let sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        for _ in 0..3 {
+            // Three concurrent requests, all sent before the first 429 came back.
+            t.on_throttled(sent, None);
+        }
+        assert_eq!(t.rate(), 4.0, "one episode, one decrease");
+        tokio::time::advance(Duration::from_millis(10)).await;
+        t.on_throttled(Instant::now(), None);
+        assert_eq!(
+            t.rate(),
+            2.0,
+            "a request sent after the decrease counts again"
+        );
     }
 
     #[test]
