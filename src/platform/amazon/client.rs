@@ -323,6 +323,19 @@ impl AmazonError {
     }
 }
 
+/// What one HTTP exchange came to.
+enum Attempt {
+    /// A final answer: a page or a non-retryable error.
+    Done(Result<Page, AmazonError>),
+    /// 429.
+    Throttled {
+        retry_after: Option<Duration>,
+        message: Box<PlatformMessage>,
+    },
+    /// 5xx, timeout or connection error: retry after backoff.
+    Transient(String),
+}
+
 /// An Amazon Ads Sponsored Products client. Cheap to clone: clones share the
 /// connection pool and the [`Throttle`], so every request of every clone counts
 /// against one rate.
@@ -448,32 +461,35 @@ impl AmazonClient {
         loop {
             attempts += 1;
             inner.throttle.acquire().await;
-            let started = Instant::now();
-            let sent = inner
-                .http
-                .post(&url)
-                .headers(headers.clone())
-                .body(body.clone())
-                .send()
+            let sent_at = Instant::now();
+            let outcome = self
+                .attempt(&url, kind, &headers, &body, &page, attempts)
                 .await;
-            let result = match sent {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    resp.bytes().await.map(|b| (status, retry_after, b))
+            match outcome {
+                Attempt::Done(result) => {
+                    if result.is_ok() {
+                        inner.throttle.on_success();
+                    }
+                    return result;
                 }
-                Err(e) => Err(e),
-            };
-            let latency = started.elapsed();
-            let (status, retry_after, bytes) = match result {
-                Ok(ok) => ok,
-                Err(e) => {
-                    tracing::debug!(endpoint = kind.path(), page = ?request.next_token, ?latency, attempts, error = %e, "amazon request failed");
-                    let last = format!("{e}");
+                Attempt::Throttled {
+                    retry_after,
+                    message,
+                } => {
+                    let decision = inner.throttle.on_throttled(sent_at, retry_after);
+                    if matches!(decision, ThrottleDecision::GiveUp(_))
+                        || !backoff.allows_retry(attempts)
+                    {
+                        return Err(AmazonError::Throttled {
+                            page,
+                            attempts,
+                            retry_after,
+                            message,
+                        });
+                    }
+                    // The throttle paused the limiter: the next acquire waits.
+                }
+                Attempt::Transient(last) => {
                     if !backoff.allows_retry(attempts) {
                         return Err(AmazonError::Transient {
                             page,
@@ -482,75 +498,87 @@ impl AmazonClient {
                         });
                     }
                     tokio::time::sleep(backoff.delay(attempts)).await;
-                    continue;
-                }
-            };
-            tracing::debug!(
-                endpoint = kind.path(),
-                page = ?request.next_token,
-                status = status.as_u16(),
-                ?latency,
-                attempts,
-                "amazon request"
-            );
-            if status.is_success() {
-                inner.throttle.on_success();
-                return decode_page(kind, &bytes).map_err(|(path, message)| AmazonError::Decode {
-                    page,
-                    path,
-                    message,
-                    body: snippet(&bytes),
-                });
-            }
-            let message = Box::new(PlatformMessage::parse(&bytes));
-            match status {
-                StatusCode::TOO_MANY_REQUESTS => {
-                    let decision = inner.throttle.on_throttled(started, retry_after);
-                    if let ThrottleDecision::GiveUp(_) = decision {
-                        return Err(AmazonError::Throttled {
-                            page,
-                            attempts,
-                            retry_after,
-                            message,
-                        });
-                    }
-                    if !backoff.allows_retry(attempts) {
-                        return Err(AmazonError::Throttled {
-                            page,
-                            attempts,
-                            retry_after,
-                            message,
-                        });
-                    }
-                    // The throttle paused the limiter; the next acquire waits.
-                }
-                s if s.is_server_error() => {
-                    if !backoff.allows_retry(attempts) {
-                        return Err(AmazonError::Transient {
-                            page,
-                            attempts,
-                            last: format!("HTTP {}: {message}", s.as_u16()),
-                        });
-                    }
-                    tokio::time::sleep(backoff.delay(attempts)).await;
-                }
-                StatusCode::BAD_REQUEST => return Err(AmazonError::BadRequest { page, message }),
-                StatusCode::UNAUTHORIZED => {
-                    return Err(AmazonError::Unauthorized { page, message })
-                }
-                StatusCode::FORBIDDEN => return Err(AmazonError::Forbidden { page, message }),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    return Err(AmazonError::UnsupportedMediaType { page, message })
-                }
-                s => {
-                    return Err(AmazonError::Http {
-                        page,
-                        status: s.as_u16(),
-                        message,
-                    })
                 }
             }
         }
+    }
+
+    /// One HTTP exchange, classified.
+    async fn attempt(
+        &self,
+        url: &str,
+        kind: ListKind,
+        headers: &HeaderMap,
+        body: &[u8],
+        page: &PageRef,
+        attempts: u32,
+    ) -> Attempt {
+        let started = Instant::now();
+        let sent = self
+            .inner
+            .http
+            .post(url)
+            .headers(headers.clone())
+            .body(body.to_vec())
+            .send()
+            .await;
+        let received = match sent {
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                resp.bytes().await.map(|b| (status, retry_after, b))
+            }
+            Err(e) => Err(e),
+        };
+        let latency = started.elapsed();
+        let (status, retry_after, bytes) = match received {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::debug!(endpoint = kind.path(), page = ?page.next_token, ?latency,
+                    attempts, error = %e, "amazon request failed");
+                return Attempt::Transient(e.to_string());
+            }
+        };
+        tracing::debug!(endpoint = kind.path(), page = ?page.next_token,
+            status = status.as_u16(), ?latency, attempts, "amazon request");
+        if status.is_success() {
+            return Attempt::Done(decode_page(kind, &bytes).map_err(|(path, message)| {
+                AmazonError::Decode {
+                    page: page.clone(),
+                    path,
+                    message,
+                    body: snippet(&bytes),
+                }
+            }));
+        }
+        let message = Box::new(PlatformMessage::parse(&bytes));
+        let page = page.clone();
+        Attempt::Done(Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Attempt::Throttled {
+                    retry_after,
+                    message,
+                }
+            }
+            s if s.is_server_error() => {
+                return Attempt::Transient(format!("HTTP {}: {message}", s.as_u16()))
+            }
+            StatusCode::BAD_REQUEST => AmazonError::BadRequest { page, message },
+            StatusCode::UNAUTHORIZED => AmazonError::Unauthorized { page, message },
+            StatusCode::FORBIDDEN => AmazonError::Forbidden { page, message },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                AmazonError::UnsupportedMediaType { page, message }
+            }
+            s => AmazonError::Http {
+                page,
+                status: s.as_u16(),
+                message,
+            },
+        }))
     }
 
     fn headers(&self, profile_id: &str, kind: ListKind) -> Result<HeaderMap, AmazonError> {
