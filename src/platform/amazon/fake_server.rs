@@ -13,8 +13,9 @@
 //!   holds the last id and data are kept sorted by id, serving a page is a binary
 //!   search plus the page (no scan per page), and data changed between pages
 //!   never duplicates or skips the entities that did not change. Filtered calls
-//!   (`campaignIdFilter`, `adGroupIdFilter`, `stateFilter.include`) scan forward
-//!   from the token and count `totalResults` with one pass.
+//!   (`campaignIdFilter`, `adGroupIdFilter` — ignored on campaigns —,
+//!   `stateFilter.include`) scan forward from the token and count `totalResults`
+//!   with one pass. Other body fields (`nameFilter`, …) are accepted and ignored.
 //! * **Throttling.** An optional server-side token bucket ([`ServerRateLimit`]),
 //!   changeable at run time; a request over it gets **429** with
 //!   `{"code":"THROTTLED",...}` and a `Retry-After` header on the endpoints
@@ -847,19 +848,20 @@ async fn list_keywords(
 impl FakeAmazon {
     async fn handle_list(&self, kind: ListKind, headers: HeaderMap, body: Bytes) -> Response {
         let at = self.shared.started.elapsed();
-        let request: Option<ListRequest> = serde_json::from_slice(&body).ok();
+        let request: Result<ListRequest, String> =
+            serde_json::from_slice(&body).map_err(|e| e.to_string());
         let mut record = RequestRecord {
             at,
             method: Method::POST.to_string(),
             path: kind.path().to_owned(),
             status: 0,
             profile_id: header_str(&headers, "Amazon-Advertising-API-Scope"),
-            next_token: request.as_ref().and_then(|r| r.next_token.clone()),
-            max_results: request.as_ref().and_then(|r| r.max_results),
+            next_token: request.as_ref().ok().and_then(|r| r.next_token.clone()),
+            max_results: request.as_ref().ok().and_then(|r| r.max_results),
             content_type: header_str(&headers, header::CONTENT_TYPE),
             accept: header_str(&headers, header::ACCEPT),
         };
-        let response = self.answer(kind, &headers, &body, &record).await;
+        let response = self.answer(kind, &headers, request, &record).await;
         record.status = response.status().as_u16();
         tracing::debug!(path = kind.path(), status = record.status, "fake amazon");
         self.log(record);
@@ -870,7 +872,7 @@ impl FakeAmazon {
         &self,
         kind: ListKind,
         headers: &HeaderMap,
-        body: &[u8],
+        request: Result<ListRequest, String>,
         record: &RequestRecord,
     ) -> Response {
         let config = &self.shared.config;
@@ -957,7 +959,7 @@ impl FakeAmazon {
             return throttled(config.retry_after.for_kind(kind));
         }
 
-        let request: ListRequest = match serde_json::from_slice(body) {
+        let request = match request {
             Ok(r) => r,
             Err(e) => {
                 return error_body(
