@@ -275,6 +275,7 @@ pub struct FakeAmazon {
 
 #[derive(Debug)]
 struct Shared {
+    /// Settings; `profiles` is moved out into `data`.
     config: FakeAmazonConfig,
     started: Instant,
     data: RwLock<BTreeMap<String, ProfileData>>,
@@ -367,8 +368,9 @@ pub async fn serve(
 
 impl FakeAmazon {
     /// A server state from `config` (nothing is bound yet).
-    pub fn new(config: FakeAmazonConfig) -> Self {
-        let data = RwLock::new(config.profiles.clone());
+    pub fn new(mut config: FakeAmazonConfig) -> Self {
+        // The data live in one place (a 500k-keyword profile is not copied).
+        let data = RwLock::new(std::mem::take(&mut config.profiles));
         let control = Mutex::new(Control {
             rate_limit: config.rate_limit,
             tokens: config.rate_limit.map_or(0.0, |r| r.burst.max(1.0)),
