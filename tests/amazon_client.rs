@@ -1033,3 +1033,83 @@ async fn scale_500k_keywords() {
     );
     h.shutdown().await;
 }
+
+/// A `MakeWriter` collecting log output in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_name_path_status_latency_and_page_but_never_the_token() {
+    const TOKEN: &str = "Atza|SECRET-TOKEN-0123456789";
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    // Current-thread runtime: the default subscriber covers the whole test.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = server_with(small(), |c| c.token = TOKEN.to_owned()).await;
+    let c = AmazonClient::new(AmazonConfig {
+        token: adsync::platform::amazon::Secret::new(TOKEN),
+        ..config(&h)
+    })
+    .expect("client");
+    h.inject(Fault::ServerError { status: 500 }, 1);
+    let first = c
+        .list_page(PROFILE, ListKind::Campaigns, None, 10)
+        .await
+        .expect("page");
+    let token = first.next_token.expect("more");
+    c.list_page(PROFILE, ListKind::Campaigns, Some(&token), 10)
+        .await
+        .expect("page 2");
+    let bad = AmazonClient::new(AmazonConfig {
+        token: adsync::platform::amazon::Secret::new(format!("{TOKEN}-wrong")),
+        ..config(&h)
+    })
+    .expect("client");
+    let err = bad
+        .list_page(PROFILE, ListKind::Campaigns, None, 10)
+        .await
+        .expect_err("401");
+    tracing::error!(%err, ?err, "reported");
+    h.shutdown().await;
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert!(
+        !logs.contains("SECRET-TOKEN"),
+        "token leaked into logs:\n{logs}"
+    );
+    let line = logs
+        .lines()
+        .find(|l| l.contains("amazon request") && l.contains(&token))
+        .unwrap_or_else(|| panic!("no per-request line for page 2:\n{logs}"));
+    for field in ["/sp/campaigns/list", "status=200", "latency=", "attempts=1"] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(logs
+        .lines()
+        .any(|l| l.contains("amazon request") && l.contains("status=500")));
+}
