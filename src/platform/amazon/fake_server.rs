@@ -255,6 +255,20 @@ pub enum Mutation {
     },
 }
 
+impl Mutation {
+    /// The profile it changes.
+    pub fn profile_id(&self) -> &str {
+        match self {
+            Mutation::PutCampaign { profile_id, .. }
+            | Mutation::PutAdGroup { profile_id, .. }
+            | Mutation::PutKeyword { profile_id, .. }
+            | Mutation::Remove { profile_id, .. }
+            | Mutation::Rename { profile_id, .. }
+            | Mutation::SetState { profile_id, .. } => profile_id,
+        }
+    }
+}
+
 /// Entity counts of a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -499,34 +513,17 @@ impl FakeAmazon {
     /// Applies a data change; errors name what was not found.
     pub fn mutate(&self, mutation: Mutation) -> Result<(), String> {
         let mut data = self.write();
+        let profile_id = mutation.profile_id().to_owned();
+        let p = data
+            .get_mut(&profile_id)
+            .ok_or_else(|| format!("profile {profile_id} not found"))?;
+        let missing =
+            |kind: ListKind, id: &str| format!("{kind} {id} not found in profile {profile_id}");
         match mutation {
-            Mutation::PutCampaign {
-                profile_id,
-                campaign,
-            } => {
-                let p = profile(&mut data, &profile_id)?;
-                upsert(&mut p.campaigns, campaign);
-            }
-            Mutation::PutAdGroup {
-                profile_id,
-                ad_group,
-            } => {
-                let p = profile(&mut data, &profile_id)?;
-                upsert(&mut p.ad_groups, ad_group);
-            }
-            Mutation::PutKeyword {
-                profile_id,
-                keyword,
-            } => {
-                let p = profile(&mut data, &profile_id)?;
-                upsert(&mut p.keywords, keyword);
-            }
-            Mutation::Remove {
-                profile_id,
-                kind,
-                id,
-            } => {
-                let p = profile(&mut data, &profile_id)?;
+            Mutation::PutCampaign { campaign, .. } => upsert(&mut p.campaigns, campaign),
+            Mutation::PutAdGroup { ad_group, .. } => upsert(&mut p.ad_groups, ad_group),
+            Mutation::PutKeyword { keyword, .. } => upsert(&mut p.keywords, keyword),
+            Mutation::Remove { kind, id, .. } => {
                 let before = (p.campaigns.len(), p.ad_groups.len(), p.keywords.len());
                 match kind {
                     ListKind::Campaigns => {
@@ -541,48 +538,26 @@ impl FakeAmazon {
                     ListKind::Keywords => p.keywords.retain(|k| k.keyword_id != id),
                 }
                 if before == (p.campaigns.len(), p.ad_groups.len(), p.keywords.len()) {
-                    return Err(format!("{kind} {id} not found in profile {profile_id}"));
+                    return Err(missing(kind, &id));
                 }
             }
-            Mutation::Rename {
-                profile_id,
-                kind,
-                id,
-                name,
-            } => {
-                let p = profile(&mut data, &profile_id)?;
-                let missing = || format!("{kind} {id} not found in profile {profile_id}");
-                match kind {
-                    ListKind::Campaigns => {
-                        find(&mut p.campaigns, &id).ok_or_else(missing)?.name = name
-                    }
-                    ListKind::AdGroups => {
-                        find(&mut p.ad_groups, &id).ok_or_else(missing)?.name = name
-                    }
-                    ListKind::Keywords => {
-                        find(&mut p.keywords, &id).ok_or_else(missing)?.keyword_text = name
-                    }
-                }
+            Mutation::Rename { kind, id, name, .. } => {
+                let slot = match kind {
+                    ListKind::Campaigns => find(&mut p.campaigns, &id).map(|c| &mut c.name),
+                    ListKind::AdGroups => find(&mut p.ad_groups, &id).map(|g| &mut g.name),
+                    ListKind::Keywords => find(&mut p.keywords, &id).map(|k| &mut k.keyword_text),
+                };
+                *slot.ok_or_else(|| missing(kind, &id))? = name;
             }
             Mutation::SetState {
-                profile_id,
-                kind,
-                id,
-                state,
+                kind, id, state, ..
             } => {
-                let p = profile(&mut data, &profile_id)?;
-                let missing = || format!("{kind} {id} not found in profile {profile_id}");
-                match kind {
-                    ListKind::Campaigns => {
-                        find(&mut p.campaigns, &id).ok_or_else(missing)?.state = state
-                    }
-                    ListKind::AdGroups => {
-                        find(&mut p.ad_groups, &id).ok_or_else(missing)?.state = state
-                    }
-                    ListKind::Keywords => {
-                        find(&mut p.keywords, &id).ok_or_else(missing)?.state = state
-                    }
-                }
+                let slot = match kind {
+                    ListKind::Campaigns => find(&mut p.campaigns, &id).map(|c| &mut c.state),
+                    ListKind::AdGroups => find(&mut p.ad_groups, &id).map(|g| &mut g.state),
+                    ListKind::Keywords => find(&mut p.keywords, &id).map(|k| &mut k.state),
+                };
+                *slot.ok_or_else(|| missing(kind, &id))? = state;
             }
         }
         Ok(())
@@ -615,14 +590,6 @@ impl FakeAmazon {
         c.request_ids += 1;
         format!("FAKE-{:08}", c.request_ids)
     }
-}
-
-fn profile<'a>(
-    data: &'a mut BTreeMap<String, ProfileData>,
-    profile_id: &str,
-) -> Result<&'a mut ProfileData, String> {
-    data.get_mut(profile_id)
-        .ok_or_else(|| format!("profile {profile_id} not found"))
 }
 
 fn upsert<T: SpEntity>(items: &mut Vec<T>, item: T) {
