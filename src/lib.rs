@@ -7,6 +7,9 @@
 pub mod adapter;
 pub mod backoff;
 pub mod clock;
+pub mod machine;
 pub mod model;
 pub mod platform;
 pub mod ratelimit;
+pub mod runner;
+pub mod store;
