@@ -460,15 +460,7 @@ impl<M: Machine> Runner<M> {
     /// Every sync of this machine kind (records of other kinds are skipped; a
     /// record that fails to decode is an `Err` in the list, the others still come).
     pub async fn list(&self) -> Result<Vec<Result<Checkpoint<M>, RunError>>, RunError> {
-        let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.list())
-            .await
-            .map_err(|e| {
-                RunError::Store(StoreError::Io {
-                    path: "<store>".into(),
-                    message: e.to_string(),
-                })
-            })?;
+        let records = self.read(|store| Ok(store.list())).await?;
         Ok(records
             .into_iter()
             .filter(|r| !matches!(r, Ok(rec) if rec.kind != M::KIND))
@@ -478,34 +470,35 @@ impl<M: Machine> Runner<M> {
 
     /// The transition history of sync `id`.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, RunError> {
-        let store = self.store.clone();
         let key = id.to_string();
-        let entries = tokio::task::spawn_blocking(move || store.history(&key))
-            .await
-            .map_err(|e| {
-                RunError::Store(StoreError::Io {
-                    path: "<store>".into(),
-                    message: e.to_string(),
-                })
-            })??;
+        let entries = self.read(move |store| store.history(&key)).await?;
         if entries.is_empty() {
             return Err(RunError::UnknownSync(id.to_string()));
         }
         Ok(entries)
     }
 
-    async fn load_record(&self, id: &str) -> Result<Option<Record>, RunError> {
-        // sled reads can block on I/O: keep them off the async workers.
+    /// Runs a store read on the blocking pool: sled calls may block on I/O and
+    /// must stay off the async worker threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
         let store = self.store.clone();
-        let key = id.to_string();
-        Ok(tokio::task::spawn_blocking(move || store.record(&key))
+        tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| {
                 RunError::Store(StoreError::Io {
-                    path: "<store>".into(),
+                    path: store_path_unknown(),
                     message: e.to_string(),
                 })
-            })??)
+            })?
+            .map_err(RunError::from)
+    }
+
+    async fn load_record(&self, id: &str) -> Result<Option<Record>, RunError> {
+        let key = id.to_string();
+        self.read(move |store| store.record(&key)).await
     }
 
     fn claim(&self, id: &str) -> Result<BusyGuard<'_>, RunError> {
@@ -528,6 +521,10 @@ impl<M: Machine> Runner<M> {
             });
         }
     }
+}
+
+fn store_path_unknown() -> std::path::PathBuf {
+    "<store>".into()
 }
 
 fn unreachable_settled<T>(id: &str) -> Result<T, RunError> {

@@ -1,1 +1,3 @@
 //! Platform implementations of the adapter seams.
+
+pub mod memory;
