@@ -255,11 +255,8 @@ impl TransitionTable {
         let mut edges: Vec<(String, String, Vec<String>)> = Vec::new();
         for r in &self.rows {
             if let Ok(to) = &r.result {
-                let label = if r.condition.is_empty() {
-                    r.outcome.clone()
-                } else {
-                    format!("{} [{}]", r.outcome, r.condition)
-                };
+                // Conditions are in the table; the diagram stays readable.
+                let label = r.outcome.clone();
                 match edges.iter_mut().find(|(f, t, _)| *f == r.phase && t == to) {
                     Some((_, _, labels)) => {
                         if !labels.contains(&label) {

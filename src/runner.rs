@@ -435,9 +435,20 @@ impl<M: Machine> Runner<M> {
 
     /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
     pub async fn run(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
+        self.run_observed(id, &|_| {}).await
+    }
+
+    /// [`Runner::run`], calling `observer` after every durable transition
+    /// (progress output, logs).
+    pub async fn run_observed(
+        &self,
+        id: &str,
+        observer: &(dyn Fn(&Transition<M>) + Send + Sync),
+    ) -> Result<Checkpoint<M>, RunError> {
         loop {
-            if let Step::Settled(_) = self.step(id).await? {
-                return self.get(id).await;
+            match self.step(id).await? {
+                Step::Settled(_) => return self.get(id).await,
+                Step::Transitioned(t) => observer(&t),
             }
         }
     }

@@ -567,12 +567,3 @@ fn io_error(path: &Path, e: sled::Error) -> StoreError {
         message: e.to_string(),
     }
 }
-
-#[cfg(test)]
-impl Store {
-    /// Writes raw bytes as the record of `id`, bypassing validation (corruption tests).
-    pub(crate) fn put_raw_record(&self, id: &str, bytes: &[u8]) {
-        self.tree.insert(record_key(id), bytes).expect("raw insert");
-        self.db.flush().expect("flush");
-    }
-}

@@ -40,6 +40,19 @@ use crate::machine::Status;
 use crate::model::CampaignSet;
 use crate::runner::{Checkpoint, RunError, Runner};
 
+/// The human-readable definition of the push machine, as kept in
+/// `state_machines/push.md` (a test keeps the file identical to this).
+pub fn definition_markdown() -> String {
+    crate::machine::render_definition::<PushMachine>(
+        "Push machine",
+        "One sync pushes one campaign tree (campaign → ad groups → ads → keywords) to one ad account. \
+Every transition is checkpointed before the next effect starts; each platform id is recorded in the \
+checkpoint that follows its create, before any child is touched. After a restart, a create that may have \
+been in flight is never re-sent: the machine looks the entity up and adopts it.",
+    )
+    .unwrap_or_else(|e| format!("error: {e}\n"))
+}
+
 /// Errors of a set push, before or around the runs themselves.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -132,6 +145,9 @@ impl SetReport {
         self.errors.is_empty() && self.campaigns.iter().all(|c| c.status == Status::Succeeded)
     }
 }
+
+/// Called after every durable transition of a push sync.
+pub type Observer = Arc<dyn Fn(&crate::runner::Transition<PushMachine>) + Send + Sync>;
 
 /// Pushes campaign sets through a [`Runner`] of the [`PushMachine`].
 pub struct Pusher {
@@ -264,11 +280,22 @@ impl Pusher {
 
     /// Runs the given syncs concurrently to the end and reports on each.
     pub async fn run_all(&self, ids: &[String]) -> SetReport {
+        self.run_all_observed(ids, Arc::new(|_| {})).await
+    }
+
+    /// [`Pusher::run_all`], calling `observer` after every durable transition of any sync.
+    pub async fn run_all_observed(&self, ids: &[String], observer: Observer) -> SetReport {
         let mut tasks = tokio::task::JoinSet::new();
         for id in ids {
             let runner = self.runner.clone();
             let id = id.clone();
-            tasks.spawn(async move { (id.clone(), runner.run(&id).await) });
+            let observer = observer.clone();
+            tasks.spawn(async move {
+                (
+                    id.clone(),
+                    runner.run_observed(&id, observer.as_ref()).await,
+                )
+            });
         }
         let mut report = SetReport {
             campaigns: Vec::new(),
@@ -294,16 +321,22 @@ impl Pusher {
         Ok(self.run_all(&ids).await)
     }
 
+    /// The ids of every unfinished push sync in the store.
+    pub async fn unfinished(&self) -> Result<Vec<String>, PushError> {
+        Ok(self
+            .runner
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|item| item.ok())
+            .filter(|c| c.record.status == Status::Running)
+            .map(|c| c.record.id)
+            .collect())
+    }
+
     /// Resumes every unfinished push sync in the store (after a crash).
     pub async fn resume_all(&self) -> Result<SetReport, PushError> {
-        let mut ids = Vec::new();
-        for item in self.runner.list().await? {
-            if let Ok(c) = item {
-                if c.record.status == Status::Running {
-                    ids.push(c.record.id);
-                }
-            }
-        }
+        let ids = self.unfinished().await?;
         Ok(self.run_all(&ids).await)
     }
 }
