@@ -1,3 +1,4 @@
 //! Platform implementations of the adapter seams.
 
 pub mod amazon;
+pub mod memory;
