@@ -10,6 +10,7 @@ pub mod clock;
 pub mod machine;
 pub mod model;
 pub mod platform;
+pub mod pull;
 pub mod push;
 pub mod ratelimit;
 pub mod runner;

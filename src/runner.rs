@@ -38,6 +38,14 @@ pub trait Effects<M: Machine>: Send + Sync + 'static {
     /// Runs `effect` for sync `sync` and reports what came of it. Failures are
     /// outcomes too: this never returns an error of its own.
     async fn perform(&self, sync: &str, effect: &M::Effect) -> M::Outcome;
+
+    /// [`Effects::perform`], plus data writes that the runner commits in the
+    /// **same atomic commit** as the checkpoint recording the outcome (e.g. a
+    /// fetched page staged together with the `nextToken` that follows it). The
+    /// default performs the effect and writes nothing.
+    async fn perform_with_writes(&self, sync: &str, effect: &M::Effect) -> (M::Outcome, Commit) {
+        (self.perform(sync, effect).await, Commit::new())
+    }
 }
 
 /// Errors of the runner. Each names the sync concerned.
@@ -336,18 +344,18 @@ impl<M: Machine> Runner<M> {
         } else {
             M::on_restart(&checkpoint.state)
         };
-        let (ran, outcome) = match substitute {
-            Some(outcome) => (None, outcome),
+        let (ran, outcome, writes) = match substitute {
+            Some(outcome) => (None, outcome, Commit::new()),
             None => {
                 if let Some(at) = M::not_before(&checkpoint.state) {
                     self.clock.sleep_until(at).await;
                 }
                 tracing::debug!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
-                let outcome = self.effects.perform(id, &effect).await;
-                (Some(effect), outcome)
+                let (outcome, writes) = self.effects.perform_with_writes(id, &effect).await;
+                (Some(effect), outcome, writes)
             }
         };
-        self.apply(id, checkpoint, ran, outcome).await
+        self.apply(id, checkpoint, ran, outcome, writes).await
     }
 
     /// Feeds `outcome` to sync `id` without running an effect: an operator's
@@ -359,7 +367,10 @@ impl<M: Machine> Runner<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         let checkpoint = self.get(id).await?;
-        match self.apply(id, checkpoint, None, outcome).await? {
+        match self
+            .apply(id, checkpoint, None, outcome, Commit::new())
+            .await?
+        {
             Step::Transitioned(t) => Ok(*t),
             Step::Settled(_) => unreachable_settled(id),
         }
@@ -371,6 +382,7 @@ impl<M: Machine> Runner<M> {
         checkpoint: Checkpoint<M>,
         effect: Option<M::Effect>,
         outcome: M::Outcome,
+        writes: Commit,
     ) -> Result<Step<M>, RunError> {
         let ctx = Context {
             now: self.clock.now(),
@@ -409,7 +421,10 @@ impl<M: Machine> Runner<M> {
             outcome: M::describe_outcome(&outcome),
             to: to.to_string(),
         };
-        let commit = Commit::new().record(&record)?.history(id, &entry)?;
+        let commit = Commit::new()
+            .record(&record)?
+            .history(id, &entry)?
+            .merge(writes);
         self.fire(id, record.seq, HookWhen::BeforeCommit);
         self.store.commit(commit).await?;
         self.fire(id, record.seq, HookWhen::AfterCommit);

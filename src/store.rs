@@ -204,6 +204,14 @@ impl Commit {
         self
     }
 
+    /// Appends the writes of `other` (applied after this commit's own, in the
+    /// same atomic batch).
+    pub fn merge(mut self, other: Commit) -> Self {
+        self.writes.extend(other.writes);
+        self.marks.extend(other.marks);
+        self
+    }
+
     /// Number of writes in the commit.
     pub fn len(&self) -> usize {
         self.writes.len()

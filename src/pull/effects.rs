@@ -1,0 +1,182 @@
+//! Runs pull effects against Amazon Ads and the store: the only bridge from the
+//! pull machine to the platform.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::clock::Clock;
+use crate::platform::amazon::{AmazonClient, AmazonError};
+use crate::pull::machine::{PullEffect, PullMachine, PullOutcome};
+use crate::pull::snapshot;
+use crate::runner::Effects;
+use crate::store::{Commit, Store};
+
+/// The platform name used in keys, labels and sync ids.
+pub const AMAZON: &str = "amazon";
+
+/// [`Effects`] of the pull machine for Amazon Ads: list calls through one shared
+/// [`AmazonClient`] (so every request of every pull passes one rate limiter),
+/// staging and persisting through the [`Store`].
+pub struct AmazonPullEffects {
+    client: AmazonClient,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AmazonPullEffects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmazonPullEffects")
+            .field("host", &self.client.config().host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmazonPullEffects {
+    /// Effects calling Amazon with `client` and writing to `store`.
+    pub fn new(client: AmazonClient, store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
+        AmazonPullEffects {
+            client,
+            store,
+            clock,
+        }
+    }
+
+    /// The client (shared: clones count against the same rate).
+    pub fn client(&self) -> &AmazonClient {
+        &self.client
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, snapshot::SnapshotError> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("store task failed: {e}")),
+        }
+    }
+}
+
+fn retry_after_ms(error: &AmazonError) -> Option<u64> {
+    match error {
+        AmazonError::Throttled {
+            retry_after: Some(d),
+            ..
+        } => Some(d.as_millis() as u64),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Effects<PullMachine> for AmazonPullEffects {
+    async fn perform(&self, sync: &str, effect: &PullEffect) -> PullOutcome {
+        self.perform_with_writes(sync, effect).await.0
+    }
+
+    async fn perform_with_writes(&self, _sync: &str, effect: &PullEffect) -> (PullOutcome, Commit) {
+        match effect {
+            PullEffect::ClearStaging { profile_id, keep } => {
+                let (profile, keep) = (profile_id.clone(), *keep);
+                match self
+                    .blocking(move |store| {
+                        snapshot::leftover_deletes(store, AMAZON, &profile, keep)
+                    })
+                    .await
+                {
+                    Ok((commit, removed)) => (PullOutcome::StagingCleared { removed }, commit),
+                    Err(error) => (
+                        PullOutcome::StoreFailed {
+                            error: format!("clearing leftovers: {error}"),
+                        },
+                        Commit::new(),
+                    ),
+                }
+            }
+            PullEffect::FetchPage {
+                profile_id,
+                kind,
+                next_token,
+                page,
+                page_size,
+            } => {
+                let result = self
+                    .client
+                    .list_page(profile_id, *kind, next_token.as_deref(), *page_size)
+                    .await;
+                match result {
+                    Ok(fetched) => match snapshot::encode_items(&fetched.items) {
+                        Ok(bytes) => {
+                            let items = fetched.items.len() as u64;
+                            let commit = if items == 0 {
+                                Commit::new()
+                            } else {
+                                Commit::new().data(
+                                    &snapshot::stage_key(AMAZON, profile_id, *kind, *page),
+                                    bytes,
+                                )
+                            };
+                            (
+                                PullOutcome::PageFetched {
+                                    kind: *kind,
+                                    items,
+                                    next_token: fetched.next_token,
+                                    total_results: fetched.total_results,
+                                },
+                                commit,
+                            )
+                        }
+                        Err(e) => (
+                            PullOutcome::FetchFailed {
+                                kind: *kind,
+                                error: format!("encoding a page for staging: {e}"),
+                                transient: false,
+                                retry_after_ms: None,
+                            },
+                            Commit::new(),
+                        ),
+                    },
+                    Err(error) => (
+                        PullOutcome::FetchFailed {
+                            kind: *kind,
+                            transient: error.is_transient(),
+                            retry_after_ms: retry_after_ms(&error),
+                            error: error.to_string(),
+                        },
+                        Commit::new(),
+                    ),
+                }
+            }
+            PullEffect::Persist {
+                profile_id,
+                generation,
+                pages,
+                previous,
+            } => {
+                let (profile, generation, pages, previous) =
+                    (profile_id.clone(), *generation, *pages, previous.clone());
+                let now = self.clock.now();
+                let result = self
+                    .blocking(move |store| {
+                        let snap = snapshot::build_generation(
+                            store, AMAZON, &profile, generation, &pages, now,
+                        )?;
+                        let writes = snapshot::completion_writes(
+                            AMAZON,
+                            &profile,
+                            &snap,
+                            previous.as_ref(),
+                            &pages,
+                        )?;
+                        Ok((snap, writes))
+                    })
+                    .await;
+                match result {
+                    Ok((snapshot, writes)) => (PullOutcome::Persisted { snapshot }, writes),
+                    Err(error) => (PullOutcome::StoreFailed { error }, Commit::new()),
+                }
+            }
+        }
+    }
+}

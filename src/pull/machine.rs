@@ -1,0 +1,791 @@
+//! The pull machine: its states, effects, outcomes and pure transitions.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter};
+
+use crate::backoff::Backoff;
+use crate::clock::Timestamp;
+use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::platform::amazon::ListKind;
+
+/// The pull machine (a type-level definition; see [`Machine`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PullMachine;
+
+/// Where a pull stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumIter)]
+pub enum PullPhase {
+    /// A pull was requested; leftovers of earlier attempts are not cleared yet.
+    Idle,
+    /// Fetching campaign pages.
+    FetchingCampaigns,
+    /// Fetching ad group pages.
+    FetchingAdGroups,
+    /// Fetching keyword pages.
+    FetchingKeywords,
+    /// Every page is staged; the new snapshot is being written.
+    Persisting,
+    /// The new snapshot is the profile's current one.
+    Completed,
+    /// Stopped on an error; staged pages are kept for a resume.
+    Failed,
+}
+
+impl PullPhase {
+    /// The list endpoint a fetching phase calls.
+    pub fn list_kind(self) -> Option<ListKind> {
+        match self {
+            PullPhase::FetchingCampaigns => Some(ListKind::Campaigns),
+            PullPhase::FetchingAdGroups => Some(ListKind::AdGroups),
+            PullPhase::FetchingKeywords => Some(ListKind::Keywords),
+            _ => None,
+        }
+    }
+
+    fn after_fetch(kind: ListKind) -> PullPhase {
+        match kind {
+            ListKind::Campaigns => PullPhase::FetchingAdGroups,
+            ListKind::AdGroups => PullPhase::FetchingKeywords,
+            ListKind::Keywords => PullPhase::Persisting,
+        }
+    }
+}
+
+/// The kinds of outcome (rows of the transition table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Display, EnumIter)]
+pub enum PullOutcomeKind {
+    /// Leftovers of earlier attempts removed.
+    StagingCleared,
+    /// A page was staged and another follows.
+    PageFetched,
+    /// The last page of an endpoint was staged.
+    LastPageFetched,
+    /// A fetch failed but may succeed later (429, 5xx, network).
+    FetchTransient,
+    /// A fetch failed for good (bad response, 4xx).
+    FetchPermanent,
+    /// The new snapshot is written and made current.
+    Persisted,
+    /// The store failed (cleaning up or writing the snapshot).
+    StoreFailed,
+    /// A new pull was asked for (from the beginning).
+    PullRequested,
+    /// A failed pull was asked to continue where it stopped.
+    ResumeRequested,
+}
+
+/// Entity counts per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Campaigns.
+    pub campaigns: u64,
+    /// Ad groups.
+    pub ad_groups: u64,
+    /// Keywords.
+    pub keywords: u64,
+}
+
+impl Counts {
+    /// The count of `kind`.
+    pub fn get(&self, kind: ListKind) -> u64 {
+        match kind {
+            ListKind::Campaigns => self.campaigns,
+            ListKind::AdGroups => self.ad_groups,
+            ListKind::Keywords => self.keywords,
+        }
+    }
+
+    /// Adds `n` to the count of `kind`.
+    pub fn add(&mut self, kind: ListKind, n: u64) {
+        match kind {
+            ListKind::Campaigns => self.campaigns += n,
+            ListKind::AdGroups => self.ad_groups += n,
+            ListKind::Keywords => self.keywords += n,
+        }
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.campaigns + self.ad_groups + self.keywords
+    }
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} campaigns, {} ad groups, {} keywords",
+            self.campaigns, self.ad_groups, self.keywords
+        )
+    }
+}
+
+/// A persisted snapshot of a profile: which generation of chunks is current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// The generation (the number of the pull that wrote it).
+    pub generation: u64,
+    /// Entities in it, per kind.
+    pub counts: Counts,
+    /// Chunk values in it, per kind.
+    pub chunks: Counts,
+    /// When it became current.
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: Timestamp,
+}
+
+/// Retry settings of a pull, on top of the HTTP client's own bounded retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullPolicy {
+    /// Entities per page (`maxResults`).
+    pub page_size: u32,
+    /// How often one page's transient failure (after the client gave up) is
+    /// retried later by the machine, with `backoff` (or the platform's
+    /// `Retry-After`), before the pull fails.
+    pub backoff: Backoff,
+}
+
+impl Default for PullPolicy {
+    fn default() -> Self {
+        PullPolicy {
+            page_size: crate::platform::amazon::DEFAULT_MAX_RESULTS,
+            backoff: Backoff {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(300),
+                max_attempts: 3,
+            },
+        }
+    }
+}
+
+/// The checkpointed state of the pull of one profile. Never holds entity data
+/// (staged pages live beside it in the store) nor any credential.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullState {
+    /// Platform (`amazon`).
+    pub platform: String,
+    /// Profile id.
+    pub profile_id: String,
+    /// Phase.
+    pub phase: PullPhase,
+    /// Number of the current (or last) pull of this profile, from 1; also the
+    /// generation its snapshot is written under.
+    pub run: u64,
+    /// Retry and page settings.
+    pub policy: PullPolicy,
+    /// In a fetching phase: the `nextToken` of the next page (`None` = first page).
+    pub cursor: Option<String>,
+    /// Pages staged in this pull, per kind.
+    pub pages: Counts,
+    /// Entities staged in this pull, per kind (before de-duplication).
+    pub fetched: Counts,
+    /// Failed attempts of the current page (machine-level retries).
+    pub attempts: u32,
+    /// When the current page may be retried.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub retry_at: Option<Timestamp>,
+    /// When this pull started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    /// When this pull completed or failed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    /// The error that failed this pull (or the last retried one).
+    pub last_error: Option<String>,
+    /// The phase a failed pull stopped in (where a resume continues).
+    pub failed_in: Option<PullPhase>,
+    /// The profile's current persisted snapshot.
+    pub snapshot: Option<SnapshotRef>,
+}
+
+impl PullState {
+    /// The state of the first pull of a profile.
+    pub fn new(
+        platform: &str,
+        profile_id: &str,
+        policy: PullPolicy,
+        previous: Option<SnapshotRef>,
+        now: Timestamp,
+    ) -> Self {
+        PullState {
+            platform: platform.to_string(),
+            profile_id: profile_id.to_string(),
+            phase: PullPhase::Idle,
+            run: previous.as_ref().map_or(1, |s| s.generation + 1),
+            policy,
+            cursor: None,
+            pages: Counts::default(),
+            fetched: Counts::default(),
+            attempts: 0,
+            retry_at: None,
+            started_at: now,
+            finished_at: None,
+            last_error: None,
+            failed_in: None,
+            snapshot: previous,
+        }
+    }
+
+    /// The generation the current pull writes.
+    pub fn generation(&self) -> u64 {
+        self.run
+    }
+
+    fn restart(&self, policy: PullPolicy, now: Timestamp) -> Self {
+        PullState {
+            run: self.run + 1,
+            ..PullState::new(
+                &self.platform,
+                &self.profile_id,
+                policy,
+                self.snapshot.clone(),
+                now,
+            )
+        }
+    }
+
+    fn fail(mut self, error: String, ctx: &Context) -> Self {
+        self.failed_in = Some(self.phase);
+        self.phase = PullPhase::Failed;
+        self.last_error = Some(error);
+        self.finished_at = Some(ctx.now);
+        self.retry_at = None;
+        self
+    }
+}
+
+/// An effect of the pull machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum PullEffect {
+    /// Remove pages staged by earlier, abandoned attempts and chunks of
+    /// generations that never became current (keeping `keep`, the current one).
+    ClearStaging {
+        /// Profile.
+        profile_id: String,
+        /// The current generation, which stays.
+        keep: Option<u64>,
+    },
+    /// Fetch one page and stage it with the checkpoint recording its `nextToken`.
+    FetchPage {
+        /// Profile.
+        profile_id: String,
+        /// Endpoint.
+        kind: ListKind,
+        /// `nextToken` (`None` = first page).
+        next_token: Option<String>,
+        /// The page's number in this pull (0-based, per kind): its staging key.
+        page: u64,
+        /// `maxResults`.
+        page_size: u32,
+    },
+    /// Build generation `generation` from the staged pages, then make it current
+    /// (in the checkpoint's commit) and drop the previous one.
+    Persist {
+        /// Profile.
+        profile_id: String,
+        /// The generation to write.
+        generation: u64,
+        /// Pages staged, per kind.
+        pages: Counts,
+        /// The snapshot it replaces.
+        previous: Option<SnapshotRef>,
+    },
+}
+
+/// The result of a pull effect, or a request from the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PullOutcome {
+    /// Leftovers removed.
+    StagingCleared {
+        /// Keys removed.
+        removed: u64,
+    },
+    /// A page was fetched and staged.
+    PageFetched {
+        /// Endpoint.
+        kind: ListKind,
+        /// Entities on the page.
+        items: u64,
+        /// The token of the following page; `None` on the last page.
+        next_token: Option<String>,
+        /// `totalResults`, when reported.
+        total_results: Option<u64>,
+    },
+    /// A fetch failed.
+    FetchFailed {
+        /// Endpoint.
+        kind: ListKind,
+        /// What went wrong (never contains credentials).
+        error: String,
+        /// Whether retrying later may succeed.
+        transient: bool,
+        /// The platform's `Retry-After`, in milliseconds, when given.
+        retry_after_ms: Option<u64>,
+    },
+    /// The snapshot is written; the commit of this outcome makes it current.
+    Persisted {
+        /// The new current snapshot.
+        snapshot: SnapshotRef,
+    },
+    /// The store failed: cleaning up leftovers, or writing the snapshot
+    /// (store error, unreadable staging).
+    StoreFailed {
+        /// What went wrong.
+        error: String,
+    },
+    /// Start a new pull from the beginning (after a completed or failed one),
+    /// with these settings.
+    PullRequested {
+        /// Page size and retry settings of the new pull.
+        policy: PullPolicy,
+    },
+    /// Continue a failed pull where it stopped, keeping its staged pages.
+    ResumeRequested,
+}
+
+fn reject(state: &PullState, outcome: &PullOutcome, reason: &str) -> TransitionError {
+    TransitionError {
+        machine: PullMachine::KIND,
+        phase: state.phase.to_string(),
+        outcome: PullMachine::outcome_kind(outcome).to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Machine for PullMachine {
+    const KIND: &'static str = "pull";
+    const STATE_VERSION: u32 = 1;
+    type State = PullState;
+    type Effect = PullEffect;
+    type Outcome = PullOutcome;
+    type Phase = PullPhase;
+    type OutcomeKind = PullOutcomeKind;
+
+    fn phase(state: &PullState) -> PullPhase {
+        state.phase
+    }
+
+    fn outcome_kind(outcome: &PullOutcome) -> PullOutcomeKind {
+        match outcome {
+            PullOutcome::StagingCleared { .. } => PullOutcomeKind::StagingCleared,
+            PullOutcome::PageFetched {
+                next_token: Some(_),
+                ..
+            } => PullOutcomeKind::PageFetched,
+            PullOutcome::PageFetched {
+                next_token: None, ..
+            } => PullOutcomeKind::LastPageFetched,
+            PullOutcome::FetchFailed {
+                transient: true, ..
+            } => PullOutcomeKind::FetchTransient,
+            PullOutcome::FetchFailed {
+                transient: false, ..
+            } => PullOutcomeKind::FetchPermanent,
+            PullOutcome::Persisted { .. } => PullOutcomeKind::Persisted,
+            PullOutcome::StoreFailed { .. } => PullOutcomeKind::StoreFailed,
+            PullOutcome::PullRequested { .. } => PullOutcomeKind::PullRequested,
+            PullOutcome::ResumeRequested => PullOutcomeKind::ResumeRequested,
+        }
+    }
+
+    fn next(state: &PullState) -> Next<PullEffect> {
+        match state.phase {
+            PullPhase::Idle => Next::Effect(PullEffect::ClearStaging {
+                profile_id: state.profile_id.clone(),
+                keep: state.snapshot.as_ref().map(|s| s.generation),
+            }),
+            PullPhase::FetchingCampaigns
+            | PullPhase::FetchingAdGroups
+            | PullPhase::FetchingKeywords => {
+                let Some(kind) = state.phase.list_kind() else {
+                    return Next::Settled(Status::Failed);
+                };
+                Next::Effect(PullEffect::FetchPage {
+                    profile_id: state.profile_id.clone(),
+                    kind,
+                    next_token: state.cursor.clone(),
+                    page: state.pages.get(kind),
+                    page_size: state.policy.page_size,
+                })
+            }
+            PullPhase::Persisting => Next::Effect(PullEffect::Persist {
+                profile_id: state.profile_id.clone(),
+                generation: state.generation(),
+                pages: state.pages,
+                previous: state.snapshot.clone(),
+            }),
+            PullPhase::Completed => Next::Settled(Status::Succeeded),
+            PullPhase::Failed => Next::Settled(Status::Failed),
+        }
+    }
+
+    fn transition(
+        state: &PullState,
+        outcome: &PullOutcome,
+        ctx: &Context,
+    ) -> Result<PullState, TransitionError> {
+        let phase = state.phase;
+        match (phase, outcome) {
+            (PullPhase::Idle, PullOutcome::StagingCleared { .. }) => Ok(PullState {
+                phase: PullPhase::FetchingCampaigns,
+                cursor: None,
+                ..state.clone()
+            }),
+            (
+                PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords,
+                PullOutcome::PageFetched {
+                    kind,
+                    items,
+                    next_token,
+                    ..
+                },
+            ) => {
+                if phase.list_kind() != Some(*kind) {
+                    return Err(reject(state, outcome, "a page of another endpoint"));
+                }
+                if next_token.is_some() && *next_token == state.cursor {
+                    return Err(reject(
+                        state,
+                        outcome,
+                        "the platform answered the same nextToken again (pagination loop)",
+                    ));
+                }
+                let mut next = state.clone();
+                next.pages.add(*kind, 1);
+                next.fetched.add(*kind, *items);
+                next.attempts = 0;
+                next.retry_at = None;
+                match next_token {
+                    Some(token) => next.cursor = Some(token.clone()),
+                    None => {
+                        next.cursor = None;
+                        next.phase = PullPhase::after_fetch(*kind);
+                    }
+                }
+                Ok(next)
+            }
+            (
+                PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords,
+                PullOutcome::FetchFailed {
+                    kind,
+                    error,
+                    transient,
+                    retry_after_ms,
+                },
+            ) => {
+                if phase.list_kind() != Some(*kind) {
+                    return Err(reject(state, outcome, "a failure of another endpoint"));
+                }
+                let attempts = state.attempts + 1;
+                if *transient && state.policy.backoff.allows_retry(attempts) {
+                    let wait = match retry_after_ms {
+                        Some(ms) => Duration::from_millis(*ms),
+                        None => state.policy.backoff.delay_with_jitter(attempts, ctx.jitter),
+                    };
+                    Ok(PullState {
+                        attempts,
+                        retry_at: Some(ctx.now + wait),
+                        last_error: Some(error.clone()),
+                        ..state.clone()
+                    })
+                } else {
+                    let error = if *transient {
+                        format!("{error} (gave up after {attempts} attempt(s); staged pages are kept: pull again to resume)")
+                    } else {
+                        error.clone()
+                    };
+                    Ok(PullState {
+                        attempts,
+                        ..state.clone()
+                    }
+                    .fail(error, ctx))
+                }
+            }
+            (PullPhase::Persisting, PullOutcome::Persisted { snapshot }) => {
+                if snapshot.generation != state.generation() {
+                    return Err(reject(state, outcome, "a snapshot of another generation"));
+                }
+                Ok(PullState {
+                    phase: PullPhase::Completed,
+                    snapshot: Some(snapshot.clone()),
+                    finished_at: Some(ctx.now),
+                    last_error: None,
+                    failed_in: None,
+                    ..state.clone()
+                })
+            }
+            (PullPhase::Idle | PullPhase::Persisting, PullOutcome::StoreFailed { error }) => {
+                Ok(state.clone().fail(error.clone(), ctx))
+            }
+            (PullPhase::Completed | PullPhase::Failed, PullOutcome::PullRequested { policy }) => {
+                Ok(state.restart(*policy, ctx.now))
+            }
+            (PullPhase::Failed, PullOutcome::ResumeRequested) => match state.failed_in {
+                Some(
+                    resume @ (PullPhase::FetchingCampaigns
+                    | PullPhase::FetchingAdGroups
+                    | PullPhase::FetchingKeywords
+                    | PullPhase::Persisting),
+                ) => Ok(PullState {
+                    phase: resume,
+                    attempts: 0,
+                    retry_at: None,
+                    finished_at: None,
+                    failed_in: None,
+                    ..state.clone()
+                }),
+                _ => Err(reject(
+                    state,
+                    outcome,
+                    "the pull did not stop in a fetch or persist phase; request a new pull",
+                )),
+            },
+            (PullPhase::Completed, PullOutcome::ResumeRequested) => Err(reject(
+                state,
+                outcome,
+                "the pull completed; request a new pull",
+            )),
+            (
+                PullPhase::Idle
+                | PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords
+                | PullPhase::Persisting,
+                PullOutcome::PullRequested { .. } | PullOutcome::ResumeRequested,
+            ) => Err(reject(
+                state,
+                outcome,
+                "a pull is in progress; resume it instead",
+            )),
+            (PullPhase::Completed | PullPhase::Failed, _) => {
+                Err(reject(state, outcome, "the pull is finished"))
+            }
+            (PullPhase::Idle, _) => Err(reject(state, outcome, "only staging cleanup leaves Idle")),
+            (
+                PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords,
+                _,
+            ) => Err(reject(
+                state,
+                outcome,
+                "a fetch phase expects a page or a fetch failure",
+            )),
+            (PullPhase::Persisting, _) => Err(reject(
+                state,
+                outcome,
+                "persisting expects the persist result",
+            )),
+        }
+    }
+
+    fn on_restart(_state: &PullState) -> Option<PullOutcome> {
+        // Every pull effect is repeatable: list calls are reads, staging keys are
+        // fixed by the page number, and persist rewrites the same generation.
+        None
+    }
+
+    fn not_before(state: &PullState) -> Option<Timestamp> {
+        state.retry_at
+    }
+
+    fn is_failure(outcome: &PullOutcome) -> bool {
+        matches!(
+            outcome,
+            PullOutcome::FetchFailed { .. } | PullOutcome::StoreFailed { .. }
+        )
+    }
+
+    fn last_error(state: &PullState) -> Option<String> {
+        state.last_error.clone()
+    }
+
+    fn describe_effect(effect: &PullEffect) -> String {
+        match effect {
+            PullEffect::ClearStaging { profile_id, keep } => format!(
+                "clear staging of profile {profile_id} (keep generation {})",
+                keep.map_or("none".to_string(), |g| g.to_string())
+            ),
+            PullEffect::FetchPage {
+                kind,
+                next_token,
+                page,
+                page_size,
+                ..
+            } => format!(
+                "POST {} page {page} (maxResults {page_size}, nextToken {})",
+                kind.path(),
+                short_token(next_token.as_deref())
+            ),
+            PullEffect::Persist {
+                generation,
+                pages,
+                previous,
+                ..
+            } => format!(
+                "persist generation {generation} from {} staged pages (replacing {})",
+                pages.total(),
+                previous.as_ref().map_or("nothing".to_string(), |p| format!(
+                    "generation {}",
+                    p.generation
+                ))
+            ),
+        }
+    }
+
+    fn describe_outcome(outcome: &PullOutcome) -> String {
+        match outcome {
+            PullOutcome::StagingCleared { removed } => format!("staging cleared ({removed} keys)"),
+            PullOutcome::PageFetched {
+                kind,
+                items,
+                next_token,
+                total_results,
+            } => format!(
+                "{items} {kind} staged{}; next {}",
+                total_results.map_or(String::new(), |t| format!(" (of {t})")),
+                match next_token {
+                    Some(t) => format!("nextToken {}", short_token(Some(t))),
+                    None => "none (last page)".to_string(),
+                }
+            ),
+            PullOutcome::FetchFailed {
+                error, transient, ..
+            } => format!(
+                "{} failure: {error}",
+                if *transient { "transient" } else { "permanent" }
+            ),
+            PullOutcome::Persisted { snapshot } => format!(
+                "generation {} is current: {}",
+                snapshot.generation, snapshot.counts
+            ),
+            PullOutcome::StoreFailed { error } => format!("store failed: {error}"),
+            PullOutcome::PullRequested { policy } => {
+                format!("new pull requested (maxResults {})", policy.page_size)
+            }
+            PullOutcome::ResumeRequested => "resume requested".to_string(),
+        }
+    }
+
+    fn describe_phase(phase: PullPhase) -> &'static str {
+        match phase {
+            PullPhase::Idle => "A pull was requested. Effect: clear pages staged by abandoned attempts and chunks of generations that never became current.",
+            PullPhase::FetchingCampaigns => "Effect: `POST /sp/campaigns/list` for the page at the recorded `nextToken`; the page is staged in the same commit as the checkpoint recording the following token.",
+            PullPhase::FetchingAdGroups => "Effect: `POST /sp/adGroups/list`, one page per checkpoint, as above.",
+            PullPhase::FetchingKeywords => "Effect: `POST /sp/keywords/list`, one page per checkpoint, as above.",
+            PullPhase::Persisting => "Every page is staged. Effect: write the new generation's chunks from staging (no platform request); the checkpoint to Completed flips the generation pointer, drops the previous generation and the staged pages, atomically.",
+            PullPhase::Completed => "Final: the pulled snapshot is the profile's current one. A new pull request restarts at Idle.",
+            PullPhase::Failed => "Final: the pull stopped on an error; the previous snapshot is untouched and staged pages are kept. A resume request continues where it stopped; a new pull request starts over.",
+        }
+    }
+
+    fn sample_states() -> Vec<(String, PullState)> {
+        samples::states()
+    }
+
+    fn sample_outcomes() -> Vec<PullOutcome> {
+        samples::outcomes()
+    }
+}
+
+/// The first characters of a `nextToken`, for logs and traces.
+fn short_token(token: Option<&str>) -> String {
+    match token {
+        None => "none".to_string(),
+        Some(t) if t.len() <= 12 => t.to_string(),
+        Some(t) => format!("{}…", t.chars().take(12).collect::<String>()),
+    }
+}
+
+mod samples {
+    use super::*;
+
+    fn base(phase: PullPhase) -> PullState {
+        let mut s = PullState::new(
+            "amazon",
+            "1234",
+            PullPolicy::default(),
+            None,
+            time::macros::datetime!(2026-01-01 00:00 UTC),
+        );
+        s.phase = phase;
+        s
+    }
+
+    pub(super) fn states() -> Vec<(String, PullState)> {
+        let mut out = vec![(String::new(), base(PullPhase::Idle))];
+        for phase in [
+            PullPhase::FetchingCampaigns,
+            PullPhase::FetchingAdGroups,
+            PullPhase::FetchingKeywords,
+        ] {
+            out.push(("retries left".to_string(), base(phase)));
+            let mut last = base(phase);
+            last.attempts = last.policy.backoff.max_attempts - 1;
+            out.push(("last attempt".to_string(), last));
+        }
+        out.push((String::new(), base(PullPhase::Persisting)));
+        out.push((String::new(), base(PullPhase::Completed)));
+        let mut failed_fetch = base(PullPhase::Failed);
+        failed_fetch.failed_in = Some(PullPhase::FetchingKeywords);
+        out.push(("stopped while fetching".to_string(), failed_fetch));
+        let mut failed_idle = base(PullPhase::Failed);
+        failed_idle.failed_in = None;
+        out.push(("stopped elsewhere".to_string(), failed_idle));
+        out
+    }
+
+    pub(super) fn outcomes() -> Vec<PullOutcome> {
+        let mut out = vec![PullOutcome::StagingCleared { removed: 0 }];
+        for kind in ListKind::ALL {
+            out.push(PullOutcome::PageFetched {
+                kind,
+                items: 100,
+                next_token: Some("t".into()),
+                total_results: None,
+            });
+            out.push(PullOutcome::PageFetched {
+                kind,
+                items: 7,
+                next_token: None,
+                total_results: None,
+            });
+            out.push(PullOutcome::FetchFailed {
+                kind,
+                error: "429".into(),
+                transient: true,
+                retry_after_ms: None,
+            });
+            out.push(PullOutcome::FetchFailed {
+                kind,
+                error: "bad response".into(),
+                transient: false,
+                retry_after_ms: None,
+            });
+        }
+        out.push(PullOutcome::Persisted {
+            snapshot: SnapshotRef {
+                generation: 1,
+                counts: Counts::default(),
+                chunks: Counts::default(),
+                completed_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+            },
+        });
+        out.push(PullOutcome::StoreFailed {
+            error: "store".into(),
+        });
+        out.push(PullOutcome::PullRequested {
+            policy: PullPolicy::default(),
+        });
+        out.push(PullOutcome::ResumeRequested);
+        out
+    }
+}

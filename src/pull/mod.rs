@@ -1,0 +1,400 @@
+//! Pull: bring a profile's campaigns, ad groups and keywords from a platform
+//! into the store, in two phases, resumably and atomically.
+//!
+//! One sync per (platform, profile), id `pull-<platform>-<profile>`, driven by
+//! the [`PullMachine`]:
+//!
+//! ```text
+//! Idle ─▶ FetchingCampaigns ─▶ FetchingAdGroups ─▶ FetchingKeywords ─▶ Persisting ─▶ Completed
+//!              └────────────────────┴─────────────────────┴────────────────┴──────▶ Failed
+//! ```
+//!
+//! * **Fetch.** One page per checkpoint: the page's entities are staged in the
+//!   same atomic commit as the checkpoint that records the `nextToken` of the
+//!   following page. After a crash the pull continues at the next page; no page
+//!   already staged is fetched again.
+//! * **Rate limits.** Every request of the [`AmazonClient`](crate::platform::amazon::AmazonClient)
+//!   passes one shared limiter that halves its rate on a 429 and raises it slowly;
+//!   `Retry-After` is obeyed, and a 429 without it backs off exponentially with
+//!   jitter. When the client's bounded retries are exhausted, the machine retries
+//!   the page later (bounded too), then fails with the error and **keeps** the
+//!   staged pages: pulling again resumes from the page that failed.
+//! * **Persist.** The staged pages become a new *generation* of chunk values
+//!   (sorted by id, de-duplicated: upsert by platform id), written under keys no
+//!   reader looks at; the checkpoint to Completed flips the profile's generation
+//!   pointer, deletes the previous generation and the staged pages in one atomic
+//!   commit. Readers see the previous snapshot or the new one, never a mix.
+//!   Entities no longer on the platform are simply absent from the new
+//!   generation. A crash while persisting leaves the previous snapshot current;
+//!   the resume rebuilds the generation from staging with no platform request.
+//!
+//! [`Puller`] ties it together: start or resume a pull, read its status, and
+//! query the persisted snapshot.
+
+mod effects;
+mod machine;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use effects::{AmazonPullEffects, AMAZON};
+pub use machine::{
+    Counts, PullEffect, PullMachine, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy,
+    PullState, SnapshotRef,
+};
+pub use snapshot::{ProfileSnapshot, SnapshotError};
+
+use crate::clock::{Clock, Timestamp};
+use crate::platform::amazon::{SpAdGroup, SpCampaign, SpEntity, SpKeyword};
+use crate::runner::{Checkpoint, RunError, Runner, Transition};
+
+/// The human-readable definition of the pull machine, as kept in
+/// `state_machines/pull.md` (a test keeps the file identical to this).
+pub fn definition_markdown() -> String {
+    crate::machine::render_definition::<PullMachine>(
+        "Pull machine",
+        "One sync per (platform, profile) pulls the profile's campaigns, ad groups and keywords. \
+Each fetched page is staged in the same atomic commit as the checkpoint recording the `nextToken` that follows it, \
+so a resume after a crash continues at the next page and fetches nothing twice. Persisting writes a new generation \
+of the snapshot from the staged pages (no platform request) and the checkpoint to Completed makes it current \
+atomically; a failed pull keeps its staged pages for a later resume and leaves the previous snapshot untouched.",
+    )
+    .unwrap_or_else(|e| format!("error: {e}\n"))
+}
+
+/// Errors of [`Puller`].
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The runner or the store failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The snapshot could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The profile id cannot be used (it is part of store keys).
+    #[error("invalid profile id `{0}`: use 1 to 64 characters among A-Z a-z 0-9 _ -")]
+    InvalidProfile(String),
+}
+
+/// How a profile's sync stands, in the words of `adsync status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum SyncState {
+    /// A pull is running, or was interrupted (pull again to resume it).
+    Syncing,
+    /// The last pull completed.
+    Completed,
+    /// The last pull failed (pull again to resume it).
+    Failed,
+}
+
+/// The sync status of one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullStatus {
+    /// The sync id.
+    pub sync: String,
+    /// Platform.
+    pub platform: String,
+    /// Profile.
+    pub profile_id: String,
+    /// Syncing / completed / failed.
+    pub state: SyncState,
+    /// The machine's phase.
+    pub phase: PullPhase,
+    /// Number of the current (or last) pull of this profile.
+    pub run: u64,
+    /// When the current (or last) pull started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: Timestamp,
+    /// When it completed or failed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    /// When the current snapshot was completed (the last successful pull).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success_at: Option<Timestamp>,
+    /// The error of the last failure (or the last retried one while syncing).
+    pub last_error: Option<String>,
+    /// Entities in the current snapshot.
+    pub counts: Option<Counts>,
+    /// Entities staged by the current (or last) pull, before de-duplication.
+    pub fetched: Counts,
+    /// Pages staged by the current (or last) pull.
+    pub pages: Counts,
+}
+
+impl PullStatus {
+    /// The status a pull checkpoint tells.
+    pub fn from_checkpoint(checkpoint: &Checkpoint<PullMachine>) -> Self {
+        let s = &checkpoint.state;
+        PullStatus {
+            sync: checkpoint.record.id.clone(),
+            platform: s.platform.clone(),
+            profile_id: s.profile_id.clone(),
+            state: match s.phase {
+                PullPhase::Completed => SyncState::Completed,
+                PullPhase::Failed => SyncState::Failed,
+                _ => SyncState::Syncing,
+            },
+            phase: s.phase,
+            run: s.run,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            last_success_at: s.snapshot.as_ref().map(|x| x.completed_at),
+            last_error: s.last_error.clone(),
+            counts: s.snapshot.as_ref().map(|x| x.counts),
+            fetched: s.fetched,
+            pages: s.pages,
+        }
+    }
+}
+
+/// How [`Puller::begin`] treats a failed earlier pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullMode {
+    /// Resume a failed or interrupted pull where it stopped (keeping its staged
+    /// pages); start a new one after a completed pull.
+    #[default]
+    ResumeOrStart,
+    /// Discard a failed pull's staged pages and start over. An interrupted
+    /// (still running) pull is resumed regardless: its checkpoint is authoritative.
+    Restart,
+}
+
+/// Called after every durable transition of a pull.
+pub type Observer = Arc<dyn Fn(&Transition<PullMachine>) + Send + Sync>;
+
+/// The sync id of the pull of `profile` on `platform`.
+pub fn sync_id(platform: &str, profile: &str) -> String {
+    format!("pull-{platform}-{profile}")
+}
+
+fn check_profile(profile: &str) -> Result<(), PullError> {
+    let ok = !profile.is_empty()
+        && profile.len() <= 64
+        && profile
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PullError::InvalidProfile(profile.to_string()))
+    }
+}
+
+/// Pulls profiles through a [`Runner`] of the [`PullMachine`] and reads what
+/// they persisted.
+pub struct Puller {
+    runner: Arc<Runner<PullMachine>>,
+    platform: String,
+    policy: PullPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Puller {
+    /// A puller of `platform` (e.g. [`AMAZON`]) over `runner`.
+    pub fn new(runner: Arc<Runner<PullMachine>>, platform: &str, clock: Arc<dyn Clock>) -> Self {
+        Puller {
+            runner,
+            platform: platform.to_string(),
+            policy: PullPolicy::default(),
+            clock,
+        }
+    }
+
+    /// Replaces the default page size and retry settings (for new pulls).
+    pub fn with_policy(mut self, policy: PullPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The runner (to step a pull one transition at a time).
+    pub fn runner(&self) -> &Arc<Runner<PullMachine>> {
+        &self.runner
+    }
+
+    /// The sync id of `profile`.
+    pub fn sync_id(&self, profile: &str) -> String {
+        sync_id(&self.platform, profile)
+    }
+
+    /// Makes a pull of `profile` ready to run and returns its sync id: creates
+    /// the sync on first use, requests a new pull after a completed one, and
+    /// resumes (or, with [`PullMode::Restart`], restarts) a failed one. An
+    /// interrupted pull is left as it is, to be resumed.
+    pub async fn begin(&self, profile: &str, mode: PullMode) -> Result<String, PullError> {
+        check_profile(profile)?;
+        let id = self.sync_id(profile);
+        let existing = {
+            let key = id.clone();
+            self.runner.read(move |store| store.record(&key)).await?
+        };
+        let Some(record) = existing else {
+            let (store_platform, store_profile) = (self.platform.clone(), profile.to_string());
+            let previous = self
+                .runner
+                .read(move |store| {
+                    snapshot::current(store, &store_platform, &store_profile).map_err(|e| {
+                        crate::store::StoreError::Corrupt {
+                            sync: store_profile.clone(),
+                            detail: e.to_string(),
+                        }
+                    })
+                })
+                .await?;
+            let state = PullState::new(
+                &self.platform,
+                profile,
+                self.policy,
+                previous,
+                self.clock.now(),
+            );
+            let labels = BTreeMap::from([
+                ("platform".to_string(), self.platform.clone()),
+                ("profile".to_string(), profile.to_string()),
+            ]);
+            self.runner.start(&id, state, labels, &[]).await?;
+            return Ok(id);
+        };
+        let checkpoint = crate::runner::decode_checkpoint::<PullMachine>(record)?;
+        let request = match checkpoint.state.phase {
+            PullPhase::Completed => Some(PullOutcome::PullRequested {
+                policy: self.policy,
+            }),
+            PullPhase::Failed => match (mode, checkpoint.state.failed_in) {
+                (
+                    PullMode::ResumeOrStart,
+                    Some(
+                        PullPhase::FetchingCampaigns
+                        | PullPhase::FetchingAdGroups
+                        | PullPhase::FetchingKeywords
+                        | PullPhase::Persisting,
+                    ),
+                ) => Some(PullOutcome::ResumeRequested),
+                _ => Some(PullOutcome::PullRequested {
+                    policy: self.policy,
+                }),
+            },
+            _ => None,
+        };
+        if let Some(outcome) = request {
+            self.runner.resolve(&id, outcome).await?;
+        }
+        Ok(id)
+    }
+
+    /// Begins (see [`Puller::begin`]) and runs a pull of `profile` to its end.
+    pub async fn pull(&self, profile: &str, mode: PullMode) -> Result<PullStatus, PullError> {
+        self.pull_observed(profile, mode, &|_| {}).await
+    }
+
+    /// [`Puller::pull`], calling `observer` after every durable transition.
+    pub async fn pull_observed(
+        &self,
+        profile: &str,
+        mode: PullMode,
+        observer: &(dyn Fn(&Transition<PullMachine>) + Send + Sync),
+    ) -> Result<PullStatus, PullError> {
+        let id = self.begin(profile, mode).await?;
+        let checkpoint = self.runner.run_observed(&id, observer).await?;
+        Ok(PullStatus::from_checkpoint(&checkpoint))
+    }
+
+    /// The sync status of `profile`; `None` if it was never pulled.
+    pub async fn status(&self, profile: &str) -> Result<Option<PullStatus>, PullError> {
+        check_profile(profile)?;
+        match self.runner.get(&self.sync_id(profile)).await {
+            Ok(checkpoint) => Ok(Some(PullStatus::from_checkpoint(&checkpoint))),
+            Err(RunError::UnknownSync(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The status of every pulled profile (of every platform), by sync id.
+    pub async fn statuses(&self) -> Result<Vec<PullStatus>, PullError> {
+        Ok(self
+            .runner
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|c| c.ok())
+            .map(|c| PullStatus::from_checkpoint(&c))
+            .collect())
+    }
+
+    async fn snap<T: Send + 'static>(
+        &self,
+        profile: &str,
+        f: impl FnOnce(&crate::store::Store, &str, &str) -> Result<T, SnapshotError> + Send + 'static,
+    ) -> Result<T, PullError> {
+        check_profile(profile)?;
+        let store = self.runner.store().clone();
+        let (platform, profile) = (self.platform.clone(), profile.to_string());
+        tokio::task::spawn_blocking(move || f(&store, &platform, &profile))
+            .await
+            .map_err(|e| {
+                PullError::Snapshot(SnapshotError::Corrupt {
+                    profile: String::new(),
+                    what: "read task".into(),
+                    detail: e.to_string(),
+                })
+            })?
+            .map_err(PullError::from)
+    }
+
+    /// The whole current snapshot of `profile`; `None` if no pull completed.
+    pub async fn snapshot(&self, profile: &str) -> Result<Option<ProfileSnapshot>, PullError> {
+        self.snap(profile, snapshot::read_snapshot).await
+    }
+
+    /// The persisted campaigns of `profile`, sorted by id (empty if never pulled).
+    pub async fn campaigns(&self, profile: &str) -> Result<Vec<SpCampaign>, PullError> {
+        self.entities(profile).await
+    }
+
+    /// The persisted ad groups of `profile`, sorted by id.
+    pub async fn ad_groups(&self, profile: &str) -> Result<Vec<SpAdGroup>, PullError> {
+        self.entities(profile).await
+    }
+
+    /// The persisted keywords of `profile`, sorted by id.
+    pub async fn keywords(&self, profile: &str) -> Result<Vec<SpKeyword>, PullError> {
+        self.entities(profile).await
+    }
+
+    /// The persisted entities of one kind, sorted by id.
+    pub async fn entities<T: SpEntity + Send + 'static>(
+        &self,
+        profile: &str,
+    ) -> Result<Vec<T>, PullError> {
+        Ok(self
+            .snap(profile, snapshot::read_kind::<T>)
+            .await?
+            .map(|(_, items)| items)
+            .unwrap_or_default())
+    }
+
+    /// One persisted entity by platform id.
+    pub async fn find<T: SpEntity + Send + 'static>(
+        &self,
+        profile: &str,
+        id: &str,
+    ) -> Result<Option<T>, PullError> {
+        let id = id.to_string();
+        self.snap(profile, move |store, platform, profile| {
+            snapshot::find::<T>(store, platform, profile, &id)
+        })
+        .await
+    }
+}

@@ -1,0 +1,520 @@
+//! Staged pages and persisted snapshots: their keys, their encoding, the
+//! persist step and the readers.
+//!
+//! ## Layout (machine-owned data, under the store's `x/` prefix)
+//!
+//! | key                                              | value |
+//! |--------------------------------------------------|-------|
+//! | `pull/<platform>/<profile>/s/<kind><page u64 BE>` | one staged page: its entities, already encoded |
+//! | `pull/<platform>/<profile>/g/<gen u64 BE>/c<kind><chunk u32 BE>` | one chunk of a generation: up to [`CHUNK_ENTITIES`] entities sorted by id |
+//! | `pull/<platform>/<profile>/g/<gen u64 BE>/d<kind>` | the chunk directory: first id of every chunk (JSON) |
+//! | `pull/<platform>/<profile>/current`               | the [`SnapshotRef`] of the current generation (JSON) |
+//!
+//! `<kind>` is one byte: `c` campaigns, `g` ad groups, `k` keywords.
+//!
+//! Pages and chunks use one framing: a sequence of entries
+//! `[u32 LE id length][id][u32 LE JSON length][entity JSON]`. Persisting never
+//! parses entity JSON: it reads the ids, sorts, de-duplicates (a later page wins)
+//! and concatenates. A generation's keys are written once and never changed
+//! while `current` names it, so a reader that reads `current`, then the chunks,
+//! then `current` again, and finds it unchanged has read one complete snapshot.
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::platform::amazon::{Items, ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword};
+use crate::pull::machine::{Counts, SnapshotRef};
+use crate::store::{Commit, Store, StoreError};
+
+/// Entities per chunk value.
+pub const CHUNK_ENTITIES: usize = 2000;
+/// Bytes of chunk values written per commit while persisting.
+const COMMIT_BYTES: usize = 16 << 20;
+
+/// Errors of staging, persisting and reading snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored data does not decode.
+    #[error("profile {profile}: corrupt {what}: {detail}")]
+    Corrupt {
+        /// Profile.
+        profile: String,
+        /// Which value.
+        what: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The snapshot kept changing while it was read.
+    #[error("profile {0}: the snapshot changed during every read attempt")]
+    Contended(String),
+}
+
+fn kind_byte(kind: ListKind) -> u8 {
+    match kind {
+        ListKind::Campaigns => b'c',
+        ListKind::AdGroups => b'g',
+        ListKind::Keywords => b'k',
+    }
+}
+
+fn profile_prefix(platform: &str, profile: &str) -> Vec<u8> {
+    format!("pull/{platform}/{profile}/").into_bytes()
+}
+
+/// Prefix of every staged page of a profile.
+pub fn stage_prefix(platform: &str, profile: &str) -> Vec<u8> {
+    [profile_prefix(platform, profile).as_slice(), b"s/"].concat()
+}
+
+/// The staging key of page `page` of `kind`.
+pub fn stage_key(platform: &str, profile: &str, kind: ListKind, page: u64) -> Vec<u8> {
+    let mut k = stage_prefix(platform, profile);
+    k.push(kind_byte(kind));
+    k.extend_from_slice(&page.to_be_bytes());
+    k
+}
+
+/// Prefix of every generation of a profile.
+pub fn generations_prefix(platform: &str, profile: &str) -> Vec<u8> {
+    [profile_prefix(platform, profile).as_slice(), b"g/"].concat()
+}
+
+fn generation_prefix(platform: &str, profile: &str, generation: u64) -> Vec<u8> {
+    let mut k = generations_prefix(platform, profile);
+    k.extend_from_slice(&generation.to_be_bytes());
+    k.push(b'/');
+    k
+}
+
+fn chunk_key(
+    platform: &str,
+    profile: &str,
+    generation: u64,
+    kind: ListKind,
+    chunk: u64,
+) -> Vec<u8> {
+    let mut k = generation_prefix(platform, profile, generation);
+    k.push(b'c');
+    k.push(kind_byte(kind));
+    k.extend_from_slice(&(chunk as u32).to_be_bytes());
+    k
+}
+
+fn directory_key(platform: &str, profile: &str, generation: u64, kind: ListKind) -> Vec<u8> {
+    let mut k = generation_prefix(platform, profile, generation);
+    k.push(b'd');
+    k.push(kind_byte(kind));
+    k
+}
+
+/// The key of the generation pointer of a profile.
+pub fn current_key(platform: &str, profile: &str) -> Vec<u8> {
+    [profile_prefix(platform, profile).as_slice(), b"current"].concat()
+}
+
+/// The generation a data key (under [`generations_prefix`]) belongs to.
+pub fn generation_of(platform: &str, profile: &str, key: &[u8]) -> Option<u64> {
+    let rest = key.strip_prefix(generations_prefix(platform, profile).as_slice())?;
+    let bytes: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+fn push_entry(out: &mut Vec<u8>, id: &[u8], json: &[u8]) {
+    out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(json);
+}
+
+/// Encodes the entities of a fetched page for staging.
+pub fn encode_items(items: &Items) -> Result<Vec<u8>, serde_json::Error> {
+    fn enc<T: SpEntity>(items: &[T]) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(items.len() * 160);
+        let mut json = Vec::with_capacity(256);
+        for item in items {
+            json.clear();
+            serde_json::to_writer(&mut json, item)?;
+            push_entry(&mut out, item.id().as_bytes(), &json);
+        }
+        Ok(out)
+    }
+    match items {
+        Items::Campaigns(v) => enc(v),
+        Items::AdGroups(v) => enc(v),
+        Items::Keywords(v) => enc(v),
+    }
+}
+
+/// One framed entry: the id and JSON ranges inside its buffer.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: Range<usize>,
+    json: Range<usize>,
+}
+
+fn decode_frames(buf: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let read_len = |at: usize| -> Result<usize, String> {
+        let bytes: [u8; 4] = buf
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("truncated entry at byte {at}"))?;
+        Ok(u32::from_le_bytes(bytes) as usize)
+    };
+    while at < buf.len() {
+        let id_len = read_len(at)?;
+        let id = at + 4..at + 4 + id_len;
+        let json_len = read_len(id.end)?;
+        let json = id.end + 4..id.end + 4 + json_len;
+        if json.end > buf.len() {
+            return Err(format!("truncated entry at byte {at}"));
+        }
+        at = json.end;
+        out.push(Entry { id, json });
+    }
+    Ok(out)
+}
+
+fn corrupt(profile: &str, what: impl Into<String>, detail: impl ToString) -> SnapshotError {
+    SnapshotError::Corrupt {
+        profile: profile.to_string(),
+        what: what.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Builds generation `generation` of a profile from its staged pages and
+/// writes its chunks and directories (under keys no reader looks at until the
+/// generation pointer names them). Returns the [`SnapshotRef`] to make current.
+/// Blocking: call it from a blocking thread.
+pub fn build_generation(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+    generation: u64,
+    pages: &Counts,
+    now: Timestamp,
+) -> Result<SnapshotRef, SnapshotError> {
+    let mut counts = Counts::default();
+    let mut chunks = Counts::default();
+    let mut commit = Commit::new();
+    let mut pending = 0usize;
+    for kind in ListKind::ALL {
+        // Read every staged page of this kind, in page order.
+        let mut buffers = Vec::new();
+        for page in 0..pages.get(kind) {
+            let key = stage_key(platform, profile, kind, page);
+            match store.data(&key)? {
+                Some(buf) => buffers.push(buf),
+                None => {
+                    return Err(corrupt(
+                        profile,
+                        format!("staging of {kind}"),
+                        format!("staged page {page} is missing"),
+                    ))
+                }
+            }
+        }
+        let mut entries: Vec<(usize, Entry)> = Vec::new();
+        for (b, buf) in buffers.iter().enumerate() {
+            let frames = decode_frames(buf)
+                .map_err(|e| corrupt(profile, format!("staged {kind} page {b}"), e))?;
+            entries.extend(frames.into_iter().map(|e| (b, e)));
+        }
+        let id = |(b, e): &(usize, Entry)| &buffers[*b][e.id.clone()];
+        // Stable sort: among equal ids the later page stays later; keep the last.
+        entries.sort_by(|x, y| id(x).cmp(id(y)));
+        let mut unique: Vec<&(usize, Entry)> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            match unique.last_mut() {
+                Some(last) if id(last) == id(e) => *last = e,
+                _ => unique.push(e),
+            }
+        }
+        counts.add(kind, unique.len() as u64);
+        let mut directory: Vec<String> = Vec::new();
+        for (n, group) in unique.chunks(CHUNK_ENTITIES).enumerate() {
+            let mut value = Vec::with_capacity(group.len() * 200);
+            for (b, e) in group.iter().map(|x| (&x.0, &x.1)) {
+                push_entry(
+                    &mut value,
+                    &buffers[*b][e.id.clone()],
+                    &buffers[*b][e.json.clone()],
+                );
+            }
+            if let Some(first) = group.first() {
+                directory.push(String::from_utf8_lossy(id(first)).into_owned());
+            }
+            pending += value.len();
+            commit = commit.data(
+                &chunk_key(platform, profile, generation, kind, n as u64),
+                value,
+            );
+            if pending >= COMMIT_BYTES {
+                store.commit_blocking(std::mem::take(&mut commit))?;
+                pending = 0;
+            }
+        }
+        chunks.add(kind, directory.len() as u64);
+        let dir = serde_json::to_vec(&directory).map_err(|e| corrupt(profile, "directory", e))?;
+        commit = commit.data(&directory_key(platform, profile, generation, kind), dir);
+    }
+    if !commit.is_empty() {
+        store.commit_blocking(commit)?;
+    }
+    Ok(SnapshotRef {
+        generation,
+        counts,
+        chunks,
+        completed_at: now,
+    })
+}
+
+/// The writes that make `snapshot` current: the pointer, the removal of the
+/// `previous` generation and of the staged pages. Committed with the Completed
+/// checkpoint.
+pub fn completion_writes(
+    platform: &str,
+    profile: &str,
+    snapshot: &SnapshotRef,
+    previous: Option<&SnapshotRef>,
+    pages: &Counts,
+) -> Result<Commit, SnapshotError> {
+    let pointer = serde_json::to_vec(snapshot).map_err(|e| corrupt(profile, "pointer", e))?;
+    let mut commit = Commit::new().data(&current_key(platform, profile), pointer);
+    if let Some(prev) = previous.filter(|p| p.generation != snapshot.generation) {
+        commit = commit.merge(generation_deletes(platform, profile, prev));
+    }
+    for kind in ListKind::ALL {
+        for page in 0..pages.get(kind) {
+            commit = commit.delete_data(&stage_key(platform, profile, kind, page));
+        }
+    }
+    Ok(commit)
+}
+
+fn generation_deletes(platform: &str, profile: &str, snapshot: &SnapshotRef) -> Commit {
+    let mut commit = Commit::new();
+    for kind in ListKind::ALL {
+        commit = commit.delete_data(&directory_key(platform, profile, snapshot.generation, kind));
+        for chunk in 0..snapshot.chunks.get(kind) {
+            commit = commit.delete_data(&chunk_key(
+                platform,
+                profile,
+                snapshot.generation,
+                kind,
+                chunk,
+            ));
+        }
+    }
+    commit
+}
+
+/// Deletes of every staged page and every generation other than `keep` of a
+/// profile (leftovers of abandoned or failed pulls). Blocking.
+pub fn leftover_deletes(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+    keep: Option<u64>,
+) -> Result<(Commit, u64), SnapshotError> {
+    let mut commit = Commit::new();
+    let mut n = 0;
+    for item in store.scan_data(&stage_prefix(platform, profile)) {
+        let (key, _) = item?;
+        commit = commit.delete_data(&key);
+        n += 1;
+    }
+    for item in store.scan_data(&generations_prefix(platform, profile)) {
+        let (key, _) = item?;
+        if generation_of(platform, profile, &key) != keep {
+            commit = commit.delete_data(&key);
+            n += 1;
+        }
+    }
+    Ok((commit, n))
+}
+
+/// The current snapshot reference of a profile, if it was ever pulled. Blocking.
+pub fn current(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+) -> Result<Option<SnapshotRef>, SnapshotError> {
+    match store.data(&current_key(platform, profile))? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(profile, "generation pointer", e)),
+    }
+}
+
+/// A profile's persisted entities, as of one completed pull.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileSnapshot {
+    /// Which pull wrote it, its counts and when.
+    pub info: SnapshotRef,
+    /// Campaigns, sorted by id.
+    pub campaigns: Vec<SpCampaign>,
+    /// Ad groups, sorted by id.
+    pub ad_groups: Vec<SpAdGroup>,
+    /// Keywords, sorted by id.
+    pub keywords: Vec<SpKeyword>,
+}
+
+const READ_ATTEMPTS: usize = 8;
+
+/// Reads the entities of one kind of the current snapshot, consistently (see the
+/// module docs). `None` when the profile was never pulled. Blocking.
+pub fn read_kind<T: SpEntity + DeserializeOwned>(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+) -> Result<Option<(SnapshotRef, Vec<T>)>, SnapshotError> {
+    consistent(store, platform, profile, |info| {
+        read_gen::<T>(store, platform, profile, info)
+    })
+}
+
+/// Reads the whole current snapshot of a profile consistently. Blocking.
+pub fn read_snapshot(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+) -> Result<Option<ProfileSnapshot>, SnapshotError> {
+    consistent(store, platform, profile, |info| {
+        let (Some(campaigns), Some(ad_groups), Some(keywords)) = (
+            read_gen::<SpCampaign>(store, platform, profile, info)?,
+            read_gen::<SpAdGroup>(store, platform, profile, info)?,
+            read_gen::<SpKeyword>(store, platform, profile, info)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(ProfileSnapshot {
+            info: info.clone(),
+            campaigns,
+            ad_groups,
+            keywords,
+        }))
+    })
+    .map(|r| r.map(|(_, s)| s))
+}
+
+fn read_gen<T: SpEntity + DeserializeOwned>(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+    info: &SnapshotRef,
+) -> Result<Option<Vec<T>>, SnapshotError> {
+    let mut out = Vec::with_capacity(info.counts.get(T::KIND) as usize);
+    for chunk in 0..info.chunks.get(T::KIND) {
+        let key = chunk_key(platform, profile, info.generation, T::KIND, chunk);
+        let Some(buf) = store.data(&key)? else {
+            return Ok(None);
+        };
+        decode_entities(profile, &buf, &mut out)?;
+    }
+    Ok(Some(out))
+}
+
+/// Looks one entity up by platform id in the current snapshot: a binary search
+/// in the chunk directory, then one chunk read. Blocking.
+pub fn find<T: SpEntity + DeserializeOwned>(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+    id: &str,
+) -> Result<Option<T>, SnapshotError> {
+    let found = consistent(store, platform, profile, |info| {
+        let Some(dir) = store.data(&directory_key(platform, profile, info.generation, T::KIND))?
+        else {
+            return Ok(None);
+        };
+        let directory: Vec<String> =
+            serde_json::from_slice(&dir).map_err(|e| corrupt(profile, "chunk directory", e))?;
+        let chunk = match directory.partition_point(|first| first.as_str() <= id) {
+            0 => return Ok(Some(None)),
+            n => n - 1,
+        };
+        let key = chunk_key(platform, profile, info.generation, T::KIND, chunk as u64);
+        let Some(buf) = store.data(&key)? else {
+            return Ok(None);
+        };
+        let frames = decode_frames(&buf).map_err(|e| corrupt(profile, "chunk", e))?;
+        for f in frames {
+            if &buf[f.id.clone()] == id.as_bytes() {
+                let item = serde_json::from_slice(&buf[f.json])
+                    .map_err(|e| corrupt(profile, "entity", e))?;
+                return Ok(Some(Some(item)));
+            }
+        }
+        Ok(Some(None))
+    })?;
+    Ok(found.and_then(|(_, item)| item))
+}
+
+fn decode_entities<T: DeserializeOwned>(
+    profile: &str,
+    buf: &[u8],
+    out: &mut Vec<T>,
+) -> Result<(), SnapshotError> {
+    let frames = decode_frames(buf).map_err(|e| corrupt(profile, "chunk", e))?;
+    for f in frames {
+        out.push(serde_json::from_slice(&buf[f.json]).map_err(|e| corrupt(profile, "entity", e))?);
+    }
+    Ok(())
+}
+
+/// Runs `read` against the current generation until the pointer is the same
+/// before and after it (and `read` found every key it needed: `Some`).
+fn consistent<T>(
+    store: &Store,
+    platform: &str,
+    profile: &str,
+    mut read: impl FnMut(&SnapshotRef) -> Result<Option<T>, SnapshotError>,
+) -> Result<Option<(SnapshotRef, T)>, SnapshotError> {
+    for _ in 0..READ_ATTEMPTS {
+        let Some(before) = current(store, platform, profile)? else {
+            return Ok(None);
+        };
+        let value = read(&before)?;
+        let after = current(store, platform, profile)?;
+        if after.as_ref() == Some(&before) {
+            if let Some(value) = value {
+                return Ok(Some((before, value)));
+            }
+        }
+    }
+    Err(SnapshotError::Contended(profile.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_truncation_is_an_error() {
+        let mut buf = Vec::new();
+        push_entry(&mut buf, b"12", b"{\"a\":1}");
+        push_entry(&mut buf, b"3", b"{}");
+        let frames = decode_frames(&buf).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&buf[frames[1].id.clone()], b"3");
+        assert!(decode_frames(&buf[..buf.len() - 1]).is_err());
+        assert!(decode_frames(&buf[..3]).is_err());
+    }
+
+    #[test]
+    fn generation_of_reads_the_key() {
+        let k = chunk_key("amazon", "p1", 42, ListKind::Keywords, 3);
+        assert_eq!(generation_of("amazon", "p1", &k), Some(42));
+        assert_eq!(generation_of("amazon", "p2", &k), None);
+    }
+}
