@@ -650,7 +650,8 @@ impl Machine for PullMachine {
                 next_token,
                 total_results,
             } => format!(
-                "{items} {kind} staged{}; next {}",
+                "{items} {} staged{}; next {}",
+                kind_name(*kind),
                 total_results.map_or(String::new(), |t| format!(" (of {t})")),
                 match next_token {
                     Some(t) => format!("nextToken {}", short_token(Some(t))),
@@ -693,6 +694,15 @@ impl Machine for PullMachine {
 
     fn sample_outcomes() -> Vec<PullOutcome> {
         samples::outcomes()
+    }
+}
+
+/// A kind in words, for traces.
+fn kind_name(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Campaigns => "campaigns",
+        ListKind::AdGroups => "ad groups",
+        ListKind::Keywords => "keywords",
     }
 }
 
