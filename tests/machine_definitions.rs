@@ -55,3 +55,48 @@ fn state_machines_directory_matches_the_code() {
         path.display()
     );
 }
+
+#[test]
+fn pull_transition_table_covers_every_phase_and_outcome() {
+    use adsync::pull::{PullMachine, PullOutcomeKind, PullPhase};
+    use strum::IntoEnumIterator;
+    let table = TransitionTable::derive::<PullMachine>()
+        .expect("samples cover every phase and outcome kind");
+    for phase in PullPhase::iter() {
+        for kind in PullOutcomeKind::iter() {
+            assert!(
+                table
+                    .rows
+                    .iter()
+                    .any(|r| r.phase == phase.to_string() && r.outcome == kind.to_string()),
+                "no row for {phase} × {kind}"
+            );
+        }
+    }
+    // Completed accepts only a new pull request.
+    for row in table.rows.iter().filter(|r| r.phase == "Completed") {
+        assert_eq!(
+            row.result.is_ok(),
+            row.outcome == "PullRequested",
+            "{row:?}"
+        );
+    }
+    snap!("pull_transition_table", table.to_markdown());
+    snap!("pull_diagram_mermaid", table.to_mermaid());
+}
+
+#[test]
+fn pull_definition_in_state_machines_matches_the_code() {
+    use adsync::pull::PullMachine;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("state_machines")
+        .join(format!("{}.md", PullMachine::KIND));
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = adsync::pull::definition_markdown();
+    assert!(
+        on_disk == generated,
+        "{} is out of date with the code; regenerate it with `cargo run -- machines --markdown pull > {}`",
+        path.display(),
+        path.display()
+    );
+}

@@ -744,9 +744,16 @@ mod samples {
         }
         out.push((String::new(), base(PullPhase::Persisting)));
         out.push((String::new(), base(PullPhase::Completed)));
-        let mut failed_fetch = base(PullPhase::Failed);
-        failed_fetch.failed_in = Some(PullPhase::FetchingKeywords);
-        out.push(("stopped while fetching".to_string(), failed_fetch));
+        for stopped in [
+            PullPhase::FetchingCampaigns,
+            PullPhase::FetchingAdGroups,
+            PullPhase::FetchingKeywords,
+            PullPhase::Persisting,
+        ] {
+            let mut failed = base(PullPhase::Failed);
+            failed.failed_in = Some(stopped);
+            out.push((format!("stopped in {stopped}"), failed));
+        }
         let mut failed_idle = base(PullPhase::Failed);
         failed_idle.failed_in = None;
         out.push(("stopped elsewhere".to_string(), failed_idle));
@@ -754,33 +761,25 @@ mod samples {
     }
 
     pub(super) fn outcomes() -> Vec<PullOutcome> {
+        // Grouped by outcome kind, so rows that differ only in the endpoint and
+        // get the same answer collapse into one row of the table.
         let mut out = vec![PullOutcome::StagingCleared { removed: 0 }];
-        for kind in ListKind::ALL {
-            out.push(PullOutcome::PageFetched {
-                kind,
-                items: 100,
-                next_token: Some("t".into()),
-                total_results: None,
-            });
-            out.push(PullOutcome::PageFetched {
-                kind,
-                items: 7,
-                next_token: None,
-                total_results: None,
-            });
-            out.push(PullOutcome::FetchFailed {
-                kind,
-                error: "429".into(),
-                transient: true,
-                retry_after_ms: None,
-            });
-            out.push(PullOutcome::FetchFailed {
-                kind,
-                error: "bad response".into(),
-                transient: false,
-                retry_after_ms: None,
-            });
-        }
+        let fetched = |kind, next_token: Option<&str>| PullOutcome::PageFetched {
+            kind,
+            items: 100,
+            next_token: next_token.map(str::to_string),
+            total_results: None,
+        };
+        let failed = |kind, transient| PullOutcome::FetchFailed {
+            kind,
+            error: if transient { "429" } else { "bad response" }.into(),
+            transient,
+            retry_after_ms: None,
+        };
+        out.extend(ListKind::ALL.map(|k| fetched(k, Some("t"))));
+        out.extend(ListKind::ALL.map(|k| fetched(k, None)));
+        out.extend(ListKind::ALL.map(|k| failed(k, true)));
+        out.extend(ListKind::ALL.map(|k| failed(k, false)));
         out.push(PullOutcome::Persisted {
             snapshot: SnapshotRef {
                 generation: 1,

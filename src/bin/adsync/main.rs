@@ -5,6 +5,7 @@
 
 mod demo;
 mod output;
+mod pull_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,23 @@ enum Command {
         /// The campaign-set JSON file.
         set: PathBuf,
     },
+    /// Pulls a profile's campaigns, ad groups and keywords into the store
+    /// (resumes an interrupted or failed pull of the profile).
+    Pull(pull_cli::PullArgs),
+    /// Shows what the last completed pull of a profile persisted.
+    Show(pull_cli::ShowArgs),
+    /// Runs a fake ad platform on 127.0.0.1 (for trying adsync out, and tests).
+    FakeServer {
+        #[command(subcommand)]
+        platform: FakeServerPlatform,
+    },
+}
+
+/// The platforms `adsync fake-server` can imitate.
+#[derive(Debug, Subcommand)]
+enum FakeServerPlatform {
+    /// Amazon Ads, Sponsored Products v3 list endpoints (plus `/_admin`).
+    Amazon(pull_cli::FakeAmazonArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -243,18 +261,23 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             markdown,
             machine,
         } => {
-            if machine != "push" {
-                return Err(Failure::usage(format!(
-                    "unknown machine `{machine}` (known: push)"
-                )));
-            }
-            let table =
-                adsync::machine::TransitionTable::derive::<PushMachine>().map_err(|e| Failure {
-                    code: 1,
-                    message: e.to_string(),
-                })?;
+            let derived = match machine.as_str() {
+                "push" => adsync::machine::TransitionTable::derive::<PushMachine>(),
+                "pull" => adsync::machine::TransitionTable::derive::<adsync::pull::PullMachine>(),
+                _ => {
+                    return Err(Failure::usage(format!(
+                        "unknown machine `{machine}` (known: push, pull)"
+                    )))
+                }
+            };
+            let table = derived.map_err(|e| Failure {
+                code: 1,
+                message: e.to_string(),
+            })?;
             if mermaid {
                 print!("{}", table.to_mermaid());
+            } else if markdown && machine == "pull" {
+                print!("{}", adsync::pull::definition_markdown());
             } else if markdown {
                 print!("{}", adsync::push::definition_markdown());
             } else {
@@ -320,6 +343,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let store = Store::open(&cli.db)?;
             output::status(&store, json)
         }
+        Command::Pull(args) => pull_cli::pull(&cli.db, args).await,
+        Command::Show(args) => pull_cli::show(&cli.db, args).await,
+        Command::FakeServer {
+            platform: FakeServerPlatform::Amazon(args),
+        } => pull_cli::fake_server_amazon(args).await,
         Command::History { sync, json } => {
             let store = Store::open(&cli.db)?;
             output::history(&store, &sync, json)

@@ -77,6 +77,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
                 "last_error": r.last_error, "labels": r.labels,
                 "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
             })).collect::<Vec<_>>(),
+            "pulls": crate::pull_cli::pull_statuses(store),
             "unreadable": broken,
         });
         println!(
@@ -102,6 +103,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
         for b in &broken {
             println!("unreadable: {b}");
         }
+        crate::pull_cli::print_pull_section(store);
     }
     Ok(if broken.is_empty() { 0 } else { 4 })
 }
