@@ -1,0 +1,180 @@
+//! Pull of a large Amazon profile from the in-process fake server.
+//!
+//! Run: `cargo bench --bench pull` (add `-- --quick` for a profile 10× smaller).
+//!
+//! Pulls 2,000 campaigns, 20,000 ad groups and 500,000 keywords (pages of 1,000,
+//! each staged durably with its checkpoint) into a sled store on disk, then
+//! persists them as a new generation. Reports:
+//! * fetch time (every page requested, staged and checkpointed);
+//! * persist time (staging → chunks → generation flip in the Completed commit)
+//!   and persist entities/second — target ≥ 200,000/s;
+//! * a second pull of the same profile (persist replaces generation 1);
+//! * peak RSS (`VmHWM` from /proc/self/status) — target ≤ 500 MB. The fake
+//!   server's copy of the profile lives in this process too and is included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adsync::backoff::Backoff;
+use adsync::clock::{Clock, SystemClock};
+use adsync::platform::amazon::{
+    AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, Generator, SpKeyword, ThrottleConfig,
+};
+use adsync::pull::{
+    AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, AMAZON,
+};
+use adsync::runner::{Runner, Step};
+use adsync::store::Store;
+
+const PROFILE: &str = "1000000001";
+
+fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+async fn step_until(puller: &Puller, stop: PullPhase) -> usize {
+    let id = puller.sync_id(PROFILE);
+    let mut steps = 0;
+    loop {
+        let checkpoint = puller.runner().get(&id).await.expect("checkpoint");
+        if checkpoint.state.phase == stop {
+            return steps;
+        }
+        match puller.runner().step(&id).await.expect("step") {
+            Step::Settled(status) => panic!(
+                "settled ({status}) before {stop}: {:?}",
+                checkpoint.record.last_error
+            ),
+            Step::Transitioned(_) => steps += 1,
+        }
+    }
+}
+
+async fn one_pull(puller: &Puller, label: &str) -> (Duration, Duration, u64) {
+    let t0 = Instant::now();
+    puller
+        .begin(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("begin");
+    let steps = step_until(puller, PullPhase::Persisting).await;
+    let fetch = t0.elapsed();
+    let t1 = Instant::now();
+    step_until(puller, PullPhase::Completed).await;
+    let persist = t1.elapsed();
+    let status = puller
+        .status(PROFILE)
+        .await
+        .expect("status")
+        .expect("exists");
+    let counts = status.counts.expect("persisted");
+    let n = counts.total();
+    println!(
+        "{label}: fetch {:.2} s ({steps} checkpoints, {} pages), persist {:.3} s for {n} entities = {:.0} entities/s  ({counts})",
+        fetch.as_secs_f64(),
+        status.pages.total(),
+        persist.as_secs_f64(),
+        n as f64 / persist.as_secs_f64()
+    );
+    (fetch, persist, n)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let generator = Generator {
+        campaigns: if quick { 200 } else { 2000 },
+        ad_groups_per_campaign: 10,
+        keywords_per_ad_group: 25,
+        seed: 42,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = generator.generate();
+    println!(
+        "profile: {} campaigns, {} ad groups, {} keywords; RSS after generating: {:.0} MB",
+        data.campaigns.len(),
+        data.ad_groups.len(),
+        data.keywords.len(),
+        mb(proc_status_kb("VmRSS:"))
+    );
+    let sample_keyword = data.keywords[data.keywords.len() / 2].clone();
+    let server = rt
+        .block_on(FakeAmazon::start(
+            FakeAmazonConfig::default().with_profile(PROFILE, data),
+        ))
+        .expect("fake server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path().join("adsync.db")).expect("store");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let config = AmazonConfig::new("fake-client-id", "fake-token")
+        .with_host(server.base_url())
+        .with_timeout(Duration::from_secs(60))
+        .with_backoff(Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+            max_attempts: 3,
+        })
+        .with_throttle(ThrottleConfig {
+            initial_rate: 10_000.0,
+            max_rate: 10_000.0,
+            min_rate: 1.0,
+            burst: 10.0,
+            ..ThrottleConfig::default()
+        });
+    let client = AmazonClient::new(config).expect("client");
+    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
+    let runner = Runner::<PullMachine>::new(store.clone(), Arc::new(effects), clock.clone());
+    let puller = Puller::new(Arc::new(runner), AMAZON, clock).with_policy(PullPolicy {
+        page_size: 1000,
+        ..PullPolicy::default()
+    });
+
+    rt.block_on(async {
+        let (_, persist, n) = one_pull(&puller, "pull 1 (new profile)").await;
+        let hwm1 = proc_status_kb("VmHWM:");
+        let (_, persist2, n2) = one_pull(&puller, "pull 2 (replaces generation 1)").await;
+        let t = Instant::now();
+        let found = puller
+            .find::<SpKeyword>(PROFILE, &sample_keyword.keyword_id)
+            .await
+            .expect("find");
+        let find = t.elapsed();
+        assert_eq!(found.as_ref(), Some(&sample_keyword));
+        let t = Instant::now();
+        let keywords = puller.keywords(PROFILE).await.expect("keywords");
+        let read = t.elapsed();
+        println!(
+            "query: find one keyword by id {:.2} ms; read all {} keywords {:.2} s",
+            find.as_secs_f64() * 1e3,
+            keywords.len(),
+            read.as_secs_f64()
+        );
+        drop(keywords);
+        let hwm = proc_status_kb("VmHWM:");
+        let rate = n as f64 / persist.as_secs_f64();
+        let rate2 = n2 as f64 / persist2.as_secs_f64();
+        println!(
+            "persist: {rate:.0} entities/s (pull 1), {rate2:.0} entities/s (pull 2) — target ≥ 200000: {}",
+            if rate.min(rate2) >= 200_000.0 { "met" } else { "MISSED" }
+        );
+        println!(
+            "peak RSS (VmHWM): {:.0} MB after pull 1, {:.0} MB at the end — target ≤ 500 MB: {}",
+            mb(hwm1),
+            mb(hwm),
+            if mb(hwm) <= 500.0 { "met" } else { "MISSED" }
+        );
+    });
+    rt.block_on(server.shutdown());
+}
