@@ -19,6 +19,8 @@
 //! while `current` names it, so a reader that reads `current`, then the chunks,
 //! then `current` again, and finds it unchanged has read one complete snapshot.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::ops::Range;
 
 use serde::de::DeserializeOwned;
@@ -32,7 +34,7 @@ use crate::store::{Commit, Store, StoreError};
 /// Entities per chunk value.
 pub const CHUNK_ENTITIES: usize = 2000;
 /// Bytes of chunk values written per commit while persisting.
-const COMMIT_BYTES: usize = 16 << 20;
+const COMMIT_BYTES: usize = 4 << 20;
 
 /// Errors of staging, persisting and reading snapshots.
 #[derive(Debug, thiserror::Error)]
@@ -132,12 +134,23 @@ fn push_entry(out: &mut Vec<u8>, id: &[u8], json: &[u8]) {
     out.extend_from_slice(json);
 }
 
-/// Encodes the entities of a fetched page for staging.
+/// Encodes the entities of a fetched page for staging: sorted by id, one
+/// entry per id (the last on the page wins).
 pub fn encode_items(items: &Items) -> Result<Vec<u8>, serde_json::Error> {
     fn enc<T: SpEntity>(items: &[T]) -> Result<Vec<u8>, serde_json::Error> {
+        // Sorted by id, one entry per id (the last one on the page wins).
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[a].id().cmp(items[b].id()));
+        let mut unique: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            match unique.last_mut() {
+                Some(last) if items[*last].id() == items[i].id() => *last = i,
+                _ => unique.push(i),
+            }
+        }
         let mut out = Vec::with_capacity(items.len() * 160);
         let mut json = Vec::with_capacity(256);
-        for item in items {
+        for item in unique.into_iter().map(|i| &items[i]) {
             json.clear();
             serde_json::to_writer(&mut json, item)?;
             push_entry(&mut out, item.id().as_bytes(), &json);
@@ -190,10 +203,36 @@ fn corrupt(profile: &str, what: impl Into<String>, detail: impl ToString) -> Sna
     }
 }
 
+/// One staged page during the merge: its buffer, its entries, the next one.
+struct Run {
+    buf: Vec<u8>,
+    frames: Vec<Entry>,
+    pos: usize,
+}
+
+impl Run {
+    fn id(&self) -> Option<&[u8]> {
+        self.frames.get(self.pos).map(|f| &self.buf[f.id.clone()])
+    }
+
+    fn json(&self) -> &[u8] {
+        self.frames
+            .get(self.pos)
+            .map_or(&[][..], |f| &self.buf[f.json.clone()])
+    }
+}
+
 /// Builds generation `generation` of a profile from its staged pages and
 /// writes its chunks and directories (under keys no reader looks at until the
 /// generation pointer names them). Returns the [`SnapshotRef`] to make current.
 /// Blocking: call it from a blocking thread.
+///
+/// Each staged page is sorted by id (see [`encode_items`]), so the pages are
+/// merged like sorted runs: a page is read only when the merge reaches its
+/// first id and dropped when it is consumed. Pages come from the platform in
+/// id order, so only a page or two are in memory at a time, whatever the size
+/// of the profile. An id on several pages (the data changed during the fetch)
+/// keeps the entity of the latest page: upsert by platform id.
 pub fn build_generation(
     store: &Store,
     platform: &str,
@@ -204,77 +243,159 @@ pub fn build_generation(
 ) -> Result<SnapshotRef, SnapshotError> {
     let mut counts = Counts::default();
     let mut chunks = Counts::default();
-    let mut commit = Commit::new();
-    let mut pending = 0usize;
+    let mut writer = ChunkWriter {
+        store,
+        commit: Commit::new(),
+        pending: 0,
+    };
     for kind in ListKind::ALL {
-        // Read every staged page of this kind, in page order.
-        let mut buffers = Vec::new();
-        for page in 0..pages.get(kind) {
+        let load = |page: u64| -> Result<Run, SnapshotError> {
             let key = stage_key(platform, profile, kind, page);
-            match store.data(&key)? {
-                Some(buf) => buffers.push(buf),
-                None => {
-                    return Err(corrupt(
-                        profile,
-                        format!("staging of {kind}"),
-                        format!("staged page {page} is missing"),
-                    ))
-                }
+            let buf = store.data(&key)?.ok_or_else(|| {
+                corrupt(
+                    profile,
+                    format!("staging of {kind}"),
+                    format!("staged page {page} is missing"),
+                )
+            })?;
+            let frames = decode_frames(&buf)
+                .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
+            Ok(Run {
+                buf,
+                frames,
+                pos: 0,
+            })
+        };
+        // The first id of every page (pages are read once here and dropped).
+        let mut firsts: Vec<(Vec<u8>, u64)> = Vec::new();
+        for page in 0..pages.get(kind) {
+            let run = load(page)?;
+            if let Some(id) = run.id() {
+                firsts.push((id.to_vec(), page));
             }
         }
-        let mut entries: Vec<(usize, Entry)> = Vec::new();
-        for (b, buf) in buffers.iter().enumerate() {
-            let frames = decode_frames(buf)
-                .map_err(|e| corrupt(profile, format!("staged {kind} page {b}"), e))?;
-            entries.extend(frames.into_iter().map(|e| (b, e)));
-        }
-        let id = |(b, e): &(usize, Entry)| &buffers[*b][e.id.clone()];
-        // Stable sort: among equal ids the later page stays later; keep the last.
-        entries.sort_by(|x, y| id(x).cmp(id(y)));
-        let mut unique: Vec<&(usize, Entry)> = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match unique.last_mut() {
-                Some(last) if id(last) == id(e) => *last = e,
-                _ => unique.push(e),
-            }
-        }
-        counts.add(kind, unique.len() as u64);
+        firsts.sort();
+        let mut unloaded = firsts.into_iter().peekable();
+        let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
+        let mut heap: BinaryHeap<Reverse<(Vec<u8>, u64)>> = BinaryHeap::new();
+        let mut chunk = Vec::with_capacity(CHUNK_ENTITIES * 160);
+        let mut in_chunk = 0usize;
         let mut directory: Vec<String> = Vec::new();
-        for (n, group) in unique.chunks(CHUNK_ENTITIES).enumerate() {
-            let mut value = Vec::with_capacity(group.len() * 200);
-            for (b, e) in group.iter().map(|x| (&x.0, &x.1)) {
-                push_entry(
-                    &mut value,
-                    &buffers[*b][e.id.clone()],
-                    &buffers[*b][e.json.clone()],
+        let mut n = 0u64;
+        loop {
+            while let Some((first, page)) = unloaded.peek() {
+                let due = heap
+                    .peek()
+                    .is_none_or(|Reverse((id, _))| first.as_slice() <= id.as_slice());
+                if !due {
+                    break;
+                }
+                let page = *page;
+                unloaded.next();
+                let run = load(page)?;
+                if let Some(id) = run.id() {
+                    heap.push(Reverse((id.to_vec(), page)));
+                }
+                runs.insert(page, run);
+            }
+            let Some(Reverse((id, page))) = heap.pop() else {
+                break;
+            };
+            // Every occurrence of this id; the latest page wins.
+            let mut best: (u64, Vec<u8>) = (page, Vec::new());
+            let mut occurrence = Some(page);
+            while let Some(page) = occurrence {
+                if let Some(run) = runs.get_mut(&page) {
+                    if page >= best.0 {
+                        best = (page, run.json().to_vec());
+                    }
+                    run.pos += 1;
+                    match run.id() {
+                        Some(next) if next <= id.as_slice() => {
+                            return Err(corrupt(
+                                profile,
+                                format!("staged {kind} page {page}"),
+                                "entries are not sorted by id",
+                            ))
+                        }
+                        Some(next) => heap.push(Reverse((next.to_vec(), page))),
+                        None => {
+                            runs.remove(&page);
+                        }
+                    }
+                }
+                occurrence = match heap.peek() {
+                    Some(Reverse((next, _))) if *next == id => heap.pop().map(|Reverse((_, p))| p),
+                    _ => None,
+                };
+            }
+            if in_chunk == 0 {
+                directory.push(String::from_utf8_lossy(&id).into_owned());
+            }
+            push_entry(&mut chunk, &id, &best.1);
+            in_chunk += 1;
+            n += 1;
+            if in_chunk == CHUNK_ENTITIES {
+                let key = chunk_key(
+                    platform,
+                    profile,
+                    generation,
+                    kind,
+                    directory.len() as u64 - 1,
                 );
-            }
-            if let Some(first) = group.first() {
-                directory.push(String::from_utf8_lossy(id(first)).into_owned());
-            }
-            pending += value.len();
-            commit = commit.data(
-                &chunk_key(platform, profile, generation, kind, n as u64),
-                value,
-            );
-            if pending >= COMMIT_BYTES {
-                store.commit_blocking(std::mem::take(&mut commit))?;
-                pending = 0;
+                writer.put(key, std::mem::take(&mut chunk))?;
+                in_chunk = 0;
             }
         }
+        if in_chunk > 0 {
+            let key = chunk_key(
+                platform,
+                profile,
+                generation,
+                kind,
+                directory.len() as u64 - 1,
+            );
+            writer.put(key, chunk)?;
+        }
+        counts.add(kind, n);
         chunks.add(kind, directory.len() as u64);
         let dir = serde_json::to_vec(&directory).map_err(|e| corrupt(profile, "directory", e))?;
-        commit = commit.data(&directory_key(platform, profile, generation, kind), dir);
+        writer.put(directory_key(platform, profile, generation, kind), dir)?;
     }
-    if !commit.is_empty() {
-        store.commit_blocking(commit)?;
-    }
+    writer.flush()?;
     Ok(SnapshotRef {
         generation,
         counts,
         chunks,
         completed_at: now,
     })
+}
+
+/// Writes chunk values in commits of about [`COMMIT_BYTES`].
+struct ChunkWriter<'a> {
+    store: &'a Store,
+    commit: Commit,
+    pending: usize,
+}
+
+impl ChunkWriter<'_> {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), SnapshotError> {
+        self.pending += value.len();
+        self.commit = std::mem::take(&mut self.commit).data(&key, value);
+        if self.pending >= COMMIT_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SnapshotError> {
+        if !self.commit.is_empty() {
+            self.store
+                .commit_blocking(std::mem::take(&mut self.commit))?;
+        }
+        self.pending = 0;
+        Ok(())
+    }
 }
 
 /// The writes that make `snapshot` current: the pointer, the removal of the
@@ -509,6 +630,121 @@ mod tests {
         assert_eq!(&buf[frames[1].id.clone()], b"3");
         assert!(decode_frames(&buf[..buf.len() - 1]).is_err());
         assert!(decode_frames(&buf[..3]).is_err());
+    }
+
+    fn kw(id: &str, text: &str) -> SpKeyword {
+        SpKeyword {
+            keyword_id: id.into(),
+            campaign_id: "1".into(),
+            ad_group_id: "2".into(),
+            keyword_text: text.into(),
+            match_type: crate::platform::amazon::MatchType::Exact,
+            state: crate::platform::amazon::State::Enabled,
+            bid: None,
+        }
+    }
+
+    #[test]
+    fn overlapping_pages_merge_sorted_and_the_latest_page_wins() {
+        let store = Store::temporary().unwrap();
+        // Data changed during the fetch: "3" moved and changed, "5" appears twice
+        // on page 1 (the later one wins), pages overlap and are out of order.
+        let pages = [
+            vec![kw("4", "a"), kw("3", "old"), kw("7", "b")],
+            vec![
+                kw("5", "first"),
+                kw("1", "c"),
+                kw("5", "second"),
+                kw("3", "new"),
+            ],
+            vec![],
+            vec![kw("9", "d"), kw("2", "e")],
+        ];
+        let mut commit = Commit::new();
+        for (n, page) in pages.iter().enumerate() {
+            let bytes = encode_items(&Items::Keywords(page.clone())).unwrap();
+            commit = commit.data(
+                &stage_key("amazon", "p", ListKind::Keywords, n as u64),
+                bytes,
+            );
+        }
+        store.commit_blocking(commit).unwrap();
+        let counts = Counts {
+            keywords: pages.len() as u64,
+            ..Counts::default()
+        };
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let snap = build_generation(&store, "amazon", "p", 1, &counts, now).unwrap();
+        assert_eq!(snap.counts.keywords, 7);
+        let pointer = serde_json::to_vec(&snap).unwrap();
+        store
+            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
+            .unwrap();
+        let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|k| (k.keyword_id.as_str(), k.keyword_text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("1", "c"),
+                ("2", "e"),
+                ("3", "new"),
+                ("4", "a"),
+                ("5", "second"),
+                ("7", "b"),
+                ("9", "d")
+            ]
+        );
+        let found = find::<SpKeyword>(&store, "amazon", "p", "5").unwrap();
+        assert_eq!(found.map(|k| k.keyword_text), Some("second".to_string()));
+        assert_eq!(find::<SpKeyword>(&store, "amazon", "p", "0").unwrap(), None);
+        assert_eq!(find::<SpKeyword>(&store, "amazon", "p", "6").unwrap(), None);
+    }
+
+    #[test]
+    fn several_chunks_are_read_in_order_and_found_through_the_directory() {
+        let store = Store::temporary().unwrap();
+        let all: Vec<SpKeyword> = (0..4500)
+            .map(|i| kw(&format!("{:06}", 100_000 + i), &format!("k{i}")))
+            .collect();
+        let mut commit = Commit::new();
+        for (n, page) in all.chunks(1000).enumerate() {
+            let bytes = encode_items(&Items::Keywords(page.to_vec())).unwrap();
+            commit = commit.data(
+                &stage_key("amazon", "p", ListKind::Keywords, n as u64),
+                bytes,
+            );
+        }
+        store.commit_blocking(commit).unwrap();
+        let counts = Counts {
+            keywords: 5,
+            ..Counts::default()
+        };
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let snap = build_generation(&store, "amazon", "p", 3, &counts, now).unwrap();
+        assert_eq!((snap.counts.keywords, snap.chunks.keywords), (4500, 3));
+        let pointer = serde_json::to_vec(&snap).unwrap();
+        store
+            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
+            .unwrap();
+        let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, all);
+        for i in [
+            0,
+            CHUNK_ENTITIES - 1,
+            CHUNK_ENTITIES,
+            2 * CHUNK_ENTITIES,
+            4499,
+        ] {
+            let found = find::<SpKeyword>(&store, "amazon", "p", &all[i].keyword_id).unwrap();
+            assert_eq!(found.as_ref(), Some(&all[i]), "{i}");
+        }
     }
 
     #[test]
