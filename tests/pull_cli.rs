@@ -1,0 +1,210 @@
+//! The pull commands end to end: `adsync fake-server amazon` in a child process
+//! on 127.0.0.1, `adsync pull`, `show`, `status` and `history` against it, the
+//! admin endpoint changing the data between pulls, and no token in the store.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const PROFILE: &str = "77";
+const TOKEN: &str = "sekrit-token-4f1c9e";
+
+struct FakeServer {
+    child: Child,
+    url: String,
+}
+
+impl FakeServer {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
+            .args(["fake-server", "amazon", "--port", "0", "--profile", PROFILE])
+            .args(["--campaigns", "2", "--ad-groups-per-campaign", "2"])
+            .args(["--keywords-per-ad-group", "3", "--token", TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server prints its URL");
+        let url = line.trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        FakeServer { child, url }
+    }
+
+    fn admin(&self, path: &str, body: serde_json::Value) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client")
+                .post(format!("{}{path}", self.url))
+                .json(&body)
+                .send()
+                .await
+                .expect("admin call")
+                .status()
+                .as_u16()
+        })
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn adsync(db: &Path, args: &[&str], token: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adsync"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("ADSYNC_AMAZON_TOKEN", token)
+        .env("ADSYNC_AMAZON_CLIENT_ID", "fake-client-id")
+        .env_remove("ADSYNC_AMAZON_HOST")
+        .env_remove("ADSYNC_TEST_CRASH_AT")
+        .output()
+        .expect("adsync runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_contain(&path, needle)
+            } else {
+                std::fs::read(&path)
+                    .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                    .unwrap_or(false)
+            }
+        })
+}
+
+#[test]
+fn pull_show_status_history_against_the_fake_server_binary() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let pull = |token: &str| {
+        adsync(
+            &db,
+            &[
+                "pull",
+                "--platform",
+                "amazon",
+                "--profile",
+                PROFILE,
+                "--host",
+                &server.url,
+                "--page-size",
+                "5",
+                "--rate",
+                "200",
+                "--max-rate",
+                "200",
+                "--json",
+            ],
+            token,
+        )
+    };
+
+    // A wrong token: a clear 401 error, exit 1, nothing persisted.
+    let out = pull("wrong-token");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let status = json(&out);
+    assert_eq!(status[0]["state"], "failed");
+    assert!(
+        status[0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401 unauthorized"),
+        "{status}"
+    );
+    assert_eq!(status[0]["counts"], serde_json::Value::Null);
+
+    // The right token: the failed pull resumes where it stopped (its first page).
+    let out = pull(TOKEN);
+    assert!(out.status.success(), "{out:?}");
+    let status = json(&out);
+    assert_eq!(status[0]["state"], "completed");
+    assert_eq!(
+        status[0]["counts"],
+        serde_json::json!({"campaigns": 2, "ad_groups": 4, "keywords": 12})
+    );
+
+    let show = |args: &[&str]| {
+        let mut all = vec!["show", "--profile", PROFILE];
+        all.extend_from_slice(args);
+        adsync(&db, &all, TOKEN)
+    };
+    let keywords = json(&show(&["--kind", "keywords", "--json"]));
+    let keywords = keywords.as_array().expect("array").clone();
+    assert_eq!(keywords.len(), 12);
+    let gone = keywords[4]["keywordId"].as_str().expect("id").to_string();
+    let out = show(&["--kind", "keywords", "--id", &gone]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&gone));
+
+    // Change the platform through the admin endpoint, then pull again.
+    let code = server.admin(
+        "/_admin/mutations",
+        serde_json::json!({"op": "remove", "profile_id": PROFILE, "kind": "keywords", "id": gone}),
+    );
+    assert_eq!(code, 204);
+    assert!(pull(TOKEN).status.success());
+    let keywords = json(&show(&["--kind", "keywords", "--json"]));
+    assert_eq!(keywords.as_array().map(Vec::len), Some(11));
+    let out = show(&["--kind", "keywords", "--id", &gone]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the removed keyword is not found"
+    );
+    let campaigns = json(&show(&["--kind", "campaigns", "--json", "--limit", "1"]));
+    assert_eq!(campaigns.as_array().map(Vec::len), Some(1));
+
+    // `status` lists the pull sync with its fields; `history` shows its transitions.
+    let status = json(&adsync(&db, &["status", "--json"], TOKEN));
+    let pulls = status["pulls"].as_array().expect("pulls").clone();
+    assert_eq!(pulls.len(), 1);
+    let p = &pulls[0];
+    assert_eq!(p["sync"], "pull-amazon-77");
+    assert_eq!(p["state"], "completed");
+    assert_eq!(p["run"], 2, "the resumed pull, then a new one");
+    assert_eq!(p["counts"]["keywords"], 11);
+    for field in ["started_at", "finished_at", "last_success_at"] {
+        assert!(p[field].is_string(), "{field}: {p}");
+    }
+    let out = adsync(&db, &["status"], TOKEN);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pull-amazon-77"));
+    let out = adsync(&db, &["history", "pull-amazon-77"], TOKEN);
+    assert!(out.status.success());
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(history.contains("401 unauthorized"), "{history}");
+    assert!(history.contains("generation 2 is current"), "{history}");
+
+    // The token is in no checkpoint, history entry or snapshot.
+    assert!(!files_contain(&db, TOKEN.as_bytes()));
+    assert!(!history.contains(TOKEN));
+}
