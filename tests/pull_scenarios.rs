@@ -588,3 +588,73 @@ async fn invalid_profile_ids_are_refused_before_anything_is_written() {
     assert!(h.requests().is_empty());
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix() {
+    let big = Generator {
+        campaigns: 20,
+        ad_groups_per_campaign: 10,
+        keywords_per_ad_group: 25,
+        seed: 3,
+    };
+    let config = FakeAmazonConfig::default().with_profile(PROFILE, big.generate());
+    let h = FakeAmazon::start(config).await.expect("server");
+    let s = puller_with(
+        Store::temporary().expect("store"),
+        client(&h, 3, throttle(1000.0, 10.0)),
+        policy(1000, 2),
+    );
+    s.puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("first pull");
+    let old = h.profile(PROFILE).expect("profile");
+    // Change every keyword's text, so a mixed read would show it.
+    for k in &old.keywords {
+        h.mutate(Mutation::Rename {
+            profile_id: PROFILE.into(),
+            kind: ListKind::Keywords,
+            id: k.keyword_id.clone(),
+            name: format!("{} v2", k.keyword_text),
+        })
+        .expect("rename");
+    }
+    let new = h.profile(PROFILE).expect("profile");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (s.store.clone(), stop.clone());
+        let (old, new) = (old.clone(), new.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
+                let snap = snapshot::read_snapshot(&store, AMAZON, PROFILE)
+                    .expect("reads")
+                    .expect("exists");
+                let whole = |d: &adsync::platform::amazon::ProfileData| {
+                    snap.campaigns == d.campaigns
+                        && snap.ad_groups == d.ad_groups
+                        && snap.keywords == d.keywords
+                };
+                assert!(
+                    whole(&old) || whole(&new),
+                    "generation {} is neither the old nor the new data",
+                    snap.info.generation
+                );
+                seen.insert(snap.info.generation);
+                reads += 1;
+            }
+            (seen, reads)
+        })
+    };
+    s.puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("second pull");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, reads) = reader.join().expect("reader");
+    assert!(reads > 0 && !seen.is_empty());
+    assert_persisted_equals_server(&s, &h).await;
+    h.shutdown().await;
+}
