@@ -194,7 +194,9 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
     let json = args.json;
     let status = puller
         .pull_observed(&args.profile, mode, &move |t| {
-            if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome)) {
+            // Phase changes, failures, and every 100th page as progress.
+            if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
+            {
                 println!(
                     "[{}] #{} {} → {}: {}",
                     t.sync,
