@@ -658,3 +658,38 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
     assert_persisted_equals_server(&s, &h).await;
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
+    let empty = Generator {
+        campaigns: 2,
+        ad_groups_per_campaign: 0,
+        keywords_per_ad_group: 0,
+        seed: 1,
+    };
+    let config = FakeAmazonConfig::default()
+        .with_profile(PROFILE, empty.generate())
+        .with_profile("999", adsync::platform::amazon::ProfileData::default());
+    let h = FakeAmazon::start(config).await.expect("server");
+    let s = setup(&h);
+    let status = s
+        .puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("pull");
+    assert_eq!(status.state, SyncState::Completed, "{status:?}");
+    let counts = status.counts.expect("counts");
+    assert_eq!(
+        (counts.campaigns, counts.ad_groups, counts.keywords),
+        (2, 0, 0)
+    );
+    assert_persisted_equals_server(&s, &h).await;
+    let status = s
+        .puller
+        .pull("999", PullMode::ResumeOrStart)
+        .await
+        .expect("pull");
+    assert_eq!(status.state, SyncState::Completed, "{status:?}");
+    assert_eq!(status.counts.map(|c| c.total()), Some(0));
+    h.shutdown().await;
+}

@@ -109,14 +109,11 @@ impl Effects<PullMachine> for AmazonPullEffects {
                     Ok(fetched) => match snapshot::encode_items(&fetched.items) {
                         Ok(bytes) => {
                             let items = fetched.items.len() as u64;
-                            let commit = if items == 0 {
-                                Commit::new()
-                            } else {
-                                Commit::new().data(
-                                    &snapshot::stage_key(AMAZON, profile_id, *kind, *page),
-                                    bytes,
-                                )
-                            };
+                            // Empty pages too: persisting reads every page it counted.
+                            let commit = Commit::new().data(
+                                &snapshot::stage_key(AMAZON, profile_id, *kind, *page),
+                                bytes,
+                            );
                             (
                                 PullOutcome::PageFetched {
                                     kind: *kind,
