@@ -450,10 +450,15 @@ impl Machine for PullMachine {
                     return Err(reject(state, outcome, "a page of another endpoint"));
                 }
                 if next_token.is_some() && *next_token == state.cursor {
-                    return Err(reject(
-                        state,
-                        outcome,
-                        "the platform answered the same nextToken again (pagination loop)",
+                    // A platform fault, not an impossible outcome: fail clearly
+                    // rather than loop on one page.
+                    return Ok(state.clone().fail(
+                        format!(
+                            "{}: the platform answered nextToken {} with the same nextToken (pagination loop)",
+                            kind.path(),
+                            short_token(next_token.as_deref())
+                        ),
+                        ctx,
                     ));
                 }
                 let mut next = state.clone();
@@ -738,6 +743,9 @@ mod samples {
             PullPhase::FetchingKeywords,
         ] {
             out.push(("retries left".to_string(), base(phase)));
+            let mut looping = base(phase);
+            looping.cursor = Some("t".into());
+            out.push(("nextToken t (a repeat is a loop)".to_string(), looping));
             let mut last = base(phase);
             last.attempts = last.policy.backoff.max_attempts - 1;
             out.push(("last attempt".to_string(), last));
@@ -796,5 +804,71 @@ mod samples {
         });
         out.push(PullOutcome::ResumeRequested);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            now: time::macros::datetime!(2026-01-01 00:00 UTC),
+            jitter: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_repeated_next_token_fails_the_pull_instead_of_looping() {
+        let mut state = samples::states()
+            .into_iter()
+            .map(|(_, s)| s)
+            .find(|s| s.phase == PullPhase::FetchingKeywords)
+            .unwrap();
+        state.cursor = Some("abc".into());
+        let outcome = PullOutcome::PageFetched {
+            kind: ListKind::Keywords,
+            items: 10,
+            next_token: Some("abc".into()),
+            total_results: None,
+        };
+        let next = PullMachine::transition(&state, &outcome, &ctx()).unwrap();
+        assert_eq!(next.phase, PullPhase::Failed);
+        assert_eq!(next.failed_in, Some(PullPhase::FetchingKeywords));
+        assert!(next.last_error.unwrap().contains("pagination loop"));
+    }
+
+    #[test]
+    fn transient_failures_wait_for_retry_after_then_give_up() {
+        let state = samples::states()
+            .into_iter()
+            .map(|(_, s)| s)
+            .find(|s| s.phase == PullPhase::FetchingAdGroups)
+            .unwrap();
+        let outcome = PullOutcome::FetchFailed {
+            kind: ListKind::AdGroups,
+            error: "429".into(),
+            transient: true,
+            retry_after_ms: Some(7000),
+        };
+        let mut s = state;
+        for attempt in 1..s.policy.backoff.max_attempts {
+            s = PullMachine::transition(&s, &outcome, &ctx()).unwrap();
+            assert_eq!(s.phase, PullPhase::FetchingAdGroups);
+            assert_eq!(s.attempts, attempt);
+            assert_eq!(s.retry_at, Some(ctx().now + Duration::from_secs(7)));
+        }
+        let failed = PullMachine::transition(&s, &outcome, &ctx()).unwrap();
+        assert_eq!(failed.phase, PullPhase::Failed);
+        assert!(failed
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("staged pages are kept"));
+        // A resume goes back to the page that failed, with fresh attempts.
+        let resumed =
+            PullMachine::transition(&failed, &PullOutcome::ResumeRequested, &ctx()).unwrap();
+        assert_eq!(resumed.phase, PullPhase::FetchingAdGroups);
+        assert_eq!((resumed.attempts, resumed.retry_at), (0, None));
     }
 }
