@@ -1,7 +1,7 @@
 //! Pull of a large Amazon profile from the in-process fake server.
 //!
 //! Run: `cargo bench --bench pull` (add `-- --quick` for a profile 10× smaller,
-//! `-- --pulls N` to pull it N times).
+//! `-- --pulls N` to pull it N times, `-- --page-size N` for other page sizes).
 //!
 //! Pulls 2,000 campaigns, 20,000 ad groups and 500,000 keywords (pages of 1,000,
 //! each staged durably with its checkpoint) into a sled store on disk, then
@@ -108,6 +108,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // `--page-size N`: maxResults (default 1000, the fake's largest; Amazon connectors use 100).
+    let page_size: u32 = args
+        .iter()
+        .position(|a| a == "--page-size")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let generator = Generator {
         campaigns: if quick { 200 } else { 2000 },
         ad_groups_per_campaign: 10,
@@ -154,7 +161,7 @@ fn main() {
     let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
     let runner = Runner::<PullMachine>::new(store.clone(), Arc::new(effects), clock.clone());
     let puller = Puller::new(Arc::new(runner), AMAZON, clock).with_policy(PullPolicy {
-        page_size: 1000,
+        page_size,
         ..PullPolicy::default()
     });
 
