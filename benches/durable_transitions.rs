@@ -78,6 +78,27 @@ fn raw_fdatasync(dir: &Path, n: usize) -> Duration {
     elapsed / n as u32
 }
 
+/// One store commit (a 1 KiB record + a history entry) at a time: the store's
+/// own cost per durable write, without the runner or the platform.
+fn store_commits(dir: &Path, n: usize) -> Duration {
+    let db = dir.join("commits.db");
+    let _ = std::fs::remove_dir_all(&db);
+    let store = Store::open(&db).expect("open store");
+    let value = vec![b'x'; 1024];
+    let start = Instant::now();
+    for i in 0..n {
+        let commit = adsync::store::Commit::new()
+            .data(b"bench/record", value.clone())
+            .data(format!("bench/h/{i:08}").as_bytes(), value[..128].to_vec());
+        store.commit_blocking(commit).expect("commit");
+    }
+    let elapsed = start.elapsed();
+    store.close();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&db);
+    elapsed / n as u32
+}
+
 /// Pushes `campaigns` concurrently and returns (durable transitions, wall time).
 fn push(
     runtime: &tokio::runtime::Runtime,
@@ -132,10 +153,11 @@ fn main() {
 
     let mut best_single = f64::MAX;
     let mut best_group = 0f64;
-    println!("round | raw fdatasync | 1 sync: per effect (ratio) | 64 syncs: transitions/s (× raw rate, commits/flush)");
+    println!("round | raw fdatasync | store commit | 1 sync: per effect (ratio) | 64 syncs: transitions/s (× raw rate, commits/flush)");
     for round in 1..=rounds {
         // Interleave the measurements so disk noise hits all of them alike.
         let raw = raw_fdatasync(&dir, if quick { 500 } else { 2000 });
+        let commit = store_commits(&dir, if quick { 500 } else { 2000 });
         let mut single = Duration::ZERO;
         let mut single_n = 0u64;
         for _ in 0..if quick { 4 } else { 12 } {
@@ -151,8 +173,9 @@ fn main() {
         best_single = best_single.min(ratio);
         best_group = best_group.max(rate64 / raw_rate);
         println!(
-            "{round:>5} | {:>10.1} µs | {:>10.1} µs ({ratio:.2}×) | {rate64:>9.0}/s ({:.1}×, {:.1} commits per flush)",
+            "{round:>5} | {:>10.1} µs | {:>9.1} µs | {:>10.1} µs ({ratio:.2}×) | {rate64:>9.0}/s ({:.1}×, {:.1} commits per flush)",
             raw.as_secs_f64() * 1e6,
+            commit.as_secs_f64() * 1e6,
             per_effect.as_secs_f64() * 1e6,
             rate64 / raw_rate,
             stats.commits as f64 / stats.flushes.max(1) as f64,
