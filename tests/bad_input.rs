@@ -140,7 +140,11 @@ fn a_garbled_write_ahead_log_is_named_and_left_alone() {
         stderr.contains("adsync.wal") && stderr.contains("not an adsync log"),
         "{stderr}"
     );
-    assert_eq!(std::fs::read(&wal).unwrap(), garbage, "nothing was overwritten");
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        garbage,
+        "nothing was overwritten"
+    );
 }
 
 #[test]
