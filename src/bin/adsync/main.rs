@@ -220,17 +220,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Demo => demo::run().await,
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
-            let entities: usize = set
-                .campaigns
-                .iter()
-                .map(|c| {
-                    1 + c
-                        .ad_groups
-                        .iter()
-                        .map(|g| 1 + g.ads.len() + g.keywords.len())
-                        .sum::<usize>()
-                })
-                .sum();
+            let entities = set.entity_count();
             println!(
                 "ok: `{}`: {} campaigns, {entities} entities",
                 set.name,
