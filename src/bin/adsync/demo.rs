@@ -76,17 +76,7 @@ pub async fn run() -> Result<u8, Failure> {
     output::report(&report, false);
 
     let duplicates = platform.duplicates();
-    let local: usize = set
-        .campaigns
-        .iter()
-        .map(|c| {
-            1 + c
-                .ad_groups
-                .iter()
-                .map(|g| 1 + g.ads.len() + g.keywords.len())
-                .sum::<usize>()
-        })
-        .sum();
+    let local = set.entity_count();
     println!(
         "\nplatform: {} entities for {local} local entities, {} creates sent, duplicates: {}",
         platform.entities().len(),
