@@ -634,18 +634,23 @@ impl Writer {
         }
     }
 
-    /// Makes `jobs` durable (log + fdatasync, or a sled flush when the log is
-    /// full), then visible in sled.
+    /// Makes `jobs` durable (log + fdatasync; when the log is full, a sled flush
+    /// empties it first), then visible in sled.
     fn write_group(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
         let groups = || jobs.iter().map(|job| job.commit.writes.as_slice());
         let len: usize = groups().map(Wal::encoded_len).sum();
+        if !self.wal.fits(len) {
+            // Empty the log first (sled's flush makes what it holds durable), so
+            // the group still goes through the log and stays atomic on a crash.
+            self.checkpoint()?;
+        }
         if self.wal.fits(len) {
             // Durable first, then visible: readers never see an unacknowledged write.
             self.wal.append(groups()).map_err(|e| self.log_error(e))?;
             self.apply(groups())
         } else {
-            // Too big for what is left of the log: sled's own flush makes it
-            // (and everything logged before it) durable, and the log restarts.
+            // Larger than the whole log: sled's own flush makes it durable (not
+            // atomically on a crash: keep single commits below the log's size).
             self.apply(groups())?;
             self.checkpoint()
         }
