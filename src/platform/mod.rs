@@ -1,1 +1,2 @@
 //! Platform implementations of the adapter seams.
+pub mod reddit;
