@@ -865,6 +865,12 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
     }
     assert_eq!(count(&fake.requests(), "POST", "", None), 1);
     assert_eq!(fake.entities().campaigns.len(), 1);
+    // A slow read times out too, but reads are simply retried.
+    fake.inject(
+        Fault::new(FaultKind::Latency { ms: 600 })
+            .method("GET")
+            .times(1),
+    );
     let found = adapter
         .find(
             &account(),
@@ -875,6 +881,9 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
         .await
         .expect("find");
     assert_eq!(found.len(), 1);
+    let log = fake.requests();
+    assert_eq!(count(&log, "GET", "/campaigns", None), 2);
+    assert_eq!(count(&log, "GET", "/campaigns", Some(200)), 1);
     fake.shutdown().await;
 }
 
@@ -1077,5 +1086,95 @@ async fn fake_server_follows_the_platform_notes_and_admin_api_works() {
     })
     .await
     .is_err());
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn sequential_requests_follow_ratelimit_headers_and_get_no_429() {
+    // The client's own budget is far above the server's: only the
+    // X-Ratelimit-Remaining / -Reset headers can keep it out of 429s.
+    let (fake, adapter) = setup_with(FakeRedditConfig {
+        writes_per_window: 4,
+        window: Duration::from_secs(1),
+        retry_after_header: false,
+        ..FakeRedditConfig::default()
+    })
+    .await;
+    let started = Instant::now();
+    for i in 0..9 {
+        adapter
+            .create(&account(), &campaign(&format!("Paced {i}")))
+            .await
+            .expect("created");
+    }
+    let log = fake.requests();
+    assert_eq!(count(&log, "POST", "", Some(429)), 0, "{log:?}");
+    assert_eq!(count(&log, "POST", "/campaigns", Some(201)), 9);
+    // 9 writes at 4 per window need at least two window resets.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    fake.shutdown().await;
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_show_requests_but_never_the_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread test: everything below runs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (fake, adapter) = setup().await;
+    fake.expire_token_once();
+    fake.inject(
+        Fault::new(FaultKind::Status {
+            status: 500,
+            after_apply: true,
+            retry_after_secs: None,
+            reset_secs: None,
+        })
+        .method("POST")
+        .times(1),
+    );
+    let err = adapter
+        .create(&account(), &campaign("Logged Campaign"))
+        .await
+        .expect_err("500 on create");
+    let text = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default())
+        .to_string();
+    assert!(text.contains("reddit request"), "{text}");
+    assert!(
+        text.contains("/api/v3/ad_accounts/a2_test/campaigns"),
+        "{text}"
+    );
+    assert!(
+        text.contains("status=401") && text.contains("status=500"),
+        "{text}"
+    );
+    let token = &fake.config().token;
+    assert!(!text.contains(token.as_str()), "token in logs: {text}");
+    assert!(!format!("{err} {err:?} {adapter:?}").contains(token.as_str()));
     fake.shutdown().await;
 }

@@ -6,6 +6,8 @@
 //! for `GET /ad_accounts/{a}/ads/{id}`, pagination with `page.size`/`page.token`
 //! and an absolute `next_url`, bearer auth, a required `User-Agent`, and
 //! fixed-window rate limits with `X-Ratelimit-*` headers and optional `Retry-After`.
+//! Any `a2_…` account id exists (and starts empty); other account ids are 404.
+//! The rate-limit windows are per server (reads and writes separately), not per account.
 //!
 //! It only ever listens on loopback.
 //!
@@ -210,7 +212,8 @@ pub struct LoggedRequest {
     pub method: String,
     /// Path and query as received.
     pub path: String,
-    /// Status answered; `None` when the connection was dropped.
+    /// Status answered; `None` when no answer was given: the connection was
+    /// dropped, the answer withheld, or the client went away first.
     pub status: Option<u16>,
     /// When it arrived (RFC 3339).
     pub at: String,
@@ -331,7 +334,8 @@ struct Inner {
     entities: Vec<Stored>,
     page_tokens: HashMap<String, usize>,
     faults: Vec<Fault>,
-    log: Vec<LoggedRequest>,
+    log: Vec<(u64, LoggedRequest)>,
+    log_seq: u64,
     reads: Window,
     writes: Window,
 }
@@ -476,7 +480,7 @@ impl FakeReddit {
 
     /// The request log, oldest first.
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.lock().log.clone()
+        self.lock().log.iter().map(|(_, r)| r.clone()).collect()
     }
 
     /// Empties the request log.
@@ -573,15 +577,31 @@ impl Shared {
         Some(kind)
     }
 
-    fn log(&self, method: &Method, path: String, status: Option<u16>, fault: Option<&FaultKind>) {
+    /// Logs a request on arrival (status unknown yet) and returns its sequence number.
+    fn log_start(&self, method: &Method, path: String, fault: Option<&FaultKind>) -> u64 {
         let at = now_rfc3339();
-        self.lock().log.push(LoggedRequest {
-            method: method.to_string(),
-            path,
-            status,
-            at,
-            fault: fault.map(fault_name),
-        });
+        let mut inner = self.lock();
+        inner.log_seq += 1;
+        let seq = inner.log_seq;
+        inner.log.push((
+            seq,
+            LoggedRequest {
+                method: method.to_string(),
+                path,
+                status: None,
+                at,
+                fault: fault.map(fault_name),
+            },
+        ));
+        seq
+    }
+
+    /// Records the status answered to request `seq`.
+    fn log_status(&self, seq: u64, status: StatusCode) {
+        let mut inner = self.lock();
+        if let Some((_, entry)) = inner.log.iter_mut().rev().find(|(s, _)| *s == seq) {
+            entry.status = Some(status.as_u16());
+        }
     }
 }
 
@@ -684,12 +704,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 
     let fault = shared.take_fault(&method, &path);
+    let seq = shared.log_start(&method, logged_path, fault.as_ref());
     match &fault {
         Some(FaultKind::Latency { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-        Some(FaultKind::Drop) => {
-            shared.log(&method, logged_path, None, fault.as_ref());
-            return drop_connection(kill).await;
-        }
+        Some(FaultKind::Drop) => return drop_connection(kill).await,
         Some(FaultKind::Status {
             status,
             after_apply: false,
@@ -697,12 +715,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             reset_secs,
         }) => {
             let reply = injected_status(*status, *retry_after_secs, *reset_secs);
-            shared.log(
-                &method,
-                logged_path,
-                Some(reply.status.as_u16()),
-                fault.as_ref(),
-            );
+            shared.log_status(seq, reply.status);
             return reply.into_response();
         }
         _ => {}
@@ -724,7 +737,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             r.into_response()
         }
         Some(FaultKind::LoseResponse { withhold_ms }) if processed => {
-            shared.log(&method, logged_path, None, fault.as_ref());
+            // Logged without a status: the client gets no (timely) answer.
             match withhold_ms {
                 None => return drop_connection(kill).await,
                 Some(ms) => {
@@ -743,12 +756,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         _ => reply.into_response(),
     };
-    shared.log(
-        &method,
-        logged_path,
-        Some(response.status().as_u16()),
-        fault.as_ref(),
-    );
+    shared.log_status(seq, response.status());
     response
 }
 
@@ -797,7 +805,11 @@ fn admin(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Response
             ok()
         }
         ("GET", "/entities") => axum::Json(entities_of(&shared.lock())).into_response(),
-        ("GET", "/requests") => axum::Json(shared.lock().log.clone()).into_response(),
+        ("GET", "/requests") => {
+            let log: Vec<LoggedRequest> =
+                shared.lock().log.iter().map(|(_, r)| r.clone()).collect();
+            axum::Json(log).into_response()
+        }
         ("DELETE", "/requests") => {
             shared.lock().log.clear();
             ok()
@@ -920,6 +932,10 @@ fn route(
             let Some(kind) = Kind::from_collection(coll) else {
                 return Reply::not_found();
             };
+            // Ad accounts are `a2_…` ids; any such account exists (and starts empty).
+            if !account.starts_with("a2_") {
+                return Reply::not_found();
+            }
             match *method {
                 Method::GET => list(inner, config, account, kind, query, host),
                 Method::POST => create(inner, account, kind, body),
@@ -1275,9 +1291,6 @@ fn body_data(body: &Bytes) -> Result<Map<String, Value>, Reply> {
 }
 
 fn create(inner: &mut Inner, account: &str, kind: Kind, body: &Bytes) -> Reply {
-    if !account.starts_with("a2_") {
-        return Reply::not_found();
-    }
     let data = match body_data(body) {
         Ok(d) => d,
         Err(r) => return r,
