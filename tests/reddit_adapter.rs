@@ -40,6 +40,7 @@ fn adapter_config(fake: &FakeRedditHandle) -> RedditConfig {
             max_attempts: 4,
         },
         page_size: None,
+        clock_skew: Duration::from_secs(60),
     }
 }
 
@@ -237,6 +238,16 @@ async fn create_update_find_round_trip_for_campaign_ad_group_and_ad() {
         .await
         .expect("find")
         .is_empty());
+    // Our clock 30 s ahead of Reddit's: still found (clock_skew is 60 s).
+    let skewed = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    assert_eq!(
+        adapter
+            .find(&account(), EntityKind::Campaign, "Spring Sale", skewed)
+            .await
+            .expect("find")
+            .len(),
+        1
+    );
     let later = OffsetDateTime::now_utc() + time::Duration::minutes(5);
     assert!(adapter
         .find(&account(), EntityKind::Campaign, "Spring Sale", later)
@@ -289,10 +300,18 @@ async fn keywords_live_in_ad_group_targeting_and_other_targeting_is_kept() {
         .set_ad_group_keywords(&under(&cid), &gid, &kws)
         .await
         .expect("keywords set");
+    fake.clear_requests();
     adapter
         .set_ad_group_keywords(&under(&cid), &gid, &kws)
         .await
         .expect("idempotent");
+    // Already in place: read, no write.
+    let log = fake.requests();
+    assert_eq!(
+        count(&log, "GET", &format!("/ad_groups/{gid}"), Some(200)),
+        1
+    );
+    assert_eq!(count(&log, "PATCH", "", None), 0);
     let held = fake.entities();
     assert_eq!(
         field(&held.ad_groups[0], "targeting"),

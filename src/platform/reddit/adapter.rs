@@ -79,6 +79,10 @@ pub struct RedditConfig {
     pub backoff: Backoff,
     /// `page.size` sent on list requests (`None`: the platform's default).
     pub page_size: Option<u32>,
+    /// How far Reddit's clock may lag ours: [`PushAdapter::find`] also returns
+    /// entities created up to this long before `created_after`, so that a lost
+    /// create is not missed (and then duplicated) because of clock skew.
+    pub clock_skew: Duration,
 }
 
 impl Default for RedditConfig {
@@ -92,6 +96,7 @@ impl Default for RedditConfig {
             rate: RatePolicy::default(),
             backoff: Backoff::default(),
             page_size: Some(100),
+            clock_skew: Duration::from_secs(60),
         }
     }
 }
@@ -748,6 +753,7 @@ impl PushAdapter for RedditAdapter {
         if url.query() == Some("") {
             url.set_query(None);
         }
+        let not_before = created_after - self.config.clock_skew;
         let mut found = Vec::new();
         let mut seen_pages = std::collections::HashSet::new();
         let mut next = Some(url);
@@ -784,7 +790,7 @@ impl PushAdapter for RedditAdapter {
                         ),
                         retry_after: None,
                     })?;
-                if created >= created_after {
+                if created >= not_before {
                     found.push(FoundEntity {
                         id: e.id,
                         name: e.name,
@@ -834,7 +840,12 @@ impl PushAdapter for RedditAdapter {
                 retry_after: None,
             })?,
         };
-        targeting.keywords = keywords.iter().map(|k| k.text.clone()).collect();
+        let wanted: Vec<String> = keywords.iter().map(|k| k.text.clone()).collect();
+        if targeting.keywords == wanted {
+            // Already in place: save a write from the budget.
+            return Ok(());
+        }
+        targeting.keywords = wanted;
         self.patch(
             &parent.account_id,
             url,
