@@ -41,15 +41,15 @@ impl Backoff {
     /// half fixed and half random, so retries of many syncs spread out but
     /// never collapse to zero.
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with_jitter(attempt, rand::rng().random::<f64>())
+    }
+
+    /// [`Backoff::delay`] with the random part given as `unit` in `[0, 1)`, so a
+    /// pure state machine can compute waits from a sample the runner drew.
+    pub fn delay_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
         let ceiling = self.ceiling(attempt);
         let half = ceiling / 2;
-        let spread = ceiling.saturating_sub(half).as_millis() as u64;
-        let jitter = if spread == 0 {
-            0
-        } else {
-            rand::rng().random_range(0..=spread)
-        };
-        half + Duration::from_millis(jitter)
+        half + ceiling.saturating_sub(half).mul_f64(unit.clamp(0.0, 1.0))
     }
 
     /// Whether another attempt is allowed after `attempts` have failed.

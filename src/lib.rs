@@ -7,6 +7,10 @@
 pub mod adapter;
 pub mod backoff;
 pub mod clock;
+pub mod machine;
 pub mod model;
 pub mod platform;
+pub mod push;
 pub mod ratelimit;
+pub mod runner;
+pub mod store;

@@ -1,2 +1,4 @@
 //! Platform implementations of the adapter seams.
+
+pub mod memory;
 pub mod reddit;

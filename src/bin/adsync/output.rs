@@ -1,0 +1,141 @@
+//! Human and JSON output of the CLI.
+
+use std::sync::Arc;
+
+use adsync::machine::Machine;
+use adsync::push::{Observer, PushMachine, SetReport};
+use adsync::store::Store;
+
+use crate::Failure;
+
+/// Prints each transition as it becomes durable (humans only; JSON prints the report at the end).
+pub fn printer(json: bool) -> Observer {
+    Arc::new(move |t| {
+        if !json {
+            let effect = t
+                .effect
+                .as_ref()
+                .map(PushMachine::describe_effect)
+                .unwrap_or_else(|| "(no effect run)".into());
+            println!(
+                "[{}] #{} {} → {}: {effect} ⇒ {}",
+                t.sync,
+                t.seq,
+                t.from,
+                t.to,
+                PushMachine::describe_outcome(&t.outcome)
+            );
+        }
+    })
+}
+
+pub fn report(report: &SetReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+        return;
+    }
+    for c in &report.campaigns {
+        println!("\n{} (campaign `{}`): {}", c.sync, c.campaign, c.status);
+        if let Some(e) = &c.last_error {
+            println!("  last error: {e}");
+        }
+        for e in &c.entities {
+            println!(
+                "  {:<9} {:<16} {:<12} {}",
+                e.kind.to_string(),
+                e.local_id,
+                e.platform_id.as_deref().unwrap_or("-"),
+                serde_json::to_value(&e.result)
+                    .ok()
+                    .and_then(|v| v.get("result").and_then(|r| r.as_str()).map(str::to_string))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+}
+
+pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
+    let mut rows = Vec::new();
+    let mut broken = Vec::new();
+    for item in store.list() {
+        match item {
+            Ok(r) => rows.push(r),
+            Err(e) => broken.push(e.to_string()),
+        }
+    }
+    if json {
+        let value = serde_json::json!({
+            "syncs": rows.iter().map(|r| serde_json::json!({
+                "id": r.id, "kind": r.kind, "phase": r.phase, "status": r.status,
+                "effects_run": r.effects_run, "failed_effects": r.failed_effects,
+                "last_error": r.last_error, "labels": r.labels,
+                "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
+            })).collect::<Vec<_>>(),
+            "unreadable": broken,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{:<24} {:<6} {:<16} {:<15} {:>7}  last error",
+            "sync", "kind", "phase", "status", "effects"
+        );
+        for r in &rows {
+            println!(
+                "{:<24} {:<6} {:<16} {:<15} {:>7}  {}",
+                r.id,
+                r.kind,
+                r.phase,
+                r.status.to_string(),
+                r.effects_run,
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+        for b in &broken {
+            println!("unreadable: {b}");
+        }
+    }
+    Ok(if broken.is_empty() { 0 } else { 4 })
+}
+
+pub fn history(store: &Store, sync: &str, json: bool) -> Result<u8, Failure> {
+    let entries = store.history(sync)?;
+    if entries.is_empty() {
+        return Err(Failure::usage(format!(
+            "no sync `{sync}` in {}",
+            store.path().display()
+        )));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).unwrap_or_default()
+        );
+    } else {
+        for e in entries {
+            println!(
+                "#{:<3} {}  {:<16} → {:<16} {} ⇒ {}",
+                e.seq,
+                fmt_time(e.at),
+                e.from,
+                e.to,
+                e.effect.as_deref().unwrap_or("(no effect run)"),
+                e.outcome
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn fmt_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

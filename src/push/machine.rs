@@ -1,0 +1,1091 @@
+//! The push machine: one campaign tree pushed to one platform account.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumIter};
+
+use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
+use crate::backoff::Backoff;
+use crate::clock::Timestamp;
+use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::model::{Campaign, Keyword};
+
+/// The push machine definition (see [`crate::push`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PushMachine;
+
+/// The typed phases of a push sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumIter)]
+pub enum PushPhase {
+    /// Nothing is on the platform yet (or the campaign has an id and gets updated).
+    Pending,
+    /// The campaign exists and its id is durable; ad groups are being synced.
+    CampaignCreated,
+    /// Every ad group is settled; ads are being synced.
+    AdGroupsCreated,
+    /// Every ad is settled; keywords are being synced.
+    AdsCreated,
+    /// A create may or may not have happened; the entity is being looked up.
+    OutcomeUnknown,
+    /// Parked: an operator must say whether an entity exists.
+    NeedsAttention,
+    /// Every entity exists on the platform with its id recorded.
+    Synced,
+    /// Finished; at least one entity failed (the others are synced).
+    Failed,
+}
+
+/// The kinds of [`PushOutcome`], for tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Display, EnumIter)]
+#[allow(missing_docs)]
+pub enum PushOutcomeKind {
+    Created,
+    Updated,
+    KeywordsSet,
+    FoundNone,
+    FoundOne,
+    FoundMany,
+    Transient,
+    Permanent,
+    Unknown,
+    Interrupted,
+    OperatorAdopt,
+    OperatorAbsent,
+}
+
+/// Settings that shape a push.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PushPolicy {
+    /// Retries of transient failures.
+    pub backoff: Backoff,
+    /// How far before the recorded intent a look-up still accepts an entity's
+    /// `created_at`, to absorb clock skew between us and the platform.
+    pub lookup_slack_secs: u64,
+}
+
+impl Default for PushPolicy {
+    fn default() -> Self {
+        PushPolicy {
+            backoff: Backoff::default(),
+            lookup_slack_secs: 120,
+        }
+    }
+}
+
+/// Where the campaign is pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Platform name (`reddit`, `memory`).
+    pub platform: String,
+    /// The ad account.
+    pub account_id: String,
+    /// How that platform stores keywords.
+    pub keyword_model: KeywordModel,
+}
+
+/// What became of one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum EntityResult {
+    /// Not settled yet.
+    Pending,
+    /// Created by this sync.
+    Created,
+    /// Had a platform id already; updated.
+    Updated,
+    /// Found on the platform after an unknown outcome, and adopted.
+    Adopted,
+    /// Set on its ad group's targeting (platforms whose keywords are not entities).
+    Applied,
+    /// Failed; the platform's message.
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// Not attempted because its parent failed.
+    Skipped {
+        /// Which parent failed.
+        reason: String,
+    },
+}
+
+/// One entity of the campaign tree with its platform id, if known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// The desired fields (children stripped).
+    pub spec: EntitySpec,
+    /// Index of the parent entity (`None` for the campaign).
+    pub parent: Option<usize>,
+    /// The platform id, recorded the moment it is known.
+    pub platform_id: Option<String>,
+    /// What became of it.
+    pub result: EntityResult,
+}
+
+impl Entity {
+    /// The local id.
+    pub fn local_id(&self) -> &str {
+        self.spec.local_id()
+    }
+
+    /// The level.
+    pub fn kind(&self) -> EntityKind {
+        self.spec.kind()
+    }
+
+    fn is_blocked(&self) -> bool {
+        matches!(
+            self.result,
+            EntityResult::Failed { .. } | EntityResult::Skipped { .. }
+        )
+    }
+}
+
+/// One planned effect slot: upsert an entity, or set an ad group's keywords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Work {
+    /// Create or update `entity` (an index into [`PushState::entities`]).
+    Upsert {
+        /// The entity.
+        entity: usize,
+    },
+    /// Set the keywords of ad group `ad_group` to `keywords` (targeting model).
+    SetKeywords {
+        /// The ad group.
+        ad_group: usize,
+        /// The keyword entities.
+        keywords: Vec<usize>,
+    },
+}
+
+/// The checkpointed state of a push sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushState {
+    /// The typed phase.
+    pub phase: PushPhase,
+    /// Where the campaign goes.
+    pub target: Target,
+    /// Settings.
+    pub policy: PushPolicy,
+    /// The tree, flattened in sync order: campaign, ad groups, ads, keywords.
+    pub entities: Vec<Entity>,
+    /// The planned work in order.
+    pub work: Vec<Work>,
+    /// The current work item.
+    pub cursor: usize,
+    /// Failed attempts of the current work item (or look-up).
+    pub attempt: u32,
+    /// When the current work item was made durable: the lower bound of a look-up.
+    #[serde(with = "time::serde::rfc3339")]
+    pub intent_at: Timestamp,
+    /// Not before this time (backoff).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub retry_at: Option<Timestamp>,
+    /// The last error, or why the sync needs attention.
+    pub last_error: Option<String>,
+}
+
+/// A side effect named by a push state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum PushEffect {
+    /// Create an entity (never repeated blindly).
+    Create {
+        /// Under what.
+        parent: Parent,
+        /// What.
+        spec: EntitySpec,
+    },
+    /// Update an entity that has a platform id (repeatable).
+    Update {
+        /// Under what.
+        parent: Parent,
+        /// Its platform id.
+        id: String,
+        /// To what.
+        spec: EntitySpec,
+    },
+    /// Set an ad group's keywords (repeatable).
+    SetKeywords {
+        /// The account.
+        parent: Parent,
+        /// The ad group's local id.
+        ad_group: String,
+        /// The ad group's platform id.
+        ad_group_id: String,
+        /// The keywords.
+        keywords: Vec<Keyword>,
+    },
+    /// Look an entity up after an unknown create outcome (repeatable).
+    Find {
+        /// Under what.
+        parent: Parent,
+        /// Its local id.
+        local_id: String,
+        /// Level.
+        kind: EntityKind,
+        /// Exact name.
+        name: String,
+        /// Earliest creation time accepted.
+        #[serde(with = "time::serde::rfc3339")]
+        created_after: Timestamp,
+    },
+}
+
+/// What came of a push effect, or an input from the runner or an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PushOutcome {
+    /// The create succeeded with this id.
+    Created {
+        /// The platform id.
+        id: String,
+    },
+    /// The update succeeded.
+    Updated,
+    /// The keywords were set.
+    KeywordsSet,
+    /// The look-up returned these matches.
+    Found {
+        /// Matches (exact name, created after the intent).
+        matches: Vec<FoundEntity>,
+    },
+    /// The effect failed.
+    Failed {
+        /// The classified error.
+        error: AdapterError,
+    },
+    /// Runner: after a restart, the create this state names may have been sent.
+    Interrupted,
+    /// Operator: the entity exists with this id; adopt it.
+    OperatorAdopt {
+        /// The platform id.
+        id: String,
+    },
+    /// Operator: the entity does not exist; create it.
+    OperatorAbsent,
+}
+
+impl PushState {
+    /// The initial state of a push of `campaign`. Entities whose local id is in
+    /// `known_ids` already exist on the platform and take the update path.
+    pub fn new(
+        target: Target,
+        campaign: &Campaign,
+        known_ids: &BTreeMap<String, String>,
+        policy: PushPolicy,
+        now: Timestamp,
+    ) -> Self {
+        let mut entities = Vec::new();
+        let known = |id: &str| known_ids.get(id).cloned();
+        let mut root = campaign.clone();
+        root.ad_groups.clear();
+        entities.push(Entity {
+            platform_id: known(&root.id),
+            spec: EntitySpec::Campaign(root),
+            parent: None,
+            result: EntityResult::Pending,
+        });
+        let mut group_index = Vec::new();
+        for group in &campaign.ad_groups {
+            let mut g = group.clone();
+            g.ads.clear();
+            g.keywords.clear();
+            group_index.push(entities.len());
+            entities.push(Entity {
+                platform_id: known(&g.id),
+                spec: EntitySpec::AdGroup(g),
+                parent: Some(0),
+                result: EntityResult::Pending,
+            });
+        }
+        for (group, &gi) in campaign.ad_groups.iter().zip(&group_index) {
+            for ad in &group.ads {
+                entities.push(Entity {
+                    platform_id: known(&ad.id),
+                    spec: EntitySpec::Ad(ad.clone()),
+                    parent: Some(gi),
+                    result: EntityResult::Pending,
+                });
+            }
+        }
+        let mut keyword_sets = Vec::new();
+        for (group, &gi) in campaign.ad_groups.iter().zip(&group_index) {
+            let mut set = Vec::new();
+            for keyword in &group.keywords {
+                set.push(entities.len());
+                entities.push(Entity {
+                    platform_id: match target.keyword_model {
+                        KeywordModel::Entities => known(&keyword.id),
+                        KeywordModel::AdGroupTargeting => None,
+                    },
+                    spec: EntitySpec::Keyword(keyword.clone()),
+                    parent: Some(gi),
+                    result: EntityResult::Pending,
+                });
+            }
+            if !set.is_empty() {
+                keyword_sets.push((gi, set));
+            }
+        }
+        let mut work: Vec<Work> = entities
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.kind() != EntityKind::Keyword || target.keyword_model == KeywordModel::Entities
+            })
+            .map(|(entity, _)| Work::Upsert { entity })
+            .collect();
+        if target.keyword_model == KeywordModel::AdGroupTargeting {
+            work.extend(
+                keyword_sets
+                    .into_iter()
+                    .map(|(ad_group, keywords)| Work::SetKeywords { ad_group, keywords }),
+            );
+        }
+        PushState {
+            phase: PushPhase::Pending,
+            target,
+            policy,
+            entities,
+            work,
+            cursor: 0,
+            attempt: 0,
+            intent_at: now,
+            retry_at: None,
+            last_error: None,
+        }
+    }
+
+    /// The campaign's local id.
+    pub fn campaign_id(&self) -> &str {
+        self.entities.first().map(Entity::local_id).unwrap_or("")
+    }
+
+    /// Platform ids known so far, by local id.
+    pub fn platform_ids(&self) -> BTreeMap<String, String> {
+        self.entities
+            .iter()
+            .filter_map(|e| {
+                e.platform_id
+                    .clone()
+                    .map(|id| (e.local_id().to_string(), id))
+            })
+            .collect()
+    }
+
+    fn current(&self) -> Option<&Work> {
+        self.work.get(self.cursor)
+    }
+
+    /// The entity whose create is pending in the current work item, if the item is a create.
+    fn pending_create(&self) -> Option<usize> {
+        match self.current()? {
+            Work::Upsert { entity } if self.entities.get(*entity)?.platform_id.is_none() => {
+                Some(*entity)
+            }
+            _ => None,
+        }
+    }
+
+    fn parent_of(&self, entity: usize) -> Option<Parent> {
+        let parent_id = match self.entities.get(entity)?.parent {
+            None => None,
+            Some(p) => Some(self.entities.get(p)?.platform_id.clone()?),
+        };
+        Some(Parent {
+            account_id: self.target.account_id.clone(),
+            parent_id,
+        })
+    }
+
+    fn describe(&self, entity: usize) -> String {
+        match self.entities.get(entity) {
+            Some(e) => format!("{} `{}` ({})", e.kind(), e.local_id(), e.spec.lookup_name()),
+            None => format!("entity #{entity}"),
+        }
+    }
+
+    /// The phase in which work item `cursor` runs.
+    fn phase_for(&self, cursor: usize) -> PushPhase {
+        match self.work.get(cursor) {
+            None => PushPhase::Synced,
+            Some(Work::SetKeywords { .. }) => PushPhase::AdsCreated,
+            Some(Work::Upsert { entity }) => match self.entities.get(*entity).map(Entity::kind) {
+                Some(EntityKind::Campaign) | None => PushPhase::Pending,
+                Some(EntityKind::AdGroup) => PushPhase::CampaignCreated,
+                Some(EntityKind::Ad) => PushPhase::AdGroupsCreated,
+                Some(EntityKind::Keyword) => PushPhase::AdsCreated,
+            },
+        }
+    }
+
+    fn is_blocked(&self, work: &Work) -> bool {
+        match work {
+            Work::Upsert { entity } => self.entities.get(*entity).is_none_or(Entity::is_blocked),
+            Work::SetKeywords { ad_group, .. } => {
+                self.entities.get(*ad_group).is_none_or(Entity::is_blocked)
+            }
+        }
+    }
+
+    /// Marks the current item done and moves to the next unblocked one.
+    fn advance(mut self, ctx: &Context) -> Self {
+        self.attempt = 0;
+        self.retry_at = None;
+        self.intent_at = ctx.now;
+        self.cursor += 1;
+        while let Some(work) = self.work.get(self.cursor) {
+            if !self.is_blocked(work) {
+                break;
+            }
+            self.cursor += 1;
+        }
+        if self.cursor >= self.work.len() {
+            let failed: Vec<String> = (0..self.entities.len())
+                .filter(|&i| matches!(self.entities[i].result, EntityResult::Failed { .. }))
+                .map(|i| self.describe(i))
+                .collect();
+            if failed.is_empty() {
+                self.phase = PushPhase::Synced;
+                self.last_error = None;
+            } else {
+                self.phase = PushPhase::Failed;
+                let first = self.last_error.take().unwrap_or_default();
+                self.last_error = Some(format!(
+                    "{} failed: {}; last error: {first}",
+                    failed.len(),
+                    failed.join(", ")
+                ));
+            }
+        } else {
+            self.phase = self.phase_for(self.cursor);
+        }
+        self
+    }
+
+    /// Fails the current item's entity (and skips its descendants), then advances.
+    fn fail_current(mut self, error: String, ctx: &Context) -> Self {
+        let target = match self.current() {
+            Some(Work::Upsert { entity }) => vec![*entity],
+            Some(Work::SetKeywords { keywords, .. }) => keywords.clone(),
+            None => vec![],
+        };
+        for &t in &target {
+            let what = self.describe(t);
+            if let Some(e) = self.entities.get_mut(t) {
+                e.result = EntityResult::Failed {
+                    error: error.clone(),
+                };
+            }
+            // Children come after parents in the flattened order.
+            for i in t + 1..self.entities.len() {
+                let parent_blocked = self.entities[i]
+                    .parent
+                    .is_some_and(|p| self.entities[p].is_blocked());
+                if parent_blocked && !self.entities[i].is_blocked() {
+                    self.entities[i].result = EntityResult::Skipped {
+                        reason: format!("{what} failed"),
+                    };
+                }
+            }
+        }
+        self.last_error = Some(error);
+        self.advance(ctx)
+    }
+
+    /// Schedules another attempt of the current item, or gives up after the last one.
+    fn retry_or(
+        mut self,
+        error: &AdapterError,
+        ctx: &Context,
+        give_up: impl FnOnce(Self, String) -> Self,
+    ) -> Self {
+        self.attempt += 1;
+        let message = error.to_string();
+        if !self.policy.backoff.allows_retry(self.attempt) {
+            let attempts = self.attempt;
+            return give_up(self, format!("{message} (after {attempts} attempts)"));
+        }
+        let mut wait = self
+            .policy
+            .backoff
+            .delay_with_jitter(self.attempt, ctx.jitter);
+        if let AdapterError::Transient {
+            retry_after: Some(asked),
+            ..
+        } = error
+        {
+            wait = wait.max(*asked);
+        }
+        self.retry_at = Some(ctx.now + wait);
+        self.last_error = Some(message);
+        self
+    }
+
+    fn set_result(&mut self, entity: usize, result: EntityResult, id: Option<String>) {
+        if let Some(e) = self.entities.get_mut(entity) {
+            if id.is_some() {
+                e.platform_id = id;
+            }
+            e.result = result;
+        }
+    }
+
+    fn attention(mut self, reason: String) -> Self {
+        self.phase = PushPhase::NeedsAttention;
+        self.retry_at = None;
+        self.last_error = Some(reason);
+        self
+    }
+
+    fn back_to_create(mut self, ctx: &Context) -> Self {
+        self.phase = self.phase_for(self.cursor);
+        self.attempt = 0;
+        self.retry_at = None;
+        self.intent_at = ctx.now;
+        self
+    }
+}
+
+fn reject(
+    state: &PushState,
+    outcome: &PushOutcome,
+    reason: &str,
+) -> Result<PushState, TransitionError> {
+    Err(TransitionError {
+        machine: PushMachine::KIND,
+        phase: state.phase.to_string(),
+        outcome: PushMachine::outcome_kind(outcome).to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+impl Machine for PushMachine {
+    const KIND: &'static str = "push";
+    const STATE_VERSION: u32 = 1;
+    type State = PushState;
+    type Effect = PushEffect;
+    type Outcome = PushOutcome;
+    type Phase = PushPhase;
+    type OutcomeKind = PushOutcomeKind;
+
+    fn phase(state: &PushState) -> PushPhase {
+        state.phase
+    }
+
+    fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
+        match outcome {
+            PushOutcome::Created { .. } => PushOutcomeKind::Created,
+            PushOutcome::Updated => PushOutcomeKind::Updated,
+            PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
+            PushOutcome::Found { matches } => match matches.len() {
+                0 => PushOutcomeKind::FoundNone,
+                1 => PushOutcomeKind::FoundOne,
+                _ => PushOutcomeKind::FoundMany,
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Transient { .. },
+            } => PushOutcomeKind::Transient,
+            PushOutcome::Failed {
+                error: AdapterError::Permanent { .. },
+            } => PushOutcomeKind::Permanent,
+            PushOutcome::Failed {
+                error: AdapterError::Unknown { .. },
+            } => PushOutcomeKind::Unknown,
+            PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
+            PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
+            PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
+        }
+    }
+
+    fn next(state: &PushState) -> Next<PushEffect> {
+        let parked = Next::Settled(Status::NeedsAttention);
+        match state.phase {
+            PushPhase::Synced => Next::Settled(Status::Succeeded),
+            PushPhase::Failed => Next::Settled(Status::Failed),
+            PushPhase::NeedsAttention => parked,
+            PushPhase::OutcomeUnknown => {
+                let Some(entity) = state.pending_create() else {
+                    return parked;
+                };
+                let (Some(parent), Some(e)) = (state.parent_of(entity), state.entities.get(entity))
+                else {
+                    return parked;
+                };
+                let slack = Duration::from_secs(state.policy.lookup_slack_secs);
+                Next::Effect(PushEffect::Find {
+                    parent,
+                    local_id: e.local_id().to_string(),
+                    kind: e.kind(),
+                    name: e.spec.lookup_name().to_string(),
+                    created_after: state.intent_at - slack,
+                })
+            }
+            PushPhase::Pending
+            | PushPhase::CampaignCreated
+            | PushPhase::AdGroupsCreated
+            | PushPhase::AdsCreated => match state.current() {
+                None => parked,
+                Some(Work::Upsert { entity }) => {
+                    let (Some(parent), Some(e)) =
+                        (state.parent_of(*entity), state.entities.get(*entity))
+                    else {
+                        return parked;
+                    };
+                    Next::Effect(match &e.platform_id {
+                        None => PushEffect::Create {
+                            parent,
+                            spec: e.spec.clone(),
+                        },
+                        Some(id) => PushEffect::Update {
+                            parent,
+                            id: id.clone(),
+                            spec: e.spec.clone(),
+                        },
+                    })
+                }
+                Some(Work::SetKeywords { ad_group, keywords }) => {
+                    let Some(group) = state.entities.get(*ad_group) else {
+                        return parked;
+                    };
+                    let Some(ad_group_id) = group.platform_id.clone() else {
+                        return parked;
+                    };
+                    let keywords = keywords
+                        .iter()
+                        .filter_map(|&k| match state.entities.get(k).map(|e| &e.spec) {
+                            Some(EntitySpec::Keyword(kw)) => Some(kw.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    Next::Effect(PushEffect::SetKeywords {
+                        parent: Parent {
+                            account_id: state.target.account_id.clone(),
+                            parent_id: None,
+                        },
+                        ad_group: group.local_id().to_string(),
+                        ad_group_id,
+                        keywords,
+                    })
+                }
+            },
+        }
+    }
+
+    fn transition(
+        state: &PushState,
+        outcome: &PushOutcome,
+        ctx: &Context,
+    ) -> Result<PushState, TransitionError> {
+        use PushOutcome as O;
+        let s = state.clone();
+        match state.phase {
+            PushPhase::Synced | PushPhase::Failed => {
+                reject(state, outcome, "the sync has finished")
+            }
+            PushPhase::NeedsAttention => {
+                let Some(entity) = state.pending_create() else {
+                    return reject(state, outcome, "nothing is pending a decision");
+                };
+                match outcome {
+                    O::OperatorAdopt { id } => {
+                        let mut s = s;
+                        s.set_result(entity, EntityResult::Adopted, Some(id.clone()));
+                        s.last_error = None;
+                        Ok(s.advance(ctx))
+                    }
+                    O::OperatorAbsent => {
+                        let mut s = s.back_to_create(ctx);
+                        s.last_error = None;
+                        Ok(s)
+                    }
+                    _ => reject(
+                        state,
+                        outcome,
+                        "the sync waits for an operator: adopt an id or declare the entity absent",
+                    ),
+                }
+            }
+            PushPhase::OutcomeUnknown => {
+                let Some(entity) = state.pending_create() else {
+                    return reject(state, outcome, "no create is pending");
+                };
+                match outcome {
+                    O::Found { matches } => match matches.as_slice() {
+                        // Verified absent: creating now cannot duplicate.
+                        [] => Ok(s.back_to_create(ctx)),
+                        [found] => {
+                            let mut s = s;
+                            s.set_result(entity, EntityResult::Adopted, Some(found.id.clone()));
+                            Ok(s.advance(ctx))
+                        }
+                        many => {
+                            let ids: Vec<&str> = many.iter().map(|m| m.id.as_str()).collect();
+                            let what = state.describe(entity);
+                            Ok(s.attention(format!(
+                                "cannot tell which of {} platform entities is {what}: ids {}; adopt one or declare it absent",
+                                many.len(),
+                                ids.join(", ")
+                            )))
+                        }
+                    },
+                    O::Failed {
+                        error:
+                            error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
+                    } => {
+                        let what = state.describe(entity);
+                        Ok(s.retry_or(error, ctx, |s, msg| {
+                            s.attention(format!(
+                                "cannot tell whether {what} was created: look-up failed: {msg}"
+                            ))
+                        }))
+                    }
+                    O::Failed {
+                        error: error @ AdapterError::Permanent { .. },
+                    } => {
+                        let what = state.describe(entity);
+                        Ok(s.attention(format!(
+                            "cannot tell whether {what} was created: look-up rejected: {error}"
+                        )))
+                    }
+                    O::Interrupted => reject(
+                        state,
+                        outcome,
+                        "a look-up is repeatable and is simply run again",
+                    ),
+                    _ => reject(state, outcome, "the pending effect is a look-up"),
+                }
+            }
+            PushPhase::Pending
+            | PushPhase::CampaignCreated
+            | PushPhase::AdGroupsCreated
+            | PushPhase::AdsCreated => {
+                let Some(work) = state.current().cloned() else {
+                    return reject(state, outcome, "no work is pending");
+                };
+                let create = state.pending_create();
+                match (outcome, &work) {
+                    (O::Created { id }, _) => match create {
+                        Some(entity) => {
+                            let mut s = s;
+                            s.set_result(entity, EntityResult::Created, Some(id.clone()));
+                            Ok(s.advance(ctx))
+                        }
+                        None => reject(state, outcome, "the pending effect is not a create"),
+                    },
+                    (O::Updated, Work::Upsert { entity }) if create.is_none() => {
+                        let mut s = s;
+                        s.set_result(*entity, EntityResult::Updated, None);
+                        Ok(s.advance(ctx))
+                    }
+                    (O::Updated, _) => {
+                        reject(state, outcome, "the pending effect is not an update")
+                    }
+                    (O::KeywordsSet, Work::SetKeywords { keywords, .. }) => {
+                        let mut s = s;
+                        for &k in keywords {
+                            s.set_result(k, EntityResult::Applied, None);
+                        }
+                        Ok(s.advance(ctx))
+                    }
+                    (O::KeywordsSet, _) => {
+                        reject(state, outcome, "the pending effect does not set keywords")
+                    }
+                    (O::Found { .. }, _) => reject(state, outcome, "no look-up is pending"),
+                    (
+                        O::Failed {
+                            error: AdapterError::Unknown { .. },
+                        },
+                        _,
+                    )
+                    | (O::Interrupted, _)
+                        if create.is_some() =>
+                    {
+                        // The create may have happened: find out before anything else.
+                        let mut s = s;
+                        s.phase = PushPhase::OutcomeUnknown;
+                        s.attempt = 0;
+                        s.retry_at = None;
+                        if let O::Failed { error } = outcome {
+                            s.last_error = Some(error.to_string());
+                        }
+                        Ok(s)
+                    }
+                    (O::Interrupted, _) => reject(
+                        state,
+                        outcome,
+                        "the pending effect is repeatable and is simply run again",
+                    ),
+                    // An update or keyword set is idempotent: an unknown outcome is retried like a transient one.
+                    (
+                        O::Failed {
+                            error:
+                                error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
+                        },
+                        _,
+                    ) => Ok(s.retry_or(error, ctx, |s, msg| s.fail_current(msg, ctx))),
+                    (
+                        O::Failed {
+                            error: error @ AdapterError::Permanent { .. },
+                        },
+                        _,
+                    ) => Ok(s.fail_current(error.to_string(), ctx)),
+                    (O::OperatorAdopt { .. } | O::OperatorAbsent, _) => {
+                        reject(state, outcome, "no operator decision is pending")
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_restart(state: &PushState) -> Option<PushOutcome> {
+        let in_step = matches!(
+            state.phase,
+            PushPhase::Pending
+                | PushPhase::CampaignCreated
+                | PushPhase::AdGroupsCreated
+                | PushPhase::AdsCreated
+        );
+        (in_step && state.pending_create().is_some()).then_some(PushOutcome::Interrupted)
+    }
+
+    fn not_before(state: &PushState) -> Option<Timestamp> {
+        state.retry_at
+    }
+
+    fn is_failure(outcome: &PushOutcome) -> bool {
+        matches!(outcome, PushOutcome::Failed { .. })
+    }
+
+    fn last_error(state: &PushState) -> Option<String> {
+        state.last_error.clone()
+    }
+
+    fn describe_effect(effect: &PushEffect) -> String {
+        let under = |p: &Parent| match &p.parent_id {
+            Some(id) => format!("under {id}"),
+            None => format!("in account {}", p.account_id),
+        };
+        match effect {
+            PushEffect::Create { parent, spec } => {
+                format!(
+                    "create {} `{}` \"{}\" {}",
+                    spec.kind(),
+                    spec.local_id(),
+                    spec.lookup_name(),
+                    under(parent)
+                )
+            }
+            PushEffect::Update { id, spec, .. } => {
+                format!("update {} `{}` as {id}", spec.kind(), spec.local_id())
+            }
+            PushEffect::SetKeywords {
+                ad_group,
+                ad_group_id,
+                keywords,
+                ..
+            } => {
+                format!(
+                    "set {} keywords of ad_group `{ad_group}` ({ad_group_id})",
+                    keywords.len()
+                )
+            }
+            PushEffect::Find {
+                parent,
+                kind,
+                name,
+                created_after,
+                ..
+            } => format!(
+                "find {kind} \"{name}\" {} created after {}",
+                under(parent),
+                created_after
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    fn describe_outcome(outcome: &PushOutcome) -> String {
+        match outcome {
+            PushOutcome::Created { id } => format!("created {id}"),
+            PushOutcome::Updated => "updated".into(),
+            PushOutcome::KeywordsSet => "keywords set".into(),
+            PushOutcome::Found { matches } if matches.is_empty() => "found none".into(),
+            PushOutcome::Found { matches } => {
+                let ids: Vec<&str> = matches.iter().map(|m| m.id.as_str()).collect();
+                format!("found {}", ids.join(", "))
+            }
+            PushOutcome::Failed { error } => error.to_string(),
+            PushOutcome::Interrupted => {
+                "interrupted: the create may have been sent before a restart".into()
+            }
+            PushOutcome::OperatorAdopt { id } => format!("operator: adopt {id}"),
+            PushOutcome::OperatorAbsent => "operator: absent, create it".into(),
+        }
+    }
+
+    fn describe_phase(phase: PushPhase) -> &'static str {
+        match phase {
+            PushPhase::Pending => "Nothing pushed yet. Effect: create the campaign (update it when it already has a platform id).",
+            PushPhase::CampaignCreated => "The campaign's platform id is durable. Effect: create or update the next ad group.",
+            PushPhase::AdGroupsCreated => "Every ad group is settled. Effect: create or update the next ad.",
+            PushPhase::AdsCreated => "Every ad is settled. Effect: create or update the next keyword, or set an ad group's keyword targeting (Reddit).",
+            PushPhase::OutcomeUnknown => "A create may have happened but its result was not recorded (timeout, dropped connection, crash). Effect: look the entity up by exact name under its parent, created after the recorded intent; one match is adopted, none means create, several park the sync.",
+            PushPhase::NeedsAttention => "Parked: the look-up could not decide. No effect; an operator adopts an id or declares the entity absent.",
+            PushPhase::Synced => "Final: every entity exists and its id is recorded.",
+            PushPhase::Failed => "Final: some entities failed (their descendants were skipped); every id created is kept, and a new push updates instead of duplicating.",
+        }
+    }
+
+    fn sample_states() -> Vec<(String, PushState)> {
+        samples::states()
+    }
+
+    fn sample_outcomes() -> Vec<PushOutcome> {
+        samples::outcomes()
+    }
+}
+
+/// Representative states and outcomes for the transition table.
+mod samples {
+    use super::*;
+    use crate::model::{Ad, AdGroup, ConfiguredStatus, Objective};
+
+    fn campaign() -> Campaign {
+        Campaign {
+            id: "c1".into(),
+            name: "Campaign".into(),
+            objective: Objective::Clicks,
+            status: ConfiguredStatus::Paused,
+            goal: None,
+            ad_groups: vec![AdGroup {
+                id: "g1".into(),
+                name: "Group".into(),
+                status: ConfiguredStatus::Paused,
+                bid_strategy: None,
+                bid_type: None,
+                bid_value_micros: None,
+                start_time: None,
+                end_time: None,
+                ads: vec![Ad {
+                    id: "a1".into(),
+                    name: "Ad one".into(),
+                    post_id: "t3_x".into(),
+                    click_url: None,
+                    status: ConfiguredStatus::Paused,
+                }],
+                keywords: vec![Keyword {
+                    id: "k1".into(),
+                    text: "shoes".into(),
+                }],
+            }],
+        }
+    }
+
+    fn at(cursor: usize, model: KeywordModel, with_own_id: bool) -> PushState {
+        let target = Target {
+            platform: "sample".into(),
+            account_id: "acct".into(),
+            keyword_model: model,
+        };
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let mut s = PushState::new(
+            target,
+            &campaign(),
+            &BTreeMap::new(),
+            PushPolicy::default(),
+            now,
+        );
+        for i in 0..cursor {
+            if let Some(Work::Upsert { entity }) = s.work.get(i).cloned() {
+                s.entities[entity].platform_id = Some(format!("id{entity}"));
+                s.entities[entity].result = EntityResult::Created;
+            }
+        }
+        if with_own_id {
+            if let Some(Work::Upsert { entity }) = s.work.get(cursor).cloned() {
+                s.entities[entity].platform_id = Some(format!("id{entity}"));
+            }
+        }
+        s.cursor = cursor;
+        s.phase = s.phase_for(cursor);
+        s
+    }
+
+    pub(super) fn states() -> Vec<(String, PushState)> {
+        let e = KeywordModel::Entities;
+        let t = KeywordModel::AdGroupTargeting;
+        let mut out = vec![
+            ("create".to_string(), at(0, e, false)),
+            ("update".to_string(), at(0, e, true)),
+            ("create".to_string(), at(1, e, false)),
+            ("create".to_string(), at(2, e, false)),
+            ("create keyword, last item".to_string(), at(3, e, false)),
+            ("set keywords, last item".to_string(), at(3, t, false)),
+        ];
+        let mut last_try = at(0, e, false);
+        last_try.attempt = last_try.policy.backoff.max_attempts - 1;
+        out.push(("create, last attempt".to_string(), last_try));
+        let mut unknown = at(1, e, false);
+        unknown.phase = PushPhase::OutcomeUnknown;
+        out.push(("ad group".to_string(), unknown.clone()));
+        let mut unknown_last = unknown.clone();
+        unknown_last.attempt = unknown_last.policy.backoff.max_attempts - 1;
+        out.push(("look-up, last attempt".to_string(), unknown_last));
+        let mut attention = unknown;
+        attention.phase = PushPhase::NeedsAttention;
+        out.push((String::new(), attention));
+        let mut synced = at(4, e, false);
+        synced.phase = PushPhase::Synced;
+        out.push((String::new(), synced));
+        let mut failed = at(4, e, false);
+        failed.phase = PushPhase::Failed;
+        out.push((String::new(), failed));
+        out
+    }
+
+    pub(super) fn outcomes() -> Vec<PushOutcome> {
+        let found = |id: &str| FoundEntity {
+            id: id.into(),
+            name: "Group".into(),
+            created_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+        };
+        vec![
+            PushOutcome::Created { id: "new".into() },
+            PushOutcome::Updated,
+            PushOutcome::KeywordsSet,
+            PushOutcome::Found { matches: vec![] },
+            PushOutcome::Found {
+                matches: vec![found("x1")],
+            },
+            PushOutcome::Found {
+                matches: vec![found("x1"), found("x2")],
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Transient {
+                    message: "503".into(),
+                    retry_after: None,
+                },
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Permanent {
+                    message: "Bad Request".into(),
+                    fields: vec![],
+                },
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Unknown {
+                    message: "timeout".into(),
+                },
+            },
+            PushOutcome::Interrupted,
+            PushOutcome::OperatorAdopt { id: "x1".into() },
+            PushOutcome::OperatorAbsent,
+        ]
+    }
+}

@@ -1,0 +1,589 @@
+//! The runner: the only place where side effects happen.
+//!
+//! One [`Runner::step`] is one transition:
+//!
+//! 1. the current state — already durable, and naming its effect — is loaded;
+//! 2. the effect runs (after its backoff time, if any);
+//! 3. the pure [`Machine::transition`] turns the outcome into the next state;
+//! 4. the next state, which names the *next* effect, is committed and flushed,
+//!    together with its history entry, as one atomic write.
+//!
+//! So there is exactly one durable write per side effect, and no effect ever
+//! starts before the state naming it is on disk.
+//!
+//! After a restart the runner cannot know whether the effect of a loaded state
+//! had started. It asks [`Machine::on_restart`]: repeatable effects run again;
+//! for a non-repeatable one (a create) it applies the machine's substitute
+//! outcome instead, which leads to a look-up rather than a blind re-send. The
+//! runner knows a state is "fresh" (its effect not yet started) only when this
+//! very runner wrote it and has not started its effect since.
+//!
+//! Many syncs run concurrently on one tokio runtime (one task each); their
+//! commits meet in the store's writer thread and share flushes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::store::{Commit, HistoryEntry, Record, Store, StoreError, RECORD_FORMAT};
+
+/// Performs the effects of machine `M`: the adapter side of the runner.
+#[async_trait]
+pub trait Effects<M: Machine>: Send + Sync + 'static {
+    /// Runs `effect` for sync `sync` and reports what came of it. Failures are
+    /// outcomes too: this never returns an error of its own.
+    async fn perform(&self, sync: &str, effect: &M::Effect) -> M::Outcome;
+}
+
+/// Errors of the runner. Each names the sync concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such sync.
+    #[error("no sync `{0}` in the store")]
+    UnknownSync(String),
+    /// A sync with this id exists already.
+    #[error("sync `{0}` already exists")]
+    AlreadyExists(String),
+    /// The sync belongs to another machine.
+    #[error("sync `{sync}` is a `{found}` sync, not `{expected}`")]
+    WrongKind {
+        /// The sync.
+        sync: String,
+        /// Its kind.
+        found: String,
+        /// The kind asked for.
+        expected: &'static str,
+    },
+    /// The state was written by another version of the machine.
+    #[error(
+        "sync `{sync}` has {kind} state version {found}; this adsync reads version {expected}"
+    )]
+    StateVersion {
+        /// The sync.
+        sync: String,
+        /// Machine kind.
+        kind: &'static str,
+        /// Version found.
+        found: u32,
+        /// Version understood.
+        expected: u32,
+    },
+    /// The state does not decode.
+    #[error("sync `{sync}` has a corrupt {kind} state: {detail}")]
+    CorruptState {
+        /// The sync.
+        sync: String,
+        /// Machine kind.
+        kind: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// Another task is stepping this sync right now.
+    #[error("sync `{0}` is being stepped by another task")]
+    Busy(String),
+    /// The machine refused the outcome; nothing was written.
+    #[error("sync `{sync}`: {source}")]
+    Transition {
+        /// The sync.
+        sync: String,
+        /// The machine's refusal.
+        source: TransitionError,
+    },
+}
+
+/// A sync's latest checkpoint, decoded.
+pub struct Checkpoint<M: Machine> {
+    /// The stored record (status, counts, timestamps, labels).
+    pub record: Record,
+    /// The decoded machine state.
+    pub state: M::State,
+}
+
+/// What one [`Runner::step`] did.
+pub struct Transition<M: Machine> {
+    /// The sync.
+    pub sync: String,
+    /// Sequence number of the new state.
+    pub seq: u64,
+    /// Phase before.
+    pub from: M::Phase,
+    /// The effect that ran; `None` when the runner applied a restart outcome instead.
+    pub effect: Option<M::Effect>,
+    /// What came of it.
+    pub outcome: M::Outcome,
+    /// Phase after.
+    pub to: M::Phase,
+    /// The new (durable) state.
+    pub state: M::State,
+}
+
+/// The result of [`Runner::step`].
+#[derive(Debug)]
+pub enum Step<M: Machine> {
+    /// One transition was applied and made durable.
+    Transitioned(Box<Transition<M>>),
+    /// No effect leaves the current state.
+    Settled(Status),
+}
+
+// Manual impls: a derive would demand `M: Clone + Debug`, but `M` is only a
+// type-level definition.
+impl<M: Machine> Clone for Checkpoint<M> {
+    fn clone(&self) -> Self {
+        Checkpoint {
+            record: self.record.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<M: Machine> std::fmt::Debug for Checkpoint<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("record", &self.record)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<M: Machine> std::fmt::Debug for Transition<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transition")
+            .field("sync", &self.sync)
+            .field("seq", &self.seq)
+            .field("from", &self.from)
+            .field("effect", &self.effect)
+            .field("outcome", &self.outcome)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a test hook fires, relative to a checkpoint write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookWhen {
+    /// The effect has run and its outcome is known, but not yet durable.
+    BeforeCommit,
+    /// The new state is durable; its effect has not started.
+    AfterCommit,
+}
+
+/// A checkpoint boundary, passed to a [`Hook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookPoint {
+    /// The sync.
+    pub sync: String,
+    /// The seq of the checkpoint about to be / just written.
+    pub seq: u64,
+    /// Before or after the write.
+    pub when: HookWhen,
+}
+
+/// A test hook called at every checkpoint boundary (crash tests kill the process here).
+pub type Hook = Arc<dyn Fn(&HookPoint) + Send + Sync>;
+
+/// Drives syncs of machine `M`: start, step, run, resume, and read them back.
+pub struct Runner<M: Machine> {
+    store: Arc<Store>,
+    effects: Arc<dyn Effects<M>>,
+    clock: Arc<dyn Clock>,
+    rng: Mutex<rand::rngs::StdRng>,
+    /// States this runner committed whose effect has not started yet.
+    fresh: Mutex<HashMap<String, Checkpoint<M>>>,
+    busy: Mutex<HashSet<String>>,
+    hook: Option<Hook>,
+}
+
+impl<M: Machine> std::fmt::Debug for Runner<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("machine", &M::KIND)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+struct BusyGuard<'a> {
+    busy: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl<M: Machine> Runner<M> {
+    /// A runner over `store`, performing effects with `effects` and reading time from `clock`.
+    pub fn new(store: Arc<Store>, effects: Arc<dyn Effects<M>>, clock: Arc<dyn Clock>) -> Self {
+        Runner {
+            store,
+            effects,
+            clock,
+            rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
+            fresh: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashSet::new()),
+            hook: None,
+        }
+    }
+
+    /// Makes backoff jitter reproducible (tests, snapshot traces).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = Mutex::new(rand::rngs::StdRng::seed_from_u64(seed));
+        self
+    }
+
+    /// Installs a hook called at every checkpoint boundary (test-only crash points).
+    pub fn with_hook(mut self, hook: Hook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// The store this runner writes to.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Creates sync `id` in `state` and makes it durable, with `labels` for
+    /// listing and `index` entries written in the same atomic commit.
+    pub async fn start(
+        &self,
+        id: &str,
+        state: M::State,
+        labels: BTreeMap<String, String>,
+        index: &[(String, String)],
+    ) -> Result<Checkpoint<M>, RunError> {
+        if self.load_record(id).await?.is_some() {
+            return Err(RunError::AlreadyExists(id.to_string()));
+        }
+        let now = self.clock.now();
+        let phase = M::phase(&state);
+        let record = Record {
+            format: RECORD_FORMAT,
+            id: id.to_string(),
+            kind: M::KIND.to_string(),
+            state_version: M::STATE_VERSION,
+            seq: 0,
+            phase: phase.to_string(),
+            status: status_of::<M>(&state),
+            effects_run: 0,
+            failed_effects: 0,
+            last_error: M::last_error(&state),
+            created_at: now,
+            updated_at: now,
+            labels,
+            state: encode_state::<M>(id, &state)?,
+        };
+        let entry = HistoryEntry {
+            seq: 0,
+            at: now,
+            from: String::new(),
+            effect: None,
+            outcome: "started".into(),
+            to: phase.to_string(),
+        };
+        let mut commit = Commit::new().record(&record)?.history(id, &entry)?;
+        for (key, value) in index {
+            commit = commit.index(key, value);
+        }
+        self.store.commit(commit).await?;
+        let checkpoint = Checkpoint { record, state };
+        self.fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), checkpoint.clone());
+        Ok(checkpoint)
+    }
+
+    /// Performs exactly one transition of sync `id` (see the module docs).
+    pub async fn step(&self, id: &str) -> Result<Step<M>, RunError> {
+        let _guard = self.claim(id)?;
+        // Taking the state out of `fresh` *before* the effect starts is what makes
+        // a failure anywhere below count as "effect may have run" next time.
+        let taken = self
+            .fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let (checkpoint, fresh) = match taken {
+            Some(c) => (c, true),
+            None => (self.get(id).await?, false),
+        };
+        let effect = match M::next(&checkpoint.state) {
+            Next::Settled(status) => {
+                self.fresh
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_string(), checkpoint);
+                return Ok(Step::Settled(status));
+            }
+            Next::Effect(effect) => effect,
+        };
+        let substitute = if fresh {
+            None
+        } else {
+            M::on_restart(&checkpoint.state)
+        };
+        let (ran, outcome) = match substitute {
+            Some(outcome) => (None, outcome),
+            None => {
+                if let Some(at) = M::not_before(&checkpoint.state) {
+                    self.clock.sleep_until(at).await;
+                }
+                tracing::debug!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
+                let outcome = self.effects.perform(id, &effect).await;
+                (Some(effect), outcome)
+            }
+        };
+        self.apply(id, checkpoint, ran, outcome).await
+    }
+
+    /// Feeds `outcome` to sync `id` without running an effect: an operator's
+    /// decision for a sync that needs attention. The machine validates it.
+    pub async fn resolve(&self, id: &str, outcome: M::Outcome) -> Result<Transition<M>, RunError> {
+        let _guard = self.claim(id)?;
+        self.fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let checkpoint = self.get(id).await?;
+        match self.apply(id, checkpoint, None, outcome).await? {
+            Step::Transitioned(t) => Ok(*t),
+            Step::Settled(_) => unreachable_settled(id),
+        }
+    }
+
+    async fn apply(
+        &self,
+        id: &str,
+        checkpoint: Checkpoint<M>,
+        effect: Option<M::Effect>,
+        outcome: M::Outcome,
+    ) -> Result<Step<M>, RunError> {
+        let ctx = Context {
+            now: self.clock.now(),
+            jitter: self
+                .rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .random::<f64>(),
+        };
+        let from = M::phase(&checkpoint.state);
+        let next = M::transition(&checkpoint.state, &outcome, &ctx).map_err(|source| {
+            RunError::Transition {
+                sync: id.to_string(),
+                source,
+            }
+        })?;
+        let to = M::phase(&next);
+        let prev = checkpoint.record;
+        let record = Record {
+            seq: prev.seq + 1,
+            phase: to.to_string(),
+            status: status_of::<M>(&next),
+            effects_run: prev.effects_run + u64::from(effect.is_some()),
+            failed_effects: prev.failed_effects
+                + u64::from(effect.is_some() && M::is_failure(&outcome)),
+            last_error: M::last_error(&next),
+            updated_at: ctx.now,
+            state: encode_state::<M>(id, &next)?,
+            ..prev
+        };
+        let entry = HistoryEntry {
+            seq: record.seq,
+            at: ctx.now,
+            from: from.to_string(),
+            effect: effect.as_ref().map(M::describe_effect),
+            outcome: M::describe_outcome(&outcome),
+            to: to.to_string(),
+        };
+        let commit = Commit::new().record(&record)?.history(id, &entry)?;
+        self.fire(id, record.seq, HookWhen::BeforeCommit);
+        self.store.commit(commit).await?;
+        self.fire(id, record.seq, HookWhen::AfterCommit);
+        tracing::debug!(sync = id, seq = record.seq, %from, %to, outcome = %entry.outcome, "transition");
+        let seq = record.seq;
+        self.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            id.to_string(),
+            Checkpoint {
+                record,
+                state: next.clone(),
+            },
+        );
+        Ok(Step::Transitioned(Box::new(Transition {
+            sync: id.to_string(),
+            seq,
+            from,
+            effect,
+            outcome,
+            to,
+            state: next,
+        })))
+    }
+
+    /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
+    pub async fn run(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
+        self.run_observed(id, &|_| {}).await
+    }
+
+    /// [`Runner::run`], calling `observer` after every durable transition
+    /// (progress output, logs).
+    pub async fn run_observed(
+        &self,
+        id: &str,
+        observer: &(dyn Fn(&Transition<M>) + Send + Sync),
+    ) -> Result<Checkpoint<M>, RunError> {
+        loop {
+            match self.step(id).await? {
+                Step::Settled(_) => return self.get(id).await,
+                Step::Transitioned(t) => observer(&t),
+            }
+        }
+    }
+
+    /// Continues sync `id` from its checkpoint, typically in a new process after
+    /// a crash; the same as [`Runner::run`], named for what it is used for.
+    pub async fn resume(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
+        self.run(id).await
+    }
+
+    /// The latest checkpoint of sync `id`.
+    pub async fn get(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
+        let record = self
+            .load_record(id)
+            .await?
+            .ok_or_else(|| RunError::UnknownSync(id.to_string()))?;
+        decode_checkpoint::<M>(record)
+    }
+
+    /// Every sync of this machine kind (records of other kinds are skipped; a
+    /// record that fails to decode is an `Err` in the list, the others still come).
+    pub async fn list(&self) -> Result<Vec<Result<Checkpoint<M>, RunError>>, RunError> {
+        let records = self.read(|store| Ok(store.list())).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| !matches!(r, Ok(rec) if rec.kind != M::KIND))
+            .map(|r| r.map_err(RunError::from).and_then(decode_checkpoint::<M>))
+            .collect())
+    }
+
+    /// The transition history of sync `id`.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, RunError> {
+        let key = id.to_string();
+        let entries = self.read(move |store| store.history(&key)).await?;
+        if entries.is_empty() {
+            return Err(RunError::UnknownSync(id.to_string()));
+        }
+        Ok(entries)
+    }
+
+    /// Runs a store read on the blocking pool: sled calls may block on I/O and
+    /// must stay off the async worker threads.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RunError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| {
+                RunError::Store(StoreError::Io {
+                    path: store_path_unknown(),
+                    message: e.to_string(),
+                })
+            })?
+            .map_err(RunError::from)
+    }
+
+    async fn load_record(&self, id: &str) -> Result<Option<Record>, RunError> {
+        let key = id.to_string();
+        self.read(move |store| store.record(&key)).await
+    }
+
+    fn claim(&self, id: &str) -> Result<BusyGuard<'_>, RunError> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(id.to_string()) {
+            return Err(RunError::Busy(id.to_string()));
+        }
+        Ok(BusyGuard {
+            busy: &self.busy,
+            id: id.to_string(),
+        })
+    }
+
+    fn fire(&self, id: &str, seq: u64, when: HookWhen) {
+        if let Some(hook) = &self.hook {
+            hook(&HookPoint {
+                sync: id.to_string(),
+                seq,
+                when,
+            });
+        }
+    }
+}
+
+fn store_path_unknown() -> std::path::PathBuf {
+    "<store>".into()
+}
+
+fn unreachable_settled<T>(id: &str) -> Result<T, RunError> {
+    // `apply` always transitions; kept total without a panic.
+    Err(RunError::CorruptState {
+        sync: id.to_string(),
+        kind: "runner",
+        detail: "apply settled".into(),
+    })
+}
+
+fn status_of<M: Machine>(state: &M::State) -> Status {
+    match M::next(state) {
+        Next::Effect(_) => Status::Running,
+        Next::Settled(status) => status,
+    }
+}
+
+fn encode_state<M: Machine>(id: &str, state: &M::State) -> Result<serde_json::Value, RunError> {
+    serde_json::to_value(state).map_err(|e| RunError::CorruptState {
+        sync: id.to_string(),
+        kind: M::KIND,
+        detail: format!("cannot encode: {e}"),
+    })
+}
+
+/// Decodes a record's state as machine `M`, checking kind and version.
+pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, RunError> {
+    if record.kind != M::KIND {
+        return Err(RunError::WrongKind {
+            sync: record.id,
+            found: record.kind,
+            expected: M::KIND,
+        });
+    }
+    if record.state_version != M::STATE_VERSION {
+        return Err(RunError::StateVersion {
+            sync: record.id,
+            kind: M::KIND,
+            found: record.state_version,
+            expected: M::STATE_VERSION,
+        });
+    }
+    let state =
+        serde_json::from_value(record.state.clone()).map_err(|e| RunError::CorruptState {
+            sync: record.id.clone(),
+            kind: M::KIND,
+            detail: e.to_string(),
+        })?;
+    Ok(Checkpoint { record, state })
+}

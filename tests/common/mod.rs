@@ -1,0 +1,140 @@
+//! Shared test fixtures: a store, a scriptable in-memory platform, paused time.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use adsync::adapter::KeywordModel;
+use adsync::clock::ManualClock;
+use adsync::model::CampaignSet;
+use adsync::platform::memory::MemoryPlatform;
+use adsync::push::{AdapterEffects, PushMachine, Pusher, SetReport};
+use adsync::runner::Runner;
+use adsync::store::{HistoryEntry, Store};
+
+pub const ACCOUNT: &str = "a2_test";
+
+pub fn start_time() -> time::OffsetDateTime {
+    time::macros::datetime!(2026-03-01 09:00 UTC)
+}
+
+/// The example set shipped in `examples/`.
+pub fn example_set() -> CampaignSet {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campaign_set.json");
+    CampaignSet::from_file(path).expect("example set parses")
+}
+
+/// A one-campaign set: campaign c1 → ad group g1 → ad a1, keywords k1, k2.
+pub fn small_set() -> CampaignSet {
+    CampaignSet::from_json(
+        r#"{"name": "small", "campaigns": [{"id": "c1", "name": "Campaign one", "objective": "CLICKS",
+            "ad_groups": [{"id": "g1", "name": "Group one",
+                "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_one"}],
+                "keywords": [{"id": "k1", "text": "shoes"}, {"id": "k2", "text": "boots"}]}]}]}"#,
+        "small.json",
+    )
+    .expect("small set parses")
+}
+
+pub struct Harness {
+    pub store: Arc<Store>,
+    pub platform: Arc<MemoryPlatform>,
+    pub clock: Arc<ManualClock>,
+    pub pusher: Pusher,
+}
+
+impl Harness {
+    pub fn new(store: Arc<Store>, platform: Arc<MemoryPlatform>, clock: Arc<ManualClock>) -> Self {
+        let runner = Runner::<PushMachine>::new(
+            store.clone(),
+            Arc::new(AdapterEffects::new(platform.clone())),
+            clock.clone(),
+        )
+        .with_seed(7);
+        let pusher = Pusher::new(Arc::new(runner), platform.as_ref(), clock.clone());
+        Harness {
+            store,
+            platform,
+            clock,
+            pusher,
+        }
+    }
+
+    /// A fresh temporary store and an empty platform with entity keywords.
+    pub fn temporary() -> Self {
+        Self::with_model(KeywordModel::Entities)
+    }
+
+    pub fn with_model(model: KeywordModel) -> Self {
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()).with_keyword_model(model));
+        Self::new(
+            Store::temporary().expect("temporary store"),
+            platform,
+            clock,
+        )
+    }
+
+    pub fn runner(&self) -> &Arc<Runner<PushMachine>> {
+        self.pusher.runner()
+    }
+
+    pub fn history(&self, sync: &str) -> Vec<HistoryEntry> {
+        self.store.history(sync).expect("history")
+    }
+}
+
+/// A readable trace of a sync: its transitions, then every entity's id and result,
+/// then what the platform holds.
+pub fn trace(h: &Harness, sync: &str) -> String {
+    let mut out = String::new();
+    for e in h.history(sync) {
+        let effect = e.effect.as_deref().unwrap_or("(no effect run)");
+        let _ = writeln!(
+            out,
+            "{:>2}. {:<16} | {effect}\n    {:<16} | => {} → {}",
+            e.seq, e.from, "", e.outcome, e.to
+        );
+    }
+    let record = h.store.record(sync).expect("read").expect("record exists");
+    let _ = writeln!(
+        out,
+        "\nstatus: {} (last error: {})",
+        record.status,
+        record.last_error.as_deref().unwrap_or("none")
+    );
+    let checkpoint = adsync::runner::decode_checkpoint::<PushMachine>(record).expect("decodes");
+    for e in &checkpoint.state.entities {
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<4} id={:<8} {:?}",
+            e.kind().to_string(),
+            e.local_id(),
+            e.platform_id.as_deref().unwrap_or("-"),
+            e.result
+        );
+    }
+    let _ = writeln!(
+        out,
+        "platform: {} creations, {} entities, duplicates: {:?}",
+        h.platform.creations(),
+        h.platform.entities().len(),
+        h.platform.duplicates()
+    );
+    out
+}
+
+pub fn report_summary(report: &SetReport) -> String {
+    serde_json::to_string_pretty(report).expect("report serializes")
+}
+
+/// Asserts a snapshot stored in the top-level `snapshots/` directory.
+#[macro_export]
+macro_rules! snap {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
