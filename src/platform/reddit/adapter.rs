@@ -79,10 +79,6 @@ pub struct RedditConfig {
     pub backoff: Backoff,
     /// `page.size` sent on list requests (`None`: the platform's default).
     pub page_size: Option<u32>,
-    /// How far Reddit's clock may lag ours: [`PushAdapter::find`] also returns
-    /// entities created up to this long before `created_after`, so that a lost
-    /// create is not missed (and then duplicated) because of clock skew.
-    pub clock_skew: Duration,
 }
 
 impl Default for RedditConfig {
@@ -96,7 +92,6 @@ impl Default for RedditConfig {
             rate: RatePolicy::default(),
             backoff: Backoff::default(),
             page_size: Some(100),
-            clock_skew: Duration::from_secs(60),
         }
     }
 }
@@ -753,7 +748,6 @@ impl PushAdapter for RedditAdapter {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let not_before = created_after - self.config.clock_skew;
         let mut found = Vec::new();
         let mut seen_pages = std::collections::HashSet::new();
         let mut next = Some(url);
@@ -790,7 +784,7 @@ impl PushAdapter for RedditAdapter {
                         ),
                         retry_after: None,
                     })?;
-                if created >= not_before {
+                if created >= created_after {
                     found.push(FoundEntity {
                         id: e.id,
                         name: e.name,
