@@ -5,6 +5,7 @@
 
 mod demo;
 mod output;
+mod reddit_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ struct Cli {
 enum Platform {
     /// The in-memory platform (kept in `--memory-file` when given).
     Memory,
+    /// Reddit Ads API v3 over HTTP (see the `--reddit-*` flags).
+    Reddit,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,14 @@ struct PlatformArgs {
     /// For `--platform memory`: keep the platform in this JSON file across runs.
     #[arg(long)]
     memory_file: Option<PathBuf>,
+    #[command(flatten)]
+    reddit: reddit_cli::RedditArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum FakeServerPlatform {
+    /// A local Reddit Ads API v3 on 127.0.0.1, with fault injection.
+    Reddit(reddit_cli::FakeServerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +133,11 @@ enum Command {
     Validate {
         /// The campaign-set JSON file.
         set: PathBuf,
+    },
+    /// Runs a local fake of a platform's API (127.0.0.1 only) until Ctrl-C.
+    FakeServer {
+        #[command(subcommand)]
+        platform: FakeServerPlatform,
     },
 }
 
@@ -218,6 +234,9 @@ fn init_logs(verbose: u8) {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Demo => demo::run().await,
+        Command::FakeServer {
+            platform: FakeServerPlatform::Reddit(args),
+        } => args.run().await,
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let entities: usize = set
@@ -352,6 +371,7 @@ fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Fail
                 .map_err(|e| Failure::usage(e.to_string()))?,
             None => MemoryPlatform::new(clock.clone()),
         }),
+        Platform::Reddit => args.reddit.adapter()?,
     };
     let store = Store::open(db)?;
     let mut runner = Runner::new(
