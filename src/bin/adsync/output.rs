@@ -76,6 +76,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
                 "effects_run": r.effects_run, "failed_effects": r.failed_effects,
                 "last_error": r.last_error, "labels": r.labels,
                 "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
+                "entities": push_entities(r),
             })).collect::<Vec<_>>(),
             "unreadable": broken,
         });
@@ -133,6 +134,20 @@ pub fn history(store: &Store, sync: &str, json: bool) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// For push syncs: every entity with its platform id and result (`null` otherwise).
+fn push_entities(record: &adsync::store::Record) -> serde_json::Value {
+    if record.kind != PushMachine::KIND {
+        return serde_json::Value::Null;
+    }
+    match adsync::runner::decode_checkpoint::<PushMachine>(record.clone()) {
+        Ok(checkpoint) => serde_json::to_value(
+            adsync::push::CampaignReport::from_checkpoint(&checkpoint).entities,
+        )
+        .unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
 }
 
 fn fmt_time(t: time::OffsetDateTime) -> String {

@@ -233,6 +233,59 @@ pub struct FakeEntities {
     pub ads: Vec<Value>,
 }
 
+impl FakeEntities {
+    /// How many entities are held in all.
+    pub fn len(&self) -> usize {
+        self.campaigns.len() + self.ad_groups.len() + self.ads.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entities that share their kind, parent (ad account, campaign or ad
+    /// group) and name with another: one line `"ad_group cmp_1/Name ×2"` per
+    /// group, empty when there are no duplicates.
+    pub fn duplicates(&self) -> Vec<String> {
+        let mut groups: std::collections::BTreeMap<(&str, String, String), usize> =
+            std::collections::BTreeMap::new();
+        let text =
+            |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        for (kind, list, parent) in [
+            ("campaign", &self.campaigns, "ad_account_id"),
+            ("ad_group", &self.ad_groups, "campaign_id"),
+            ("ad", &self.ads, "ad_group_id"),
+        ] {
+            for v in list {
+                *groups
+                    .entry((kind, text(v, parent), text(v, "name")))
+                    .or_default() += 1;
+            }
+        }
+        groups
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((kind, parent, name), n)| format!("{kind} {parent}/{name} ×{n}"))
+            .collect()
+    }
+
+    /// Fetches what a running fake holds through its admin endpoint
+    /// (`GET /__admin/entities`); `addr` is the fake's loopback address.
+    pub async fn fetch(addr: SocketAddr) -> Result<FakeEntities, reqwest::Error> {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .get(format!("http://{addr}/__admin/entities"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Campaign,
