@@ -397,12 +397,27 @@ fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
         "after" => HookWhen::AfterCommit,
         _ => return None,
     };
-    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Ordinals are given at BeforeCommit and remembered per checkpoint, so that
+    // "after" hits the n-th checkpoint even when concurrent syncs' writes
+    // interleave (another checkpoint may begin before this one is durable).
+    let ordinals = Arc::new(std::sync::Mutex::new((
+        0u64,
+        std::collections::HashMap::<(String, u64), u64>::new(),
+    )));
     Some(Arc::new(move |point: &HookPoint| {
-        if point.when == HookWhen::BeforeCommit {
-            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        if point.when == when && seen.load(std::sync::atomic::Ordering::SeqCst) == n {
+        let ordinal = {
+            let mut guard = ordinals.lock().unwrap_or_else(|p| p.into_inner());
+            let (seen, by_point) = &mut *guard;
+            let key = (point.sync.clone(), point.seq);
+            if point.when == HookWhen::BeforeCommit {
+                *seen += 1;
+                by_point.insert(key, *seen);
+                Some(*seen)
+            } else {
+                by_point.get(&key).copied()
+            }
+        };
+        if point.when == when && ordinal == Some(n) {
             // SAFETY: raising a signal on our own process has no memory-safety preconditions.
             unsafe {
                 libc::raise(libc::SIGKILL);
