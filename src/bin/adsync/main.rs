@@ -292,7 +292,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let pusher = open_pusher(&cli.db, &platform)?;
             let ids = pusher.start(&set, &account).await?;
-            let report = pusher.run_all_observed(&ids, output::printer(json)).await;
+            let observer = progress_observer(&pusher, &ids, json).await;
+            let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
         }
         Command::Resume {
@@ -313,7 +314,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 // Fail early and clearly on unknown or foreign ids.
                 pusher.runner().get(id).await?;
             }
-            let report = pusher.run_all_observed(&ids, output::printer(json)).await;
+            let observer = progress_observer(&pusher, &ids, json).await;
+            let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
         }
         Command::Resolve {
@@ -344,6 +346,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             output::history(&store, &sync, json)
         }
     }
+}
+
+/// Prints transitions, with a progress bar over the syncs' entities on a terminal.
+async fn progress_observer(pusher: &Pusher, ids: &[String], json: bool) -> adsync::push::Observer {
+    let mut syncs = Vec::new();
+    for id in ids {
+        if let Ok(c) = pusher.runner().get(id).await {
+            syncs.push((
+                id.clone(),
+                c.state.entities.len() as u64,
+                output::settled(&c.state),
+            ));
+        }
+    }
+    output::printer_with_progress(json, &syncs)
 }
 
 /// A runner for commands that apply outcomes but never perform effects.
