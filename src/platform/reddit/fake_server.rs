@@ -83,6 +83,12 @@ pub struct FakeRedditConfig {
     pub default_page_size: usize,
     /// Largest accepted `page.size`.
     pub max_page_size: usize,
+    /// Send `X-Ratelimit-Reset` with millisecond precision (`"0.250"`) instead
+    /// of whole seconds rounded up. Reddit sends whole seconds over a 60 s
+    /// window; a test or benchmark that scales the window down to 1 s should
+    /// scale the header's precision with it, or the rounding (≤ 1 s, i.e. ≤ 1/60
+    /// of a real window) becomes up to a whole window.
+    pub fractional_reset: bool,
 }
 
 impl Default for FakeRedditConfig {
@@ -97,6 +103,7 @@ impl Default for FakeRedditConfig {
             ratelimit_headers: true,
             default_page_size: 25,
             max_page_size: 1000,
+            fractional_reset: false,
         }
     }
 }
@@ -937,7 +944,14 @@ fn api(
     if config.ratelimit_headers {
         headers.push(("x-ratelimit-used", quota.used.to_string()));
         headers.push(("x-ratelimit-remaining", quota.remaining.to_string()));
-        headers.push(("x-ratelimit-reset", reset_secs.to_string()));
+        headers.push((
+            "x-ratelimit-reset",
+            if config.fractional_reset {
+                format!("{:.3}", quota.reset.as_secs_f64())
+            } else {
+                reset_secs.to_string()
+            },
+        ));
     }
     if !quota.allowed {
         let mut reply = Reply::error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", vec![]);
