@@ -23,7 +23,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps advertising campaigns in sync with ad platforms, checkpointing every step.
 #[derive(Debug, Parser)]
-#[command(name = "adsync", version, about)]
+#[command(
+    name = "adsync",
+    version,
+    about,
+    after_help = "Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage; \
+3 a sync needs attention; 4 the store could not be used (locked, corrupt).\n\
+Environment: ADSYNC_DB (store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
+ADSYNC_REDDIT_USER_AGENT (--platform reddit), RUST_LOG (log filter)."
+)]
 struct Cli {
     /// The checkpoint store (a sled directory).
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
