@@ -12,6 +12,8 @@ use adsync::platform::reddit::fake_server::FakeEntities;
 struct FakeProcess {
     child: Child,
     addr: SocketAddr,
+    /// Kept open: the server's stdout stays a live pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl FakeProcess {
@@ -33,17 +35,20 @@ impl FakeProcess {
             .spawn()
             .expect("fake server starts");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("the address line");
+        stdout.read_line(&mut first).expect("the address line");
         let url = first.trim().rsplit(' ').next().expect("url").to_string();
         let addr = url
             .strip_prefix("http://")
             .and_then(|rest| rest.strip_suffix("/api/v3"))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {first}"));
-        FakeProcess { child, addr }
+        FakeProcess {
+            child,
+            addr,
+            _stdout: stdout,
+        }
     }
 
     fn held(&self) -> FakeEntities {
@@ -90,8 +95,10 @@ fn push_to_the_fake_server_process_with_lost_responses_and_5xx_has_no_duplicates
         .expect("adsync runs");
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let campaigns = report["campaigns"].as_array().expect("campaigns");

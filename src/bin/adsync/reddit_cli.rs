@@ -196,10 +196,20 @@ impl FakeServerArgs {
         for fault in self.faults() {
             fake.inject(fault);
         }
-        println!("fake Reddit Ads API listening on http://{addr}/api/v3");
-        println!("  try: {ENV_BASE_URL}=http://{addr}/api/v3 {ENV_TOKEN}=<the --token value> adsync push <set.json> --platform reddit --account a2_demo");
-        println!("  admin: http://{addr}/__admin/entities, /__admin/requests, /__admin/faults");
-        println!("  Ctrl-C stops it");
+        // One write, errors ignored: a reader that closes our stdout after the
+        // address line must not take the server down.
+        {
+            use std::io::Write as _;
+            let _ = write!(
+                std::io::stdout().lock(),
+                "fake Reddit Ads API listening on http://{addr}/api/v3\n  \
+                 try: {ENV_BASE_URL}=http://{addr}/api/v3 {ENV_TOKEN}=<the --token value> \
+                 adsync push <set.json> --platform reddit --account a2_demo\n  \
+                 admin: http://{addr}/__admin/entities, /__admin/requests, /__admin/faults\n  \
+                 Ctrl-C stops it\n"
+            );
+            let _ = std::io::stdout().lock().flush();
+        }
         fake_server::serve(listener, fake, async {
             let _ = tokio::signal::ctrl_c().await;
         })
