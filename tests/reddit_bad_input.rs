@@ -224,3 +224,60 @@ fn a_missing_token_is_a_usage_error_and_a_wrong_one_never_shows() {
     assert_eq!(server.fake().entities().campaigns.len(), 0);
     server.stop();
 }
+
+#[test]
+fn a_reddit_sync_is_never_resumed_against_another_platform() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = dir.path().join("set.json");
+    std::fs::write(
+        &set,
+        r#"{"name": "x", "campaigns": [{"id": "c1", "name": "Spring", "objective": "CLICKS",
+            "ad_groups": [{"id": "g1", "name": "Group one"}]}]}"#,
+    )
+    .expect("write set");
+    let db = dir.path().join("adsync.db");
+    // Killed right after the first checkpoint is durable: c1-1 is unfinished.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));
+    let killed = cmd
+        .arg("--db")
+        .arg(&db)
+        .args([
+            "push",
+            set.to_str().expect("utf-8"),
+            "--platform",
+            "reddit",
+            "--account",
+            "a2_bad",
+        ])
+        .env("ADSYNC_REDDIT_BASE_URL", server.fake().base_url())
+        .env("ADSYNC_REDDIT_TOKEN", TOKEN)
+        .env("ADSYNC_TEST_CRASH_AT", "1:after")
+        .output()
+        .expect("adsync runs");
+    assert!(!killed.status.success());
+    let before = server.requests();
+
+    let named = adsync(&server, &db, &["resume", "c1-1"], Some(TOKEN));
+    assert_eq!(named.status.code(), Some(2), "{}", stderr(&named));
+    assert!(
+        stderr(&named).contains("pushed to reddit") && stderr(&named).contains("--platform reddit"),
+        "{}",
+        stderr(&named)
+    );
+    let all = adsync(&server, &db, &["resume", "--all"], Some(TOKEN));
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert!(stderr(&all).contains("c1-1 (reddit)"), "{}", stderr(&all));
+    assert_eq!(server.requests(), before, "nothing sent meanwhile");
+
+    let reddit = adsync(
+        &server,
+        &db,
+        &["resume", "--all", "--platform", "reddit"],
+        Some(TOKEN),
+    );
+    assert!(reddit.status.success(), "{}", stderr(&reddit));
+    let held = server.fake().entities();
+    assert_eq!((held.campaigns.len(), held.ad_groups.len()), (1, 1));
+    server.stop();
+}

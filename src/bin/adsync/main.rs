@@ -91,7 +91,7 @@ enum Command {
     Resume {
         /// The sync to resume.
         sync: Option<String>,
-        /// Resume every unfinished push sync.
+        /// Resume every unfinished push sync of `--platform`.
         #[arg(long, conflicts_with = "sync")]
         all: bool,
         #[command(flatten)]
@@ -318,10 +318,31 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     return Err(Failure::usage("name a sync to resume, or pass --all"))
                 }
             };
-            for id in &ids {
-                // Fail early and clearly on unknown or foreign ids.
-                pusher.runner().get(id).await?;
+            // Fail early and clearly on unknown or foreign ids, and never run a
+            // sync against another platform than the one it was pushed to.
+            let wanted = platform_name(platform.platform);
+            let mut mine = Vec::new();
+            let mut others = Vec::new();
+            for id in ids {
+                let checkpoint = pusher.runner().get(&id).await?;
+                let theirs = checkpoint.state.target.platform;
+                if theirs == wanted {
+                    mine.push(id);
+                } else if all {
+                    others.push(format!("{id} ({theirs})"));
+                } else {
+                    return Err(Failure::usage(format!(
+                        "sync `{id}` was pushed to {theirs}, not {wanted}: resume it with --platform {theirs}"
+                    )));
+                }
             }
+            if !others.is_empty() {
+                eprintln!(
+                    "note: not resuming unfinished syncs of other platforms (pass their --platform): {}",
+                    others.join(", ")
+                );
+            }
+            let ids = mine;
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
@@ -386,6 +407,14 @@ fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
         }
     }
     Runner::new(store, Arc::new(NoEffects), Arc::new(SystemClock))
+}
+
+/// The name a platform's adapter records in checkpoints.
+fn platform_name(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Memory => "memory",
+        Platform::Reddit => "reddit",
+    }
 }
 
 fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Failure> {
