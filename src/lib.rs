@@ -1,7 +1,89 @@
 //! # adsync
 //!
 //! Workflow state machines with persistent checkpoints, used to keep advertising
-//! campaigns in sync with ad platforms without ever losing or duplicating work.
+//! campaigns in sync with ad platforms without ever losing or duplicating work
+//! when a process dies, a request times out or a platform throttles.
+//!
+//! ## The whole flow in four layers
+//!
+//! ```text
+//!   machine ──────▶ runner ──────▶ checkpoint store ──────▶ platform adapter
+//!   (pure)          (the only      (sled, one writer        (in-memory, HTTP)
+//!                    side effects)  thread, group commit)
+//! ```
+//!
+//! 1. **[`machine`]** — a sync is a typed state machine. [`machine::Machine::transition`]
+//!    maps `(state, outcome)` to the next state and does no I/O; an impossible pair is
+//!    a [`machine::TransitionError`], never a panic. Every non-terminal state *names*
+//!    the side effect that leaves it ([`machine::Machine::next`]). The transition table
+//!    is derived from the code ([`machine::TransitionTable`]) and published in
+//!    `state_machines/`.
+//! 2. **[`runner`]** — the only place side effects happen. One [`runner::Runner::step`]:
+//!    the state naming the effect is already durable → the effect runs → the outcome is
+//!    applied → the resulting state is made durable. One durable write per side effect.
+//!    After a restart, a state whose effect may have started is first given the
+//!    machine's restart outcome ([`machine::Machine::on_restart`]), so "outcome
+//!    unknown" is a state the machine handles (look up, adopt), never a blind retry.
+//! 3. **[`store`]** — the checkpoint store on sled: per sync a record and an
+//!    append-only history, committed atomically. All writes go through one writer
+//!    thread that flushes many syncs' commits with one `flush` (group commit); async
+//!    callers never block a worker thread and `flush_async` is never called.
+//! 4. **[`adapter`]** — the platform seam: a small async trait
+//!    ([`adapter::PushAdapter`]) with create / update / find. [`platform::memory`] is a
+//!    scriptable in-memory platform for tests (fail the Nth call, lose a response,
+//!    count duplicates).
+//!
+//! On top sit the concrete machines: [`push`] (campaign → ad groups → ads → keywords,
+//! every platform id checkpointed before children are touched). Time comes through
+//! [`clock::Clock`], so tests run on a [`clock::ManualClock`].
+//!
+//! ## Example: push a campaign set, one transition at a time
+//!
+//! ```
+//! use std::sync::Arc;
+//! use adsync::clock::ManualClock;
+//! use adsync::model::CampaignSet;
+//! use adsync::platform::memory::MemoryPlatform;
+//! use adsync::push::{AdapterEffects, PushMachine, Pusher};
+//! use adsync::runner::{Runner, Step};
+//! use adsync::store::Store;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let set = CampaignSet::from_json(
+//!     r#"{"name": "shoes", "campaigns": [{"id": "c1", "name": "Spring launch",
+//!         "objective": "CLICKS", "ad_groups": [{"id": "g1", "name": "Trail runners",
+//!         "ads": [{"id": "a1", "name": "Trail video", "post_id": "t3_abc"}]}]}]}"#,
+//!     "inline.json",
+//! )?;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("adsync.db"))?; // a sled directory
+//! let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+//! let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+//! let runner = Arc::new(Runner::<PushMachine>::new(
+//!     store.clone(),
+//!     Arc::new(AdapterEffects::new(platform.clone())),
+//!     clock.clone(),
+//! ));
+//! let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
+//!
+//! // One durable sync per campaign, in its first state (Pending).
+//! let ids = pusher.start(&set, "a2_account").await?;
+//!
+//! // Step: each call runs exactly one side effect and checkpoints its result.
+//! while let Step::Transitioned(t) = runner.step(&ids[0]).await? {
+//!     println!("{:?} → {:?} after {:?}", t.from, t.to, t.outcome);
+//! }
+//!
+//! // After a crash, a new process calls `runner.resume(id)` (or
+//! // `pusher.resume_all()`), which continues from the last checkpoint.
+//! let done = runner.resume(&ids[0]).await?;
+//! assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
+//! assert_eq!(platform.creations(), 3); // campaign, ad group, ad — once each
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub mod adapter;

@@ -292,6 +292,20 @@ pub const MIN_NAME_LEN: usize = 3;
 pub const MAX_KEYWORDS_PER_AD_GROUP: usize = 1000;
 
 impl CampaignSet {
+    /// How many entities the set holds: campaigns, ad groups, ads and keywords.
+    pub fn entity_count(&self) -> usize {
+        self.campaigns
+            .iter()
+            .map(|c| {
+                1 + c
+                    .ad_groups
+                    .iter()
+                    .map(|g| 1 + g.ads.len() + g.keywords.len())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Reads and validates a campaign-set file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, InputError> {
         let path = path.as_ref();

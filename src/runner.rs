@@ -554,8 +554,11 @@ fn status_of<M: Machine>(state: &M::State) -> Status {
     }
 }
 
-fn encode_state<M: Machine>(id: &str, state: &M::State) -> Result<serde_json::Value, RunError> {
-    serde_json::to_value(state).map_err(|e| RunError::CorruptState {
+fn encode_state<M: Machine>(
+    id: &str,
+    state: &M::State,
+) -> Result<Box<serde_json::value::RawValue>, RunError> {
+    serde_json::value::to_raw_value(state).map_err(|e| RunError::CorruptState {
         sync: id.to_string(),
         kind: M::KIND,
         detail: format!("cannot encode: {e}"),
@@ -579,11 +582,10 @@ pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, Ru
             expected: M::STATE_VERSION,
         });
     }
-    let state =
-        serde_json::from_value(record.state.clone()).map_err(|e| RunError::CorruptState {
-            sync: record.id.clone(),
-            kind: M::KIND,
-            detail: e.to_string(),
-        })?;
+    let state = serde_json::from_str(record.state.get()).map_err(|e| RunError::CorruptState {
+        sync: record.id.clone(),
+        kind: M::KIND,
+        detail: e.to_string(),
+    })?;
     Ok(Checkpoint { record, state })
 }

@@ -125,6 +125,29 @@ fn a_store_in_use_by_another_process_is_a_clear_error() {
 }
 
 #[test]
+fn a_garbled_write_ahead_log_is_named_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("adsync.db");
+    Store::open(&db).unwrap().close();
+    let wal = db.join("adsync.wal");
+    let garbage = vec![b'?'; 8192];
+    std::fs::write(&wal, &garbage).unwrap();
+
+    let out = adsync(&db, &["status"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("adsync.wal") && stderr.contains("not an adsync log"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        garbage,
+        "nothing was overwritten"
+    );
+}
+
+#[test]
 fn unknown_sync_id_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("adsync.db");

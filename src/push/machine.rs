@@ -1,6 +1,7 @@
 //! The push machine: one campaign tree pushed to one platform account.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -114,8 +115,9 @@ pub enum EntityResult {
 /// One entity of the campaign tree with its platform id, if known.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
-    /// The desired fields (children stripped).
-    pub spec: EntitySpec,
+    /// The desired fields (children stripped). Shared: states are cloned by
+    /// every transition, and the specs never change during a sync.
+    pub spec: Arc<EntitySpec>,
     /// Index of the parent entity (`None` for the campaign).
     pub parent: Option<usize>,
     /// The platform id, recorded the moment it is known.
@@ -285,7 +287,7 @@ impl PushState {
         root.ad_groups.clear();
         entities.push(Entity {
             platform_id: known(&root.id),
-            spec: EntitySpec::Campaign(root),
+            spec: Arc::new(EntitySpec::Campaign(root)),
             parent: None,
             result: EntityResult::Pending,
         });
@@ -297,7 +299,7 @@ impl PushState {
             group_index.push(entities.len());
             entities.push(Entity {
                 platform_id: known(&g.id),
-                spec: EntitySpec::AdGroup(g),
+                spec: Arc::new(EntitySpec::AdGroup(g)),
                 parent: Some(0),
                 result: EntityResult::Pending,
             });
@@ -306,7 +308,7 @@ impl PushState {
             for ad in &group.ads {
                 entities.push(Entity {
                     platform_id: known(&ad.id),
-                    spec: EntitySpec::Ad(ad.clone()),
+                    spec: Arc::new(EntitySpec::Ad(ad.clone())),
                     parent: Some(gi),
                     result: EntityResult::Pending,
                 });
@@ -322,7 +324,7 @@ impl PushState {
                         KeywordModel::Entities => known(&keyword.id),
                         KeywordModel::AdGroupTargeting => None,
                     },
-                    spec: EntitySpec::Keyword(keyword.clone()),
+                    spec: Arc::new(EntitySpec::Keyword(keyword.clone())),
                     parent: Some(gi),
                     result: EntityResult::Pending,
                 });
@@ -639,12 +641,12 @@ impl Machine for PushMachine {
                     Next::Effect(match &e.platform_id {
                         None => PushEffect::Create {
                             parent,
-                            spec: e.spec.clone(),
+                            spec: EntitySpec::clone(&e.spec),
                         },
                         Some(id) => PushEffect::Update {
                             parent,
                             id: id.clone(),
-                            spec: e.spec.clone(),
+                            spec: EntitySpec::clone(&e.spec),
                         },
                     })
                 }
@@ -657,7 +659,7 @@ impl Machine for PushMachine {
                     };
                     let keywords = keywords
                         .iter()
-                        .filter_map(|&k| match state.entities.get(k).map(|e| &e.spec) {
+                        .filter_map(|&k| match state.entities.get(k).map(|e| e.spec.as_ref()) {
                             Some(EntitySpec::Keyword(kw)) => Some(kw.clone()),
                             _ => None,
                         })

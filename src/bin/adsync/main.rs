@@ -247,17 +247,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         } => args.run().await,
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
-            let entities: usize = set
-                .campaigns
-                .iter()
-                .map(|c| {
-                    1 + c
-                        .ad_groups
-                        .iter()
-                        .map(|g| 1 + g.ads.len() + g.keywords.len())
-                        .sum::<usize>()
-                })
-                .sum();
+            let entities = set.entity_count();
             println!(
                 "ok: `{}`: {} campaigns, {entities} entities",
                 set.name,
@@ -451,30 +441,32 @@ fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
         "after" => HookWhen::AfterCommit,
         _ => return None,
     };
-    // Ordinals are given at BeforeCommit and remembered per checkpoint, so that
-    // "after" hits the n-th checkpoint even when concurrent syncs' writes
-    // interleave (another checkpoint may begin before this one is durable).
-    let ordinals = Arc::new(std::sync::Mutex::new((
-        0u64,
-        std::collections::HashMap::<(String, u64), u64>::new(),
-    )));
+    // Concurrent syncs interleave their boundaries, so the n-th "before" is
+    // remembered by (sync, seq) and its own "after" is the one that kills.
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    let target = std::sync::Mutex::new(None::<(String, u64)>);
     Some(Arc::new(move |point: &HookPoint| {
-        let ordinal = {
-            let mut guard = ordinals.lock().unwrap_or_else(|p| p.into_inner());
-            let (seen, by_point) = &mut *guard;
-            let key = (point.sync.clone(), point.seq);
-            if point.when == HookWhen::BeforeCommit {
-                *seen += 1;
-                by_point.insert(key, *seen);
-                Some(*seen)
-            } else {
-                by_point.get(&key).copied()
-            }
-        };
-        if point.when == when && ordinal == Some(n) {
+        let kill = || {
             // SAFETY: raising a signal on our own process has no memory-safety preconditions.
             unsafe {
                 libc::raise(libc::SIGKILL);
+            }
+        };
+        match point.when {
+            HookWhen::BeforeCommit => {
+                if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+                    if when == HookWhen::BeforeCommit {
+                        kill();
+                    }
+                    *target.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((point.sync.clone(), point.seq));
+                }
+            }
+            HookWhen::AfterCommit => {
+                let target = target.lock().unwrap_or_else(|p| p.into_inner());
+                if target.as_ref() == Some(&(point.sync.clone(), point.seq)) {
+                    kill();
+                }
             }
         }
     }))
