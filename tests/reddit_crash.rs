@@ -367,6 +367,7 @@ fn sigkill_at_random_moments_over_http_then_resume_leaves_one_entity_each_and_ev
 
     let mut kills = 0;
     for i in 0..ITERATIONS {
+        let iteration_started = Instant::now();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("set.json"), SET).expect("write set");
         let token = format!("crash-token-{seed:x}-{i}-{:08x}", rng.random::<u32>());
@@ -462,6 +463,11 @@ fn sigkill_at_random_moments_over_http_then_resume_leaves_one_entity_each_and_ev
         );
         assert_no_token(&variant, &server.token, dir.path(), &outputs);
         server.stop();
+        println!(
+            "  iteration {i}: ok in {:?} ({} adsync runs)",
+            iteration_started.elapsed(),
+            outputs.len()
+        );
     }
     println!("{kills} processes killed in {ITERATIONS} iterations");
     assert!(kills >= ITERATIONS as u32 / 2, "{kills}");
