@@ -71,8 +71,9 @@ enum FakeServerPlatform {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Pushes the example campaign set to an in-memory platform, with a lost
-    /// response and a simulated crash, resumes, and shows there are no duplicates.
+    /// Pushes the example campaign set over HTTP to an in-process fake Reddit Ads
+    /// server, with a lost response and a simulated crash, resumes, and shows
+    /// there are no duplicates.
     Demo,
     /// Pushes a campaign-set file: one sync per campaign.
     Push {
