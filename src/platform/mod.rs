@@ -2,3 +2,4 @@
 
 pub mod amazon;
 pub mod memory;
+pub mod reddit;

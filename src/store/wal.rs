@@ -69,11 +69,13 @@ impl Wal {
             source,
         };
         let capacity = capacity.max(HEADER_LEN * 2);
-        let exists = path.exists();
+        if !path.exists() {
+            return Self::create(path, capacity).map_err(io_err);
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(false)
             .truncate(false)
             .open(path)
             .map_err(io_err)?;
@@ -85,19 +87,55 @@ impl Wal {
             capacity,
             scratch: Vec::new(),
         };
-        if !exists || wal.file.metadata().map_err(io_err)?.len() < HEADER_LEN {
-            wal.preallocate().map_err(io_err)?;
-            wal.write_header(1).map_err(io_err)?;
-            if let Some(dir) = path.parent() {
-                // The new file's directory entry must be durable too.
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
-            }
-            return Ok((wal, Vec::new()));
+        if wal.file.metadata().map_err(io_err)?.len() < HEADER_LEN || wal.never_initialized() {
+            // Left by a crash of an older adsync while it created the log
+            // (before its header existed, so before any commit): start over.
+            drop(wal);
+            return Self::create(path, capacity).map_err(io_err);
         }
         wal.capacity = wal.file.metadata().map_err(io_err)?.len().max(capacity);
         wal.epoch = wal.read_header()?;
         let batches = wal.read_records().map_err(io_err)?;
         Ok((wal, batches))
+    }
+
+    /// Creates a fresh log: preallocated and given its header under a temporary
+    /// name, then renamed into place, so that a crash (SIGKILL) at any moment
+    /// leaves either no log or a complete one — never a header-less file that
+    /// would make the store unopenable.
+    fn create(path: &Path, capacity: u64) -> io::Result<(Wal, Vec<Vec<Write>>)> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut wal = Wal {
+            path: path.to_path_buf(),
+            file,
+            epoch: 0,
+            end: HEADER_LEN,
+            capacity,
+            scratch: Vec::new(),
+        };
+        wal.preallocate()?;
+        wal.write_header(1)?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            // The new file's directory entry must be durable too.
+            File::open(dir).and_then(|d| d.sync_all())?;
+        }
+        Ok((wal, Vec::new()))
+    }
+
+    /// Whether the header is all zeros: the file was preallocated but its
+    /// header never written, so it never held a commit.
+    fn never_initialized(&self) -> bool {
+        let mut header = [0u8; 20];
+        self.file.read_exact_at(&mut header, 0).is_ok() && header.iter().all(|b| *b == 0)
     }
 
     /// Whether a payload of `len` bytes still fits before a checkpoint is due.
@@ -307,6 +345,23 @@ mod tests {
                 Write::Delete(k) => format!("del {}", String::from_utf8_lossy(k)),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_log_whose_creation_was_killed_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        // What a SIGKILL during preallocation used to leave: zeros, no header.
+        std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        assert!(replay.is_empty());
+        wal.append([vec![put("a", "1")].as_slice()].into_iter())
+            .unwrap();
+        drop(wal);
+        let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        assert_eq!(keys(&replay), ["put a=1"]);
+        // A fresh log is built under a temporary name and renamed into place.
+        assert!(!dir.path().join("wal.new").exists());
     }
 
     #[test]

@@ -1,19 +1,27 @@
-//! `adsync demo`: the whole story in one command, against the in-memory platform.
+//! `adsync demo`: the whole story in one command, over real HTTP against an
+//! in-process fake Reddit Ads server on 127.0.0.1.
 //!
-//! 1. Push the example set; the platform loses the response to one ad group create.
-//! 2. Mid-push, "crash": an ad create reaches the platform, then the process dies
+//! 1. Push the example set; the server stores the first ad group create but its
+//!    response is lost (the connection closes).
+//! 2. Mid-push, "crash": an ad create reaches the server, then the process dies
 //!    before recording it (simulated: the runner is dropped without its state).
 //! 3. A new runner on the same store resumes; it looks both entities up instead
 //!    of re-sending the creates, and adopts them.
-//! 4. Count what the platform holds: one entity per local entity, no duplicates.
+//! 4. Count what the server holds through its admin endpoint: one entity per
+//!    local entity, no duplicates.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use adsync::adapter::{EntityKind, PushAdapter};
+use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::{Machine, Next};
 use adsync::model::CampaignSet;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
+use adsync::platform::reddit::fake_server::{FakeEntities, Fault, FaultKind};
+use adsync::platform::reddit::{
+    AccessToken, FakeReddit, FakeRedditConfig, RedditAdapter, RedditConfig,
+};
 use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
@@ -23,13 +31,20 @@ use crate::{output, Failure};
 const EXAMPLE: &str = include_str!("../../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
-fn pusher(store: Arc<Store>, platform: &Arc<MemoryPlatform>, clock: &Arc<dyn Clock>) -> Pusher {
+fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
     let runner = Runner::<PushMachine>::new(
         store,
-        Arc::new(AdapterEffects::new(platform.clone())),
+        Arc::new(AdapterEffects::new(adapter.clone())),
         clock.clone(),
     );
-    Pusher::new(Arc::new(runner), platform.as_ref(), clock.clone())
+    Pusher::new(Arc::new(runner), adapter.as_ref(), clock.clone())
+}
+
+fn failed(context: &str) -> impl Fn(String) -> Failure + '_ {
+    move |e| Failure {
+        code: 1,
+        message: format!("{context}: {e}"),
+    }
 }
 
 pub async fn run() -> Result<u8, Failure> {
@@ -38,18 +53,49 @@ pub async fn run() -> Result<u8, Failure> {
     let dir = tempfile_dir()?;
     let db = dir.join("adsync.db");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::LoseResponse);
+
+    // A per-run token: it must never show up in the output below.
+    let token = format!("demo-{:016x}", rand::random::<u64>());
+    let fake = FakeReddit::start(FakeRedditConfig {
+        token: token.clone(),
+        ..FakeRedditConfig::default()
+    })
+    .await
+    .map_err(|e| failed("cannot start the fake Reddit server")(e.to_string()))?;
+    fake.inject(
+        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+            .method("POST")
+            .path_contains("/ad_groups")
+            .times(1),
+    );
+    let adapter = Arc::new(
+        RedditAdapter::new(RedditConfig {
+            base_url: fake.base_url(),
+            token: Some(AccessToken::new(token)),
+            timeout: Duration::from_secs(10),
+            backoff: Backoff {
+                base: Duration::from_millis(50),
+                max: Duration::from_secs(2),
+                max_attempts: 5,
+            },
+            ..RedditConfig::default()
+        })
+        .map_err(|e| failed("cannot build the Reddit adapter")(e.to_string()))?,
+    );
     let print = output::printer(false);
 
+    println!(
+        "── fake Reddit Ads API at {} (in this process, over HTTP) ──",
+        fake.base_url()
+    );
     println!(
         "── process 1: push `{}` to account {ACCOUNT} (store {}) ──",
         set.name,
         db.display()
     );
-    println!("   the platform will lose the response to the first ad group create");
+    println!("   the server will store the first ad group create, then lose its response");
     let ids = {
-        let p = pusher(Store::open(&db)?, &platform, &clock);
+        let p = pusher(Store::open(&db)?, &adapter, &clock);
         let ids = p.start(&set, ACCOUNT).await?;
         let first = &ids[0];
         // Step the first campaign until an ad create is the next durable effect.
@@ -57,12 +103,12 @@ pub async fn run() -> Result<u8, Failure> {
             print(&t);
             if let Next::Effect(PushEffect::Create { parent, spec }) = PushMachine::next(&t.state) {
                 if spec.kind() == EntityKind::Ad {
-                    // The create reaches the platform; the process dies before recording it.
-                    let id = platform.create(&parent, &spec).await.map_err(|e| Failure {
-                        code: 1,
-                        message: e.to_string(),
-                    })?;
-                    println!("   💥 the ad create reached the platform as {id}, then the process was killed");
+                    // The create reaches the server; the process dies before recording it.
+                    let id = adapter
+                        .create(&parent, &spec)
+                        .await
+                        .map_err(|e| failed("the interrupted create")(e.to_string()))?;
+                    println!("   💥 the ad create reached the server as {id}, then the process was killed");
                     break;
                 }
             }
@@ -71,25 +117,53 @@ pub async fn run() -> Result<u8, Failure> {
     };
 
     println!("\n── process 2: resume from the checkpoints ──");
-    let p = pusher(Store::open(&db)?, &platform, &clock);
+    let p = pusher(Store::open(&db)?, &adapter, &clock);
     let report = p.run_all_observed(&ids, print).await;
     output::report(&report, false);
 
-    let duplicates = platform.duplicates();
-    let local = set.entity_count();
+    let held = FakeEntities::fetch(fake.addr())
+        .await
+        .map_err(|e| failed("cannot read the admin endpoint")(e.to_string()))?;
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    fake.shutdown().await;
+    let local: usize = set
+        .campaigns
+        .iter()
+        .map(|c| 1 + c.ad_groups.iter().map(|g| 1 + g.ads.len()).sum::<usize>())
+        .sum();
+    let keywords_ok = set.campaigns.iter().flat_map(|c| &c.ad_groups).all(|g| {
+        let wanted: Vec<&str> = g.keywords.iter().map(|k| k.text.as_str()).collect();
+        held.ad_groups.iter().any(|v| {
+            v.get("name").and_then(|n| n.as_str()) == Some(g.name.as_str())
+                && v.pointer("/targeting/keywords")
+                    .and_then(|k| k.as_array())
+                    .map(|k| k.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    == wanted
+        })
+    });
+    let duplicates = held.duplicates();
     println!(
-        "\nplatform: {} entities for {local} local entities, {} creates sent, duplicates: {}",
-        platform.entities().len(),
-        platform.creations(),
+        "\nserver (GET /__admin/entities): {} campaigns, {} ad groups, {} ads for {local} local entities \
+         ({} create POSTs received); keywords in ad group targeting: {}; duplicates: {}",
+        held.campaigns.len(),
+        held.ad_groups.len(),
+        held.ads.len(),
+        posts,
+        if keywords_ok { "all in place" } else { "MISSING" },
         if duplicates.is_empty() {
             "none".to_string()
         } else {
-            format!("{duplicates:?}")
+            duplicates.join(", ")
         }
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(
-        if duplicates.is_empty() && report.all_synced() && platform.entities().len() == local {
+        if duplicates.is_empty() && keywords_ok && report.all_synced() && held.len() == local {
             0
         } else {
             1

@@ -6,6 +6,7 @@
 mod demo;
 mod output;
 mod pull_cli;
+mod reddit_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +24,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps advertising campaigns in sync with ad platforms, checkpointing every step.
 #[derive(Debug, Parser)]
-#[command(name = "adsync", version, about)]
+#[command(
+    name = "adsync",
+    version,
+    about,
+    after_help = "Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage; \
+3 a sync needs attention; 4 the store could not be used (locked, corrupt).\n\
+Environment: ADSYNC_DB (store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
+ADSYNC_REDDIT_USER_AGENT (--platform reddit), RUST_LOG (log filter)."
+)]
 struct Cli {
     /// The checkpoint store (a sled directory).
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
@@ -39,6 +48,8 @@ struct Cli {
 enum Platform {
     /// The in-memory platform (kept in `--memory-file` when given).
     Memory,
+    /// Reddit Ads API v3 over HTTP (see the `--reddit-*` flags).
+    Reddit,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,12 +60,23 @@ struct PlatformArgs {
     /// For `--platform memory`: keep the platform in this JSON file across runs.
     #[arg(long)]
     memory_file: Option<PathBuf>,
+    #[command(flatten)]
+    reddit: reddit_cli::RedditArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum FakeServerPlatform {
+    /// A local Reddit Ads API v3 on 127.0.0.1, with fault injection.
+    Reddit(reddit_cli::FakeServerArgs),
+    /// A local Amazon Ads Sponsored Products v3 (list endpoints, `/_admin`).
+    Amazon(pull_cli::FakeAmazonArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Pushes the example campaign set to an in-memory platform, with a lost
-    /// response and a simulated crash, resumes, and shows there are no duplicates.
+    /// Pushes the example campaign set over HTTP to an in-process fake Reddit Ads
+    /// server, with a lost response and a simulated crash, resumes, and shows
+    /// there are no duplicates.
     Demo,
     /// Pushes a campaign-set file: one sync per campaign.
     Push {
@@ -73,7 +95,7 @@ enum Command {
     Resume {
         /// The sync to resume.
         sync: Option<String>,
-        /// Resume every unfinished push sync.
+        /// Resume every unfinished push sync of `--platform`.
         #[arg(long, conflicts_with = "sync")]
         all: bool,
         #[command(flatten)]
@@ -129,18 +151,11 @@ enum Command {
     Pull(pull_cli::PullArgs),
     /// Shows what the last completed pull of a profile persisted.
     Show(pull_cli::ShowArgs),
-    /// Runs a fake ad platform on 127.0.0.1 (for trying adsync out, and tests).
+    /// Runs a local fake of a platform's API (127.0.0.1 only) until Ctrl-C.
     FakeServer {
         #[command(subcommand)]
         platform: FakeServerPlatform,
     },
-}
-
-/// The platforms `adsync fake-server` can imitate.
-#[derive(Debug, Subcommand)]
-enum FakeServerPlatform {
-    /// Amazon Ads, Sponsored Products v3 list endpoints (plus `/_admin`).
-    Amazon(pull_cli::FakeAmazonArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -236,6 +251,9 @@ fn init_logs(verbose: u8) {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Demo => demo::run().await,
+        Command::FakeServer {
+            platform: FakeServerPlatform::Reddit(args),
+        } => args.run().await,
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let entities = set.entity_count();
@@ -286,7 +304,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let pusher = open_pusher(&cli.db, &platform)?;
             let ids = pusher.start(&set, &account).await?;
-            let report = pusher.run_all_observed(&ids, output::printer(json)).await;
+            let observer = progress_observer(&pusher, &ids, json).await;
+            let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
         }
         Command::Resume {
@@ -303,11 +322,33 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     return Err(Failure::usage("name a sync to resume, or pass --all"))
                 }
             };
-            for id in &ids {
-                // Fail early and clearly on unknown or foreign ids.
-                pusher.runner().get(id).await?;
+            // Fail early and clearly on unknown or foreign ids, and never run a
+            // sync against another platform than the one it was pushed to.
+            let wanted = platform_name(platform.platform);
+            let mut mine = Vec::new();
+            let mut others = Vec::new();
+            for id in ids {
+                let checkpoint = pusher.runner().get(&id).await?;
+                let theirs = checkpoint.state.target.platform;
+                if theirs == wanted {
+                    mine.push(id);
+                } else if all {
+                    others.push(format!("{id} ({theirs})"));
+                } else {
+                    return Err(Failure::usage(format!(
+                        "sync `{id}` was pushed to {theirs}, not {wanted}: resume it with --platform {theirs}"
+                    )));
+                }
             }
-            let report = pusher.run_all_observed(&ids, output::printer(json)).await;
+            if !others.is_empty() {
+                eprintln!(
+                    "note: not resuming unfinished syncs of other platforms (pass their --platform): {}",
+                    others.join(", ")
+                );
+            }
+            let ids = mine;
+            let observer = progress_observer(&pusher, &ids, json).await;
+            let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
         }
         Command::Resolve {
@@ -345,6 +386,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Prints transitions, with a progress bar over the syncs' entities on a terminal.
+async fn progress_observer(pusher: &Pusher, ids: &[String], json: bool) -> adsync::push::Observer {
+    let mut syncs = Vec::new();
+    for id in ids {
+        if let Ok(c) = pusher.runner().get(id).await {
+            syncs.push((
+                id.clone(),
+                c.state.entities.len() as u64,
+                output::settled(&c.state),
+            ));
+        }
+    }
+    output::printer_with_progress(json, &syncs)
+}
+
 /// A runner for commands that apply outcomes but never perform effects.
 fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
     struct NoEffects;
@@ -362,6 +418,14 @@ fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
     Runner::new(store, Arc::new(NoEffects), Arc::new(SystemClock))
 }
 
+/// The name a platform's adapter records in checkpoints.
+fn platform_name(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Memory => "memory",
+        Platform::Reddit => "reddit",
+    }
+}
+
 fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapter: Arc<dyn PushAdapter> = match args.platform {
@@ -370,6 +434,7 @@ fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Fail
                 .map_err(|e| Failure::usage(e.to_string()))?,
             None => MemoryPlatform::new(clock.clone()),
         }),
+        Platform::Reddit => args.reddit.adapter()?,
     };
     let store = Store::open(db)?;
     let mut runner = Runner::new(

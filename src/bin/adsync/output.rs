@@ -8,6 +8,47 @@ use adsync::store::Store;
 
 use crate::Failure;
 
+/// [`printer`], plus a progress bar of settled entities on stderr when stderr
+/// is a terminal (never in scripts, pipes or tests). `syncs` are the syncs about
+/// to run, with how many entities each has and how many are already settled.
+pub fn printer_with_progress(json: bool, syncs: &[(String, u64, u64)]) -> Observer {
+    use std::io::IsTerminal as _;
+    let print = printer(json);
+    let total: u64 = syncs.iter().map(|(_, n, _)| n).sum();
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return print;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} entities settled ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let done: std::sync::Mutex<std::collections::HashMap<String, u64>> =
+        std::sync::Mutex::new(syncs.iter().map(|(id, _, d)| (id.clone(), *d)).collect());
+    bar.set_position(syncs.iter().map(|(_, _, d)| d).sum());
+    Arc::new(move |t| {
+        bar.suspend(|| print(t));
+        let settled = settled(&t.state);
+        let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+        done.insert(t.sync.clone(), settled);
+        bar.set_position(done.values().sum());
+        if bar.position() >= total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
+/// Entities of a push state that are no longer pending.
+pub fn settled(state: &adsync::push::PushState) -> u64 {
+    state
+        .entities
+        .iter()
+        .filter(|e| !matches!(e.result, adsync::push::EntityResult::Pending))
+        .count() as u64
+}
+
 /// Prints each transition as it becomes durable (humans only; JSON prints the report at the end).
 pub fn printer(json: bool) -> Observer {
     Arc::new(move |t| {
@@ -76,6 +117,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
                 "effects_run": r.effects_run, "failed_effects": r.failed_effects,
                 "last_error": r.last_error, "labels": r.labels,
                 "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
+                "entities": push_entities(r),
             })).collect::<Vec<_>>(),
             "pulls": crate::pull_cli::pull_statuses(store),
             "unreadable": broken,
@@ -135,6 +177,20 @@ pub fn history(store: &Store, sync: &str, json: bool) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// For push syncs: every entity with its platform id and result (`null` otherwise).
+fn push_entities(record: &adsync::store::Record) -> serde_json::Value {
+    if record.kind != PushMachine::KIND {
+        return serde_json::Value::Null;
+    }
+    match adsync::runner::decode_checkpoint::<PushMachine>(record.clone()) {
+        Ok(checkpoint) => serde_json::to_value(
+            adsync::push::CampaignReport::from_checkpoint(&checkpoint).entities,
+        )
+        .unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
 }
 
 fn fmt_time(t: time::OffsetDateTime) -> String {

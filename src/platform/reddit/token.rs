@@ -1,0 +1,88 @@
+//! Access tokens: a redacting wrapper and a pluggable source.
+//!
+//! The adapter asks its [`TokenSource`] for a token before every request and
+//! calls [`TokenSource::refresh`] once when Reddit answers 401. An OAuth2
+//! refresh-token source (`POST https://www.reddit.com/api/v1/access_token`) can
+//! implement the trait; [`StaticToken`] serves a fixed token (env var, tests).
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::adapter::AdapterError;
+
+/// A bearer token. Its `Debug` and `Display` never show the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        AccessToken(secret.into())
+    }
+
+    /// The secret itself: only for building the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the adapter gets bearer tokens from.
+#[async_trait]
+pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
+    /// The current token (may be cached).
+    async fn token(&self) -> Result<AccessToken, AdapterError>;
+
+    /// Obtains a fresh token after the platform rejected the current one with 401,
+    /// and returns it. Errors should be [`AdapterError::Permanent`] when the
+    /// credentials themselves are bad, [`AdapterError::Transient`] otherwise.
+    async fn refresh(&self) -> Result<AccessToken, AdapterError>;
+}
+
+/// A fixed token; `refresh` returns the same one (so a second 401 fails permanently).
+#[derive(Debug, Clone)]
+pub struct StaticToken(AccessToken);
+
+impl StaticToken {
+    /// A source always answering `token`.
+    pub fn new(token: AccessToken) -> Self {
+        StaticToken(token)
+    }
+}
+
+#[async_trait]
+impl TokenSource for StaticToken {
+    async fn token(&self) -> Result<AccessToken, AdapterError> {
+        Ok(self.0.clone())
+    }
+
+    async fn refresh(&self) -> Result<AccessToken, AdapterError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact_the_secret() {
+        let t = AccessToken::new("s3cr3t-value");
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+        assert!(!format!("{t}").contains("s3cr3t"));
+        assert!(!format!("{:?}", StaticToken::new(t.clone())).contains("s3cr3t"));
+        assert_eq!(t.expose(), "s3cr3t-value");
+    }
+}
