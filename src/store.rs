@@ -348,10 +348,22 @@ impl Store {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|e| open_error(&path, e))?;
+        // sled releases its directory lock when its last internal reference goes,
+        // which can be a moment after a store in this process was dropped (its
+        // I/O threads finish first). So a lock is retried briefly before it is
+        // reported as another process's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let db = loop {
+            match sled::Config::new().path(&path).open() {
+                Ok(db) => break db,
+                Err(e) => match open_error(&path, e) {
+                    StoreError::Locked { .. } if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    error => return Err(error),
+                },
+            }
+        };
         Self::from_db(path, db, WAL_CAPACITY)
     }
 
@@ -649,9 +661,25 @@ impl Writer {
             self.wal.append(groups()).map_err(|e| self.log_error(e))?;
             self.apply(groups())
         } else {
-            // Larger than the whole log: sled's own flush makes it durable (not
-            // atomically on a crash: keep single commits below the log's size).
-            self.apply(groups())?;
+            // Larger than the whole log: one sled batch (atomic in sled's own
+            // log) made durable by sled's flush.
+            {
+                let _visible = self
+                    .shared
+                    .visibility
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                let mut batch = sled::Batch::default();
+                for write in groups().flatten() {
+                    match write {
+                        Write::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
+                        Write::Delete(k) => batch.remove(k.as_slice()),
+                    }
+                }
+                self.tree
+                    .apply_batch(batch)
+                    .map_err(|e| io_error(&self.path, e))?;
+            }
             self.checkpoint()
         }
     }
@@ -752,5 +780,45 @@ fn io_error(path: &Path, e: sled::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_small(path: &Path) -> Arc<Store> {
+        let db = sled::Config::new().path(path).open().unwrap();
+        Store::from_db(path.to_path_buf(), db, 64 * 1024).unwrap()
+    }
+
+    #[test]
+    fn groups_that_overflow_the_log_checkpoint_and_everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let store = open_small(&path);
+        // Fills the log past its end several times, then one commit larger
+        // than the whole log (applied as one sled batch).
+        for i in 0..40u32 {
+            let commit = Commit::new().data(format!("k{i:02}").as_bytes(), vec![i as u8; 5000]);
+            store.commit_blocking(commit).unwrap();
+        }
+        let big = Commit::new()
+            .data(b"big-a", vec![1; 80 * 1024])
+            .data(b"big-b", vec![2; 80 * 1024])
+            .delete_data(b"k00");
+        store.commit_blocking(big).unwrap();
+        assert_eq!(store.writer_stats().commits, 41);
+        store.close();
+        drop(store);
+
+        let store = open_small(&path);
+        assert_eq!(store.data(b"k00").unwrap(), None);
+        assert_eq!(store.data(b"k39").unwrap(), Some(vec![39; 5000]));
+        assert_eq!(
+            store.data(b"big-b").unwrap().map(|v| v.len()),
+            Some(80 * 1024)
+        );
+        assert_eq!(store.scan_data(b"k").count(), 39);
     }
 }
