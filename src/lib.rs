@@ -33,9 +33,18 @@
 //!    scriptable in-memory platform for tests (fail the Nth call, lose a response,
 //!    count duplicates).
 //!
-//! On top sit the concrete machines: [`push`] (campaign → ad groups → ads → keywords,
-//! every platform id checkpointed before children are touched). Time comes through
-//! [`clock::Clock`], so tests run on a [`clock::ManualClock`].
+//! On top sit the concrete machines:
+//!
+//! * [`push`] — campaign → ad groups → ads → keywords to a platform, every platform id
+//!   checkpointed before children are touched; adapters in [`platform::memory`] and
+//!   [`platform::reddit`] (HTTP, with a fake Reddit Ads server).
+//! * [`pull`] — an Amazon Ads profile's campaigns, ad groups and keywords, page by
+//!   page (each page staged in the checkpoint that records its `nextToken`), then
+//!   persisted as a new snapshot generation made current in one commit; client and
+//!   fake server in [`platform::amazon`].
+//!
+//! Time comes through [`clock::Clock`], so tests run on a [`clock::ManualClock`];
+//! rate limits through [`ratelimit::RateLimiter`], backoff through [`backoff::Backoff`].
 //!
 //! ## Example: push a campaign set, one transition at a time
 //!
