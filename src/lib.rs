@@ -105,4 +105,5 @@ pub mod pull;
 pub mod push;
 pub mod ratelimit;
 pub mod runner;
+pub mod secret;
 pub mod store;

@@ -20,27 +20,7 @@ pub const DEFAULT_HOST: &str = "https://advertising-api.amazon.com";
 /// connectors use. (The largest accepted value is not documented with certainty.)
 pub const DEFAULT_MAX_RESULTS: u32 = 100;
 
-/// An access token. Its `Debug` never shows the value (and it has no `Display`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a token.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The token itself, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// How to reach Amazon Ads.
 ///

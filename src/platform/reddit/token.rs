@@ -11,33 +11,8 @@ use async_trait::async_trait;
 
 use crate::adapter::AdapterError;
 
-/// A bearer token. Its `Debug` and `Display` never show the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(String);
-
-impl AccessToken {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        AccessToken(secret.into())
-    }
-
-    /// The secret itself: only for building the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken(<redacted>)")
-    }
-}
-
-impl fmt::Display for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A bearer token: a [`Secret`], so its `Debug` and `Display` never show it.
+pub type AccessToken = crate::secret::Secret;
 
 /// Where the adapter gets bearer tokens from.
 #[async_trait]
