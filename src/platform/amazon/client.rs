@@ -332,10 +332,9 @@ struct Inner {
 }
 
 impl AmazonClient {
-    /// Builds a client (rustls, system proxies ignored).
+    /// Builds a client (rustls; system proxies apply except to a loopback host).
     pub fn new(config: AmazonConfig) -> Result<Self, AmazonError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = crate::platform::http_client_builder(&config.host)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .user_agent(concat!("adsync/", env!("CARGO_PKG_VERSION")))

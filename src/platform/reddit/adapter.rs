@@ -243,8 +243,7 @@ impl RedditAdapter {
         if config.user_agent.trim().is_empty() {
             return Err(ConfigError::EmptyUserAgent);
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = crate::platform::http_client_builder(&config.base_url)
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
