@@ -86,6 +86,18 @@ pub struct TransitionError {
     pub reason: String,
 }
 
+impl TransitionError {
+    /// Machine `M` refuses `outcome` in `state`, for `reason`.
+    pub fn new<M: Machine>(state: &M::State, outcome: &M::Outcome, reason: &str) -> Self {
+        TransitionError {
+            machine: M::KIND,
+            phase: M::phase(state).to_string(),
+            outcome: M::outcome_kind(outcome).to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// A typed, checkpointable workflow definition. See the module docs.
 pub trait Machine: Send + Sync + 'static {
     /// Stable name stored in checkpoints (`"push"`, `"pull"`).

@@ -348,12 +348,7 @@ pub enum PullOutcome {
 }
 
 fn reject(state: &PullState, outcome: &PullOutcome, reason: &str) -> TransitionError {
-    TransitionError {
-        machine: PullMachine::KIND,
-        phase: state.phase.to_string(),
-        outcome: PullMachine::outcome_kind(outcome).to_string(),
-        reason: reason.to_string(),
-    }
+    TransitionError::new::<PullMachine>(state, outcome, reason)
 }
 
 impl Machine for PullMachine {

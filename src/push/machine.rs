@@ -558,12 +558,7 @@ fn reject(
     outcome: &PushOutcome,
     reason: &str,
 ) -> Result<PushState, TransitionError> {
-    Err(TransitionError {
-        machine: PushMachine::KIND,
-        phase: state.phase.to_string(),
-        outcome: PushMachine::outcome_kind(outcome).to_string(),
-        reason: reason.to_string(),
-    })
+    Err(TransitionError::new::<PushMachine>(state, outcome, reason))
 }
 
 impl Machine for PushMachine {
