@@ -128,6 +128,9 @@ struct Inner {
     entities: BTreeMap<String, StoredEntity>,
     faults: Vec<(Trigger, Fault)>,
     log: Vec<CallRecord>,
+    /// Snapshots taken for the file so far (not itself saved).
+    #[serde(skip)]
+    version: u64,
 }
 
 /// The in-memory platform. See the module docs.
@@ -135,13 +138,39 @@ pub struct MemoryPlatform {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     keyword_model: KeywordModel,
-    file: Option<PathBuf>,
+    file: Option<PlatformFile>,
+}
+
+/// The file a file-backed platform is kept in.
+#[derive(Debug, Clone)]
+struct PlatformFile {
+    path: PathBuf,
+    /// The version of the last snapshot written: a slower write of an older
+    /// snapshot must not overwrite a newer one.
+    written: Arc<Mutex<u64>>,
+}
+
+impl PlatformFile {
+    /// Writes `bytes` (snapshot `version`) atomically, unless a newer one is there.
+    fn write(&self, version: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if version <= *written {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        *written = version;
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for MemoryPlatform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryPlatform")
-            .field("file", &self.file)
+            .field("file", &self.file.as_ref().map(|f| &f.path))
             .finish_non_exhaustive()
     }
 }
@@ -194,7 +223,10 @@ impl MemoryPlatform {
             inner: Mutex::new(inner),
             clock,
             keyword_model: KeywordModel::Entities,
-            file: Some(path),
+            file: Some(PlatformFile {
+                path,
+                written: Arc::new(Mutex::new(0)),
+            }),
         })
     }
 
@@ -300,23 +332,43 @@ impl MemoryPlatform {
         fault
     }
 
-    /// Persists the platform when file-backed. A failure here would make the
-    /// platform lie about what it holds, so it is fatal for the process.
+    /// A snapshot of the platform to write, when file-backed: its version
+    /// (taken under the same lock, so versions follow the state) and bytes.
+    fn snapshot(&self) -> Option<(PlatformFile, u64, std::io::Result<Vec<u8>>)> {
+        let file = self.file.clone()?;
+        let mut inner = self.lock();
+        inner.version += 1;
+        let bytes = serde_json::to_vec(&*inner).map_err(std::io::Error::other);
+        Some((file, inner.version, bytes))
+    }
+
+    /// Persists the platform when file-backed, for the scripting methods (plain
+    /// blocking code). A failure here would make the platform lie about what
+    /// it holds, so it is fatal for the process.
     fn save(&self) {
-        let Some(path) = &self.file else { return };
-        let inner = self.lock();
-        let result = serde_json::to_vec(&*inner)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let tmp = path.with_extension("tmp");
-                let mut f = std::fs::File::create(&tmp)?;
-                std::io::Write::write_all(&mut f, &bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
-            });
-        if let Err(e) = result {
-            panic!("memory platform cannot save {}: {e}", path.display());
+        let Some((file, version, bytes)) = self.snapshot() else {
+            return;
+        };
+        if let Err(e) = bytes.and_then(|bytes| file.write(version, &bytes)) {
+            panic!("memory platform cannot save {}: {e}", file.path.display());
         }
+    }
+
+    /// Persists the platform after an adapter call, with the file I/O on a
+    /// blocking thread (never on an async worker). A failure makes the call's
+    /// outcome unknown: the change is held in memory but not in the file.
+    async fn persist(&self) -> Result<(), AdapterError> {
+        let Some((file, version, bytes)) = self.snapshot() else {
+            return Ok(());
+        };
+        let path = file.path.clone();
+        let written = tokio::task::spawn_blocking(move || file.write(version, &bytes?))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        written.map_err(|e| AdapterError::Unknown {
+            message: format!("memory platform cannot save {}: {e}", path.display()),
+        })
     }
 
     fn check(&self, spec: &EntitySpec) -> Result<(), AdapterError> {
@@ -384,11 +436,10 @@ impl PushAdapter for MemoryPlatform {
             let mut inner = self.lock();
             let fault = self.begin(&mut inner, Op::Create, spec.kind(), spec.lookup_name());
             match fault {
-                Some(Fault::LoseResponse) => {
-                    self.check(spec)?;
+                Some(Fault::LoseResponse) => self.check(spec).and_then(|()| {
                     self.store_entity(&mut inner, parent, spec);
                     Err(Self::injected(&Fault::LoseResponse))
-                }
+                }),
                 Some(f) => Err(Self::injected(&f)),
                 None => {
                     if spec.kind() == EntityKind::Keyword
@@ -405,7 +456,7 @@ impl PushAdapter for MemoryPlatform {
                 }
             }
         };
-        self.save();
+        self.persist().await?;
         result
     }
 
@@ -419,28 +470,29 @@ impl PushAdapter for MemoryPlatform {
             let mut inner = self.lock();
             match self.begin(&mut inner, Op::Update, spec.kind(), id) {
                 fault @ (Some(Fault::LoseResponse) | None) => {
-                    self.check(spec)?;
-                    let applied = match inner.entities.get_mut(id) {
-                        Some(e) if e.kind == spec.kind() => {
-                            e.spec = spec.clone();
-                            e.name = spec.lookup_name().to_string();
-                            e.updates += 1;
-                            Ok(())
-                        }
-                        _ => Err(AdapterError::Permanent {
-                            message: format!(
-                                "{} {id} no longer exists on the platform",
-                                spec.kind()
-                            ),
-                            fields: vec![],
-                        }),
-                    };
+                    let applied =
+                        self.check(spec)
+                            .and_then(|()| match inner.entities.get_mut(id) {
+                                Some(e) if e.kind == spec.kind() => {
+                                    e.spec = spec.clone();
+                                    e.name = spec.lookup_name().to_string();
+                                    e.updates += 1;
+                                    Ok(())
+                                }
+                                _ => Err(AdapterError::Permanent {
+                                    message: format!(
+                                        "{} {id} no longer exists on the platform",
+                                        spec.kind()
+                                    ),
+                                    fields: vec![],
+                                }),
+                            });
                     lose_response(applied, fault.as_ref())
                 }
                 Some(f) => Err(Self::injected(&f)),
             }
         };
-        self.save();
+        self.persist().await?;
         result
     }
 
@@ -473,7 +525,7 @@ impl PushAdapter for MemoryPlatform {
                     .collect()),
             }
         };
-        self.save();
+        self.persist().await?;
         result
     }
 
@@ -508,7 +560,7 @@ impl PushAdapter for MemoryPlatform {
                 Some(f) => Err(Self::injected(&f)),
             }
         };
-        self.save();
+        self.persist().await?;
         result
     }
 }
