@@ -7,15 +7,18 @@ use std::path::Path;
 
 use adsync::machine::{Machine, TransitionTable};
 use adsync::push::PushMachine;
+use strum::IntoEnumIterator;
 
-#[test]
-fn push_transition_table_covers_every_phase_and_outcome() {
-    let table = TransitionTable::derive::<PushMachine>()
-        .expect("samples cover every phase and outcome kind");
-    // Totality: every phase × every outcome kind has a row, accepted or rejected.
-    use strum::IntoEnumIterator;
-    for phase in adsync::push::PushPhase::iter() {
-        for kind in adsync::push::PushOutcomeKind::iter() {
+/// Derives `M`'s table and checks totality: every phase × every outcome kind
+/// has a row, accepted or rejected.
+fn total_table<M: Machine>() -> TransitionTable
+where
+    M::Phase: IntoEnumIterator,
+    M::OutcomeKind: IntoEnumIterator,
+{
+    let table = TransitionTable::derive::<M>().expect("samples cover every phase and outcome kind");
+    for phase in M::Phase::iter() {
+        for kind in M::OutcomeKind::iter() {
             assert!(
                 table
                     .rows
@@ -25,6 +28,27 @@ fn push_transition_table_covers_every_phase_and_outcome() {
             );
         }
     }
+    table
+}
+
+/// `state_machines/<kind>.md` is exactly what the code generates.
+fn assert_definition_on_disk<M: Machine>(generated: String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("state_machines")
+        .join(format!("{}.md", M::KIND));
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{} is out of date with the code; regenerate it with `cargo run -- machines --markdown {} > {}`",
+        path.display(),
+        M::KIND,
+        path.display()
+    );
+}
+
+#[test]
+fn push_transition_table_covers_every_phase_and_outcome() {
+    let table = total_table::<PushMachine>();
     snap!("push_transition_table", table.to_markdown());
     snap!("push_diagram_mermaid", table.to_mermaid());
 }
@@ -43,36 +67,12 @@ fn finished_phases_accept_nothing() {
 
 #[test]
 fn state_machines_directory_matches_the_code() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("state_machines")
-        .join(format!("{}.md", PushMachine::KIND));
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    let generated = adsync::push::definition_markdown();
-    assert!(
-        on_disk == generated,
-        "{} is out of date with the code; regenerate it with `cargo run -- machines --markdown push > {}`",
-        path.display(),
-        path.display()
-    );
+    assert_definition_on_disk::<PushMachine>(adsync::push::definition_markdown());
 }
 
 #[test]
 fn pull_transition_table_covers_every_phase_and_outcome() {
-    use adsync::pull::{PullMachine, PullOutcomeKind, PullPhase};
-    use strum::IntoEnumIterator;
-    let table = TransitionTable::derive::<PullMachine>()
-        .expect("samples cover every phase and outcome kind");
-    for phase in PullPhase::iter() {
-        for kind in PullOutcomeKind::iter() {
-            assert!(
-                table
-                    .rows
-                    .iter()
-                    .any(|r| r.phase == phase.to_string() && r.outcome == kind.to_string()),
-                "no row for {phase} × {kind}"
-            );
-        }
-    }
+    let table = total_table::<adsync::pull::PullMachine>();
     // Completed accepts only a new pull request.
     for row in table.rows.iter().filter(|r| r.phase == "Completed") {
         assert_eq!(
@@ -87,16 +87,5 @@ fn pull_transition_table_covers_every_phase_and_outcome() {
 
 #[test]
 fn pull_definition_in_state_machines_matches_the_code() {
-    use adsync::pull::PullMachine;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("state_machines")
-        .join(format!("{}.md", PullMachine::KIND));
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-    let generated = adsync::pull::definition_markdown();
-    assert!(
-        on_disk == generated,
-        "{} is out of date with the code; regenerate it with `cargo run -- machines --markdown pull > {}`",
-        path.display(),
-        path.display()
-    );
+    assert_definition_on_disk::<adsync::pull::PullMachine>(adsync::pull::definition_markdown());
 }
