@@ -2,53 +2,16 @@
 //! (fake) Reddit server, with a clear error and the documented exit code, and
 //! nothing written to the store.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use adsync::platform::reddit::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use adsync::store::Store;
 
 const TOKEN: &str = "bad-input-token-91c2";
 
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    fake: Option<FakeRedditHandle>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let fake = runtime
-            .block_on(FakeReddit::start(FakeRedditConfig {
-                token: TOKEN.into(),
-                ..FakeRedditConfig::default()
-            }))
-            .expect("fake Reddit starts");
-        Server {
-            runtime,
-            fake: Some(fake),
-        }
-    }
-
-    fn fake(&self) -> &FakeRedditHandle {
-        self.fake.as_ref().expect("running")
-    }
-
-    /// API requests received (the admin endpoint is not logged).
-    fn requests(&self) -> usize {
-        self.fake().requests().len()
-    }
-
-    fn stop(mut self) {
-        if let Some(fake) = self.fake.take() {
-            self.runtime.block_on(fake.shutdown());
-        }
-    }
-}
+type Server = common::fake_reddit::FakeRedditServer;
 
 fn adsync(server: &Server, db: &Path, args: &[&str], token: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));
@@ -90,7 +53,7 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn malformed_set_file_names_line_and_column_sends_nothing_and_writes_nothing() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = push(
         &server,
@@ -106,7 +69,7 @@ fn malformed_set_file_names_line_and_column_sends_nothing_and_writes_nothing() {
 
 #[test]
 fn invalid_enum_values_and_short_names_are_rejected_before_any_request() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let cases = [
         (
             r#"{"name": "x", "campaigns": [{"id": "c1", "name": "Spring", "objective": "LOUD"}]}"#,
@@ -140,7 +103,7 @@ fn invalid_enum_values_and_short_names_are_rejected_before_any_request() {
 
 #[test]
 fn unknown_sync_id_is_a_usage_error_without_requests() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = adsync(
         &server,
@@ -160,7 +123,7 @@ fn unknown_sync_id_is_a_usage_error_without_requests() {
 
 #[test]
 fn a_store_in_use_by_another_process_stops_the_push_before_any_request() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
     let _held = Store::open(dir.path().join("adsync.db")).expect("store opens");
     let out = push(
@@ -180,7 +143,7 @@ fn a_store_in_use_by_another_process_stops_the_push_before_any_request() {
 
 #[test]
 fn a_missing_token_is_a_usage_error_and_a_wrong_one_never_shows() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
     let set = dir.path().join("set.json");
     std::fs::write(
@@ -227,7 +190,7 @@ fn a_missing_token_is_a_usage_error_and_a_wrong_one_never_shows() {
 
 #[test]
 fn a_reddit_sync_is_never_resumed_against_another_platform() {
-    let server = Server::start();
+    let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
     let set = dir.path().join("set.json");
     std::fs::write(

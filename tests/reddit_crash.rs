@@ -13,14 +13,15 @@
 //! The run is reproducible from its seed (printed; override with
 //! `ADSYNC_CRASH_SEED=<n>`); the wall-clock kills are the only part that is not.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use adsync::platform::reddit::fake_server::{FakeEntities, Fault, FaultKind};
-use adsync::platform::reddit::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
+use adsync::platform::reddit::fake_server::{Fault, FaultKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -46,48 +47,7 @@ const ACCOUNT: &str = "a2_crash";
 const ITERATIONS: u64 = 16;
 const DEFAULT_SEED: u64 = 0x5eed_0003;
 
-struct Server {
-    runtime: tokio::runtime::Runtime,
-    fake: Option<FakeRedditHandle>,
-    token: String,
-}
-
-impl Server {
-    fn start(token: &str) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let fake = runtime
-            .block_on(FakeReddit::start(FakeRedditConfig {
-                token: token.to_string(),
-                ..FakeRedditConfig::default()
-            }))
-            .expect("fake Reddit starts on 127.0.0.1:0");
-        Server {
-            runtime,
-            fake: Some(fake),
-            token: token.to_string(),
-        }
-    }
-
-    fn fake(&self) -> &FakeRedditHandle {
-        self.fake.as_ref().expect("running")
-    }
-
-    fn held(&self) -> FakeEntities {
-        self.runtime
-            .block_on(FakeEntities::fetch(self.fake().addr()))
-            .expect("admin endpoint answers")
-    }
-
-    fn stop(mut self) {
-        if let Some(fake) = self.fake.take() {
-            self.runtime.block_on(fake.shutdown());
-        }
-    }
-}
+type Server = common::fake_reddit::FakeRedditServer;
 
 fn adsync(dir: &Path, server: &Server, args: &[&str], crash_at: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));

@@ -1,6 +1,8 @@
 //! Shared test fixtures: a store, a scriptable in-memory platform, paused time.
 #![allow(dead_code)]
 
+pub mod fake_reddit;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
