@@ -510,16 +510,7 @@ impl<M: Machine> Runner<M> {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, RunError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| {
-                RunError::Store(StoreError::Io {
-                    path: store_path_unknown(),
-                    message: e.to_string(),
-                })
-            })?
-            .map_err(RunError::from)
+        Ok(self.store.blocking(f).await??)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, RunError> {
@@ -547,10 +538,6 @@ impl<M: Machine> Runner<M> {
             });
         }
     }
-}
-
-fn store_path_unknown() -> std::path::PathBuf {
-    "<store>".into()
 }
 
 fn unreachable_settled<T>(id: &str) -> Result<T, RunError> {

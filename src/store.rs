@@ -468,6 +468,26 @@ impl Store {
             .map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Runs `f` with this store on tokio's blocking pool: sled calls may block on
+    /// I/O and must stay off the async worker threads. The outer error is the
+    /// blocking task itself failing (it panicked or the runtime is shutting down).
+    pub async fn blocking<T, E>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: self.path.clone(),
+                message: format!("store task failed: {e}"),
+            })
+    }
+
     /// [`Store::commit`] for blocking code (not inside an async task).
     pub fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
         self.enqueue(commit)?

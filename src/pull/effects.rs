@@ -51,10 +51,9 @@ impl AmazonPullEffects {
         &self,
         f: impl FnOnce(&Store) -> Result<T, snapshot::SnapshotError> + Send + 'static,
     ) -> Result<T, String> {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
+        match self.store.blocking(f).await {
             Ok(result) => result.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("store task failed: {e}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

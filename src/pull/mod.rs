@@ -339,18 +339,13 @@ impl Puller {
         f: impl FnOnce(&crate::store::Store, &str, &str) -> Result<T, SnapshotError> + Send + 'static,
     ) -> Result<T, PullError> {
         check_profile(profile)?;
-        let store = self.runner.store().clone();
         let (platform, profile) = (self.platform.clone(), profile.to_string());
-        tokio::task::spawn_blocking(move || f(&store, &platform, &profile))
+        Ok(self
+            .runner
+            .store()
+            .blocking(move |store| f(store, &platform, &profile))
             .await
-            .map_err(|e| {
-                PullError::Snapshot(SnapshotError::Corrupt {
-                    profile: String::new(),
-                    what: "read task".into(),
-                    detail: e.to_string(),
-                })
-            })?
-            .map_err(PullError::from)
+            .map_err(|e| PullError::Run(RunError::Store(e)))??)
     }
 
     /// The whole current snapshot of `profile`; `None` if no pull completed.
