@@ -367,6 +367,19 @@ impl Store {
         Self::from_db(path, db, WAL_CAPACITY)
     }
 
+    /// [`Store::open`] from async code. Opening blocks (sled's open, the log's
+    /// replay or preallocation), so it runs on tokio's blocking pool.
+    pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.clone();
+        tokio::task::spawn_blocking(move || Store::open(path))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: shown,
+                message: format!("opening task failed: {e}"),
+            })?
+    }
+
     /// A store in a temporary directory that disappears when dropped (tests).
     pub fn temporary() -> Result<Arc<Self>, StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

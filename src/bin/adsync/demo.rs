@@ -95,7 +95,7 @@ pub async fn run() -> Result<u8, Failure> {
     );
     println!("   the server will store the first ad group create, then lose its response");
     let ids = {
-        let p = pusher(Store::open(&db)?, &adapter, &clock);
+        let p = pusher(Store::open_from_async(&db).await?, &adapter, &clock);
         let ids = p.start(&set, ACCOUNT).await?;
         let first = &ids[0];
         // Step the first campaign until an ad create is the next durable effect.
@@ -117,7 +117,7 @@ pub async fn run() -> Result<u8, Failure> {
     };
 
     println!("\n── process 2: resume from the checkpoints ──");
-    let p = pusher(Store::open(&db)?, &adapter, &clock);
+    let p = pusher(Store::open_from_async(&db).await?, &adapter, &clock);
     let report = p.run_all_observed(&ids, print).await;
     output::report(&report, false);
 

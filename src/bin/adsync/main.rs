@@ -302,7 +302,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             // Parse and validate everything before the store is even opened:
             // bad input writes nothing.
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
-            let pusher = open_pusher(&cli.db, &platform)?;
+            let pusher = open_pusher(&cli.db, &platform).await?;
             let ids = pusher.start(&set, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
@@ -314,7 +314,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             platform,
             json,
         } => {
-            let pusher = open_pusher(&cli.db, &platform)?;
+            let pusher = open_pusher(&cli.db, &platform).await?;
             let ids = match (sync, all) {
                 (Some(id), _) => vec![id],
                 (None, true) => pusher.unfinished().await?,
@@ -356,7 +356,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             adopt,
             absent,
         } => {
-            let store = Store::open(&cli.db)?;
+            let store = Store::open_from_async(&cli.db).await?;
             let runner = read_only_runner(store);
             let outcome = match (adopt, absent) {
                 (Some(id), _) => PushOutcome::OperatorAdopt { id },
@@ -371,8 +371,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Status { json } => {
-            let store = Store::open(&cli.db)?;
-            output::status(&store, json)
+            let store = Store::open_from_async(&cli.db).await?;
+            store
+                .blocking(move |store| output::status(store, json))
+                .await?
         }
         Command::Pull(args) => pull_cli::pull(&cli.db, args).await,
         Command::Show(args) => pull_cli::show(&cli.db, args).await,
@@ -380,8 +382,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             platform: FakeServerPlatform::Amazon(args),
         } => pull_cli::fake_server_amazon(args).await,
         Command::History { sync, json } => {
-            let store = Store::open(&cli.db)?;
-            output::history(&store, &sync, json)
+            let store = Store::open_from_async(&cli.db).await?;
+            store
+                .blocking(move |store| output::history(store, &sync, json))
+                .await?
         }
     }
 }
@@ -426,7 +430,7 @@ fn platform_name(platform: Platform) -> &'static str {
     }
 }
 
-fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Failure> {
+async fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapter: Arc<dyn PushAdapter> = match args.platform {
         Platform::Memory => Arc::new(match &args.memory_file {
@@ -436,7 +440,7 @@ fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Fail
         }),
         Platform::Reddit => args.reddit.adapter()?,
     };
-    let store = Store::open(db)?;
+    let store = Store::open_from_async(db).await?;
     let mut runner = Runner::new(
         store,
         Arc::new(AdapterEffects::new(adapter.clone())),

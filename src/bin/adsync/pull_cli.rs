@@ -174,7 +174,7 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         .with_throttle(throttle)
         .with_timeout(Duration::from_secs(30));
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
-    let store = Store::open(db).map_err(store_failure)?;
+    let store = Store::open_from_async(db).await.map_err(store_failure)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
     let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
@@ -281,7 +281,7 @@ pub fn print_pull_section(store: &Store) {
 /// `adsync show`.
 pub async fn show(db: &std::path::Path, args: ShowArgs) -> Result<u8, Failure> {
     let PullPlatform::Amazon = args.platform;
-    let store = Store::open(db).map_err(store_failure)?;
+    let store = Store::open_from_async(db).await.map_err(store_failure)?;
     let puller = reader(store)?;
     let profile = args.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
