@@ -243,6 +243,7 @@ impl Pusher {
             plans.push((campaign, key, known, generation));
         }
         let mut ids = Vec::new();
+        let mut starts = tokio::task::JoinSet::new();
         for (campaign, key, known, generation) in plans {
             let target = Target {
                 platform: self.platform.clone(),
@@ -270,10 +271,20 @@ impl Pusher {
                 ("campaign".to_string(), campaign.id.clone()),
                 ("set".to_string(), set.name.clone()),
             ]);
-            self.runner
-                .start(&id, state, labels, &[(key, id.clone())])
-                .await?;
-            ids.push(id);
+            ids.push(id.clone());
+            let runner = self.runner.clone();
+            starts
+                .spawn(async move { runner.start(&id, state, labels, &[(key, id.clone())]).await });
+        }
+        // Started together, the syncs' first checkpoints share one flush.
+        while let Some(started) = starts.join_next().await {
+            match started {
+                Ok(result) => {
+                    result?;
+                }
+                // A start that panicked panics here, as it would have inline.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
         }
         Ok(ids)
     }
