@@ -67,7 +67,8 @@
 //! )?;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = Store::open(dir.path().join("adsync.db"))?; // a sled directory
+//! // A sled directory; opening blocks, so async code opens it on the blocking pool.
+//! let store = Store::open_from_async(dir.path().join("adsync.db")).await?;
 //! let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
 //! let platform = Arc::new(MemoryPlatform::new(clock.clone()));
 //! let runner = Arc::new(Runner::<PushMachine>::new(
