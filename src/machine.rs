@@ -25,6 +25,7 @@ use std::fmt::{Debug, Display, Write as _};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use strum::{Display as StrumDisplay, IntoEnumIterator};
 
 use crate::clock::Timestamp;
@@ -105,7 +106,9 @@ pub trait Machine: Send + Sync + 'static {
     /// Version of the serialized state; bump it when the layout changes.
     const STATE_VERSION: u32;
 
-    /// The full state, with its data; this is what is checkpointed.
+    /// The full state, with its data. Checkpointed at every transition (only
+    /// its progress, for machines that split out a plan: see
+    /// [`Machine::encode_plan`]).
     type State: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// A side effect a state names.
     type Effect: Clone + Debug + PartialEq + Serialize + Send + Sync + 'static;
@@ -151,6 +154,30 @@ pub trait Machine: Send + Sync + 'static {
     /// A one-line, human description of an outcome, for traces and logs.
     fn describe_outcome(outcome: &Self::Outcome) -> String {
         format!("{outcome:?}")
+    }
+    /// The part of `state` that is fixed when its sync starts, if the machine
+    /// splits one out; `None` (the default) checkpoints whole states.
+    ///
+    /// Why: a checkpoint is written before every side effect, so its size is
+    /// paid on every step — in serialization, in the bytes the log appends and
+    /// syncs, in sled. A push state holds every entity's spec; written whole,
+    /// each step would cost in proportion to the campaign's size. With a plan,
+    /// the runner writes it once, in the start commit, and each checkpoint holds
+    /// only [`Machine::encode_checkpoint`]'s progress.
+    fn encode_plan(_state: &Self::State) -> Option<serde_json::Result<Box<RawValue>>> {
+        None
+    }
+    /// What a checkpoint stores of `state` (default: all of it).
+    fn encode_checkpoint(state: &Self::State) -> serde_json::Result<Box<RawValue>> {
+        serde_json::value::to_raw_value(state)
+    }
+    /// Rebuilds a state from a checkpoint and, for machines that split one out,
+    /// the sync's plan. The error says what does not fit.
+    fn decode_checkpoint(
+        _plan: Option<&RawValue>,
+        checkpoint: &RawValue,
+    ) -> Result<Self::State, String> {
+        serde_json::from_str(checkpoint.get()).map_err(|e| e.to_string())
     }
     /// What a phase means and which effect leaves it (for `state_machines/`).
     fn describe_phase(phase: Self::Phase) -> &'static str;

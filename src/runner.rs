@@ -9,7 +9,10 @@
 //!    together with its history entry, as one atomic write.
 //!
 //! So there is exactly one durable write per side effect, and no effect ever
-//! starts before the state naming it is on disk.
+//! starts before the state naming it is on disk. A machine may split out the
+//! part of its state fixed at start ([`Machine::encode_plan`]): the runner
+//! writes that plan once, with the start, and every later checkpoint carries
+//! only the progress, so a step's cost does not grow with the sync's size.
 //!
 //! After a restart the runner cannot know whether the effect of a loaded state
 //! had started. It asks [`Machine::on_restart`]: repeatable effects run again;
@@ -278,6 +281,7 @@ impl<M: Machine> Runner<M> {
         }
         let now = self.clock.now();
         let phase = M::phase(&state);
+        let plan = encode_plan::<M>(id, &state)?;
         let record = Record {
             format: RECORD_FORMAT,
             id: id.to_string(),
@@ -293,6 +297,7 @@ impl<M: Machine> Runner<M> {
             updated_at: now,
             labels,
             state: encode_state::<M>(id, &state)?,
+            plan,
         };
         let entry = HistoryEntry {
             seq: 0,
@@ -303,6 +308,9 @@ impl<M: Machine> Runner<M> {
             to: phase.to_string(),
         };
         let mut commit = Commit::new().record(&record)?.history(id, &entry)?;
+        if let Some(plan) = &record.plan {
+            commit = commit.plan(id, plan);
+        }
         for (key, value) in index {
             commit = commit.index(key, value);
         }
@@ -560,11 +568,26 @@ fn encode_state<M: Machine>(
     id: &str,
     state: &M::State,
 ) -> Result<Box<serde_json::value::RawValue>, RunError> {
-    serde_json::value::to_raw_value(state).map_err(|e| RunError::CorruptState {
+    M::encode_checkpoint(state).map_err(|e| RunError::CorruptState {
         sync: id.to_string(),
         kind: M::KIND,
         detail: format!("cannot encode: {e}"),
     })
+}
+
+fn encode_plan<M: Machine>(
+    id: &str,
+    state: &M::State,
+) -> Result<Option<Arc<serde_json::value::RawValue>>, RunError> {
+    match M::encode_plan(state) {
+        None => Ok(None),
+        Some(Ok(plan)) => Ok(Some(Arc::from(plan))),
+        Some(Err(e)) => Err(RunError::CorruptState {
+            sync: id.to_string(),
+            kind: M::KIND,
+            detail: format!("cannot encode the plan: {e}"),
+        }),
+    }
 }
 
 /// Decodes a record's state as machine `M`, checking kind and version.
@@ -584,10 +607,12 @@ pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, Ru
             expected: M::STATE_VERSION,
         });
     }
-    let state = serde_json::from_str(record.state.get()).map_err(|e| RunError::CorruptState {
-        sync: record.id.clone(),
-        kind: M::KIND,
-        detail: e.to_string(),
+    let state = M::decode_checkpoint(record.plan.as_deref(), &record.state).map_err(|detail| {
+        RunError::CorruptState {
+            sync: record.id.clone(),
+            kind: M::KIND,
+            detail,
+        }
     })?;
     Ok(Checkpoint { record, state })
 }

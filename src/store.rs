@@ -6,6 +6,7 @@
 //! | key                     | value                                        |
 //! |-------------------------|----------------------------------------------|
 //! | `r/<sync id>`           | the sync's [`Record`] (JSON)                  |
+//! | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
 //! | `h/<sync id>\0<seq BE>` | one [`HistoryEntry`] per transition (JSON)    |
 //! | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
 //! | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
@@ -95,6 +96,14 @@ pub struct Record {
     /// Kept as raw JSON, not a `serde_json::Value`: building and dropping a
     /// value tree for every checkpoint was most of a step's CPU time.
     pub state: Box<serde_json::value::RawValue>,
+    /// The part of the state fixed when the sync started (a push's entity specs
+    /// and work plan), if the machine splits one out
+    /// ([`crate::machine::Machine::encode_plan`]). Stored once under its own key
+    /// (`p/<sync id>`), not in every checkpoint: checkpoints then carry only
+    /// progress, so their size does not grow with the campaign. The store fills
+    /// it in when it reads a record; [`Commit::plan`] writes it.
+    #[serde(skip)]
+    pub plan: Option<Arc<serde_json::value::RawValue>>,
 }
 
 impl PartialEq for Record {
@@ -116,6 +125,7 @@ impl PartialEq for Record {
                 r.phase.clone(),
                 r.last_error.clone(),
                 r.state.get().to_string(),
+                r.plan.as_ref().map(|p| p.get().to_string()),
             )
         };
         key(self) == key(other)
@@ -218,6 +228,13 @@ impl Commit {
         Ok(self)
     }
 
+    /// Writes the plan of sync `id` (see [`Record::plan`]); once, when it starts.
+    pub fn plan(mut self, id: &str, plan: &serde_json::value::RawValue) -> Self {
+        self.writes
+            .push(Write::Put(plan_key(id), plan.get().as_bytes().to_vec()));
+        self
+    }
+
     /// Appends a history entry of sync `id`.
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
@@ -269,6 +286,10 @@ impl Commit {
 
 fn record_key(id: &str) -> Vec<u8> {
     [b"r/".as_slice(), id.as_bytes()].concat()
+}
+
+fn plan_key(id: &str) -> Vec<u8> {
+    [b"p/".as_slice(), id.as_bytes()].concat()
 }
 
 fn history_prefix(id: &str) -> Vec<u8> {
@@ -354,7 +375,7 @@ impl Store {
         // reported as another process's.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         let db = loop {
-            match sled::Config::new().path(&path).open() {
+            match sled::Config::new().path(&path).flush_every_ms(None).open() {
                 Ok(db) => break db,
                 Err(e) => match open_error(&path, e) {
                     StoreError::Locked { .. } if std::time::Instant::now() < deadline => {
@@ -517,8 +538,30 @@ impl Store {
             .map_err(|e| io_error(&self.path, e))?
         {
             None => Ok(None),
-            Some(bytes) => decode_record(id, &bytes).map(Some),
+            Some(bytes) => self.with_plan(decode_record(id, &bytes)?).map(Some),
         }
+    }
+
+    /// Fills in `record.plan` from its key (the caller holds the visibility lock).
+    fn with_plan(&self, mut record: Record) -> Result<Record, StoreError> {
+        let plan = self
+            .tree
+            .get(plan_key(&record.id))
+            .map_err(|e| io_error(&self.path, e))?;
+        if let Some(bytes) = plan {
+            let text = String::from_utf8(bytes.to_vec()).map_err(|e| StoreError::Corrupt {
+                sync: record.id.clone(),
+                detail: format!("plan: {e}"),
+            })?;
+            let raw = serde_json::value::RawValue::from_string(text).map_err(|e| {
+                StoreError::Corrupt {
+                    sync: record.id.clone(),
+                    detail: format!("plan: {e}"),
+                }
+            })?;
+            record.plan = Some(Arc::from(raw));
+        }
+        Ok(record)
     }
 
     /// Every sync's record, in id order; a record that does not decode is an
@@ -530,7 +573,7 @@ impl Store {
             .map(|item| {
                 let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
                 let id = String::from_utf8_lossy(&key[2..]).into_owned();
-                decode_record(&id, &bytes)
+                self.with_plan(decode_record(&id, &bytes)?)
             })
             .collect()
     }

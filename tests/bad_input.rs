@@ -234,3 +234,79 @@ async fn corrupt_and_future_records_are_reported_by_name_and_other_syncs_keep_wo
         "{stdout}"
     );
 }
+
+/// A push checkpoint holds only progress; the entity specs live in the sync's
+/// plan, written once. A damaged or missing plan is named, with its sync, and
+/// nothing else is touched.
+#[tokio::test]
+async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("adsync.db");
+    let mut set = common::small_set();
+    let mut second = set.campaigns[0].clone();
+    second.id = "c2".into();
+    second.name = "Second".into();
+    set.campaigns.push(second);
+    {
+        let store = Store::open(&db).unwrap();
+        let clock = std::sync::Arc::new(adsync::clock::ManualClock::new(common::start_time()));
+        let platform =
+            std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
+        let h = common::Harness::new(store, platform, clock);
+        let ids = h.pusher.start(&set, common::ACCOUNT).await.unwrap();
+        assert_eq!(ids, ["c1-1", "c2-1"]);
+    }
+    {
+        let raw = (0..50)
+            .find_map(|_| {
+                sled::open(&db)
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("sled opens once the store is dropped");
+        let tree = raw.open_tree("checkpoints").unwrap();
+        tree.insert("p/c1-1", &br#"{"target": 7}"#[..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let store = Store::open(&db).unwrap();
+    let clock = std::sync::Arc::new(adsync::clock::ManualClock::new(common::start_time()));
+    let platform =
+        std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
+    let h = common::Harness::new(store.clone(), platform.clone(), clock);
+    let before = store.record("c1-1").unwrap().unwrap();
+    let Err(error) = h.runner().step("c1-1").await else {
+        panic!("a damaged plan must be refused")
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("c1-1") && error.contains("corrupt push state") && error.contains("plan"),
+        "{error}"
+    );
+    assert_eq!(
+        store.record("c1-1").unwrap().unwrap(),
+        before,
+        "nothing written"
+    );
+    assert_eq!(platform.creations(), 0, "no effect ran");
+
+    // The other sync runs to the end.
+    let done = h.runner().run("c2-1").await.unwrap();
+    assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
+
+    // A missing plan is named as missing.
+    let mut orphan = before.clone();
+    orphan.id = "orphan-1".into();
+    orphan.plan = None;
+    store
+        .commit(adsync::store::Commit::new().record(&orphan).unwrap())
+        .await
+        .unwrap();
+    let Err(error) = h.runner().get("orphan-1").await else {
+        panic!("a missing plan must be refused")
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("orphan-1") && error.contains("plan") && error.contains("missing"),
+        "{error}"
+    );
+}

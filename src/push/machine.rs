@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use strum::{Display, EnumIter};
 
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
@@ -563,7 +564,9 @@ fn reject(
 
 impl Machine for PushMachine {
     const KIND: &'static str = "push";
-    const STATE_VERSION: u32 = 1;
+    /// Version 2: checkpoints hold progress only; the plan is stored once
+    /// (see `src/push/checkpoint.rs`).
+    const STATE_VERSION: u32 = 2;
     type State = PushState;
     type Effect = PushEffect;
     type Outcome = PushOutcome;
@@ -572,6 +575,21 @@ impl Machine for PushMachine {
 
     fn phase(state: &PushState) -> PushPhase {
         state.phase
+    }
+
+    fn encode_plan(state: &PushState) -> Option<serde_json::Result<Box<RawValue>>> {
+        Some(super::checkpoint::encode_plan(state))
+    }
+
+    fn encode_checkpoint(state: &PushState) -> serde_json::Result<Box<RawValue>> {
+        super::checkpoint::encode_progress(state)
+    }
+
+    fn decode_checkpoint(
+        plan: Option<&RawValue>,
+        checkpoint: &RawValue,
+    ) -> Result<PushState, String> {
+        super::checkpoint::decode(plan, checkpoint)
     }
 
     fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {

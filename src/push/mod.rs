@@ -20,6 +20,7 @@
 //!
 //! [`Pusher`] ties it together for a whole [`CampaignSet`].
 
+mod checkpoint;
 mod effects;
 mod machine;
 
