@@ -15,14 +15,24 @@
 //! a record, its history entry and any data it carries land together or not at all.
 //!
 //! ## Durability and group commit
-//! [`Store::commit`] returns only once the commit is durable. One writer thread
-//! does all the writing: it takes every commit that queued up while it was busy,
-//! appends them as **one record to the write-ahead log** (`adsync.wal` in the
-//! store's directory), makes that durable with **one `fdatasync`**, then applies
-//! the writes to sled and wakes all their waiters. Many concurrent syncs thus
-//! share one disk flush (group commit), and no async worker thread ever blocks on
-//! disk. sled itself is flushed (from the writer thread, with the blocking
-//! `Db::flush`) when the log is full and when the store closes; opening a store
+//! [`Store::commit`] returns only once the commit is durable. Commits queue up;
+//! one *leader* at a time takes everything queued, appends it as **one record
+//! to the write-ahead log** (`adsync.wal` in the store's directory), makes that
+//! durable with **one `fdatasync`**, and answers all its committers. Many
+//! concurrent syncs thus share one disk flush (group commit). The leader is the
+//! store's writer thread, or — for [`Store::commit_blocking`] on an idle store —
+//! the committing thread itself, which saves two thread wake-ups per commit.
+//! No async worker thread ever blocks on disk.
+//!
+//! Making a group *visible* in sled is the applier thread's job: it applies
+//! each durable group, in log order, while the leader syncs the next one (sled
+//! inserts cost as much CPU as the sync's wait, so doing both in one thread
+//! halved group-commit throughput). Reads first wait until every group
+//! acknowledged so far is applied, so a committer always reads its own
+//! writes, and a read never sees part of a group.
+//!
+//! sled itself is flushed (with the blocking `Db::flush`) when the log is full
+//! and when the store closes, after the applier has caught up; opening a store
 //! replays the log into sled first. Why a log beside sled (`src/store/wal.rs`):
 //! sled 0.34 makes each batch durable on its own with `sync_file_range`, which
 //! cost about three raw `fdatasync`s per commit here and does not flush the
@@ -45,7 +55,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, TryLockError};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
@@ -330,6 +340,93 @@ struct Shared {
     /// Held for writing while the writer applies a group to sled, and for
     /// reading by point reads and short listings: they see whole commits.
     visibility: RwLock<()>,
+    /// Commits waiting for a leader to write them.
+    queue: Mutex<Queue>,
+    /// Signalled when a commit is queued or the store closes (wakes the
+    /// writer thread).
+    queued: Condvar,
+    /// The log and sled: whoever holds this lock is the leader and writes the
+    /// next group — the writer thread, or a committer that found it idle.
+    writer: Mutex<Writer>,
+    /// Groups durable in the log, waiting for the applier thread to put them
+    /// into sled.
+    apply: Mutex<Applying>,
+    /// Signalled when a group is handed over or the store closes (wakes the
+    /// applier thread).
+    to_apply: Condvar,
+    /// Signalled when a group has been applied (wakes readers and checkpoints).
+    applied: Condvar,
+    /// sled's tree, for the applier.
+    tree: sled::Tree,
+    /// The store's directory, for errors.
+    path: PathBuf,
+}
+
+/// The hand-over between leaders (who make groups durable) and the applier
+/// (who makes them visible in sled).
+#[derive(Default)]
+struct Applying {
+    pending: std::collections::VecDeque<Vec<Commit>>,
+    /// Groups made durable so far.
+    logged: u64,
+    /// Groups applied to sled so far.
+    applied: u64,
+    /// Set when applying failed: sled no longer matches the log, so reads
+    /// and commits are refused (the log replays on the next open).
+    failed: Option<StoreError>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    closed: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn applying(&self) -> MutexGuard<'_, Applying> {
+        self.apply.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a durable group to the applier. Counted as logged before any of
+    /// its committers is answered, so their next read waits for it.
+    fn hand_over(&self, commits: Vec<Commit>) {
+        let mut applying = self.applying();
+        applying.logged += 1;
+        applying.pending.push_back(commits);
+        drop(applying);
+        self.to_apply.notify_one();
+    }
+
+    /// Waits until every group logged so far is applied: what a read needs to
+    /// see every acknowledged commit.
+    fn wait_applied(&self) -> Result<(), StoreError> {
+        let mut applying = self.applying();
+        let target = applying.logged;
+        while applying.applied < target && applying.failed.is_none() {
+            applying = self
+                .applied
+                .wait(applying)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match &applying.failed {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer, if no other leader holds it right now.
+    fn try_lead(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 /// The sled-backed checkpoint store. Cheap to share behind an `Arc`.
@@ -337,8 +434,7 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
-    sender: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     shared: Arc<Shared>,
 }
 
@@ -375,6 +471,9 @@ impl Store {
         // reported as another process's.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
         let db = loop {
+            // No background flushes: the log makes commits durable, and sled is
+            // flushed at checkpoints. sled's timer flush only competed with the
+            // log's fdatasync for the disk.
             match sled::Config::new().path(&path).flush_every_ms(None).open() {
                 Ok(db) => break db,
                 Err(e) => match open_error(&path, e) {
@@ -443,35 +542,41 @@ impl Store {
             durable: Mutex::new(HashMap::new()),
             stats: Mutex::new(WriterStats::default()),
             visibility: RwLock::new(()),
+            queue: Mutex::new(Queue::default()),
+            queued: Condvar::new(),
+            apply: Mutex::new(Applying::default()),
+            to_apply: Condvar::new(),
+            applied: Condvar::new(),
+            tree: tree.clone(),
+            path: path.clone(),
+            writer: Mutex::new(Writer {
+                path: path.clone(),
+                db: db.clone(),
+                tree: tree.clone(),
+                wal,
+                failed: None,
+            }),
         });
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let writer = {
-            let (db, tree, shared, writer_path) =
-                (db.clone(), tree.clone(), shared.clone(), path.clone());
+        let spawn = |name: &str, run: fn(&Shared)| {
+            let shared = shared.clone();
             std::thread::Builder::new()
-                .name("adsync-store-writer".into())
-                .spawn(move || {
-                    Writer {
-                        path: writer_path,
-                        db,
-                        tree,
-                        wal,
-                        shared,
-                        failed: None,
-                    }
-                    .run(&receiver)
-                })
+                .name(name.into())
+                .spawn(move || run(&shared))
                 .map_err(|e| StoreError::Io {
                     path: path.clone(),
-                    message: format!("cannot start writer thread: {e}"),
-                })?
+                    message: format!("cannot start thread {name}: {e}"),
+                })
         };
+        // The writer closes the applier when it is done with it.
+        let threads = vec![
+            spawn("adsync-store-applier", applier_thread)?,
+            spawn("adsync-store-writer", writer_thread)?,
+        ];
         Ok(Arc::new(Store {
             path,
             db,
             tree,
-            sender: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
+            threads: Mutex::new(threads),
             shared,
         }))
     }
@@ -481,21 +586,45 @@ impl Store {
         &self.path
     }
 
+    /// Queues `commit` for the writer thread (or the next leader).
     fn enqueue(
         &self,
         commit: Commit,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (reply, receiver) = tokio::sync::oneshot::channel();
-        let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let sender = guard.as_ref().ok_or(StoreError::WriterStopped)?;
-        sender
-            .send(Job { commit, reply })
-            .map_err(|_| StoreError::WriterStopped)?;
+        let mut queue = self.shared.queue();
+        if queue.closed {
+            return Err(StoreError::WriterStopped);
+        }
+        queue.jobs.push(Job { commit, reply });
+        drop(queue);
+        self.shared.queued.notify_one();
         Ok(receiver)
     }
 
+    /// Writes `commit`, and everything queued, as the leader of one group.
+    fn lead(&self, mut writer: MutexGuard<'_, Writer>, commit: Commit) -> Result<(), StoreError> {
+        let jobs = {
+            let mut queue = self.shared.queue();
+            if queue.closed {
+                return Err(StoreError::WriterStopped);
+            }
+            take_group(&mut queue)
+        };
+        writer.commit_group(&self.shared, Some(commit), jobs)
+    }
+
     /// Applies `commit` atomically and returns once it is flushed to disk.
-    /// Never blocks the calling async worker: the writer thread does the I/O.
+    ///
+    /// Never blocks an async worker thread on disk. When the store is idle and
+    /// the runtime is tokio's multi-thread one, the calling task leads: it
+    /// writes its commit (and any that queue meanwhile) itself inside
+    /// [`tokio::task::block_in_place`], which hands the worker's other tasks to
+    /// another thread first. That saves two thread wake-ups per commit — the
+    /// writer thread's and, afterwards, this task's — which on a small VM cost
+    /// as much as a third of an `fdatasync`. When another leader is writing, or
+    /// on a current-thread runtime, the commit queues for the writer thread and
+    /// shares the next group's flush.
     pub async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         self.enqueue(commit)?
             .await
@@ -522,8 +651,12 @@ impl Store {
             })
     }
 
-    /// [`Store::commit`] for blocking code (not inside an async task).
+    /// [`Store::commit`] for blocking code (not inside an async task). Leads
+    /// the group itself when the store is idle.
     pub fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
+        if let Some(writer) = self.shared.try_lead() {
+            return self.lead(writer, commit);
+        }
         self.enqueue(commit)?
             .blocking_recv()
             .map_err(|_| StoreError::WriterStopped)?
@@ -531,7 +664,7 @@ impl Store {
 
     /// The latest record of sync `id`, if it exists.
     pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        let _visible = self.visible();
+        let _visible = self.visible()?;
         match self
             .tree
             .get(record_key(id))
@@ -567,7 +700,10 @@ impl Store {
     /// Every sync's record, in id order; a record that does not decode is an
     /// `Err` in its place, and the others are still listed.
     pub fn list(&self) -> Vec<Result<Record, StoreError>> {
-        let _visible = self.visible();
+        let _visible = match self.visible() {
+            Ok(guard) => guard,
+            Err(error) => return vec![Err(error)],
+        };
         self.tree
             .scan_prefix(b"r/")
             .map(|item| {
@@ -580,7 +716,7 @@ impl Store {
 
     /// The transitions of sync `id`, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let _visible = self.visible();
+        let _visible = self.visible()?;
         self.tree
             .scan_prefix(history_prefix(id))
             .map(|item| {
@@ -595,7 +731,7 @@ impl Store {
 
     /// Reads index entry `key`.
     pub fn index(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let _visible = self.visible();
+        let _visible = self.visible()?;
         Ok(self
             .tree
             .get(index_key(key))
@@ -605,7 +741,7 @@ impl Store {
 
     /// Reads machine-owned data `x/<key>`.
     pub fn data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let _visible = self.visible();
+        let _visible = self.visible()?;
         Ok(self
             .tree
             .get(data_key(key))
@@ -613,11 +749,15 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
-    fn visible(&self) -> RwLockReadGuard<'_, ()> {
-        self.shared
+    /// Waits for every acknowledged commit to be in sled, then holds off the
+    /// applier so the read sees whole groups.
+    fn visible(&self) -> Result<RwLockReadGuard<'_, ()>, StoreError> {
+        self.shared.wait_applied()?;
+        Ok(self
+            .shared
             .visibility
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Iterates machine-owned data under `x/<prefix>`, as `(key without "x/", value)`.
@@ -629,10 +769,12 @@ impl Store {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        self.tree.scan_prefix(data_key(prefix)).map(move |item| {
+        let waited = self.shared.wait_applied();
+        let failed = waited.err().map(Err).into_iter();
+        failed.chain(self.tree.scan_prefix(data_key(prefix)).map(move |item| {
             item.map(|(k, v)| (k[2..].to_vec(), v.to_vec()))
                 .map_err(|e| io_error(&self.path, e))
-        })
+        }))
     }
 
     /// The highest seq of sync `id` whose commit has been flushed, as seen by
@@ -653,8 +795,10 @@ impl Store {
 
     /// Stops the writer after it has committed everything queued, and flushes.
     pub fn close(&self) {
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.shared.queue().closed = true;
+        self.shared.queued.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in threads.into_iter().rev() {
             let _ = handle.join();
         }
         let _ = self.db.flush();
@@ -667,84 +811,155 @@ impl Drop for Store {
     }
 }
 
-/// The writer thread's state: the only code that writes to sled or the log.
+/// Takes the next group's jobs off the queue.
+fn take_group(queue: &mut Queue) -> Vec<Job> {
+    let n = queue.jobs.len().min(MAX_GROUP);
+    queue.jobs.drain(..n).collect()
+}
+
+/// The writer thread: leads a group whenever commits are queued and no
+/// committer is leading one itself. Everything that queued up while the last
+/// group was written joins the next log record and the next `fdatasync`.
+fn writer_thread(shared: &Shared) {
+    loop {
+        {
+            let mut queue = shared.queue();
+            while queue.jobs.is_empty() && !queue.closed {
+                queue = shared.queued.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+            if queue.jobs.is_empty() {
+                break;
+            }
+        }
+        // Wait out a leading committer: it may take these jobs with its own.
+        let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = take_group(&mut shared.queue());
+        if !jobs.is_empty() {
+            let _ = writer.commit_group(shared, None, jobs);
+        }
+    }
+    // Closing: make sled hold everything, so the next open replays nothing.
+    let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+    if writer.failed.is_none() && writer.checkpoint(shared).is_err() {
+        tracing::warn!(
+            store = %writer.path.display(),
+            "final checkpoint failed; the log will be replayed on the next open"
+        );
+    }
+    shared.applying().closed = true;
+    shared.to_apply.notify_all();
+}
+
+/// The applier thread: puts durable groups into sled, in log order, while
+/// the next group's `fdatasync` runs. Readers wait for it (see
+/// [`Shared::wait_applied`]), so they still see every acknowledged commit.
+fn applier_thread(shared: &Shared) {
+    loop {
+        let commits = {
+            let mut applying = shared.applying();
+            while applying.pending.is_empty() && !applying.closed {
+                applying = shared
+                    .to_apply
+                    .wait(applying)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            match applying.pending.pop_front() {
+                Some(commits) => commits,
+                None => return,
+            }
+        };
+        let result = {
+            let _visible = shared.visibility.write().unwrap_or_else(|p| p.into_inner());
+            apply(&shared.tree, commits.iter().map(|c| c.writes.as_slice()))
+        };
+        let mut applying = shared.applying();
+        if let Err(e) = result {
+            applying.failed = Some(io_error(&shared.path, e));
+        }
+        applying.applied += 1;
+        drop(applying);
+        shared.applied.notify_all();
+    }
+}
+
+/// The log and sled, held by the group's leader: the only code that writes
+/// to either.
 struct Writer {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
     wal: Wal,
-    shared: Arc<Shared>,
     /// Set once a write failed: after a failed `fdatasync` nothing about the
     /// file is certain any more, so every later commit is refused.
     failed: Option<StoreError>,
 }
 
 impl Writer {
-    fn run(mut self, receiver: &mpsc::Receiver<Job>) {
-        let shared = self.shared.clone();
-        // Blocks until the first job of a group arrives; everything that queued
-        // up meanwhile joins the same log record and the same fdatasync.
-        while let Ok(first) = receiver.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            let result = match &self.failed {
-                Some(error) => Err(error.clone()),
-                None => self.write_group(&jobs),
-            };
-            if let Err(error) = &result {
-                self.failed = Some(error.clone());
-            } else {
-                let mut durable = shared.durable.lock().unwrap_or_else(|p| p.into_inner());
-                for job in &jobs {
-                    for (id, seq) in &job.commit.marks {
-                        durable.insert(id.clone(), *seq);
-                    }
-                }
-                let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
-                stats.commits += jobs.len() as u64;
-                stats.flushes += 1;
-            }
-            for job in jobs {
-                let _ = job.reply.send(result.clone());
-            }
+    /// Writes the leader's own commit (if any) and `jobs` as one group with one
+    /// `fdatasync`, answers the jobs, and returns the group's result.
+    fn commit_group(
+        &mut self,
+        shared: &Shared,
+        own: Option<Commit>,
+        jobs: Vec<Job>,
+    ) -> Result<(), StoreError> {
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut commits: Vec<Commit> = own.into_iter().collect();
+        for job in jobs {
+            commits.push(job.commit);
+            replies.push(job.reply);
         }
-        // Closing: make sled hold everything, so the next open replays nothing.
-        if self.failed.is_none() && self.checkpoint().is_err() {
-            tracing::warn!(
-                store = %self.path.display(),
-                "final checkpoint failed; the log will be replayed on the next open"
-            );
+        let marks: Vec<(String, u64)> = commits
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.marks))
+            .collect();
+        let count = commits.len();
+        if self.failed.is_none() {
+            self.failed = shared.applying().failed.clone();
         }
+        let result = match &self.failed {
+            Some(error) => Err(error.clone()),
+            None => self.write_group(shared, commits),
+        };
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        } else {
+            let mut durable = shared.durable.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, seq) in marks {
+                durable.insert(id, seq);
+            }
+            let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.commits += count as u64;
+            stats.flushes += 1;
+        }
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+        result
     }
 
-    /// Makes `jobs` durable (log + fdatasync; when the log is full, a sled flush
-    /// empties it first), then visible in sled.
-    fn write_group(&mut self, jobs: &[Job]) -> Result<(), StoreError> {
-        let groups = || jobs.iter().map(|job| job.commit.writes.as_slice());
+    /// Makes `commits` durable (log + fdatasync; when the log is full, a sled
+    /// flush empties it first) and hands them to the applier, which makes them
+    /// visible in sled while the next group is being synced.
+    fn write_group(&mut self, shared: &Shared, commits: Vec<Commit>) -> Result<(), StoreError> {
+        let groups = || commits.iter().map(|c| c.writes.as_slice());
         let len: usize = groups().map(Wal::encoded_len).sum();
         if !self.wal.fits(len) {
             // Empty the log first (sled's flush makes what it holds durable), so
             // the group still goes through the log and stays atomic on a crash.
-            self.checkpoint()?;
+            self.checkpoint(shared)?;
         }
         if self.wal.fits(len) {
             // Durable first, then visible: readers never see an unacknowledged write.
             self.wal.append(groups()).map_err(|e| self.log_error(e))?;
-            self.apply(groups())
+            shared.hand_over(commits);
+            Ok(())
         } else {
             // Larger than the whole log: one sled batch (atomic in sled's own
             // log) made durable by sled's flush.
+            shared.wait_applied()?;
             {
-                let _visible = self
-                    .shared
-                    .visibility
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner());
+                let _visible = shared.visibility.write().unwrap_or_else(|p| p.into_inner());
                 let mut batch = sled::Batch::default();
                 for write in groups().flatten() {
                     match write {
@@ -756,20 +971,13 @@ impl Writer {
                     .apply_batch(batch)
                     .map_err(|e| io_error(&self.path, e))?;
             }
-            self.checkpoint()
+            self.checkpoint(shared)
         }
     }
 
-    fn apply<'a>(&self, groups: impl Iterator<Item = &'a [Write]>) -> Result<(), StoreError> {
-        let _visible = self
-            .shared
-            .visibility
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        apply(&self.tree, groups).map_err(|e| io_error(&self.path, e))
-    }
-
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
+    /// Makes sled hold everything the log holds, then empties the log.
+    fn checkpoint(&mut self, shared: &Shared) -> Result<(), StoreError> {
+        shared.wait_applied()?;
         self.db.flush().map_err(|e| io_error(&self.path, e))?;
         self.wal.reset().map_err(|e| self.log_error(e))
     }
