@@ -456,6 +456,14 @@ impl<M: Machine> Runner<M> {
         })))
     }
 
+    fn fresh_checkpoint(&self, id: &str) -> Option<Checkpoint<M>> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
     pub async fn run(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
         self.run_observed(id, &|_| {}).await
@@ -470,7 +478,12 @@ impl<M: Machine> Runner<M> {
     ) -> Result<Checkpoint<M>, RunError> {
         loop {
             match self.step(id).await? {
-                Step::Settled(_) => return self.get(id).await,
+                // The checkpoint this runner just wrote (or read) is the final
+                // one: no need to read and decode it again.
+                Step::Settled(_) => match self.fresh_checkpoint(id) {
+                    Some(checkpoint) => return Ok(checkpoint),
+                    None => return self.get(id).await,
+                },
                 Step::Transitioned(t) => observer(&t),
             }
         }

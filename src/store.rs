@@ -375,12 +375,19 @@ struct Applying {
     /// and commits are refused (the log replays on the next open).
     failed: Option<StoreError>,
     closed: bool,
+    /// Whether the applier sleeps on `to_apply` (wake it only then).
+    applier_waiting: bool,
+    /// Readers and checkpoints sleeping on `applied`.
+    waiters: usize,
 }
 
 #[derive(Default)]
 struct Queue {
     jobs: Vec<Job>,
     closed: bool,
+    /// Whether the writer thread sleeps on `queued`: only then is a wake-up
+    /// (a futex call) worth making. Under load it never sleeps.
+    writer_waiting: bool,
 }
 
 impl Shared {
@@ -398,8 +405,11 @@ impl Shared {
         let mut applying = self.applying();
         applying.logged += 1;
         applying.pending.push_back(commits);
+        let wake = applying.applier_waiting;
         drop(applying);
-        self.to_apply.notify_one();
+        if wake {
+            self.to_apply.notify_one();
+        }
     }
 
     /// Waits until every group logged so far is applied: what a read needs to
@@ -408,10 +418,12 @@ impl Shared {
         let mut applying = self.applying();
         let target = applying.logged;
         while applying.applied < target && applying.failed.is_none() {
+            applying.waiters += 1;
             applying = self
                 .applied
                 .wait(applying)
                 .unwrap_or_else(|p| p.into_inner());
+            applying.waiters -= 1;
         }
         match &applying.failed {
             Some(error) => Err(error.clone()),
@@ -597,8 +609,11 @@ impl Store {
             return Err(StoreError::WriterStopped);
         }
         queue.jobs.push(Job { commit, reply });
+        let wake = queue.writer_waiting;
         drop(queue);
-        self.shared.queued.notify_one();
+        if wake {
+            self.shared.queued.notify_one();
+        }
         Ok(receiver)
     }
 
@@ -825,7 +840,9 @@ fn writer_thread(shared: &Shared) {
         {
             let mut queue = shared.queue();
             while queue.jobs.is_empty() && !queue.closed {
+                queue.writer_waiting = true;
                 queue = shared.queued.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue.writer_waiting = false;
             }
             if queue.jobs.is_empty() {
                 break;
@@ -858,10 +875,12 @@ fn applier_thread(shared: &Shared) {
         let commits = {
             let mut applying = shared.applying();
             while applying.pending.is_empty() && !applying.closed {
+                applying.applier_waiting = true;
                 applying = shared
                     .to_apply
                     .wait(applying)
                     .unwrap_or_else(|p| p.into_inner());
+                applying.applier_waiting = false;
             }
             match applying.pending.pop_front() {
                 Some(commits) => commits,
@@ -877,8 +896,11 @@ fn applier_thread(shared: &Shared) {
             applying.failed = Some(io_error(&shared.path, e));
         }
         applying.applied += 1;
+        let wake = applying.waiters > 0;
         drop(applying);
-        shared.applied.notify_all();
+        if wake {
+            shared.applied.notify_all();
+        }
     }
 }
 
