@@ -1127,4 +1127,112 @@ mod tests {
         );
         assert_eq!(store.scan_data(b"k").count(), 39);
     }
+
+    fn entry(seq: u64) -> HistoryEntry {
+        HistoryEntry {
+            seq,
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            from: String::new(),
+            effect: None,
+            outcome: "tested".into(),
+            to: String::new(),
+        }
+    }
+
+    /// The applier makes groups visible after they are acknowledged, in
+    /// another thread. Committers must still read their own writes at once,
+    /// and readers must never see part of a commit.
+    #[test]
+    fn acknowledged_commits_are_read_back_at_once_and_never_half_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_small(&dir.path().join("db"));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, done) = (store.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for w in 0..4 {
+                        // Each commit adds two entries: an odd count is half a commit.
+                        let n = store.history(&format!("w{w}")).unwrap().len();
+                        assert_eq!(n % 2, 0, "half a commit visible in w{w}");
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        };
+        let blocking: Vec<_> = (0..2)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let id = format!("w{w}");
+                    for k in 0..150u64 {
+                        let commit = Commit::new()
+                            .history(&id, &entry(2 * k))
+                            .unwrap()
+                            .history(&id, &entry(2 * k + 1))
+                            .unwrap()
+                            .data(id.as_bytes(), k.to_be_bytes().to_vec());
+                        store.commit_blocking(commit).unwrap();
+                        let read = store.data(id.as_bytes()).unwrap();
+                        assert_eq!(
+                            read,
+                            Some(k.to_be_bytes().to_vec()),
+                            "{id} reads its own write"
+                        );
+                    }
+                })
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (2..4)
+                .map(|w| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let id = format!("w{w}");
+                        for k in 0..150u64 {
+                            let commit = Commit::new()
+                                .history(&id, &entry(2 * k))
+                                .unwrap()
+                                .history(&id, &entry(2 * k + 1))
+                                .unwrap()
+                                .data(id.as_bytes(), k.to_be_bytes().to_vec());
+                            store.commit(commit).await.unwrap();
+                            let read = store.data(id.as_bytes()).unwrap();
+                            assert_eq!(
+                                read,
+                                Some(k.to_be_bytes().to_vec()),
+                                "{id} reads its own write"
+                            );
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        for thread in blocking {
+            thread.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        for w in 0..4 {
+            assert_eq!(store.history(&format!("w{w}")).unwrap().len(), 300);
+        }
+        assert_eq!(store.writer_stats().commits, 600);
+
+        // Everything is in sled after a reopen (the close checkpoints).
+        let path = store.path().to_path_buf();
+        drop(store);
+        let store = open_small(&path);
+        for w in 0..4 {
+            assert_eq!(store.history(&format!("w{w}")).unwrap().len(), 300);
+        }
+    }
 }
