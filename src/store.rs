@@ -400,16 +400,14 @@ impl Shared {
     }
 
     /// Hands a durable group to the applier. Counted as logged before any of
-    /// its committers is answered, so their next read waits for it.
-    fn hand_over(&self, commits: Vec<Commit>) {
+    /// its committers is answered, so their next read waits for it. Returns
+    /// whether the applier sleeps: the leader wakes it *after* answering, so
+    /// the futex call is not on the committers' path.
+    fn hand_over(&self, commits: Vec<Commit>) -> bool {
         let mut applying = self.applying();
         applying.logged += 1;
         applying.pending.push_back(commits);
-        let wake = applying.applier_waiting;
-        drop(applying);
-        if wake {
-            self.to_apply.notify_one();
-        }
+        applying.applier_waiting
     }
 
     /// Waits until every group logged so far is applied: what a read needs to
@@ -943,6 +941,8 @@ impl Writer {
             Some(error) => Err(error.clone()),
             None => self.write_group(shared, commits),
         };
+        let wake_applier = matches!(result, Ok(true));
+        let result = result.map(|_| ());
         if let Err(error) = &result {
             self.failed = Some(error.clone());
         } else {
@@ -957,13 +957,17 @@ impl Writer {
         for reply in replies {
             let _ = reply.send(result.clone());
         }
+        if wake_applier {
+            shared.to_apply.notify_one();
+        }
         result
     }
 
     /// Makes `commits` durable (log + fdatasync; when the log is full, a sled
     /// flush empties it first) and hands them to the applier, which makes them
     /// visible in sled while the next group is being synced.
-    fn write_group(&mut self, shared: &Shared, commits: Vec<Commit>) -> Result<(), StoreError> {
+    /// Returns whether the applier must be woken.
+    fn write_group(&mut self, shared: &Shared, commits: Vec<Commit>) -> Result<bool, StoreError> {
         let groups = || commits.iter().map(|c| c.writes.as_slice());
         let len: usize = groups().map(Wal::encoded_len).sum();
         if !self.wal.fits(len) {
@@ -974,8 +978,7 @@ impl Writer {
         if self.wal.fits(len) {
             // Durable first, then visible: readers never see an unacknowledged write.
             self.wal.append(groups()).map_err(|e| self.log_error(e))?;
-            shared.hand_over(commits);
-            Ok(())
+            Ok(shared.hand_over(commits))
         } else {
             // Larger than the whole log: one sled batch (atomic in sled's own
             // log) made durable by sled's flush.
@@ -993,7 +996,7 @@ impl Writer {
                     .apply_batch(batch)
                     .map_err(|e| io_error(&self.path, e))?;
             }
-            self.checkpoint(shared)
+            self.checkpoint(shared).map(|()| false)
         }
     }
 

@@ -17,8 +17,9 @@
 //! and `fdatasync` has no metadata to journal) and reused forever:
 //!
 //! ```text
-//! offset 0     header: "ADSYNCWL" | epoch u64 | crc32 u32        (one 4 KiB block)
-//! offset 4096  record: len u32 | epoch u64 | crc32 u32 | payload  (repeated)
+//! offset 0     header: "ADSYNCW2" | epoch u64 | crc32 u32        (one 4 KiB page)
+//! offset 4096  record: len u32 | epoch u64 | crc32 u32 | payload, zero-padded
+//!              to a whole number of 4 KiB pages                   (repeated)
 //! ```
 //!
 //! A record counts only if its epoch is the header's and its checksum matches;
@@ -26,6 +27,22 @@
 //! of an earlier epoch). A checkpoint bumps the epoch, which empties the log
 //! without rewriting it. Replaying is idempotent: every write is a put or delete
 //! applied in order, so replaying records sled already has changes nothing.
+//!
+//! ## Whole pages, and none kept in the page cache
+//! Measured on the 2-core VM this was built on, `fdatasync` of a one-page write
+//! cost about 130 µs in a 4 KiB file and about 165 µs in a 16 MiB file whose
+//! pages were all in the page cache — the same write, +25%. Dropping the file's
+//! cached pages (`POSIX_FADV_DONTNEED`) removed the difference. So the log drops
+//! the pages behind its tail every 64 KiB. That is only cheap if no append ever
+//! has to read a dropped page back, which a write covering part of a page
+//! would; hence records start on page boundaries and are padded to whole
+//! pages. It costs space, not time (a 16 MiB log holds 4,000 single-commit
+//! groups between checkpoints), and it has a second benefit: an append never
+//! rewrites a page holding an earlier, acknowledged record, so a torn write
+//! can only damage the record being written.
+//!
+//! Logs of the earlier packed layout (magic `ADSYNCWL`) are still replayed;
+//! the reset that follows writes the new header.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,8 +51,13 @@ use std::path::{Path, PathBuf};
 
 use super::Write;
 
-const MAGIC: &[u8; 8] = b"ADSYNCWL";
-const HEADER_LEN: u64 = 4096;
+const MAGIC: &[u8; 8] = b"ADSYNCW2";
+/// The packed layout of earlier versions: records follow each other unpadded.
+const MAGIC_PACKED: &[u8; 8] = b"ADSYNCWL";
+const PAGE: u64 = 4096;
+const HEADER_LEN: u64 = PAGE;
+/// How far the tail moves before the pages behind it are dropped from the cache.
+const DROP_EVERY: u64 = 64 * 1024;
 const RECORD_HEADER_LEN: usize = 4 + 8 + 4;
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
@@ -58,6 +80,15 @@ pub(crate) struct Wal {
     end: u64,
     capacity: u64,
     scratch: Vec<u8>,
+    /// Records are page-aligned (false only while replaying a packed log).
+    aligned: bool,
+    /// The file's pages before this offset are not in the page cache.
+    dropped: u64,
+}
+
+/// `n` rounded up to a whole number of pages.
+fn page_align(n: u64) -> u64 {
+    n.div_ceil(PAGE) * PAGE
 }
 
 impl Wal {
@@ -86,6 +117,8 @@ impl Wal {
             end: HEADER_LEN,
             capacity,
             scratch: Vec::new(),
+            aligned: true,
+            dropped: 0,
         };
         if wal.file.metadata().map_err(io_err)?.len() < HEADER_LEN || wal.never_initialized() {
             // Left by a crash of an older adsync while it created the log
@@ -94,8 +127,13 @@ impl Wal {
             return Self::create(path, capacity).map_err(io_err);
         }
         wal.capacity = wal.file.metadata().map_err(io_err)?.len().max(capacity);
-        wal.epoch = wal.read_header()?;
+        (wal.epoch, wal.aligned) = wal.read_header()?;
         let batches = wal.read_records().map_err(io_err)?;
+        if !wal.aligned && batches.is_empty() {
+            // Nothing to replay, so nothing else will reset it: switch layouts now.
+            wal.reset().map_err(io_err)?;
+        }
+        wal.drop_all_cached();
         Ok((wal, batches))
     }
 
@@ -120,9 +158,12 @@ impl Wal {
             end: HEADER_LEN,
             capacity,
             scratch: Vec::new(),
+            aligned: true,
+            dropped: 0,
         };
         wal.preallocate()?;
         wal.write_header(1)?;
+        wal.drop_all_cached();
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
             // The new file's directory entry must be durable too.
@@ -140,7 +181,7 @@ impl Wal {
 
     /// Whether a payload of `len` bytes still fits before a checkpoint is due.
     pub(crate) fn fits(&self, len: usize) -> bool {
-        self.end + (RECORD_HEADER_LEN + len) as u64 <= self.capacity
+        self.end + page_align((RECORD_HEADER_LEN + len) as u64) <= self.capacity
     }
 
     /// Appends one record holding `groups` of writes and makes it durable.
@@ -161,15 +202,48 @@ impl Wal {
         record[0..4].copy_from_slice(&len.to_le_bytes());
         record[4..12].copy_from_slice(&self.epoch.to_le_bytes());
         record[12..16].copy_from_slice(&crc.to_le_bytes());
+        // Whole pages: the kernel never reads a dropped page back to merge.
+        record.resize(page_align(record.len() as u64) as usize, 0);
         let result = self
             .file
             .write_all_at(&record, self.end)
             .and_then(|()| self.file.sync_data());
         if result.is_ok() {
             self.end += record.len() as u64;
+            if self.end >= self.dropped + DROP_EVERY {
+                let end = self.end;
+                self.drop_cached(end);
+            }
         }
         self.scratch = record;
         result
+    }
+
+    /// Drops the file's clean pages in `[self.dropped, end)` from the page
+    /// cache (see the module docs: cached pages make every `fdatasync` of this
+    /// file slower). Only advice: if the kernel declines, nothing is lost but
+    /// time. A length of 0 means "to the end of the file".
+    fn drop_cached(&mut self, end: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::io::AsRawFd;
+            let start = i64::try_from(self.dropped).unwrap_or(i64::MAX);
+            let len = i64::try_from(end.saturating_sub(self.dropped)).unwrap_or(0);
+            // SAFETY: posix_fadvise only reads its integer arguments; the fd is
+            // open for as long as `self.file` lives.
+            unsafe {
+                libc::posix_fadvise(self.file.as_raw_fd(), start, len, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = end;
+        self.dropped = self.end;
+    }
+
+    /// Drops every cached page of the file (after creating, replaying, resetting).
+    fn drop_all_cached(&mut self) {
+        self.dropped = 0;
+        self.drop_cached(0);
     }
 
     /// The encoded size of `writes` in a record.
@@ -186,7 +260,9 @@ impl Wal {
     /// Empties the log. Call only once everything it holds is durable in sled.
     pub(crate) fn reset(&mut self) -> io::Result<()> {
         self.write_header(self.epoch + 1)?;
+        self.aligned = true;
         self.end = HEADER_LEN;
+        self.drop_all_cached();
         Ok(())
     }
 
@@ -202,7 +278,8 @@ impl Wal {
     }
 
     fn write_header(&mut self, epoch: u64) -> io::Result<()> {
-        let mut header = [0u8; 20];
+        // A whole page, like records: no read of a dropped page to merge into.
+        let mut header = [0u8; HEADER_LEN as usize];
         header[0..8].copy_from_slice(MAGIC);
         header[8..16].copy_from_slice(&epoch.to_le_bytes());
         let crc = crc32fast::hash(&header[0..16]);
@@ -213,7 +290,8 @@ impl Wal {
         Ok(())
     }
 
-    fn read_header(&self) -> Result<u64, WalError> {
+    /// The header's epoch, and whether records are page-aligned.
+    fn read_header(&self) -> Result<(u64, bool), WalError> {
         let mut header = [0u8; 20];
         self.file
             .read_exact_at(&mut header, 0)
@@ -225,16 +303,18 @@ impl Wal {
             path: self.path.clone(),
             detail: detail.to_string(),
         };
-        if &header[0..8] != MAGIC {
-            return Err(corrupt("wrong magic bytes"));
-        }
+        let aligned = match &header[0..8] {
+            magic if magic == MAGIC => true,
+            magic if magic == MAGIC_PACKED => false,
+            _ => return Err(corrupt("wrong magic bytes")),
+        };
         let crc = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
         if crc32fast::hash(&header[0..16]) != crc {
             return Err(corrupt("header checksum mismatch"));
         }
         let mut epoch = [0u8; 8];
         epoch.copy_from_slice(&header[8..16]);
-        Ok(u64::from_le_bytes(epoch))
+        Ok((u64::from_le_bytes(epoch), aligned))
     }
 
     fn read_records(&mut self) -> io::Result<Vec<Vec<Write>>> {
@@ -262,6 +342,9 @@ impl Wal {
                 None => break,
             }
             offset = start + len;
+            if self.aligned {
+                offset = page_align(offset);
+            }
         }
         self.end = offset;
         Ok(batches)
@@ -410,6 +493,47 @@ mod tests {
             wal.end, torn_at,
             "the next append overwrites the torn record"
         );
+    }
+
+    #[test]
+    fn records_are_page_aligned_and_a_packed_log_of_earlier_versions_still_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
+        wal.append([vec![put("a", "1")].as_slice()].into_iter())
+            .unwrap();
+        assert_eq!(wal.end, 2 * PAGE, "one small record takes one whole page");
+        drop(wal);
+
+        // The earlier layout: magic ADSYNCWL, records packed back to back.
+        let mut packed = vec![0u8; 64 * 1024];
+        packed[0..8].copy_from_slice(MAGIC_PACKED);
+        packed[8..16].copy_from_slice(&7u64.to_le_bytes());
+        let crc = crc32fast::hash(&packed[0..16]);
+        packed[16..20].copy_from_slice(&crc.to_le_bytes());
+        let mut offset = HEADER_LEN as usize;
+        for writes in [vec![put("a", "1")], vec![put("b", "2"), put("c", "3")]] {
+            let mut payload = Vec::new();
+            encode(&writes, &mut payload);
+            let head = &mut packed[offset..offset + RECORD_HEADER_LEN];
+            head[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            head[4..12].copy_from_slice(&7u64.to_le_bytes());
+            head[12..16].copy_from_slice(&checksum(7, &payload).to_le_bytes());
+            offset += RECORD_HEADER_LEN;
+            packed[offset..offset + payload.len()].copy_from_slice(&payload);
+            offset += payload.len();
+        }
+        std::fs::write(&path, &packed).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        assert_eq!(keys(&replay), ["put a=1", "put b=2", "put c=3"]);
+        // What the store does after replaying: reset, which switches layouts.
+        wal.reset().unwrap();
+        wal.append([vec![put("d", "4")].as_slice()].into_iter())
+            .unwrap();
+        drop(wal);
+        let (wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        assert_eq!(keys(&replay), ["put d=4"]);
+        assert!(wal.aligned);
     }
 
     #[test]
