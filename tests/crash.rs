@@ -82,7 +82,7 @@ fn check(dir: &Path, variant: &str) -> usize {
         assert_eq!(record.status, Status::Succeeded, "{variant}: {record:?}");
         transitions += store.history(&record.id).unwrap().len() - 1;
         let checkpoint = adsync::runner::decode_checkpoint::<PushMachine>(record).unwrap();
-        for e in &checkpoint.state.entities {
+        for e in checkpoint.state.entities.iter() {
             let id = e
                 .platform_id
                 .as_deref()

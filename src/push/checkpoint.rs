@@ -195,7 +195,7 @@ pub(crate) fn decode(plan: Option<&RawValue>, progress: &RawValue) -> Result<Pus
         phase: progress.phase,
         target: plan.target,
         policy: plan.policy,
-        entities,
+        entities: Arc::new(entities),
         work: plan.work,
         cursor: progress.cursor,
         attempt: progress.attempt,
@@ -229,7 +229,7 @@ mod tests {
         for (label, state) in PushMachine::sample_states() {
             let progress = encode_progress(&state).expect("encodes");
             let text = progress.get();
-            for entity in &state.entities {
+            for entity in state.entities.iter() {
                 let name = format!("\"{}\"", entity.spec.lookup_name());
                 assert!(!text.contains(&name), "{label}: {name} in {text}");
             }

@@ -107,7 +107,7 @@ pub fn trace(h: &Harness, sync: &str) -> String {
         record.last_error.as_deref().unwrap_or("none")
     );
     let checkpoint = adsync::runner::decode_checkpoint::<PushMachine>(record).expect("decodes");
-    for e in &checkpoint.state.entities {
+    for e in checkpoint.state.entities.iter() {
         let _ = writeln!(
             out,
             "  {:<9} {:<4} id={:<8} {:?}",

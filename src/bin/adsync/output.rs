@@ -83,7 +83,7 @@ pub fn report(report: &SetReport, json: bool) {
         if let Some(e) = &c.last_error {
             println!("  last error: {e}");
         }
-        for e in &c.entities {
+        for e in c.entities.iter() {
             println!(
                 "  {:<9} {:<16} {:<12} {}",
                 e.kind.to_string(),
