@@ -8,8 +8,8 @@
 //!
 //! ```text
 //!   machine ──────▶ runner ──────▶ checkpoint store ──────▶ platform adapter
-//!   (pure)          (the only      (sled, one writer        (in-memory, HTTP)
-//!                    side effects)  thread, group commit)
+//!   (pure)          (the only      (sled + a write-ahead    (in-memory, HTTP)
+//!                    side effects)  log, group commit)
 //! ```
 //!
 //! 1. **[`machine`]** — a sync is a typed state machine. [`machine::Machine::transition`]
@@ -21,13 +21,16 @@
 //! 2. **[`runner`]** — the only place side effects happen. One [`runner::Runner::step`]:
 //!    the state naming the effect is already durable → the effect runs → the outcome is
 //!    applied → the resulting state is made durable. One durable write per side effect.
+//!    What is fixed at start (a push's entity specs) is written once, so a checkpoint
+//!    carries only progress and a step's cost does not grow with the campaign.
 //!    After a restart, a state whose effect may have started is first given the
 //!    machine's restart outcome ([`machine::Machine::on_restart`]), so "outcome
 //!    unknown" is a state the machine handles (look up, adopt), never a blind retry.
 //! 3. **[`store`]** — the checkpoint store on sled: per sync a record and an
-//!    append-only history, committed atomically. All writes go through one writer
-//!    thread that flushes many syncs' commits with one `flush` (group commit); async
-//!    callers never block a worker thread and `flush_async` is never called.
+//!    append-only history, committed atomically. Concurrent syncs' commits are
+//!    appended together to a write-ahead log and made durable with one `fdatasync`
+//!    (group commit); a separate thread then applies them to sled. Async callers
+//!    never block a worker thread, and sled's `flush_async` is never called.
 //! 4. **[`adapter`]** — the platform seam: a small async trait
 //!    ([`adapter::PushAdapter`]) with create / update / find. [`platform::memory`] is a
 //!    scriptable in-memory platform for tests (fail the Nth call, lose a response,

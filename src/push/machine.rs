@@ -493,9 +493,7 @@ impl PushState {
             }
             // Children come after parents in the flattened order.
             for i in t + 1..entities.len() {
-                let parent_blocked = entities[i]
-                    .parent
-                    .is_some_and(|p| entities[p].is_blocked());
+                let parent_blocked = entities[i].parent.is_some_and(|p| entities[p].is_blocked());
                 if parent_blocked && !entities[i].is_blocked() {
                     entities[i].result = EntityResult::Skipped {
                         reason: format!("{what} failed"),
