@@ -1266,4 +1266,45 @@ mod tests {
             assert_eq!(store.history(&format!("w{w}")).unwrap().len(), 300);
         }
     }
+
+    /// One async committer at a time on a multi-thread runtime leads its own
+    /// groups (inside `block_in_place`); on a current-thread runtime the
+    /// writer thread does. Both must read their own writes and survive a reopen.
+    #[test]
+    fn an_async_committer_alone_commits_on_either_runtime_flavor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = open_small(&path);
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let single = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (flavor, runtime) in [("multi", &multi), ("current", &single)] {
+            let store = store.clone();
+            runtime.block_on(async move {
+                let task = tokio::spawn(async move {
+                    for k in 0..40u64 {
+                        let key = format!("{flavor}-{k}");
+                        store
+                            .commit(Commit::new().data(key.as_bytes(), k.to_be_bytes().to_vec()))
+                            .await
+                            .unwrap();
+                        assert_eq!(
+                            store.data(key.as_bytes()).unwrap(),
+                            Some(k.to_be_bytes().to_vec())
+                        );
+                    }
+                });
+                task.await.unwrap();
+            });
+        }
+        assert_eq!(store.writer_stats().commits, 80);
+        drop(store);
+        let store = open_small(&path);
+        assert_eq!(store.scan_data(b"multi-").count(), 40);
+        assert_eq!(store.scan_data(b"current-").count(), 40);
+    }
 }
