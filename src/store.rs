@@ -557,10 +557,7 @@ impl Store {
                 apply(&tree, [writes.as_slice()].into_iter()).map_err(|e| io_error(&path, e))?;
             }
             db.flush().map_err(|e| io_error(&path, e))?;
-            wal.reset().map_err(|e| StoreError::Io {
-                path: path.clone(),
-                message: format!("write-ahead log: {e}"),
-            })?;
+            wal.reset().map_err(|e| log_error(&path, e))?;
         }
         let shared = Arc::new(Shared {
             durable: Mutex::new(HashMap::new()),
@@ -575,9 +572,7 @@ impl Store {
             tree: tree.clone(),
             path: path.clone(),
             writer: Mutex::new(Writer {
-                path: path.clone(),
                 db: db.clone(),
-                tree: tree.clone(),
                 wal,
                 failed: None,
             }),
@@ -882,7 +877,7 @@ fn writer_thread(shared: &Shared) {
     let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
     if writer.failed.is_none() && writer.checkpoint(shared).is_err() {
         tracing::warn!(
-            store = %writer.path.display(),
+            store = %shared.path.display(),
             "final checkpoint failed; the log will be replayed on the next open"
         );
     }
@@ -930,9 +925,7 @@ fn applier_thread(shared: &Shared) {
 /// The log and sled, held by the group's leader: the only code that writes
 /// to either.
 struct Writer {
-    path: PathBuf,
     db: sled::Db,
-    tree: sled::Tree,
     wal: Wal,
     /// Set once a write failed: after a failed `fdatasync` nothing about the
     /// file is certain any more, so every later commit is refused.
@@ -1005,7 +998,9 @@ impl Writer {
         }
         if self.wal.fits(len) {
             // Durable first, then visible: readers never see an unacknowledged write.
-            self.wal.append(groups()).map_err(|e| self.log_error(e))?;
+            self.wal
+                .append(groups())
+                .map_err(|e| log_error(&shared.path, e))?;
             Ok(shared.hand_over(commits))
         } else {
             // Larger than the whole log: one sled batch (atomic in sled's own
@@ -1020,9 +1015,10 @@ impl Writer {
                         Write::Delete(k) => batch.remove(k.as_slice()),
                     }
                 }
-                self.tree
+                shared
+                    .tree
                     .apply_batch(batch)
-                    .map_err(|e| io_error(&self.path, e))?;
+                    .map_err(|e| io_error(&shared.path, e))?;
             }
             self.checkpoint(shared).map(|()| false)
         }
@@ -1031,15 +1027,15 @@ impl Writer {
     /// Makes sled hold everything the log holds, then empties the log.
     fn checkpoint(&mut self, shared: &Shared) -> Result<(), StoreError> {
         shared.wait_applied()?;
-        self.db.flush().map_err(|e| io_error(&self.path, e))?;
-        self.wal.reset().map_err(|e| self.log_error(e))
+        self.db.flush().map_err(|e| io_error(&shared.path, e))?;
+        self.wal.reset().map_err(|e| log_error(&shared.path, e))
     }
+}
 
-    fn log_error(&self, e: std::io::Error) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            message: format!("write-ahead log: {e}"),
-        }
+fn log_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        message: format!("write-ahead log: {e}"),
     }
 }
 
