@@ -415,6 +415,11 @@ mod tests {
         Write::Put(k.as_bytes().to_vec(), v.as_bytes().to_vec())
     }
 
+    /// Appends one group and makes it durable.
+    fn append(wal: &mut Wal, writes: Vec<Write>) {
+        wal.append([writes.as_slice()].into_iter()).unwrap();
+    }
+
     fn keys(batches: &[Vec<Write>]) -> Vec<String> {
         batches
             .iter()
@@ -438,8 +443,7 @@ mod tests {
         std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
         let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
         assert!(replay.is_empty());
-        wal.append([vec![put("a", "1")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("a", "1")]);
         drop(wal);
         let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
         assert_eq!(keys(&replay), ["put a=1"]);
@@ -453,17 +457,14 @@ mod tests {
         let path = dir.path().join("wal");
         let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
         assert!(replay.is_empty());
-        wal.append([vec![put("a", "1"), put("b", "2")].as_slice()].into_iter())
-            .unwrap();
-        wal.append([vec![Write::Delete(b"a".to_vec())].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("a", "1"), put("b", "2")]);
+        append(&mut wal, vec![Write::Delete(b"a".to_vec())]);
         drop(wal);
 
         let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
         assert_eq!(keys(&replay), ["put a=1", "put b=2", "del a"]);
         wal.reset().unwrap();
-        wal.append([vec![put("c", "3")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("c", "3")]);
         drop(wal);
 
         // Records of the earlier epoch past the new end are not replayed.
@@ -476,11 +477,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
-        wal.append([vec![put("a", "1")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("a", "1")]);
         let torn_at = wal.end;
-        wal.append([vec![put("b", "2")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("b", "2")]);
         drop(wal);
         // Garble the second record's payload, as a write cut short would.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
@@ -500,8 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
-        wal.append([vec![put("a", "1")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("a", "1")]);
         assert_eq!(wal.end, 2 * PAGE, "one small record takes one whole page");
         drop(wal);
 
@@ -528,8 +526,7 @@ mod tests {
         assert_eq!(keys(&replay), ["put a=1", "put b=2", "put c=3"]);
         // What the store does after replaying: reset, which switches layouts.
         wal.reset().unwrap();
-        wal.append([vec![put("d", "4")].as_slice()].into_iter())
-            .unwrap();
+        append(&mut wal, vec![put("d", "4")]);
         drop(wal);
         let (wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
         assert_eq!(keys(&replay), ["put d=4"]);
