@@ -119,7 +119,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
                 "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
                 "entities": push_entities(r),
             })).collect::<Vec<_>>(),
-            "pulls": crate::pull_cli::pull_statuses(store),
+            "pulls": crate::pull_cli::pull_statuses(&rows),
             "unreadable": broken,
         });
         println!(
@@ -145,7 +145,7 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
         for b in &broken {
             println!("unreadable: {b}");
         }
-        crate::pull_cli::print_pull_section(store);
+        crate::pull_cli::print_pull_section(&rows);
     }
     Ok(if broken.is_empty() { 0 } else { 4 })
 }

@@ -15,7 +15,7 @@ use adsync::pull::{
     AMAZON,
 };
 use adsync::runner::Runner;
-use adsync::store::{Store, StoreError};
+use adsync::store::{Record, Store, StoreError};
 use clap::ValueEnum;
 
 use crate::Failure;
@@ -257,21 +257,19 @@ fn print_statuses(statuses: &[PullStatus], json: bool) {
     }
 }
 
-/// The pull syncs of a store, for `adsync status`.
-pub fn pull_statuses(store: &Store) -> Vec<PullStatus> {
-    store
-        .list()
-        .into_iter()
-        .filter_map(|r| r.ok())
+/// The pull syncs among a store's readable records, for `adsync status`.
+pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
+    records
+        .iter()
         .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| adsync::runner::decode_checkpoint::<PullMachine>(r).ok())
+        .filter_map(|r| adsync::runner::decode_checkpoint::<PullMachine>(r.clone()).ok())
         .map(|c| PullStatus::from_checkpoint(&c))
         .collect()
 }
 
 /// The pull section of `adsync status` (human output).
-pub fn print_pull_section(store: &Store) {
-    let statuses = pull_statuses(store);
+pub fn print_pull_section(records: &[Record]) {
+    let statuses = pull_statuses(records);
     if !statuses.is_empty() {
         println!("\npull syncs:");
         print_statuses(&statuses, false);
