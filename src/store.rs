@@ -576,9 +576,7 @@ impl Store {
             })?;
         if !replay.is_empty() {
             // Commits acknowledged before a crash that sled had not flushed yet.
-            for writes in &replay {
-                apply(&tree, [writes.as_slice()].into_iter()).map_err(|e| io_error(&path, e))?;
-            }
+            apply(&tree, replay.iter().map(Vec::as_slice)).map_err(|e| io_error(&path, e))?;
             db.flush().map_err(|e| io_error(&path, e))?;
             wal.reset().map_err(|e| log_error(&path, e))?;
         }
@@ -1067,23 +1065,36 @@ fn log_error(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
-/// Applies writes to sled one key at a time.
+/// Applies writes to sled, one key at a time, and for each key only the last
+/// write among `groups`.
 ///
 /// Not as a `sled::Batch`: sled 0.34 makes every batch durable on its own (one
 /// more `sync_file_range` per commit), which the log already did. Atomicity
 /// comes from the log instead: a group is in the log before its first key is
 /// applied, so after a crash the replay completes any group cut short; readers
 /// in this process see whole groups because they hold the visibility lock.
+///
+/// Only the last write per key: readers never see the groups of a batch one
+/// by one, so the writes before it are invisible anyway — and a sync rewrites
+/// its record in every group. Skipping them saves sled's CPU and, above all,
+/// its disk writes: sled logs every insert and writes its log buffers out
+/// with `sync_file_range` as they fill, which competed with the log's own
+/// syncs (see the README's performance notes).
 fn apply<'a>(tree: &sled::Tree, groups: impl Iterator<Item = &'a [Write]>) -> sled::Result<()> {
-    for writes in groups {
-        for write in writes {
-            match write {
-                Write::Put(k, v) => {
-                    tree.insert(k.as_slice(), v.as_slice())?;
-                }
-                Write::Delete(k) => {
-                    tree.remove(k.as_slice())?;
-                }
+    let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+    for write in groups.flatten() {
+        match write {
+            Write::Put(k, v) => last.insert(k, Some(v)),
+            Write::Delete(k) => last.insert(k, None),
+        };
+    }
+    for (key, value) in last {
+        match value {
+            Some(value) => {
+                tree.insert(key, value)?;
+            }
+            None => {
+                tree.remove(key)?;
             }
         }
     }
@@ -1289,6 +1300,33 @@ mod tests {
         for w in 0..4 {
             assert_eq!(store.history(&format!("w{w}")).unwrap().len(), 300);
         }
+    }
+
+    /// Applying keeps only the last write to each key, and its result is the
+    /// same as applying every write in order.
+    #[test]
+    fn applying_a_batch_keeps_the_last_write_to_each_key() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        tree.insert(b"gone", b"old".as_slice()).unwrap();
+        tree.insert(b"back", b"old".as_slice()).unwrap();
+        let put = |k: &str, v: &str| Write::Put(k.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let delete = |k: &str| Write::Delete(k.as_bytes().to_vec());
+        let groups = [
+            vec![put("r/a", "1"), put("h/a1", "x"), delete("back")],
+            vec![put("r/a", "2"), put("gone", "new")],
+            vec![put("r/a", "3"), delete("gone"), put("back", "again")],
+        ];
+        apply(&tree, groups.iter().map(Vec::as_slice)).unwrap();
+        let read = |k: &str| {
+            tree.get(k)
+                .unwrap()
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        assert_eq!(read("r/a").as_deref(), Some("3"));
+        assert_eq!(read("h/a1").as_deref(), Some("x"));
+        assert_eq!(read("gone"), None);
+        assert_eq!(read("back").as_deref(), Some("again"));
     }
 
     /// The applier is woken once per APPLY_BATCH groups; a read in between
