@@ -1483,7 +1483,7 @@ mod tests {
                 .commit_blocking(Commit::new().data(&[b'k', k], vec![k]))
                 .unwrap();
         }
-        assert!(3 < APPLY_BATCH);
+        const { assert!(3 < APPLY_BATCH) };
         for k in 0..3u8 {
             assert_eq!(store.data(&[b'k', k]).unwrap(), Some(vec![k]));
         }
