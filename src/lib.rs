@@ -28,8 +28,9 @@
 //!    unknown" is a state the machine handles (look up, adopt), never a blind retry.
 //! 3. **[`store`]** — the checkpoint store on sled: per sync a record and an
 //!    append-only history, committed atomically. Concurrent syncs' commits are
-//!    appended together to a write-ahead log and made durable with one `fdatasync`
-//!    (group commit); a separate thread then applies them to sled. Async callers
+//!    appended together to a write-ahead log and made durable with one write
+//!    (`O_DIRECT | O_DSYNC`, or `fdatasync` where that is refused: group commit);
+//!    a separate thread then applies them to sled, in batches. Async callers
 //!    never block a worker thread, and sled's `flush_async` is never called.
 //! 4. **[`adapter`]** — the platform seam: a small async trait
 //!    ([`adapter::PushAdapter`]) with create / update / find. [`platform::memory`] is a

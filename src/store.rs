@@ -18,7 +18,9 @@
 //! [`Store::commit`] returns only once the commit is durable. Commits queue up;
 //! one *leader* at a time takes everything queued, appends it as **one record
 //! to the write-ahead log** (`adsync.wal` in the store's directory), makes that
-//! durable with **one `fdatasync`**, and answers all its committers. Many
+//! durable with **one durable write** (`O_DIRECT | O_DSYNC`; a `pwrite` +
+//! `fdatasync` where the filesystem refuses direct I/O, see `src/store/wal.rs`),
+//! and answers all its committers. Many
 //! concurrent syncs thus share one disk flush (group commit). The leader is the
 //! store's writer thread, or the committing thread itself when the store is
 //! idle: always for [`Store::commit_blocking`], and for [`Store::commit`] on a
@@ -49,8 +51,8 @@
 //!
 //! What "durable" means, honestly: an acknowledged commit survives a killed
 //! process (SIGKILL, panic, OOM) — the crash tests prove it at every checkpoint
-//! boundary. It survives a power cut when the device honours the cache flush
-//! that `fdatasync` issues (most do; some consumer drives and virtual disks
+//! boundary. It survives a power cut when the device honours the FUA writes or
+//! cache flushes that `O_DSYNC` and `fdatasync` issue (most do; some consumer drives and virtual disks
 //! configured as "unsafe" cache do not). sled's own files are only guaranteed up
 //! to its last flush, which is why the log is replayed on open.
 //!
@@ -1034,7 +1036,7 @@ impl Writer {
         result
     }
 
-    /// Makes `commits` durable (log + fdatasync; when the log is full, a sled
+    /// Makes `commits` durable (one log write; when the log is full, a sled
     /// flush empties it first) and hands them to the applier, which makes them
     /// visible in sled while the next group is being synced.
     /// Returns whether the applier must be woken.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::adapter::AdapterError;
 
-/// A bearer token: a [`Secret`], so its `Debug` and `Display` never show it.
+/// A bearer token: a [`Secret`](crate::secret::Secret), so its `Debug` and `Display` never show it.
 pub type AccessToken = crate::secret::Secret;
 
 /// Where the adapter gets bearer tokens from.
