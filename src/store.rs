@@ -531,6 +531,7 @@ impl Store {
         // I/O threads finish first). So a lock is retried briefly before it is
         // reported as another process's.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let mut cleaned = false;
         let db = loop {
             // No background flushes: the log makes commits durable, and sled is
             // flushed at checkpoints. sled's timer flush only competed with the
@@ -540,6 +541,13 @@ impl Store {
                 Err(e) => match open_error(&path, e) {
                     StoreError::Locked { .. } if std::time::Instant::now() < deadline => {
                         std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    error @ StoreError::Locked { .. } => return Err(error),
+                    error if !cleaned => {
+                        cleaned = true;
+                        if !remove_torn_snapshots(&path) {
+                            return Err(error);
+                        }
                     }
                     error => return Err(error),
                 },
@@ -1232,6 +1240,51 @@ fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
 }
 
+/// Removes the snapshot files sled left half-written in the store at `path`;
+/// returns whether there were any.
+///
+/// sled 0.34 writes a new snapshot while it opens a store (after recovering
+/// its log): into `snap.<lsn>.generating`, synced, then renamed to
+/// `snap.<lsn>`. But when it opens, it also reads `.generating` files as
+/// snapshots, so a process killed while writing one leaves a store that
+/// every later open refuses ("Read corrupted data at file offset None"): the
+/// crash test over HTTP hit this when a SIGKILL landed during `Store::open`.
+/// Such a file was never renamed, so it never was sled's snapshot: the
+/// previous snapshot and sled's log still hold everything, and removing it
+/// restores the state sled had before that open.
+///
+/// Only called after sled refused to open the store for another reason than
+/// its lock, so no live process is writing a snapshot here.
+fn remove_torn_snapshots(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return false;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::warn!(
+                        store = %path.display(),
+                        file = %name,
+                        "removed a snapshot file sled left half-written (killed while opening)"
+                    );
+                    removed = true;
+                }
+                Err(e) => tracing::warn!(
+                    store = %path.display(),
+                    file = %name,
+                    error = %e,
+                    "cannot remove a half-written sled snapshot"
+                ),
+            }
+        }
+    }
+    removed
+}
+
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let message = e.to_string();
     // sled reports a held `flock` as an I/O error mentioning the lock.
@@ -1472,6 +1525,34 @@ mod tests {
             .unwrap();
         let err = store.history("c").unwrap_err().to_string();
         assert!(err.contains("history entry") && err.contains('c'), "{err}");
+    }
+
+    /// A process killed while sled wrote its snapshot during an open leaves
+    /// `snap.<lsn>.generating`, which sled would then read as a snapshot and
+    /// refuse the store. The store opens again, with its data; a damaged
+    /// snapshot that sled did finish is still an error naming the store.
+    #[test]
+    fn a_snapshot_torn_by_a_kill_during_open_does_not_make_the_store_unopenable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path).unwrap();
+        store
+            .commit_blocking(Commit::new().data(b"k", b"v".to_vec()))
+            .unwrap();
+        drop(store);
+        let torn = path.join("snap.00000000000FFFFF.generating");
+        std::fs::write(&torn, b"half a snapshot").unwrap();
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.data(b"k").unwrap(), Some(b"v".to_vec()));
+        assert!(!torn.exists());
+        drop(store);
+
+        let other = dir.path().join("other");
+        drop(Store::open(&other).unwrap());
+        std::fs::write(other.join("snap.00000000000FFFFF"), b"damaged").unwrap();
+        let err = Store::open(&other).unwrap_err().to_string();
+        assert!(err.contains("other") && err.contains("corrupt"), "{err}");
     }
 
     /// The applier is woken once per APPLY_BATCH groups; a read in between
