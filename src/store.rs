@@ -1247,8 +1247,9 @@ fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
 /// its log): into `snap.<lsn>.generating`, synced, then renamed to
 /// `snap.<lsn>`. But when it opens, it also reads `.generating` files as
 /// snapshots, so a process killed while writing one leaves a store that
-/// every later open refuses ("Read corrupted data at file offset None"): the
-/// crash test over HTTP hit this when a SIGKILL landed during `Store::open`.
+/// every later open refuses ("Read corrupted data at file offset None"). The
+/// crash test over HTTP failed twice with exactly that error after a SIGKILL;
+/// a hand-made torn `.generating` file reproduces it.
 /// Such a file was never renamed, so it never was sled's snapshot: the
 /// previous snapshot and sled's log still hold everything, and removing it
 /// restores the state sled had before that open.
