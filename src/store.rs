@@ -1361,6 +1361,25 @@ mod tests {
         }
     }
 
+    /// Commit `k` of writer `id`: two history entries and its counter `k`.
+    fn two_entries(id: &str, k: u64) -> Commit {
+        Commit::new()
+            .history(id, &entry(2 * k))
+            .unwrap()
+            .history(id, &entry(2 * k + 1))
+            .unwrap()
+            .data(id.as_bytes(), k.to_be_bytes().to_vec())
+    }
+
+    fn assert_reads_own_write(store: &Store, id: &str, k: u64) {
+        let read = store.data(id.as_bytes()).unwrap();
+        assert_eq!(
+            read,
+            Some(k.to_be_bytes().to_vec()),
+            "{id} reads its own write"
+        );
+    }
+
     /// The applier makes groups visible after they are acknowledged, in
     /// another thread. Committers must still read their own writes at once,
     /// and readers must never see part of a commit.
@@ -1390,19 +1409,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let id = format!("w{w}");
                     for k in 0..150u64 {
-                        let commit = Commit::new()
-                            .history(&id, &entry(2 * k))
-                            .unwrap()
-                            .history(&id, &entry(2 * k + 1))
-                            .unwrap()
-                            .data(id.as_bytes(), k.to_be_bytes().to_vec());
-                        store.commit_blocking(commit).unwrap();
-                        let read = store.data(id.as_bytes()).unwrap();
-                        assert_eq!(
-                            read,
-                            Some(k.to_be_bytes().to_vec()),
-                            "{id} reads its own write"
-                        );
+                        store.commit_blocking(two_entries(&id, k)).unwrap();
+                        assert_reads_own_write(&store, &id, k);
                     }
                 })
             })
@@ -1418,19 +1426,8 @@ mod tests {
                     tokio::spawn(async move {
                         let id = format!("w{w}");
                         for k in 0..150u64 {
-                            let commit = Commit::new()
-                                .history(&id, &entry(2 * k))
-                                .unwrap()
-                                .history(&id, &entry(2 * k + 1))
-                                .unwrap()
-                                .data(id.as_bytes(), k.to_be_bytes().to_vec());
-                            store.commit(commit).await.unwrap();
-                            let read = store.data(id.as_bytes()).unwrap();
-                            assert_eq!(
-                                read,
-                                Some(k.to_be_bytes().to_vec()),
-                                "{id} reads its own write"
-                            );
+                            store.commit(two_entries(&id, k)).await.unwrap();
+                            assert_reads_own_write(&store, &id, k);
                         }
                     })
                 })
