@@ -1172,8 +1172,8 @@ struct HistoryRun<'a> {
     key: &'a [u8],
     prefix: &'a [u8],
     next: u64,
-    entries: usize,
     first: &'a [u8],
+    /// `[first,second,…` once a second entry joins; empty while there is one.
     joined: Vec<u8>,
 }
 
@@ -1183,25 +1183,23 @@ impl<'a> HistoryRun<'a> {
             key,
             prefix,
             next: seq + 1,
-            entries: 1,
             first: value,
             joined: Vec::new(),
         }
     }
 
     fn push(&mut self, value: &[u8]) {
-        if self.entries == 1 {
+        if self.joined.is_empty() {
             self.joined.push(b'[');
             self.joined.extend_from_slice(self.first);
         }
         self.joined.push(b',');
         self.joined.extend_from_slice(value);
-        self.entries += 1;
         self.next += 1;
     }
 
     fn put(mut self, tree: &sled::Tree) -> sled::Result<()> {
-        if self.entries == 1 {
+        if self.joined.is_empty() {
             tree.insert(self.key, self.first)?;
         } else {
             self.joined.push(b']');
