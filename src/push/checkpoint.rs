@@ -65,7 +65,7 @@ struct PlannedIn {
 #[derive(Serialize)]
 struct ProgressOut<'a> {
     phase: PushPhase,
-    entities: Vec<EntityProgressOut<'a>>,
+    entities: TouchedEntities<'a>,
     cursor: usize,
     attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
@@ -73,6 +73,22 @@ struct ProgressOut<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     retry_at: Option<Timestamp>,
     last_error: &'a Option<String>,
+}
+
+/// The rows of the entities that have a platform id or a result, written
+/// straight from the state (no list of rows is built first).
+struct TouchedEntities<'a>(&'a [Arc<Entity>]);
+
+impl Serialize for TouchedEntities<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.platform_id.is_some() || e.result != EntityResult::Pending)
+                .map(|(entity, e)| EntityProgressOut::new(entity, e)),
+        )
+    }
 }
 
 /// `[index, platform id, result, message]`.
@@ -166,13 +182,7 @@ pub(crate) fn encode_plan(state: &PushState) -> serde_json::Result<Box<RawValue>
 pub(crate) fn encode_progress(state: &PushState) -> serde_json::Result<Box<RawValue>> {
     serde_json::value::to_raw_value(&ProgressOut {
         phase: state.phase,
-        entities: state
-            .entities
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.platform_id.is_some() || e.result != EntityResult::Pending)
-            .map(|(entity, e)| EntityProgressOut::new(entity, e))
-            .collect(),
+        entities: TouchedEntities(&state.entities),
         cursor: state.cursor,
         attempt: state.attempt,
         intent_at: state.intent_at,
@@ -232,10 +242,10 @@ pub(crate) fn decode(plan: Option<&RawValue>, progress: &RawValue) -> Result<Pus
     }
     Ok(PushState {
         phase: progress.phase,
-        target: plan.target,
+        target: Arc::new(plan.target),
         policy: plan.policy,
-        entities: Arc::new(entities),
-        work: plan.work,
+        entities: Arc::new(entities.into_iter().map(Arc::new).collect()),
+        work: Arc::new(plan.work),
         cursor: progress.cursor,
         attempt: progress.attempt,
         intent_at: progress.intent_at,
@@ -276,10 +286,11 @@ mod tests {
             },
         ];
         for result in results {
-            let entities = Arc::make_mut(&mut state.entities);
-            for (i, e) in entities.iter_mut().enumerate() {
-                e.result = result.clone();
-                e.platform_id = (i % 2 == 0).then(|| format!("t2_{i}"));
+            for i in 0..state.entities.len() {
+                if let Some(e) = state.entity_mut(i) {
+                    e.result = result.clone();
+                    e.platform_id = (i % 2 == 0).then(|| format!("t2_{i}"));
+                }
             }
             assert_eq!(round_trip(&state), state, "{result:?}");
         }

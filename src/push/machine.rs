@@ -169,20 +169,22 @@ pub enum Work {
 pub struct PushState {
     /// The typed phase.
     pub phase: PushPhase,
-    /// Where the campaign goes.
-    pub target: Target,
+    /// Where the campaign goes. Fixed for the sync, so shared (see `entities`).
+    pub target: Arc<Target>,
     /// Settings.
     pub policy: PushPolicy,
     /// The tree, flattened in sync order: campaign, ad groups, ads, keywords.
     ///
-    /// Shared: the runner keeps a copy of the latest state beside the one it
-    /// returns, and a transition changes one entity. Cloning a state is then one
-    /// reference count, and the list is copied only when a transition writes to
-    /// it (`Arc::make_mut`) — once per step instead of twice, which was a tenth
-    /// of the CPU of 64 concurrent pushes.
-    pub entities: Arc<Vec<Entity>>,
-    /// The planned work in order.
-    pub work: Vec<Work>,
+    /// Shared at two levels, because the runner keeps a copy of the latest
+    /// state beside the one it returns and a transition changes one entity:
+    /// cloning a state is a few reference counts, and a transition that writes
+    /// ([`PushState::entity_mut`]) copies the list of pointers and the one
+    /// entity it changes. Copying every entity (their ids are strings) and
+    /// dropping the old ones was about a seventh of a one-campaign push's
+    /// CPU per step.
+    pub entities: Arc<Vec<Arc<Entity>>>,
+    /// The planned work in order. Fixed for the sync, so shared.
+    pub work: Arc<Vec<Work>>,
     /// The current work item.
     pub cursor: usize,
     /// Failed attempts of the current work item (or look-up).
@@ -357,10 +359,10 @@ impl PushState {
         }
         PushState {
             phase: PushPhase::Pending,
-            target,
+            target: Arc::new(target),
             policy,
-            entities: Arc::new(entities),
-            work,
+            entities: Arc::new(entities.into_iter().map(Arc::new).collect()),
+            work: Arc::new(work),
             cursor: 0,
             attempt: 0,
             intent_at: now,
@@ -371,7 +373,7 @@ impl PushState {
 
     /// The campaign's local id.
     pub fn campaign_id(&self) -> &str {
-        self.entities.first().map(Entity::local_id).unwrap_or("")
+        self.entities.first().map(|e| e.local_id()).unwrap_or("")
     }
 
     /// Platform ids known so far, by local id.
@@ -423,7 +425,7 @@ impl PushState {
         match self.work.get(cursor) {
             None => PushPhase::Synced,
             Some(Work::SetKeywords { .. }) => PushPhase::AdsCreated,
-            Some(Work::Upsert { entity }) => match self.entities.get(*entity).map(Entity::kind) {
+            Some(Work::Upsert { entity }) => match self.entities.get(*entity).map(|e| e.kind()) {
                 Some(EntityKind::Campaign) | None => PushPhase::Pending,
                 Some(EntityKind::AdGroup) => PushPhase::CampaignCreated,
                 Some(EntityKind::Ad) => PushPhase::AdGroupsCreated,
@@ -434,9 +436,9 @@ impl PushState {
 
     fn is_blocked(&self, work: &Work) -> bool {
         match work {
-            Work::Upsert { entity } => self.entities.get(*entity).is_none_or(Entity::is_blocked),
+            Work::Upsert { entity } => self.entities.get(*entity).is_none_or(|e| e.is_blocked()),
             Work::SetKeywords { ad_group, .. } => {
-                self.entities.get(*ad_group).is_none_or(Entity::is_blocked)
+                self.entities.get(*ad_group).is_none_or(|e| e.is_blocked())
             }
         }
     }
@@ -485,19 +487,21 @@ impl PushState {
         };
         for &t in &target {
             let what = self.describe(t);
-            let entities = Arc::make_mut(&mut self.entities);
-            if let Some(e) = entities.get_mut(t) {
+            if let Some(e) = self.entity_mut(t) {
                 e.result = EntityResult::Failed {
                     error: error.clone(),
                 };
             }
             // Children come after parents in the flattened order.
-            for i in t + 1..entities.len() {
-                let parent_blocked = entities[i].parent.is_some_and(|p| entities[p].is_blocked());
-                if parent_blocked && !entities[i].is_blocked() {
-                    entities[i].result = EntityResult::Skipped {
-                        reason: format!("{what} failed"),
-                    };
+            for i in t + 1..self.entities.len() {
+                let e = &self.entities[i];
+                let parent_blocked = e.parent.is_some_and(|p| self.entities[p].is_blocked());
+                if parent_blocked && !e.is_blocked() {
+                    if let Some(e) = self.entity_mut(i) {
+                        e.result = EntityResult::Skipped {
+                            reason: format!("{what} failed"),
+                        };
+                    }
                 }
             }
         }
@@ -534,8 +538,15 @@ impl PushState {
         self
     }
 
+    /// Entity `index`, to change: copied first if another state shares it.
+    pub fn entity_mut(&mut self, index: usize) -> Option<&mut Entity> {
+        Arc::make_mut(&mut self.entities)
+            .get_mut(index)
+            .map(Arc::make_mut)
+    }
+
     fn set_result(&mut self, entity: usize, result: EntityResult, id: Option<String>) {
-        if let Some(e) = Arc::make_mut(&mut self.entities).get_mut(entity) {
+        if let Some(e) = self.entity_mut(entity) {
             if id.is_some() {
                 e.platform_id = id;
             }
@@ -1023,14 +1034,17 @@ mod samples {
         );
         for i in 0..cursor {
             if let Some(Work::Upsert { entity }) = s.work.get(i).cloned() {
-                let entities = Arc::make_mut(&mut s.entities);
-                entities[entity].platform_id = Some(format!("id{entity}"));
-                entities[entity].result = EntityResult::Created;
+                if let Some(e) = s.entity_mut(entity) {
+                    e.platform_id = Some(format!("id{entity}"));
+                    e.result = EntityResult::Created;
+                }
             }
         }
         if with_own_id {
             if let Some(Work::Upsert { entity }) = s.work.get(cursor).cloned() {
-                Arc::make_mut(&mut s.entities)[entity].platform_id = Some(format!("id{entity}"));
+                if let Some(e) = s.entity_mut(entity) {
+                    e.platform_id = Some(format!("id{entity}"));
+                }
             }
         }
         s.cursor = cursor;

@@ -329,7 +329,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let mut others = Vec::new();
             for id in ids {
                 let checkpoint = pusher.runner().get(&id).await?;
-                let theirs = checkpoint.state.target.platform;
+                let theirs = &checkpoint.state.target.platform;
                 if theirs == wanted {
                     mine.push(id);
                 } else if all {
