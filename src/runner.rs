@@ -224,7 +224,7 @@ impl<M: Machine> std::fmt::Debug for Runner<M> {
 
 struct BusyGuard<'a> {
     busy: &'a Mutex<HashSet<String>>,
-    id: String,
+    id: &'a str,
 }
 
 impl Drop for BusyGuard<'_> {
@@ -232,7 +232,7 @@ impl Drop for BusyGuard<'_> {
         self.busy
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+            .remove(self.id);
     }
 }
 
@@ -539,14 +539,14 @@ impl<M: Machine> Runner<M> {
         self.read(move |store| store.record(&key)).await
     }
 
-    fn claim(&self, id: &str) -> Result<BusyGuard<'_>, RunError> {
+    fn claim<'a>(&'a self, id: &'a str) -> Result<BusyGuard<'a>, RunError> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(id.to_string()) {
             return Err(RunError::Busy(id.to_string()));
         }
         Ok(BusyGuard {
             busy: &self.busy,
-            id: id.to_string(),
+            id,
         })
     }
 

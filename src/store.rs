@@ -237,7 +237,10 @@ impl Commit {
 
     /// Writes `record` (and remembers that its seq is durable once committed).
     pub fn record(mut self, record: &Record) -> Result<Self, StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt {
+        // Sized for the state plus the other fields, so the buffer is not
+        // regrown (and copied) several times on the way.
+        let mut bytes = Vec::with_capacity(record.state.get().len() + 512);
+        serde_json::to_writer(&mut bytes, record).map_err(|e| StoreError::Corrupt {
             sync: record.id.clone(),
             detail: format!("cannot encode record: {e}"),
         })?;
@@ -255,7 +258,8 @@ impl Commit {
 
     /// Appends a history entry of sync `id`.
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
+        let mut bytes = Vec::with_capacity(256);
+        serde_json::to_writer(&mut bytes, entry).map_err(|e| StoreError::Corrupt {
             sync: id.to_string(),
             detail: format!("cannot encode history: {e}"),
         })?;
