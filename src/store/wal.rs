@@ -89,7 +89,6 @@ pub(crate) struct Wal {
     /// Where the next record goes.
     end: u64,
     capacity: u64,
-    scratch: Vec<u8>,
     /// Records are page-aligned (false only while replaying a packed log).
     aligned: bool,
     /// The file's pages before this offset are not in the page cache.
@@ -98,26 +97,45 @@ pub(crate) struct Wal {
     /// `None` where the platform or filesystem does not offer it, and then
     /// appends go through the page cache and `fdatasync`.
     direct: Option<File>,
-    /// A page-aligned copy of the record being appended (`O_DIRECT` needs one).
+    /// Where records are encoded before they are written: page-aligned, as
+    /// `O_DIRECT` requires, so the record is written from where it was built.
     staging: AlignedPages,
 }
 
-/// A buffer whose contents start on a page boundary, as `O_DIRECT` requires.
+/// A reusable buffer whose contents start on a page boundary.
 #[derive(Default)]
 struct AlignedPages {
     bytes: Vec<u8>,
+    /// Where the page-aligned part of `bytes` starts.
+    start: usize,
 }
 
 impl AlignedPages {
-    /// A page-aligned copy of `record`.
-    fn copy_of(&mut self, record: &[u8]) -> &[u8] {
+    /// Empties the buffer and makes room for `len` bytes starting on a page
+    /// boundary: pushing up to `len` bytes with [`AlignedPages::push`] never
+    /// reallocates, so the contents stay aligned.
+    fn begin(&mut self, len: usize) {
         let page = PAGE as usize;
+        if self.bytes.capacity() < len + page {
+            self.bytes = Vec::with_capacity(len + page);
+        }
+        self.start = (page - self.bytes.as_ptr().addr() % page) % page;
         self.bytes.clear();
-        self.bytes.resize(record.len() + page, 0);
-        let start = (page - self.bytes.as_ptr().addr() % page) % page;
-        let aligned = &mut self.bytes[start..start + record.len()];
-        aligned.copy_from_slice(record);
-        aligned
+        self.bytes.resize(self.start, 0);
+    }
+
+    /// The buffer to append to (within the length given to `begin`).
+    fn push(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// The contents, from the page boundary on.
+    fn contents(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    fn contents_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..]
     }
 }
 
@@ -168,7 +186,6 @@ impl Wal {
             epoch: 0,
             end: HEADER_LEN,
             capacity,
-            scratch: Vec::new(),
             aligned: true,
             dropped: 0,
             direct: None,
@@ -212,7 +229,6 @@ impl Wal {
             epoch: 0,
             end: HEADER_LEN,
             capacity,
-            scratch: Vec::new(),
             aligned: true,
             dropped: 0,
             direct: None,
@@ -245,36 +261,41 @@ impl Wal {
     /// Appends one record holding `groups` of writes and makes it durable.
     pub(crate) fn append<'a>(
         &mut self,
-        groups: impl Iterator<Item = &'a [Write]>,
+        groups: impl Iterator<Item = &'a [Write]> + Clone,
     ) -> io::Result<()> {
-        let mut record = std::mem::take(&mut self.scratch);
-        record.clear();
-        record.resize(RECORD_HEADER_LEN, 0);
-        for writes in groups {
-            encode(writes, &mut record);
-        }
-        let payload_len = record.len() - RECORD_HEADER_LEN;
+        let payload_len: usize = groups.clone().map(Self::encoded_len).sum();
         let len = u32::try_from(payload_len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
-        let crc = checksum(self.epoch, &record[RECORD_HEADER_LEN..]);
-        record[0..4].copy_from_slice(&len.to_le_bytes());
-        record[4..12].copy_from_slice(&self.epoch.to_le_bytes());
-        record[12..16].copy_from_slice(&crc.to_le_bytes());
         // Whole pages: the kernel never reads a dropped page back to merge.
-        record.resize(page_align(record.len() as u64) as usize, 0);
-        let result = self.write_durably(&record);
-        if result.is_ok() {
-            self.end += record.len() as u64;
+        let padded = page_align((RECORD_HEADER_LEN + payload_len) as u64) as usize;
+        let mut staging = std::mem::take(&mut self.staging);
+        staging.begin(padded);
+        let out = staging.push();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&[0; 4]); // the checksum, once the payload is there
+        for writes in groups {
+            encode(writes, out);
         }
-        self.scratch = record;
+        debug_assert_eq!(staging.contents().len(), RECORD_HEADER_LEN + payload_len);
+        let record = staging.contents_mut();
+        let crc = checksum(self.epoch, &record[RECORD_HEADER_LEN..]);
+        record[12..16].copy_from_slice(&crc.to_le_bytes());
+        let out = staging.push();
+        out.resize(out.len() + padded - (RECORD_HEADER_LEN + payload_len), 0);
+        let result = self.write_durably(staging.contents());
+        if result.is_ok() {
+            self.end += padded as u64;
+        }
+        self.staging = staging;
         result
     }
 
-    /// Writes `record` (whole pages) at the end of the log and returns once it
-    /// is durable.
+    /// Writes `record` (whole pages, page-aligned in memory) at the end of the
+    /// log and returns once it is durable.
     fn write_durably(&mut self, record: &[u8]) -> io::Result<()> {
         if let Some(direct) = &self.direct {
-            match direct.write_all_at(self.staging.copy_of(record), self.end) {
+            match direct.write_all_at(record, self.end) {
                 // The kernel refused this buffer or offset for direct I/O: use
                 // the page cache from now on, and write the record again there.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.direct = None,
@@ -625,13 +646,20 @@ mod tests {
     }
 
     #[test]
-    fn the_aligned_copy_starts_on_a_page_boundary() {
+    fn records_are_built_on_a_page_boundary_and_stay_there() {
         let mut pages = AlignedPages::default();
-        for len in [PAGE as usize, 3 * PAGE as usize] {
+        // Growing, shrinking and growing again: each time the contents start
+        // on a page boundary and hold exactly what was pushed.
+        for len in [PAGE as usize, 3 * PAGE as usize, 100, 5 * PAGE as usize] {
+            pages.begin(len);
+            let before = pages.bytes.as_ptr();
             let record: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let copy = pages.copy_of(&record);
-            assert_eq!(copy.as_ptr().addr() % PAGE as usize, 0);
-            assert_eq!(copy, &record[..]);
+            for chunk in record.chunks(777) {
+                pages.push().extend_from_slice(chunk);
+            }
+            assert_eq!(pages.bytes.as_ptr(), before, "reallocated while pushing");
+            assert_eq!(pages.contents().as_ptr().addr() % PAGE as usize, 0);
+            assert_eq!(pages.contents(), &record[..]);
         }
     }
 
