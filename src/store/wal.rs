@@ -112,7 +112,7 @@ struct AlignedPages {
 
 impl AlignedPages {
     /// Empties the buffer and makes room for `len` bytes starting on a page
-    /// boundary: pushing up to `len` bytes with [`AlignedPages::push`] never
+    /// boundary: appending up to `len` bytes to [`AlignedPages::append_to`] never
     /// reallocates, so the contents stay aligned.
     fn begin(&mut self, len: usize) {
         let page = PAGE as usize;
@@ -125,7 +125,7 @@ impl AlignedPages {
     }
 
     /// The buffer to append to (within the length given to `begin`).
-    fn push(&mut self) -> &mut Vec<u8> {
+    fn append_to(&mut self) -> &mut Vec<u8> {
         &mut self.bytes
     }
 
@@ -270,7 +270,7 @@ impl Wal {
         let padded = page_align((RECORD_HEADER_LEN + payload_len) as u64) as usize;
         let mut staging = std::mem::take(&mut self.staging);
         staging.begin(padded);
-        let out = staging.push();
+        let out = staging.append_to();
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&self.epoch.to_le_bytes());
         out.extend_from_slice(&[0; 4]); // the checksum, once the payload is there
@@ -281,7 +281,7 @@ impl Wal {
         let record = staging.contents_mut();
         let crc = checksum(self.epoch, &record[RECORD_HEADER_LEN..]);
         record[12..16].copy_from_slice(&crc.to_le_bytes());
-        let out = staging.push();
+        let out = staging.append_to();
         out.resize(out.len() + padded - (RECORD_HEADER_LEN + payload_len), 0);
         let result = self.write_durably(staging.contents());
         if result.is_ok() {
@@ -655,7 +655,7 @@ mod tests {
             let before = pages.bytes.as_ptr();
             let record: Vec<u8> = (0..len).map(|i| i as u8).collect();
             for chunk in record.chunks(777) {
-                pages.push().extend_from_slice(chunk);
+                pages.append_to().extend_from_slice(chunk);
             }
             assert_eq!(pages.bytes.as_ptr(), before, "reallocated while pushing");
             assert_eq!(pages.contents().as_ptr().addr() % PAGE as usize, 0);
