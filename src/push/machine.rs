@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use strum::{Display, EnumIter};
 
+use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
 use crate::backoff::Backoff;
 use crate::clock::Timestamp;
@@ -114,7 +115,7 @@ pub enum EntityResult {
 }
 
 /// One entity of the campaign tree with its platform id, if known.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
     /// The desired fields (children stripped). Shared: states are cloned by
     /// every transition, and the specs never change during a sync.
@@ -125,9 +126,39 @@ pub struct Entity {
     pub platform_id: Option<String>,
     /// What became of it.
     pub result: EntityResult,
+    /// This entity's row in the last checkpoint that listed it. Not part of
+    /// the entity's value: emptied whenever the entity changes.
+    #[serde(skip)]
+    pub(super) row: EncodedRow,
+}
+
+impl std::fmt::Debug for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entity")
+            .field("spec", &self.spec)
+            .field("parent", &self.parent)
+            .field("platform_id", &self.platform_id)
+            .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entity {
+    /// An entity of the plan, not created yet unless its platform id is known.
+    pub(super) fn planned(
+        spec: EntitySpec,
+        parent: Option<usize>,
+        platform_id: Option<String>,
+    ) -> Entity {
+        Entity {
+            spec: Arc::new(spec),
+            parent,
+            platform_id,
+            result: EntityResult::Pending,
+            row: EncodedRow::default(),
+        }
+    }
+
     /// The local id.
     pub fn local_id(&self) -> &str {
         self.spec.local_id()
@@ -207,8 +238,8 @@ pub enum PushEffect {
     Create {
         /// Under what.
         parent: Parent,
-        /// What.
-        spec: EntitySpec,
+        /// What (shared with the state: building an effect copies no spec).
+        spec: Arc<EntitySpec>,
     },
     /// Update an entity that has a platform id (repeatable).
     Update {
@@ -216,8 +247,8 @@ pub enum PushEffect {
         parent: Parent,
         /// Its platform id.
         id: String,
-        /// To what.
-        spec: EntitySpec,
+        /// To what (shared with the state).
+        spec: Arc<EntitySpec>,
     },
     /// Set an ad group's keywords (repeatable).
     SetKeywords {
@@ -294,33 +325,24 @@ impl PushState {
         let known = |id: &str| known_ids.get(id).cloned();
         let mut root = campaign.clone();
         root.ad_groups.clear();
-        entities.push(Entity {
-            platform_id: known(&root.id),
-            spec: Arc::new(EntitySpec::Campaign(root)),
-            parent: None,
-            result: EntityResult::Pending,
-        });
+        let root_id = known(&root.id);
+        entities.push(Entity::planned(EntitySpec::Campaign(root), None, root_id));
         let mut group_index = Vec::new();
         for group in &campaign.ad_groups {
             let mut g = group.clone();
             g.ads.clear();
             g.keywords.clear();
             group_index.push(entities.len());
-            entities.push(Entity {
-                platform_id: known(&g.id),
-                spec: Arc::new(EntitySpec::AdGroup(g)),
-                parent: Some(0),
-                result: EntityResult::Pending,
-            });
+            let id = known(&g.id);
+            entities.push(Entity::planned(EntitySpec::AdGroup(g), Some(0), id));
         }
         for (group, &gi) in campaign.ad_groups.iter().zip(&group_index) {
             for ad in &group.ads {
-                entities.push(Entity {
-                    platform_id: known(&ad.id),
-                    spec: Arc::new(EntitySpec::Ad(ad.clone())),
-                    parent: Some(gi),
-                    result: EntityResult::Pending,
-                });
+                entities.push(Entity::planned(
+                    EntitySpec::Ad(ad.clone()),
+                    Some(gi),
+                    known(&ad.id),
+                ));
             }
         }
         let mut keyword_sets = Vec::new();
@@ -328,15 +350,15 @@ impl PushState {
             let mut set = Vec::new();
             for keyword in &group.keywords {
                 set.push(entities.len());
-                entities.push(Entity {
-                    platform_id: match target.keyword_model {
-                        KeywordModel::Entities => known(&keyword.id),
-                        KeywordModel::AdGroupTargeting => None,
-                    },
-                    spec: Arc::new(EntitySpec::Keyword(keyword.clone())),
-                    parent: Some(gi),
-                    result: EntityResult::Pending,
-                });
+                let id = match target.keyword_model {
+                    KeywordModel::Entities => known(&keyword.id),
+                    KeywordModel::AdGroupTargeting => None,
+                };
+                entities.push(Entity::planned(
+                    EntitySpec::Keyword(keyword.clone()),
+                    Some(gi),
+                    id,
+                ));
             }
             if !set.is_empty() {
                 keyword_sets.push((gi, set));
@@ -540,9 +562,10 @@ impl PushState {
 
     /// Entity `index`, to change: copied first if another state shares it.
     pub fn entity_mut(&mut self, index: usize) -> Option<&mut Entity> {
-        Arc::make_mut(&mut self.entities)
-            .get_mut(index)
-            .map(Arc::make_mut)
+        let entity = Arc::make_mut(Arc::make_mut(&mut self.entities).get_mut(index)?);
+        // Its encoded row is about to be stale.
+        entity.row = EncodedRow::default();
+        Some(entity)
     }
 
     fn set_result(&mut self, entity: usize, result: EntityResult, id: Option<String>) {
@@ -670,12 +693,12 @@ impl Machine for PushMachine {
                     Next::Effect(match &e.platform_id {
                         None => PushEffect::Create {
                             parent,
-                            spec: EntitySpec::clone(&e.spec),
+                            spec: e.spec.clone(),
                         },
                         Some(id) => PushEffect::Update {
                             parent,
                             id: id.clone(),
-                            spec: EntitySpec::clone(&e.spec),
+                            spec: e.spec.clone(),
                         },
                     })
                 }
