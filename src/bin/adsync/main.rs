@@ -22,6 +22,14 @@ use adsync::runner::{HookPoint, HookWhen, RunError, Runner};
 use adsync::store::{Store, StoreError};
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// mimalloc instead of the system allocator. A sync step makes a few dozen
+/// small allocations (strings of the state, the record's JSON, the commit),
+/// and glibc's malloc spent about a third of a step's user-space CPU on them;
+/// with mimalloc one push step went from 12–14 µs to 8.5–10 µs of CPU
+/// between two log writes (README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps advertising campaigns in sync with ad platforms, checkpointing every step.
 #[derive(Debug, Parser)]
 #[command(
