@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 mod wal;
 
-use wal::Wal;
+use wal::{Wal, WriteRef};
 
 use crate::clock::Timestamp;
 use crate::machine::Status;
@@ -379,9 +379,20 @@ struct Shared {
 
 /// The hand-over between leaders (who make groups durable) and the applier
 /// (who makes them visible in sled).
+///
+/// A group goes over as a copy of its log record's payload, not as its
+/// commits: the commits are dropped by the leader that wrote them, on the
+/// thread that built them. Freed on the applier thread instead, their few
+/// dozen buffers per step defeated glibc's per-thread caches (the sync's
+/// thread kept allocating from its arena's slow path, and the large record
+/// buffers set off fastbin consolidations). The copies are recycled through
+/// `spare`, so a steady stream of commits hands over without allocating.
 #[derive(Default)]
 struct Applying {
-    pending: std::collections::VecDeque<Vec<Commit>>,
+    /// Payloads of durable groups, oldest first.
+    pending: std::collections::VecDeque<Vec<u8>>,
+    /// Applied payloads' buffers, for the next hand-overs.
+    spare: Vec<Vec<u8>>,
     /// Groups made durable so far.
     logged: u64,
     /// Groups applied to sled so far.
@@ -414,6 +425,11 @@ struct Applying {
 /// sled inserts); batches larger than that did not write less.
 const APPLY_BATCH: usize = 256;
 
+/// The largest hand-over buffer kept for reuse (see [`Applying`]): a
+/// one-commit group's payload is 1–2 KB; a large group's buffer is rare
+/// enough to allocate each time, and not worth holding on to.
+const SPARE_CAPACITY: usize = 8 * 1024;
+
 impl Applying {
     /// Whether the applier has work that should not wait any longer: a full
     /// batch, someone waiting to read, or a closing store.
@@ -441,14 +457,18 @@ impl Shared {
         self.apply.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands a durable group to the applier. Counted as logged before any of
-    /// its committers is answered, so their next read waits for it. Returns
-    /// whether the applier sleeps and has a batch due: the leader wakes it
-    /// *after* answering, so the futex call is not on the committers' path.
-    fn hand_over(&self, commits: Vec<Commit>) -> bool {
+    /// Hands a durable group (its log record's payload) to the applier.
+    /// Counted as logged before any of its committers is answered, so their
+    /// next read waits for it. Returns whether the applier sleeps and has a
+    /// batch due: the leader wakes it *after* answering, so the futex call is
+    /// not on the committers' path.
+    fn hand_over(&self, payload: &[u8]) -> bool {
         let mut applying = self.applying();
+        let mut copy = applying.spare.pop().unwrap_or_default();
+        copy.clear();
+        copy.extend_from_slice(payload);
         applying.logged += 1;
-        applying.pending.push_back(commits);
+        applying.pending.push_back(copy);
         applying.applier_waiting && applying.due()
     }
 
@@ -602,7 +622,8 @@ impl Store {
             })?;
         if !replay.is_empty() {
             // Commits acknowledged before a crash that sled had not flushed yet.
-            apply(&tree, replay.iter().map(Vec::as_slice)).map_err(|e| io_error(&path, e))?;
+            apply_payloads(&tree, replay.iter().map(Vec::as_slice))
+                .map_err(|e| io_error(&path, e))?;
             db.flush().map_err(|e| io_error(&path, e))?;
             wal.reset().map_err(|e| log_error(&path, e))?;
         }
@@ -968,16 +989,18 @@ fn applier_thread(shared: &Shared) {
         let result = {
             // One lock for the batch: a reader sees none or all of it.
             let _visible = shared.visibility.write().unwrap_or_else(|p| p.into_inner());
-            apply(
-                &shared.tree,
-                batch.iter().flatten().map(|c| c.writes.as_slice()),
-            )
+            apply_payloads(&shared.tree, batch.iter().map(Vec::as_slice))
         };
         let mut applying = shared.applying();
         if let Err(e) = result {
             applying.failed = Some(io_error(&shared.path, e));
         }
         applying.applied += batch.len() as u64;
+        // Small buffers are kept for the next hand-overs; the count is bounded
+        // by what one batch holds, the size by SPARE_CAPACITY.
+        let room = APPLY_BATCH.saturating_sub(applying.spare.len());
+        let reusable = batch.into_iter().filter(|b| b.capacity() <= SPARE_CAPACITY);
+        applying.spare.extend(reusable.take(room));
         let wake = applying.waiters > 0;
         drop(applying);
         if wake {
@@ -1062,10 +1085,11 @@ impl Writer {
         }
         if self.wal.fits(len) {
             // Durable first, then visible: readers never see an unacknowledged write.
-            self.wal
+            let payload = self
+                .wal
                 .append(groups())
                 .map_err(|e| log_error(&shared.path, e))?;
-            Ok(shared.hand_over(commits))
+            Ok(shared.hand_over(payload))
         } else {
             // Larger than the whole log: one sled batch (atomic in sled's own
             // log) made durable by sled's flush.
@@ -1118,13 +1142,10 @@ fn log_error(path: &Path, e: std::io::Error) -> StoreError {
 /// its disk writes: sled logs every insert and writes its log buffers out
 /// with `sync_file_range` as they fill, which competed with the log's own
 /// syncs (see the README's performance notes).
-fn apply<'a>(tree: &sled::Tree, groups: impl Iterator<Item = &'a [Write]>) -> sled::Result<()> {
+fn apply<'a>(tree: &sled::Tree, writes: impl Iterator<Item = WriteRef<'a>>) -> sled::Result<()> {
     let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-    for write in groups.flatten() {
-        match write {
-            Write::Put(k, v) => last.insert(k, Some(v)),
-            Write::Delete(k) => last.insert(k, None),
-        };
+    for (key, value) in writes {
+        last.insert(key, value);
     }
     let mut run: Option<HistoryRun<'_>> = None;
     for (key, value) in last {
@@ -1156,6 +1177,23 @@ fn apply<'a>(tree: &sled::Tree, groups: impl Iterator<Item = &'a [Write]>) -> sl
         done.put(tree)?;
     }
     Ok(())
+}
+
+/// [`apply`] for log records' payloads (what the applier is handed, and what
+/// a replay reads back). A payload that does not decode is refused whole
+/// before anything is applied; the log's checksums make that a bug, not a
+/// disk error.
+fn apply_payloads<'a>(
+    tree: &sled::Tree,
+    payloads: impl Iterator<Item = &'a [u8]>,
+) -> sled::Result<()> {
+    let mut writes = Vec::new();
+    for payload in payloads {
+        writes.extend(wal::writes(payload).ok_or_else(|| {
+            sled::Error::Unsupported("a write-ahead log record does not decode".into())
+        })?);
+    }
+    apply(tree, writes.into_iter())
 }
 
 /// `(prefix up to and including the NUL, seq)` of a history key.
@@ -1472,7 +1510,11 @@ mod tests {
             vec![put("r/a", "2"), put("gone", "new")],
             vec![put("r/a", "3"), delete("gone"), put("back", "again")],
         ];
-        apply(&tree, groups.iter().map(Vec::as_slice)).unwrap();
+        let writes = groups.iter().flatten().map(|w| match w {
+            Write::Put(k, v) => (k.as_slice(), Some(v.as_slice())),
+            Write::Delete(k) => (k.as_slice(), None),
+        });
+        apply(&tree, writes).unwrap();
         let read = |k: &str| {
             tree.get(k)
                 .unwrap()

@@ -163,8 +163,9 @@ fn page_align(n: u64) -> u64 {
 
 impl Wal {
     /// Opens the log at `path` (creating and preallocating `capacity` bytes when it
-    /// does not exist) and returns it with the batches to replay, oldest first.
-    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(Wal, Vec<Vec<Write>>), WalError> {
+    /// does not exist) and returns it with the records to replay, oldest first:
+    /// their payloads, each readable with [`writes`].
+    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(Wal, Vec<Vec<u8>>), WalError> {
         let io_err = |source| WalError::Io {
             path: path.to_path_buf(),
             source,
@@ -213,7 +214,7 @@ impl Wal {
     /// name, then renamed into place, so that a crash (SIGKILL) at any moment
     /// leaves either no log or a complete one — never a header-less file that
     /// would make the store unopenable.
-    fn create(path: &Path, capacity: u64) -> io::Result<(Wal, Vec<Vec<Write>>)> {
+    fn create(path: &Path, capacity: u64) -> io::Result<(Wal, Vec<Vec<u8>>)> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
@@ -258,11 +259,12 @@ impl Wal {
         self.end + page_align((RECORD_HEADER_LEN + len) as u64) <= self.capacity
     }
 
-    /// Appends one record holding `groups` of writes and makes it durable.
+    /// Appends one record holding `groups` of writes, makes it durable and
+    /// returns its payload (readable with [`writes`]).
     pub(crate) fn append<'a>(
         &mut self,
         groups: impl Iterator<Item = &'a [Write]> + Clone,
-    ) -> io::Result<()> {
+    ) -> io::Result<&[u8]> {
         let payload_len: usize = groups.clone().map(Self::encoded_len).sum();
         let len = u32::try_from(payload_len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record over 4 GiB"))?;
@@ -288,7 +290,7 @@ impl Wal {
             self.end += padded as u64;
         }
         self.staging = staging;
-        result
+        result.map(|()| &self.staging.contents()[RECORD_HEADER_LEN..][..payload_len])
     }
 
     /// Writes `record` (whole pages, page-aligned in memory) at the end of the
@@ -409,7 +411,7 @@ impl Wal {
         Ok((u64::from_le_bytes(epoch), aligned))
     }
 
-    fn read_records(&mut self) -> io::Result<Vec<Vec<Write>>> {
+    fn read_records(&mut self) -> io::Result<Vec<Vec<u8>>> {
         let mut batches = Vec::new();
         let mut offset = HEADER_LEN;
         let mut head = [0u8; RECORD_HEADER_LEN];
@@ -429,10 +431,10 @@ impl Wal {
             if checksum(epoch, &payload) != crc {
                 break; // a torn last write: it was never acknowledged
             }
-            match decode(&payload) {
-                Some(writes) => batches.push(writes),
-                None => break,
+            if writes(&payload).is_none() {
+                break;
             }
+            batches.push(payload);
             offset = start + len;
             if self.aligned {
                 offset = page_align(offset);
@@ -469,7 +471,12 @@ fn encode(writes: &[Write], out: &mut Vec<u8>) {
     }
 }
 
-fn decode(mut payload: &[u8]) -> Option<Vec<Write>> {
+/// One write of a record's payload, borrowed from it: the key, and the value
+/// (`None` for a delete).
+pub(crate) type WriteRef<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// The writes of a record's payload, in order; `None` if it does not decode.
+pub(crate) fn writes(mut payload: &[u8]) -> Option<Vec<WriteRef<'_>>> {
     fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if input.len() < n {
             return None;
@@ -486,13 +493,13 @@ fn decode(mut payload: &[u8]) -> Option<Vec<Write>> {
     while !payload.is_empty() {
         let tag = take(&mut payload, 1)?[0];
         let key_len = take_len(&mut payload)?;
-        let key = take(&mut payload, key_len)?.to_vec();
+        let key = take(&mut payload, key_len)?;
         match tag {
             PUT => {
                 let value_len = take_len(&mut payload)?;
-                writes.push(Write::Put(key, take(&mut payload, value_len)?.to_vec()));
+                writes.push((key, Some(take(&mut payload, value_len)?)));
             }
-            DELETE => writes.push(Write::Delete(key)),
+            DELETE => writes.push((key, None)),
             _ => return None,
         }
     }
@@ -512,19 +519,45 @@ mod tests {
         wal.append([writes.as_slice()].into_iter()).unwrap();
     }
 
-    fn keys(batches: &[Vec<Write>]) -> Vec<String> {
-        batches
+    fn keys(payloads: &[Vec<u8>]) -> Vec<String> {
+        payloads
             .iter()
-            .flatten()
-            .map(|w| match w {
-                Write::Put(k, v) => format!(
+            .flat_map(|p| writes(p).expect("a replayed record decodes"))
+            .map(|(k, v)| match v {
+                Some(v) => format!(
                     "put {}={}",
                     String::from_utf8_lossy(k),
                     String::from_utf8_lossy(v)
                 ),
-                Write::Delete(k) => format!("del {}", String::from_utf8_lossy(k)),
+                None => format!("del {}", String::from_utf8_lossy(k)),
             })
             .collect()
+    }
+
+    #[test]
+    fn an_append_returns_the_payload_it_made_durable_and_a_replay_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
+        let first = vec![put("r/a", "1"), Write::Delete(b"x/gone".to_vec())];
+        let second = vec![put("h/a", "2")];
+        let payload = wal
+            .append([first.as_slice(), second.as_slice()].into_iter())
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            writes(&payload).unwrap(),
+            [
+                (b"r/a".as_slice(), Some(b"1".as_slice())),
+                (b"x/gone".as_slice(), None),
+                (b"h/a".as_slice(), Some(b"2".as_slice())),
+            ]
+        );
+        drop(wal);
+        let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        assert_eq!(replay, [payload]);
+        // A payload cut short does not decode.
+        assert_eq!(writes(&replay[0][..replay[0].len() - 1]), None);
     }
 
     #[test]
