@@ -201,6 +201,18 @@ pub struct HookPoint {
 /// A test hook called at every checkpoint boundary (crash tests kill the process here).
 pub type Hook = Arc<dyn Fn(&HookPoint) + Send + Sync>;
 
+/// One sync to create with [`Runner::start_many`].
+pub struct Start<M: Machine> {
+    /// The new sync's id (must not exist yet).
+    pub id: String,
+    /// Its initial state.
+    pub state: M::State,
+    /// Labels for listing (platform, account, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Index entries written with it.
+    pub index: Vec<(String, String)>,
+}
+
 /// Drives syncs of machine `M`: start, step, run, resume, and read them back.
 pub struct Runner<M: Machine> {
     store: Arc<Store>,
@@ -276,12 +288,68 @@ impl<M: Machine> Runner<M> {
         labels: BTreeMap<String, String>,
         index: &[(String, String)],
     ) -> Result<Checkpoint<M>, RunError> {
-        if self.load_record(id).await?.is_some() {
-            return Err(RunError::AlreadyExists(id.to_string()));
+        let start = Start {
+            id: id.to_string(),
+            state,
+            labels,
+            index: index.to_vec(),
+        };
+        let mut started = self.start_many(vec![start], Commit::new()).await?;
+        started
+            .pop()
+            .ok_or_else(|| RunError::UnknownSync(id.to_string()))
+    }
+
+    /// Creates every sync of `starts` and makes them durable in ONE atomic
+    /// commit, together with `extra` writes (e.g. a record of the group they
+    /// form): a crash leaves all of them or none. Each sync's first checkpoint
+    /// is durable before any of their effects can start, as with [`Runner::start`].
+    pub async fn start_many(
+        &self,
+        starts: Vec<Start<M>>,
+        extra: Commit,
+    ) -> Result<Vec<Checkpoint<M>>, RunError> {
+        let mut seen = HashSet::new();
+        for start in &starts {
+            if !seen.insert(start.id.clone()) || self.load_record(&start.id).await?.is_some() {
+                return Err(RunError::AlreadyExists(start.id.clone()));
+            }
         }
         let now = self.clock.now();
-        let phase = M::phase(&state);
-        let plan = encode_plan::<M>(id, &state)?;
+        let mut commit = Commit::new();
+        let mut checkpoints = Vec::with_capacity(starts.len());
+        for start in starts {
+            let (record, writes) = self.first_checkpoint(&start, now)?;
+            commit = commit.merge(writes);
+            checkpoints.push(Checkpoint {
+                record,
+                state: start.state,
+            });
+        }
+        self.store.commit(commit.merge(extra)).await?;
+        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        for checkpoint in &checkpoints {
+            fresh.insert(checkpoint.record.id.clone(), checkpoint.clone());
+        }
+        Ok(checkpoints)
+    }
+
+    /// The record and writes of a sync's first checkpoint (seq 0).
+    fn first_checkpoint(
+        &self,
+        start: &Start<M>,
+        now: crate::clock::Timestamp,
+    ) -> Result<(Record, Commit), RunError> {
+        let Start {
+            id,
+            state,
+            labels,
+            index,
+        } = start;
+        let id = id.as_str();
+        let labels = labels.clone();
+        let phase = M::phase(state);
+        let plan = encode_plan::<M>(id, state)?;
         let record = Record {
             format: RECORD_FORMAT,
             id: id.to_string(),
@@ -289,14 +357,14 @@ impl<M: Machine> Runner<M> {
             state_version: M::STATE_VERSION,
             seq: 0,
             phase: phase.to_string(),
-            status: status_of::<M>(&state),
+            status: status_of::<M>(state),
             effects_run: 0,
             failed_effects: 0,
-            last_error: M::last_error(&state),
+            last_error: M::last_error(state),
             created_at: now,
             updated_at: now,
             labels,
-            state: encode_state::<M>(id, &state)?,
+            state: encode_state::<M>(id, state)?,
             plan,
         };
         let entry = HistoryEntry {
@@ -314,13 +382,7 @@ impl<M: Machine> Runner<M> {
         for (key, value) in index {
             commit = commit.index(key, value);
         }
-        self.store.commit(commit).await?;
-        let checkpoint = Checkpoint { record, state };
-        self.fresh
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), checkpoint.clone());
-        Ok(checkpoint)
+        Ok((record, commit))
     }
 
     /// Performs exactly one transition of sync `id` (see the module docs).

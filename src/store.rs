@@ -815,6 +815,35 @@ impl Store {
             .collect()
     }
 
+    /// Every sync's record, in id order, read one at a time as the iterator
+    /// advances (memory does not grow with the number of syncs, unlike
+    /// [`Store::list`]); plans are read only when `with_plans`. A record that
+    /// does not decode is an `Err` in its place. Commits wait while the
+    /// iterator is alive, so that it sees whole groups: drop it promptly.
+    pub fn records(
+        &self,
+        with_plans: bool,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+        let (visible, failed) = match self.visible() {
+            Ok(guard) => (Some(guard), None),
+            Err(error) => (None, Some(Err(error))),
+        };
+        let scan = visible.map(|guard| {
+            self.tree.scan_prefix(b"r/").map(move |item| {
+                let _visible = &guard;
+                let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+                let id = String::from_utf8_lossy(&key[2..]).into_owned();
+                let record = decode_record(&id, &bytes)?;
+                if with_plans {
+                    self.with_plan(record)
+                } else {
+                    Ok(record)
+                }
+            })
+        });
+        failed.into_iter().chain(scan.into_iter().flatten())
+    }
+
     /// The transitions of sync `id`, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let _visible = self.visible()?;

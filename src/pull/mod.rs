@@ -192,6 +192,7 @@ pub struct Puller {
     platform: String,
     policy: PullPolicy,
     clock: Arc<dyn Clock>,
+    labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Puller {
@@ -210,7 +211,16 @@ impl Puller {
             platform: platform.to_string(),
             policy: PullPolicy::default(),
             clock,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Labels recorded on a pull this puller creates, besides platform and
+    /// profile: e.g. the API host (never a credential), so that a later
+    /// `resume` needs no flags.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// Replaces the default page size and retry settings (for new pulls).
@@ -260,7 +270,8 @@ impl Puller {
                 previous,
                 self.clock.now(),
             );
-            let labels = BTreeMap::from([
+            let mut labels = self.labels.clone();
+            labels.extend([
                 ("platform".to_string(), self.platform.clone()),
                 ("profile".to_string(), profile.to_string()),
             ]);

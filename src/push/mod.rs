@@ -27,7 +27,7 @@ mod machine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use effects::AdapterEffects;
 pub use machine::{
@@ -39,7 +39,8 @@ use crate::adapter::PushAdapter;
 use crate::clock::Clock;
 use crate::machine::Status;
 use crate::model::CampaignSet;
-use crate::runner::{Checkpoint, RunError, Runner};
+use crate::runner::{Checkpoint, RunError, Runner, Start};
+use crate::store::{Commit, Store};
 
 /// The human-readable definition of the push machine, as kept in
 /// `state_machines/push.md` (a test keeps the file identical to this).
@@ -60,13 +61,17 @@ pub enum PushError {
     /// The runner or the store failed.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// An earlier sync of this campaign has not finished.
-    #[error("campaign `{campaign}` has an unfinished sync `{sync}`; resume it (`adsync resume {sync}`) before pushing again")]
-    InProgress {
-        /// The campaign's local id.
-        campaign: String,
-        /// The unfinished sync.
-        sync: String,
+    /// Campaigns of the set have unfinished syncs started with other content.
+    #[error("set `{set}`: campaign(s) {} changed while their syncs are unfinished; unfinished syncs of the set: {}. Finish them first with `{command}`, then push again", quoted(changed), quoted(syncs))]
+    Unfinished {
+        /// The set's name.
+        set: String,
+        /// Campaigns whose content differs from their unfinished sync's.
+        changed: Vec<String>,
+        /// Every unfinished sync of the set's campaigns.
+        syncs: Vec<String>,
+        /// The one command that finishes them (works when pasted).
+        command: String,
     },
     /// An earlier sync of this campaign is parked for an operator.
     #[error("campaign `{campaign}`: sync `{sync}` needs attention ({reason}); resolve it (`adsync resolve {sync} ...`) first")]
@@ -157,6 +162,7 @@ pub struct Pusher {
     keyword_model: crate::adapter::KeywordModel,
     policy: PushPolicy,
     clock: Arc<dyn Clock>,
+    labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -185,7 +191,17 @@ impl Pusher {
             keyword_model: adapter.keyword_model(),
             policy: PushPolicy::default(),
             clock,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Labels recorded on every sync this pusher starts, besides its own
+    /// (platform, account, campaign, set, content hash): where the platform
+    /// is (an API base URL, never a credential) and the set file, so that a
+    /// later `resume` needs no flags.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// Replaces the default retry and look-up settings.
@@ -200,94 +216,204 @@ impl Pusher {
     }
 
     /// Starts one sync per campaign of `set` on `account` and makes them
-    /// durable; returns their ids. Platform ids learnt by earlier pushes of the
-    /// same campaigns to the same account are carried over, so those entities
-    /// are updated, not created again. Nothing is started when any campaign has
-    /// an unfinished or parked sync.
+    /// durable; returns their ids. Platform ids learnt by ANY earlier push of
+    /// the same campaign to the same account are carried over (see
+    /// [`KnownIds`]), so those entities are updated, not created again.
+    ///
+    /// Every new sync's first checkpoint, the [`SetRecord`] naming them and the
+    /// updated [`KnownIds`] maps are one atomic commit: a crash leaves the whole
+    /// set started or nothing of it.
+    ///
+    /// A campaign whose latest sync is unfinished is continued (its id is
+    /// returned, no new sync is started) when that sync was started by a push
+    /// of the same set with the same content; with other content the whole push
+    /// is refused ([`PushError::Unfinished`]). Nothing is started when any
+    /// campaign has a parked sync.
     pub async fn start(&self, set: &CampaignSet, account: &str) -> Result<Vec<String>, PushError> {
-        let mut plans = Vec::new();
+        let now = self.clock.now();
+        let mut starts = Vec::new();
+        let mut extra = Commit::new();
+        let mut members = Vec::new();
+        let mut unfinished = Vec::new();
+        let mut changed = Vec::new();
+        let mut taken = std::collections::HashSet::new();
         for campaign in &set.campaigns {
+            let hash = campaign_hash(campaign);
             let key = latest_key(&self.platform, account, &campaign.id);
             let index_key = key.clone();
-            let (known, generation) = match self
+            let previous = self
                 .runner
                 .read(move |store| store.index(&index_key))
-                .await?
-            {
-                None => (BTreeMap::new(), 0),
-                Some(previous) => {
-                    let checkpoint = self.runner.get(&previous).await?;
-                    match checkpoint.record.status {
-                        Status::Running => {
-                            return Err(PushError::InProgress {
-                                campaign: campaign.id.clone(),
-                                sync: previous,
-                            })
+                .await?;
+            let mut generation = 0;
+            let mut latest_ids = BTreeMap::new();
+            if let Some(previous) = previous {
+                let checkpoint = self.runner.get(&previous).await?;
+                match checkpoint.record.status {
+                    Status::Running => {
+                        let labels = &checkpoint.record.labels;
+                        let same = labels.get("content_hash") == Some(&hash)
+                            && labels.get("set") == Some(&set.name);
+                        if !same {
+                            changed.push(campaign.id.clone());
                         }
-                        Status::NeedsAttention => {
-                            return Err(PushError::NeedsAttention {
-                                campaign: campaign.id.clone(),
-                                sync: previous,
-                                reason: checkpoint.record.last_error.unwrap_or_default(),
-                            })
-                        }
-                        Status::Succeeded | Status::Failed => {}
+                        unfinished.push(previous.clone());
+                        members.push(SetMember {
+                            campaign: campaign.id.clone(),
+                            content_hash: hash,
+                            sync: previous,
+                        });
+                        continue;
                     }
-                    let generation = previous
-                        .rsplit('-')
-                        .next()
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    (checkpoint.state.platform_ids(), generation)
+                    Status::NeedsAttention => {
+                        return Err(PushError::NeedsAttention {
+                            campaign: campaign.id.clone(),
+                            sync: previous,
+                            reason: checkpoint.record.last_error.unwrap_or_default(),
+                        })
+                    }
+                    Status::Succeeded | Status::Failed => {}
                 }
-            };
-            plans.push((campaign, key, known, generation));
-        }
-        let mut ids = Vec::new();
-        let mut starts = tokio::task::JoinSet::new();
-        for (campaign, key, known, generation) in plans {
+                generation = previous
+                    .rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                latest_ids = checkpoint.state.platform_ids();
+            }
+            let known = self
+                .known_ids(account, &campaign.id, generation, latest_ids)
+                .await?;
             let target = Target {
                 platform: self.platform.clone(),
                 account_id: account.to_string(),
                 keyword_model: self.keyword_model,
             };
-            let state = PushState::new(target, campaign, &known, self.policy, self.clock.now());
+            let state = PushState::new(target, campaign, &known.ids, self.policy, now);
             let mut n = generation + 1;
             let id = loop {
                 let candidate = format!("{}-{n}", campaign.id);
                 let probe = candidate.clone();
-                if self
+                let exists = self
                     .runner
                     .read(move |store| store.record(&probe))
                     .await?
-                    .is_none()
-                {
+                    .is_some();
+                if !exists && taken.insert(candidate.clone()) {
                     break candidate;
                 }
                 n += 1;
             };
-            let labels = BTreeMap::from([
+            let mut labels = self.labels.clone();
+            labels.extend([
                 ("platform".to_string(), self.platform.clone()),
                 ("account".to_string(), account.to_string()),
                 ("campaign".to_string(), campaign.id.clone()),
                 ("set".to_string(), set.name.clone()),
+                ("content_hash".to_string(), hash.clone()),
             ]);
-            ids.push(id.clone());
-            let runner = self.runner.clone();
-            starts
-                .spawn(async move { runner.start(&id, state, labels, &[(key, id.clone())]).await });
+            extra = extra.data(
+                &known_ids_key(&self.platform, account, &campaign.id),
+                known.encode(),
+            );
+            members.push(SetMember {
+                campaign: campaign.id.clone(),
+                content_hash: hash,
+                sync: id.clone(),
+            });
+            starts.push(Start {
+                id: id.clone(),
+                state,
+                labels,
+                index: vec![(key, id)],
+            });
         }
-        // Started together, the syncs' first checkpoints share one flush.
-        while let Some(started) = starts.join_next().await {
-            match started {
-                Ok(result) => {
-                    result?;
-                }
-                // A start that panicked panics here, as it would have inline.
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
+        if !changed.is_empty() {
+            let path = self.runner.store().path().to_path_buf();
+            return Err(PushError::Unfinished {
+                set: set.name.clone(),
+                changed,
+                command: resume_command(&path, &unfinished),
+                syncs: unfinished,
+            });
         }
+        let record = SetRecord {
+            name: set.name.clone(),
+            platform: self.platform.clone(),
+            account: account.to_string(),
+            content_hash: set_hash(set),
+            started_at: now,
+            campaigns: members,
+        };
+        let ids = record.campaigns.iter().map(|m| m.sync.clone()).collect();
+        extra = extra.data(
+            &set_key(&self.platform, account, &set.name),
+            serde_json::to_vec(&record).map_err(|e| {
+                PushError::Run(RunError::Store(crate::store::StoreError::Corrupt {
+                    sync: set.name.clone(),
+                    detail: format!("cannot encode the set record: {e}"),
+                }))
+            })?,
+        );
+        self.runner.start_many(starts, extra).await?;
         Ok(ids)
+    }
+
+    /// The ids known for `campaign` before a new sync of it starts: the
+    /// durable map, with the ids of its latest (finished) sync merged in. A
+    /// store written before the map existed is rebuilt from every earlier sync.
+    async fn known_ids(
+        &self,
+        account: &str,
+        campaign: &str,
+        generation: u64,
+        latest: BTreeMap<String, String>,
+    ) -> Result<KnownIds, PushError> {
+        let key = known_ids_key(&self.platform, account, campaign);
+        let stored = self.runner.read(move |store| store.data(&key)).await?;
+        let mut known = match stored {
+            Some(bytes) => KnownIds::decode(campaign, &bytes)?,
+            None => {
+                let mut known = KnownIds::default();
+                for n in 1..generation {
+                    let id = format!("{campaign}-{n}");
+                    if let Ok(earlier) = self.runner.get(&id).await {
+                        known.merge(earlier.state.platform_ids());
+                    }
+                }
+                known
+            }
+        };
+        known.merge(latest);
+        Ok(known)
+    }
+
+    /// Marks platform id `platform_id` of entity `local_id` (campaign
+    /// `campaign` on `account`) as gone from the platform, so no later push
+    /// carries it over (the entity will be created again). This is the place
+    /// for code that learns an id is gone (an update answered 404 and a
+    /// look-up found nothing, or an operator's decision).
+    pub async fn forget_platform_id(
+        &self,
+        account: &str,
+        campaign: &str,
+        local_id: &str,
+        platform_id: &str,
+    ) -> Result<(), PushError> {
+        let key = known_ids_key(&self.platform, account, campaign);
+        let read_key = key.clone();
+        let stored = self.runner.read(move |store| store.data(&read_key)).await?;
+        let mut known = match stored {
+            Some(bytes) => KnownIds::decode(campaign, &bytes)?,
+            None => KnownIds::default(),
+        };
+        known.forget(local_id, platform_id);
+        self.runner
+            .store()
+            .commit(Commit::new().data(&key, known.encode()))
+            .await
+            .map_err(RunError::from)?;
+        Ok(())
     }
 
     /// Runs the given syncs concurrently to the end and reports on each.
@@ -351,4 +477,166 @@ impl Pusher {
         let ids = self.unfinished().await?;
         Ok(self.run_all(&ids).await)
     }
+}
+
+/// A set push, as recorded in the store in the same atomic commit as its
+/// syncs' first checkpoints: the latest push of set `name` to `account`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetRecord {
+    /// The set's name (from its file).
+    pub name: String,
+    /// Platform pushed to.
+    pub platform: String,
+    /// Account pushed to.
+    pub account: String,
+    /// Content hash of the set's campaigns (see [`set_hash`]).
+    pub content_hash: String,
+    /// When this push of the set started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: crate::clock::Timestamp,
+    /// One sync per campaign, in the file's order.
+    pub campaigns: Vec<SetMember>,
+}
+
+/// One campaign of a [`SetRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetMember {
+    /// The campaign's local id.
+    pub campaign: String,
+    /// Content hash of the campaign (see [`campaign_hash`]).
+    pub content_hash: String,
+    /// The sync pushing it (a new one, or an unfinished one continued).
+    pub sync: String,
+}
+
+/// Data key (under `x/`) of the set record of set `name` on an account.
+pub fn set_key(platform: &str, account: &str, name: &str) -> Vec<u8> {
+    format!("set/{platform}/{account}/{name}").into_bytes()
+}
+
+/// Every set record in the store (one per platform, account and set name),
+/// read one at a time; a record that does not decode is an `Err` in its place.
+pub fn set_records(store: &Store) -> impl Iterator<Item = Result<SetRecord, String>> + '_ {
+    store.scan_data(b"set/").map(|item| {
+        let (key, value) = item.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&value)
+            .map_err(|e| format!("set record `{}`: {e}", String::from_utf8_lossy(&key)))
+    })
+}
+
+/// Data key (under `x/`) of the [`KnownIds`] of a campaign on an account.
+pub fn known_ids_key(platform: &str, account: &str, campaign: &str) -> Vec<u8> {
+    format!("known/{platform}/{account}/{campaign}").into_bytes()
+}
+
+/// Every platform id any sync of one campaign on one account (and platform)
+/// recorded, by local id, the latest sync's winning; written with each new
+/// sync's first checkpoint. An id in `forgotten` (known to be gone from the
+/// platform, see [`Pusher::forget_platform_id`]) is never carried over again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KnownIds {
+    /// Local id → platform id.
+    pub ids: BTreeMap<String, String>,
+    /// Local id → platform ids known to be gone.
+    #[serde(default)]
+    pub forgotten: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl KnownIds {
+    /// Adds (or replaces) ids, skipping those known to be gone.
+    pub fn merge(&mut self, ids: BTreeMap<String, String>) {
+        for (local, platform) in ids {
+            if self
+                .forgotten
+                .get(&local)
+                .is_some_and(|gone| gone.contains(&platform))
+            {
+                continue;
+            }
+            self.ids.insert(local, platform);
+        }
+    }
+
+    /// Drops `platform_id` of `local_id` and remembers that it is gone.
+    pub fn forget(&mut self, local_id: &str, platform_id: &str) {
+        if self.ids.get(local_id).map(String::as_str) == Some(platform_id) {
+            self.ids.remove(local_id);
+        }
+        self.forgotten
+            .entry(local_id.to_string())
+            .or_default()
+            .insert(platform_id.to_string());
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        // Maps of strings always serialize.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn decode(campaign: &str, bytes: &[u8]) -> Result<Self, PushError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            PushError::Run(RunError::Store(crate::store::StoreError::Corrupt {
+                sync: campaign.to_string(),
+                detail: format!("known platform ids: {e}"),
+            }))
+        })
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (std's hasher is not
+/// guaranteed to be), and enough to tell two versions of a campaign apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Content hash of one campaign (its canonical JSON), as hex.
+pub fn campaign_hash(campaign: &crate::model::Campaign) -> String {
+    format!(
+        "{:016x}",
+        fnv1a(&serde_json::to_vec(campaign).unwrap_or_default())
+    )
+}
+
+/// Content hash of a set's campaigns, as hex.
+pub fn set_hash(set: &CampaignSet) -> String {
+    format!(
+        "{:016x}",
+        fnv1a(&serde_json::to_vec(&set.campaigns).unwrap_or_default())
+    )
+}
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Quotes `word` for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `adsync --db <store> resume <syncs...>`, ready to paste.
+pub fn resume_command(store: &std::path::Path, syncs: &[String]) -> String {
+    let mut command = format!(
+        "adsync --db {} resume",
+        shell_quote(&store.to_string_lossy())
+    );
+    for sync in syncs {
+        command.push(' ');
+        command.push_str(&shell_quote(sync));
+    }
+    command
 }

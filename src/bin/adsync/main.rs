@@ -99,12 +99,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Resumes an interrupted sync, or all of them.
+    /// Resumes interrupted syncs (push or pull), or all of them. Platform,
+    /// account and API base URL come from each sync's checkpoint; credentials
+    /// from the environment (or flags). Flags, when given, must agree.
     Resume {
-        /// The sync to resume.
-        sync: Option<String>,
-        /// Resume every unfinished push sync of `--platform`.
-        #[arg(long, conflicts_with = "sync")]
+        /// The syncs to resume.
+        syncs: Vec<String>,
+        /// Resume every unfinished sync, push and pull, and name those that
+        /// need attention.
+        #[arg(long, conflicts_with = "syncs")]
         all: bool,
         #[command(flatten)]
         platform: PlatformArgs,
@@ -208,10 +211,8 @@ impl From<PushError> for Failure {
     fn from(e: PushError) -> Self {
         match e {
             PushError::Run(e) => e.into(),
-            PushError::InProgress { .. } => Failure {
-                code: 1,
-                message: e.to_string(),
-            },
+            // Nothing failed: the push was refused before it started.
+            PushError::Unfinished { .. } => Failure::usage(e.to_string()),
             PushError::NeedsAttention { .. } => Failure {
                 code: 3,
                 message: e.to_string(),
@@ -221,7 +222,12 @@ impl From<PushError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let given = Given::of(&matches);
     init_logs(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,7 +239,7 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, given)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("error: {}", f.message);
@@ -256,7 +262,36 @@ fn init_logs(verbose: u8) {
         .try_init();
 }
 
-async fn run(cli: Cli) -> Result<u8, Failure> {
+/// Which platform flags of `resume` were given (on the command line or in
+/// the environment) rather than defaulted: only those must agree with a
+/// checkpoint.
+#[derive(Debug, Default, Clone, Copy)]
+struct Given {
+    platform: bool,
+    reddit_base_url: bool,
+}
+
+impl Given {
+    fn of(matches: &clap::ArgMatches) -> Self {
+        let Some(("resume", sub)) = matches.subcommand() else {
+            return Given::default();
+        };
+        let given = |id: &str| {
+            matches!(
+                sub.value_source(id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            )
+        };
+        Given {
+            platform: given("platform"),
+            reddit_base_url: given("base_url"),
+        }
+    }
+}
+
+async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
     match cli.command {
         Command::Demo => demo::run().await,
         Command::FakeServer {
@@ -309,56 +344,23 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         } => {
             // Parse and validate everything before the store is even opened:
             // bad input writes nothing.
-            let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
-            let pusher = open_pusher(&cli.db, &platform).await?;
-            let ids = pusher.start(&set, &account).await?;
+            let parsed = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
+            let store = Store::open_from_async(&cli.db).await?;
+            let endpoint = Endpoint::of_flags(&cli.db, &platform);
+            let set_file = std::path::absolute(&set).unwrap_or(set);
+            let pusher = open_pusher(store, &platform, &endpoint)?
+                .with_labels(endpoint.labels(&set_file.to_string_lossy()));
+            let ids = pusher.start(&parsed, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
             finish(&report, json)
         }
         Command::Resume {
-            sync,
+            syncs,
             all,
             platform,
             json,
-        } => {
-            let pusher = open_pusher(&cli.db, &platform).await?;
-            let ids = match (sync, all) {
-                (Some(id), _) => vec![id],
-                (None, true) => pusher.unfinished().await?,
-                (None, false) => {
-                    return Err(Failure::usage("name a sync to resume, or pass --all"))
-                }
-            };
-            // Fail early and clearly on unknown or foreign ids, and never run a
-            // sync against another platform than the one it was pushed to.
-            let wanted = platform_name(platform.platform);
-            let mut mine = Vec::new();
-            let mut others = Vec::new();
-            for id in ids {
-                let checkpoint = pusher.runner().get(&id).await?;
-                let theirs = &checkpoint.state.target.platform;
-                if theirs == wanted {
-                    mine.push(id);
-                } else if all {
-                    others.push(format!("{id} ({theirs})"));
-                } else {
-                    return Err(Failure::usage(format!(
-                        "sync `{id}` was pushed to {theirs}, not {wanted}: resume it with --platform {theirs}"
-                    )));
-                }
-            }
-            if !others.is_empty() {
-                eprintln!(
-                    "note: not resuming unfinished syncs of other platforms (pass their --platform): {}",
-                    others.join(", ")
-                );
-            }
-            let ids = mine;
-            let observer = progress_observer(&pusher, &ids, json).await;
-            let report = pusher.run_all_observed(&ids, observer).await;
-            finish(&report, json)
-        }
+        } => resume(&cli.db, syncs, all, &platform, given, json).await,
         Command::Resolve {
             sync,
             adopt,
@@ -438,17 +440,86 @@ fn platform_name(platform: Platform) -> &'static str {
     }
 }
 
-async fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher, Failure> {
+/// Where a push's platform is: recorded in its syncs' labels at start (never
+/// a credential) so that `resume` finds it again without flags.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Endpoint {
+    /// The memory platform kept in this file.
+    Memory(PathBuf),
+    /// Reddit at this API base URL.
+    Reddit(String),
+}
+
+/// The memory platform's file when `--memory-file` is not given: beside the
+/// store (not inside sled's directory), so that pushing twice updates what the
+/// first push created instead of forgetting it.
+fn default_memory_file(db: &std::path::Path) -> PathBuf {
+    match db.file_name() {
+        Some(name) => db.with_file_name(format!("{}.memory-platform.json", name.to_string_lossy())),
+        None => db.join("memory-platform.json"),
+    }
+}
+
+impl Endpoint {
+    fn of_flags(db: &std::path::Path, args: &PlatformArgs) -> Self {
+        match args.platform {
+            Platform::Memory => {
+                let file = args
+                    .memory_file
+                    .clone()
+                    .unwrap_or_else(|| default_memory_file(db));
+                Endpoint::Memory(std::path::absolute(&file).unwrap_or(file))
+            }
+            Platform::Reddit => Endpoint::Reddit(args.reddit.base_url().to_string()),
+        }
+    }
+
+    fn platform(&self) -> &'static str {
+        match self {
+            Endpoint::Memory(_) => "memory",
+            Endpoint::Reddit(_) => "reddit",
+        }
+    }
+
+    fn labels(&self, set_file: &str) -> std::collections::BTreeMap<String, String> {
+        let (key, value) = match self {
+            Endpoint::Memory(file) => ("memory_file", file.to_string_lossy().into_owned()),
+            Endpoint::Reddit(url) => ("base_url", url.clone()),
+        };
+        std::collections::BTreeMap::from([
+            (key.to_string(), value),
+            ("set_file".to_string(), set_file.to_string()),
+        ])
+    }
+
+    /// The flags that name this endpoint again (for suggested commands).
+    fn flags(&self) -> String {
+        match self {
+            Endpoint::Memory(file) => format!(
+                "--platform memory --memory-file {}",
+                adsync::push::shell_quote(&file.to_string_lossy())
+            ),
+            Endpoint::Reddit(url) => format!(
+                "--platform reddit --reddit-base-url {}",
+                adsync::push::shell_quote(url)
+            ),
+        }
+    }
+}
+
+fn open_pusher(
+    store: Arc<Store>,
+    args: &PlatformArgs,
+    endpoint: &Endpoint,
+) -> Result<Pusher, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let adapter: Arc<dyn PushAdapter> = match args.platform {
-        Platform::Memory => Arc::new(match &args.memory_file {
-            Some(path) => MemoryPlatform::open_file(path, clock.clone())
+    let adapter: Arc<dyn PushAdapter> = match endpoint {
+        Endpoint::Memory(path) => Arc::new(
+            MemoryPlatform::open_file(path, clock.clone())
                 .map_err(|e| Failure::usage(e.to_string()))?,
-            None => MemoryPlatform::new(clock.clone()),
-        }),
-        Platform::Reddit => args.reddit.adapter()?,
+        ),
+        Endpoint::Reddit(url) => args.reddit.adapter_at(url)?,
     };
-    let store = Store::open_from_async(db).await?;
     let mut runner = Runner::new(
         store,
         Arc::new(AdapterEffects::new(adapter.clone())),
@@ -458,6 +529,235 @@ async fn open_pusher(db: &std::path::Path, args: &PlatformArgs) -> Result<Pusher
         runner = runner.with_hook(hook);
     }
     Ok(Pusher::new(Arc::new(runner), adapter.as_ref(), clock))
+}
+
+/// The endpoint a push sync was started against, from its labels; flags that
+/// were given must agree (a mismatch names both). A sync started before
+/// endpoints were recorded takes the flags'.
+fn endpoint_of(
+    db: &std::path::Path,
+    id: &str,
+    record: &adsync::store::Record,
+    args: &PlatformArgs,
+    given: Given,
+) -> Result<Endpoint, Failure> {
+    let platform = record
+        .labels
+        .get("platform")
+        .map(String::as_str)
+        .unwrap_or("memory");
+    let flagged = platform_name(args.platform);
+    if given.platform && flagged != platform {
+        return Err(Failure::usage(format!(
+            "sync `{id}` was pushed to {platform}, but --platform {flagged} was given: drop the flag or pass --platform {platform}"
+        )));
+    }
+    match platform {
+        "reddit" => {
+            let flag = args.reddit.base_url();
+            match record.labels.get("base_url") {
+                Some(url) if given.reddit_base_url && url != flag => Err(Failure::usage(format!(
+                    "sync `{id}` was pushed to {url}, but the Reddit base URL given (--reddit-base-url or {}) is {flag}: drop it or give {url}",
+                    adsync::platform::reddit::ENV_BASE_URL
+                ))),
+                Some(url) => Ok(Endpoint::Reddit(url.clone())),
+                None => Ok(Endpoint::Reddit(flag.to_string())),
+            }
+        }
+        "memory" => {
+            let recorded = record.labels.get("memory_file").map(PathBuf::from);
+            let flag = args
+                .memory_file
+                .as_ref()
+                .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()));
+            match (recorded, flag) {
+                (Some(file), Some(flag)) if file != flag => Err(Failure::usage(format!(
+                    "sync `{id}` was pushed to the memory platform in {}, but --memory-file {} was given: drop the flag or give that file",
+                    file.display(),
+                    flag.display()
+                ))),
+                (Some(file), _) | (None, Some(file)) => Ok(Endpoint::Memory(file)),
+                (None, None) => Ok(Endpoint::Memory(default_memory_file(db))),
+            }
+        }
+        other => Err(Failure::usage(format!(
+            "sync `{id}` was pushed to platform `{other}`, which this adsync cannot reach"
+        ))),
+    }
+}
+
+/// `adsync resume`: the named syncs, or with `--all` every unfinished one.
+async fn resume(
+    db: &std::path::Path,
+    syncs: Vec<String>,
+    all: bool,
+    args: &PlatformArgs,
+    given: Given,
+    json: bool,
+) -> Result<u8, Failure> {
+    use adsync::machine::Machine as _;
+    let store = Store::open_from_async(db).await?;
+    let db = store.path().to_path_buf();
+    let mut records = Vec::new();
+    let mut attention = Vec::new();
+    if all {
+        let found = store
+            .blocking(|store| {
+                let mut found = Vec::new();
+                for record in store.records(false) {
+                    let record = record?;
+                    if matches!(record.status, Status::Running | Status::NeedsAttention) {
+                        found.push((record.id, record.kind, record.status));
+                    }
+                }
+                Ok::<_, StoreError>(found)
+            })
+            .await??;
+        for (id, kind, status) in found {
+            if status == Status::NeedsAttention {
+                attention.push(id);
+            } else {
+                records.push((id, kind));
+            }
+        }
+    } else if syncs.is_empty() {
+        return Err(Failure::usage("name a sync to resume, or pass --all"));
+    } else {
+        for id in syncs {
+            let key = id.clone();
+            let record = store
+                .blocking(move |store| store.record(&key))
+                .await??
+                .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", db.display())))?;
+            if record.status == Status::Failed {
+                return Err(failed_is_final(&db, &id, &record));
+            }
+            records.push((id, record.kind));
+        }
+    }
+    // Push syncs grouped by where they push to: one adapter per endpoint.
+    let mut pushes: std::collections::BTreeMap<Endpoint, Vec<String>> = Default::default();
+    let mut pulls = Vec::new();
+    for (id, kind) in records {
+        if kind == PushMachine::KIND {
+            let key = id.clone();
+            let record = store
+                .blocking(move |store| store.record(&key))
+                .await??
+                .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", db.display())))?;
+            let endpoint = endpoint_of(&db, &id, &record, args, given)?;
+            pushes.entry(endpoint).or_default().push(id);
+        } else if kind == adsync::pull::PullMachine::KIND {
+            pulls.push(id);
+        } else {
+            return Err(Failure::usage(format!(
+                "sync `{id}` is a `{kind}` sync, which resume does not know"
+            )));
+        }
+    }
+    let mut report = SetReport {
+        campaigns: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut cannot_run = Vec::new();
+    for (endpoint, ids) in pushes {
+        let pusher = match open_pusher(store.clone(), args, &endpoint) {
+            Ok(pusher) => pusher,
+            Err(f) => {
+                cannot_run.push(format!(
+                    "{} ({}: {})",
+                    ids.join(", "),
+                    endpoint.platform(),
+                    f.message
+                ));
+                continue;
+            }
+        };
+        let observer = progress_observer(&pusher, &ids, json).await;
+        let part = pusher.run_all_observed(&ids, observer).await;
+        report.campaigns.extend(part.campaigns);
+        report.errors.extend(part.errors);
+    }
+    let mut code = if pushes_ran(&report) {
+        finish(&report, json)?
+    } else {
+        0
+    };
+    if all && pulls.is_empty() && !pushes_ran(&report) && cannot_run.is_empty() && !json {
+        println!("nothing to resume in {}", db.display());
+    }
+    for id in pulls {
+        match pull_cli::resume(store.clone(), &id, json).await {
+            Ok(pulled) => code = worst(code, pulled),
+            Err(f) if f.code == 2 => cannot_run.push(format!("{id} (pull: {})", f.message)),
+            Err(f) => return Err(f),
+        }
+    }
+    for id in &attention {
+        eprintln!(
+            "needs attention: `{id}`; see `adsync --db {} history {id}`, then `adsync --db {} resolve {id} --adopt <platform id>` or `--absent`",
+            adsync::push::shell_quote(&db.to_string_lossy()),
+            adsync::push::shell_quote(&db.to_string_lossy()),
+        );
+    }
+    for c in &cannot_run {
+        eprintln!("cannot resume: {c}");
+    }
+    if !attention.is_empty() {
+        code = worst(code, 3);
+    }
+    if !cannot_run.is_empty() {
+        code = worst(code, 2);
+    }
+    Ok(code)
+}
+
+fn pushes_ran(report: &SetReport) -> bool {
+    !report.campaigns.is_empty() || !report.errors.is_empty()
+}
+
+/// The exit code that says more: attention (3) over a failure (1) over a
+/// sync that could not be run (2) over success.
+fn worst(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        0 => 0,
+        2 => 1,
+        1 => 2,
+        3 => 3,
+        _ => 4,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// `resume` of a failed sync: failed syncs are final; say how to push again.
+fn failed_is_final(db: &std::path::Path, id: &str, record: &adsync::store::Record) -> Failure {
+    let labels = &record.labels;
+    let endpoint = match (labels.get("base_url"), labels.get("memory_file")) {
+        (Some(url), _) => Some(Endpoint::Reddit(url.clone())),
+        (None, Some(file)) => Some(Endpoint::Memory(PathBuf::from(file))),
+        _ => None,
+    };
+    let command = match (labels.get("set_file"), labels.get("account"), endpoint) {
+        (Some(file), Some(account), Some(endpoint)) => format!(
+            "`adsync --db {} push {} --account {} {}`",
+            adsync::push::shell_quote(&db.to_string_lossy()),
+            adsync::push::shell_quote(file),
+            adsync::push::shell_quote(account),
+            endpoint.flags()
+        ),
+        _ => "`adsync push <set file> --account <account>` with the same set".to_string(),
+    };
+    Failure {
+        code: 1,
+        message: format!(
+            "sync `{id}` failed ({}); failed syncs are final and are not resumed. Push the set again, which starts a new sync and updates what exists: {command}",
+            record.last_error.as_deref().unwrap_or("no error recorded")
+        ),
+    }
 }
 
 /// Test-only crash points: `ADSYNC_TEST_CRASH_AT=<n>:<before|after>` kills this

@@ -170,7 +170,7 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         ..ThrottleConfig::default()
     };
     let config = AmazonConfig::new(args.client_id, args.token)
-        .with_host(args.host)
+        .with_host(args.host.clone())
         .with_throttle(throttle)
         .with_timeout(Duration::from_secs(30));
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
@@ -185,15 +185,83 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock).with_policy(policy);
+    let host = client_host(&args.host);
+    let puller = Puller::new(Arc::new(runner), AMAZON, clock)
+        .with_policy(policy)
+        .with_labels(std::collections::BTreeMap::from([(
+            "host".to_string(),
+            host,
+        )]));
     let mode = if args.restart {
         PullMode::Restart
     } else {
         PullMode::ResumeOrStart
     };
-    let json = args.json;
+    run_pull(&puller, &args.profile, mode, args.json).await
+}
+
+/// The host as the client uses it (no trailing slash).
+fn client_host(host: &str) -> String {
+    host.trim_end_matches('/').to_string()
+}
+
+/// `adsync resume` of pull sync `id`: host and profile from its checkpoint,
+/// credentials from the environment only. Missing credentials are a usage
+/// error (exit 2) naming the variables.
+pub async fn resume(store: Arc<Store>, id: &str, json: bool) -> Result<u8, Failure> {
+    let key = id.to_string();
+    let record = store
+        .blocking(move |store| store.record(&key))
+        .await
+        .map_err(store_failure)?
+        .map_err(store_failure)?
+        .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", store.path().display())))?;
+    let Some(profile) = record.labels.get("profile").cloned() else {
+        return Err(Failure::usage(format!("pull `{id}` names no profile")));
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (Some(client_id), Some(token)) =
+        (env("ADSYNC_AMAZON_CLIENT_ID"), env("ADSYNC_AMAZON_TOKEN"))
+    else {
+        return Err(Failure::usage(
+            "needs Amazon credentials: set ADSYNC_AMAZON_TOKEN and ADSYNC_AMAZON_CLIENT_ID",
+        ));
+    };
+    let host = match (record.labels.get("host"), env("ADSYNC_AMAZON_HOST")) {
+        (Some(recorded), Some(given)) if client_host(&given) != *recorded => {
+            return Err(Failure {
+                code: 2,
+                message: format!(
+                    "pull `{id}` was made from {recorded}, but ADSYNC_AMAZON_HOST is {given}: unset it or set it to {recorded}"
+                ),
+            })
+        }
+        (Some(recorded), _) => recorded.clone(),
+        (None, Some(given)) => given,
+        (None, None) => DEFAULT_HOST.to_string(),
+    };
+    let config = AmazonConfig::new(client_id, token)
+        .with_host(host)
+        .with_timeout(Duration::from_secs(30));
+    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
+    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
+    if let Some(hook) = crate::crash_hook_from_env() {
+        runner = runner.with_hook(hook);
+    }
+    let puller = Puller::new(Arc::new(runner), AMAZON, clock);
+    run_pull(&puller, &profile, PullMode::ResumeOrStart, json).await
+}
+
+async fn run_pull(
+    puller: &Puller,
+    profile: &str,
+    mode: PullMode,
+    json: bool,
+) -> Result<u8, Failure> {
     let status = puller
-        .pull_observed(&args.profile, mode, &move |t| {
+        .pull_observed(profile, mode, &move |t| {
             // Phase changes, failures, and every 100th page as progress.
             if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
             {

@@ -49,11 +49,18 @@ pub struct RedditArgs {
 }
 
 impl RedditArgs {
-    /// The adapter these flags describe; a missing token or a bad URL is a usage error.
-    pub fn adapter(&self) -> Result<Arc<RedditAdapter>, Failure> {
+    /// The API base URL of these flags (never a credential: it is recorded
+    /// in checkpoints so that `resume` needs no flags).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The adapter these flags describe, at API base URL `base_url` (the
+    /// flag's, or a checkpoint's); a missing token or a bad URL is a usage error.
+    pub fn adapter_at(&self, base_url: &str) -> Result<Arc<RedditAdapter>, Failure> {
         let defaults = RedditConfig::default();
         let config = RedditConfig {
-            base_url: self.base_url.clone(),
+            base_url: base_url.to_string(),
             token: Some(self.token.clone().ok_or_else(|| {
                 Failure::usage(format!(
                     "--platform reddit needs a token: set {ENV_TOKEN} (or --reddit-token)"
