@@ -398,3 +398,59 @@ async fn one_campaign_failing_does_not_stop_the_others() {
         .skip(1)
         .all(|e| matches!(e.result, EntityResult::Skipped { .. })));
 }
+
+/// Removing an ad group, pushing, then putting it back updates the ad group
+/// the first push created: ids come from every earlier sync, not only the latest.
+#[tokio::test]
+async fn an_entity_removed_then_put_back_is_not_created_twice() {
+    let h = Harness::temporary();
+    let full = small_set();
+    let mut without = full.clone();
+    without.campaigns[0].ad_groups.clear();
+    for set in [&full, &without, &full] {
+        let report = h.pusher.push(set, ACCOUNT).await.expect("push runs");
+        assert!(report.all_synced(), "{report:?}");
+    }
+    assert!(
+        h.platform.duplicates().is_empty(),
+        "{:?}",
+        h.platform.duplicates()
+    );
+    // c1, g1, a1, k1, k2: each created once.
+    assert_eq!(h.platform.creations(), 5);
+    let last = h.store.record("c1-3").unwrap().unwrap();
+    let checkpoint = adsync::runner::decode_checkpoint::<adsync::push::PushMachine>(last).unwrap();
+    assert!(checkpoint
+        .state
+        .entities
+        .iter()
+        .all(|e| e.result == EntityResult::Updated));
+}
+
+/// An id marked as gone is not carried over: the entity is created again.
+#[tokio::test]
+async fn a_forgotten_platform_id_is_created_again() {
+    let h = Harness::temporary();
+    let set = small_set();
+    let report = h.pusher.push(&set, ACCOUNT).await.expect("push runs");
+    let group = report.campaigns[0]
+        .entities
+        .iter()
+        .find(|e| e.local_id == "g1")
+        .and_then(|e| e.platform_id.clone())
+        .unwrap();
+    // The first sync's ids reach the map when the next sync starts.
+    h.pusher.push(&set, ACCOUNT).await.expect("push runs");
+    h.pusher
+        .forget_platform_id(ACCOUNT, "c1", "g1", &group)
+        .await
+        .unwrap();
+    let report = h.pusher.push(&set, ACCOUNT).await.expect("push runs");
+    let g1 = report.campaigns[0]
+        .entities
+        .iter()
+        .find(|e| e.local_id == "g1")
+        .unwrap();
+    assert_eq!(g1.result, EntityResult::Created);
+    assert_ne!(g1.platform_id.as_deref(), Some(group.as_str()));
+}
