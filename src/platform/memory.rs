@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
-    PushAdapter,
+    PlatformEntity, PushAdapter,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::model::{Keyword, MIN_NAME_LEN};
@@ -479,12 +479,11 @@ impl PushAdapter for MemoryPlatform {
                                     e.updates += 1;
                                     Ok(())
                                 }
-                                _ => Err(AdapterError::Permanent {
+                                _ => Err(AdapterError::NotFound {
                                     message: format!(
                                         "{} {id} no longer exists on the platform",
                                         spec.kind()
                                     ),
-                                    fields: vec![],
                                 }),
                             });
                     lose_response(applied, fault.as_ref())
@@ -527,6 +526,26 @@ impl PushAdapter for MemoryPlatform {
         };
         self.persist().await?;
         result
+    }
+
+    async fn get(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<Option<PlatformEntity>, AdapterError> {
+        let inner = self.lock();
+        Ok(inner
+            .entities
+            .get(id)
+            .filter(|e| e.kind == kind && e.account_id == parent.account_id)
+            .map(|e| PlatformEntity {
+                id: e.id.clone(),
+                kind: e.kind,
+                name: e.name.clone(),
+                account_id: Some(e.account_id.clone()),
+                parent_id: e.parent_id.clone(),
+            }))
     }
 
     async fn set_ad_group_keywords(
