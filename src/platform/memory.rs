@@ -286,6 +286,14 @@ impl MemoryPlatform {
         id
     }
 
+    /// Deletes an entity directly, as if someone had removed it on the
+    /// platform (tests of ids gone from the platform); returns it.
+    pub fn remove(&self, id: &str) -> Option<StoredEntity> {
+        let removed = self.lock().entities.remove(id);
+        self.save();
+        removed
+    }
+
     fn store_entity(&self, inner: &mut Inner, parent: &Parent, spec: &EntitySpec) -> String {
         inner.next_id += 1;
         inner.creations += 1;
