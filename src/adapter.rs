@@ -10,6 +10,7 @@
 //! | `Transient` | the request was certainly **not** applied            | retry after backoff    |
 //! | `Permanent` | the platform rejected it (validation, not found…)    | fail the entity        |
 //! | `Unknown`   | it may or may not have been applied (timeout after the request was sent, dropped connection) | look the entity up, adopt it |
+//! | `NotFound`  | the entity (or its parent) does not exist on the platform | an update: look the entity up by name, adopt or create it; otherwise fail the entity |
 //!
 //! No platform here offers idempotency keys, so an adapter must never retry a
 //! create on its own after the request may have reached the server: it returns
@@ -131,6 +132,21 @@ pub struct FoundEntity {
     pub created_at: Timestamp,
 }
 
+/// An entity read back by its platform id (see [`PushAdapter::get`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformEntity {
+    /// Its platform id.
+    pub id: String,
+    /// Its level.
+    pub kind: EntityKind,
+    /// Its name (keyword: text).
+    pub name: String,
+    /// The ad account it belongs to, when the platform says.
+    pub account_id: Option<String>,
+    /// Its parent's platform id (`None` for campaigns).
+    pub parent_id: Option<String>,
+}
+
 /// One field the platform rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -170,6 +186,14 @@ pub enum AdapterError {
     #[error("outcome unknown: {message}")]
     Unknown {
         /// What happened.
+        message: String,
+    },
+    /// The entity the request names (or its parent) does not exist on the
+    /// platform (HTTP 404): nothing was applied. An update answered this way
+    /// means the recorded platform id is gone.
+    #[error("not found: {message}")]
+    NotFound {
+        /// What is missing, and where the platform said so.
         message: String,
     },
 }
@@ -230,6 +254,12 @@ pub trait PushAdapter: Send + Sync + 'static {
 
     /// Lists entities of `kind` under `parent` named exactly `name` and created at or
     /// after `created_after`: used to settle an unknown create outcome.
+    ///
+    /// `created_after` is on this machine's clock (the runner's). An adapter
+    /// whose platform stamps `created_at` with its own clock must compare on
+    /// that clock (the Reddit adapter uses the offset shown by the `Date`
+    /// header of the platform's responses): a platform clock running behind
+    /// ours would otherwise hide the entity and cause a duplicate create.
     async fn find(
         &self,
         parent: &Parent,
@@ -237,6 +267,26 @@ pub trait PushAdapter: Send + Sync + 'static {
         name: &str,
         created_after: Timestamp,
     ) -> Result<Vec<FoundEntity>, AdapterError>;
+
+    /// Reads entity `id` of `kind` in `parent.account_id`: `Ok(None)` when the
+    /// platform has no such entity of that kind. Used to verify an id an
+    /// operator asks to adopt before it is recorded. The default answers
+    /// `Permanent` ("cannot verify"), so adapters written before it still build.
+    async fn get(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<Option<PlatformEntity>, AdapterError> {
+        let _ = (parent, id);
+        Err(AdapterError::Permanent {
+            message: format!(
+                "the {} adapter cannot read a {kind} by id, so an adopted id cannot be verified",
+                self.platform()
+            ),
+            fields: vec![],
+        })
+    }
 
     /// Sets the keywords of ad group `ad_group_id` to exactly `keywords`
     /// (idempotent). Only called when [`PushAdapter::keyword_model`] is

@@ -387,6 +387,15 @@ impl<M: Machine> Runner<M> {
 
     /// Performs exactly one transition of sync `id` (see the module docs).
     pub async fn step(&self, id: &str) -> Result<Step<M>, RunError> {
+        self.step_waking(id, false).await
+    }
+
+    /// [`Runner::step`]; with `wake`, a sync that stopped unfinished (no
+    /// effect, status running: e.g. its platform was down) is woken by the
+    /// outcome [`Machine::on_restart`] names, as it is when this runner did
+    /// not write its checkpoint. A run wakes on its first step only, so it
+    /// never spins on a stopped sync.
+    async fn step_waking(&self, id: &str, wake: bool) -> Result<Step<M>, RunError> {
         let _guard = self.claim(id)?;
         // Taking the state out of `fresh` *before* the effect starts is what makes
         // a failure anywhere below count as "effect may have run" next time.
@@ -400,6 +409,22 @@ impl<M: Machine> Runner<M> {
             None => (self.get(id).await?, false),
         };
         let effect = match M::next(&checkpoint.state) {
+            Next::Settled(Status::Running) if wake || !fresh => {
+                match M::on_restart(&checkpoint.state) {
+                    Some(outcome) => {
+                        return self
+                            .apply(id, checkpoint, None, outcome, Commit::new())
+                            .await
+                    }
+                    None => {
+                        self.fresh
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id.to_string(), checkpoint);
+                        return Ok(Step::Settled(Status::Running));
+                    }
+                }
+            }
             Next::Settled(status) => {
                 self.fresh
                     .lock()
@@ -538,8 +563,10 @@ impl<M: Machine> Runner<M> {
         id: &str,
         observer: &(dyn Fn(&Transition<M>) + Send + Sync),
     ) -> Result<Checkpoint<M>, RunError> {
+        let mut first = true;
         loop {
-            match self.step(id).await? {
+            let wake = std::mem::take(&mut first);
+            match self.step_waking(id, wake).await? {
                 // The checkpoint this runner just wrote (or read) is the final
                 // one: no need to read and decode it again.
                 Step::Settled(_) => match self.fresh_checkpoint(id) {

@@ -451,10 +451,10 @@ async fn validation_error_is_permanent_with_field_messages() {
         .update(&account(), "cmp_gone", &campaign("Gone Campaign"))
         .await
     {
-        Err(AdapterError::Permanent { message, .. }) => {
+        Err(AdapterError::NotFound { message }) => {
             assert!(message.contains("cmp_gone no longer exists"), "{message}")
         }
-        other => panic!("expected Permanent, got {other:?}"),
+        other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(fake.entities().campaigns.is_empty());
     // Each rejected request was sent exactly once.

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
-    PushAdapter,
+    PlatformEntity, PushAdapter,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::model::{Keyword, MIN_NAME_LEN};
@@ -286,6 +286,14 @@ impl MemoryPlatform {
         id
     }
 
+    /// Deletes an entity directly, as if someone had removed it on the
+    /// platform (tests of ids gone from the platform); returns it.
+    pub fn remove(&self, id: &str) -> Option<StoredEntity> {
+        let removed = self.lock().entities.remove(id);
+        self.save();
+        removed
+    }
+
     fn store_entity(&self, inner: &mut Inner, parent: &Parent, spec: &EntitySpec) -> String {
         inner.next_id += 1;
         inner.creations += 1;
@@ -479,12 +487,11 @@ impl PushAdapter for MemoryPlatform {
                                     e.updates += 1;
                                     Ok(())
                                 }
-                                _ => Err(AdapterError::Permanent {
+                                _ => Err(AdapterError::NotFound {
                                     message: format!(
                                         "{} {id} no longer exists on the platform",
                                         spec.kind()
                                     ),
-                                    fields: vec![],
                                 }),
                             });
                     lose_response(applied, fault.as_ref())
@@ -527,6 +534,26 @@ impl PushAdapter for MemoryPlatform {
         };
         self.persist().await?;
         result
+    }
+
+    async fn get(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<Option<PlatformEntity>, AdapterError> {
+        let inner = self.lock();
+        Ok(inner
+            .entities
+            .get(id)
+            .filter(|e| e.kind == kind && e.account_id == parent.account_id)
+            .map(|e| PlatformEntity {
+                id: e.id.clone(),
+                kind: e.kind,
+                name: e.name.clone(),
+                account_id: Some(e.account_id.clone()),
+                parent_id: e.parent_id.clone(),
+            }))
     }
 
     async fn set_ad_group_keywords(

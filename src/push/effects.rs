@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::adapter::PushAdapter;
-use crate::push::machine::{PushEffect, PushMachine, PushOutcome};
+use crate::adapter::{AdapterError, EntityKind, PushAdapter};
+use crate::push::machine::{PushEffect, PushMachine, PushOutcome, PushState};
 use crate::runner::Effects;
 
 /// [`Effects`] of the push machine, performed by a platform adapter.
@@ -63,4 +63,111 @@ impl Effects<PushMachine> for AdapterEffects {
             },
         }
     }
+}
+
+/// Why an id an operator asked to adopt was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The sync has no entity whose creation is undecided.
+    #[error("no entity of this sync is waiting for a decision")]
+    NothingPending,
+    /// The platform has no entity of that kind with that id in the account.
+    #[error("the platform has no {kind} {id} in account {account}")]
+    Missing {
+        /// The expected level.
+        kind: EntityKind,
+        /// The id given.
+        id: String,
+        /// The sync's account.
+        account: String,
+    },
+    /// It exists, but under another parent (or account).
+    #[error("{kind} {id} belongs to {found}, not to {expected}")]
+    WrongParent {
+        /// The level.
+        kind: EntityKind,
+        /// The id given.
+        id: String,
+        /// Where the platform says it is.
+        found: String,
+        /// Where the undecided entity would be.
+        expected: String,
+    },
+    /// It exists under the right parent with another name.
+    #[error("{kind} {id} is named \"{found}\", not \"{expected}\"")]
+    WrongName {
+        /// The level.
+        kind: EntityKind,
+        /// The id given.
+        id: String,
+        /// Its name on the platform.
+        found: String,
+        /// The undecided entity's name.
+        expected: String,
+    },
+    /// The platform could not be asked.
+    #[error("cannot read it from the platform: {0}")]
+    Platform(#[source] AdapterError),
+}
+
+impl AdoptError {
+    /// Whether the id itself was refused (as opposed to the platform not answering).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, AdoptError::Platform(_))
+    }
+}
+
+/// Checks on the platform that `id` is the entity `state` waits a decision
+/// about: it exists, is of the right kind, under the right parent (and
+/// account), with the same name. Nothing is recorded; call it before
+/// [`crate::runner::Runner::resolve`] with [`PushOutcome::OperatorAdopt`], so
+/// that a mistyped id never sticks to the campaign.
+pub async fn verify_adoption(
+    adapter: &dyn PushAdapter,
+    state: &PushState,
+    id: &str,
+) -> Result<(), AdoptError> {
+    let (entity, parent) = state.undecided().ok_or(AdoptError::NothingPending)?;
+    let kind = entity.kind();
+    let found = adapter
+        .get(&parent, kind, id)
+        .await
+        .map_err(AdoptError::Platform)?
+        .filter(|found| found.kind == kind)
+        .ok_or_else(|| AdoptError::Missing {
+            kind,
+            id: id.to_string(),
+            account: parent.account_id.clone(),
+        })?;
+    let wrong_parent = |found: String, expected: String| AdoptError::WrongParent {
+        kind,
+        id: id.to_string(),
+        found,
+        expected,
+    };
+    if let Some(account) = &found.account_id {
+        if *account != parent.account_id {
+            return Err(wrong_parent(
+                format!("account {account}"),
+                format!("account {}", parent.account_id),
+            ));
+        }
+    }
+    if found.parent_id != parent.parent_id {
+        let show = |p: &Option<String>| p.clone().unwrap_or_else(|| "no parent".into());
+        return Err(wrong_parent(
+            show(&found.parent_id),
+            show(&parent.parent_id),
+        ));
+    }
+    let expected = entity.spec.lookup_name();
+    if found.name != expected {
+        return Err(AdoptError::WrongName {
+            kind,
+            id: id.to_string(),
+            found: found.name,
+            expected: expected.to_string(),
+        });
+    }
+    Ok(())
 }

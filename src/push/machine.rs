@@ -32,6 +32,9 @@ pub enum PushPhase {
     AdsCreated,
     /// A create may or may not have happened; the entity is being looked up.
     OutcomeUnknown,
+    /// Stopped: the look-up could not be made (the platform failed or timed
+    /// out through every retry). The next run looks the entity up again.
+    LookupDeferred,
     /// Parked: an operator must say whether an entity exists.
     NeedsAttention,
     /// Every entity exists on the platform with its id recorded.
@@ -53,7 +56,9 @@ pub enum PushOutcomeKind {
     Transient,
     Permanent,
     Unknown,
+    NotFound,
     Interrupted,
+    Resumed,
     OperatorAdopt,
     OperatorAbsent,
 }
@@ -302,6 +307,9 @@ pub enum PushOutcome {
     },
     /// Runner: after a restart, the create this state names may have been sent.
     Interrupted,
+    /// Runner: a new run picks up a sync that stopped because the platform
+    /// was unavailable during a look-up.
+    Resumed,
     /// Operator: the entity exists with this id; adopt it.
     OperatorAdopt {
         /// The platform id.
@@ -408,6 +416,14 @@ impl PushState {
                     .map(|id| (e.local_id().to_string(), id))
             })
             .collect()
+    }
+
+    /// The entity an operator decides about when the sync needs attention: the
+    /// one whose create is undecided, with where it would live (`None` when
+    /// no create is pending).
+    pub fn undecided(&self) -> Option<(&Entity, Parent)> {
+        let index = self.pending_create()?;
+        Some((self.entities.get(index)?.as_ref(), self.parent_of(index)?))
     }
 
     fn current(&self) -> Option<&Work> {
@@ -577,6 +593,20 @@ impl PushState {
         }
     }
 
+    fn defer(mut self, reason: String) -> Self {
+        self.phase = PushPhase::LookupDeferred;
+        self.attempt = 0;
+        self.retry_at = None;
+        self.last_error = Some(reason);
+        self
+    }
+
+    /// Whether the pending look-up is for an entity whose recorded id was gone
+    /// (by name alone, of any age), rather than after an unknown create.
+    fn looking_up_gone(&self) -> bool {
+        self.intent_at == GONE_LOOKUP_SINCE
+    }
+
     fn attention(mut self, reason: String) -> Self {
         self.phase = PushPhase::NeedsAttention;
         self.retry_at = None;
@@ -592,6 +622,11 @@ impl PushState {
         self
     }
 }
+
+/// The intent time recorded for the look-up of an entity whose platform id is
+/// gone: any entity of its name under its parent is a candidate, however old.
+/// (A create's intent is always a real, recent time.)
+const GONE_LOOKUP_SINCE: Timestamp = Timestamp::UNIX_EPOCH;
 
 fn reject(
     state: &PushState,
@@ -650,7 +685,11 @@ impl Machine for PushMachine {
             PushOutcome::Failed {
                 error: AdapterError::Unknown { .. },
             } => PushOutcomeKind::Unknown,
+            PushOutcome::Failed {
+                error: AdapterError::NotFound { .. },
+            } => PushOutcomeKind::NotFound,
             PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
+            PushOutcome::Resumed => PushOutcomeKind::Resumed,
             PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
             PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
         }
@@ -662,6 +701,9 @@ impl Machine for PushMachine {
             PushPhase::Synced => Next::Settled(Status::Succeeded),
             PushPhase::Failed => Next::Settled(Status::Failed),
             PushPhase::NeedsAttention => parked,
+            // Unfinished, but nothing to run now: a later run wakes it
+            // (`on_restart`), so one run never spins on a platform that is down.
+            PushPhase::LookupDeferred => Next::Settled(Status::Running),
             PushPhase::OutcomeUnknown => {
                 let Some(entity) = state.pending_create() else {
                     return parked;
@@ -741,6 +783,20 @@ impl Machine for PushMachine {
             PushPhase::Synced | PushPhase::Failed => {
                 reject(state, outcome, "the sync has finished")
             }
+            PushPhase::LookupDeferred => match outcome {
+                O::Resumed => {
+                    let mut s = s;
+                    s.phase = PushPhase::OutcomeUnknown;
+                    s.attempt = 0;
+                    s.retry_at = None;
+                    Ok(s)
+                }
+                _ => reject(
+                    state,
+                    outcome,
+                    "the sync stopped because the platform was unavailable; a new run looks the entity up again",
+                ),
+            },
             PushPhase::NeedsAttention => {
                 let Some(entity) = state.pending_create() else {
                     return reject(state, outcome, "nothing is pending a decision");
@@ -772,6 +828,15 @@ impl Machine for PushMachine {
                     O::Found { matches } => match matches.as_slice() {
                         // Verified absent: creating now cannot duplicate.
                         [] => Ok(s.back_to_create(ctx)),
+                        [found] if state.looking_up_gone() => {
+                            // Its old id is gone; this one has its name under its
+                            // parent: record it, then bring it to the spec.
+                            let mut s = s.back_to_create(ctx);
+                            if let Some(e) = s.entity_mut(entity) {
+                                e.platform_id = Some(found.id.clone());
+                            }
+                            Ok(s)
+                        }
                         [found] => {
                             let mut s = s;
                             s.set_result(entity, EntityResult::Adopted, Some(found.id.clone()));
@@ -792,21 +857,25 @@ impl Machine for PushMachine {
                             error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
                     } => {
                         let what = state.describe(entity);
+                        // The platform could not answer: nothing is undecidable
+                        // yet, so stop where a later run asks again instead of
+                        // parking for an operator.
                         Ok(s.retry_or(error, ctx, |s, msg| {
-                            s.attention(format!(
-                                "cannot tell whether {what} was created: look-up failed: {msg}"
+                            s.defer(format!(
+                                "platform unavailable during the look-up of {what}: {msg}; \
+                                 the next resume looks it up again"
                             ))
                         }))
                     }
                     O::Failed {
-                        error: error @ AdapterError::Permanent { .. },
+                        error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
                     } => {
                         let what = state.describe(entity);
                         Ok(s.attention(format!(
                             "cannot tell whether {what} was created: look-up rejected: {error}"
                         )))
                     }
-                    O::Interrupted => reject(
+                    O::Interrupted | O::Resumed => reject(
                         state,
                         outcome,
                         "a look-up is repeatable and is simply run again",
@@ -874,6 +943,31 @@ impl Machine for PushMachine {
                         outcome,
                         "the pending effect is repeatable and is simply run again",
                     ),
+                    (
+                        O::Failed {
+                            error: error @ AdapterError::NotFound { .. },
+                        },
+                        Work::Upsert { entity },
+                    ) if create.is_none() => {
+                        // The recorded id is gone from the platform: forget it and
+                        // look the entity up by name alone (adopt one, create if
+                        // none, park if several), so later pushes do not fail on it.
+                        let what = state.describe(*entity);
+                        let mut s = s;
+                        let gone = s
+                            .entity_mut(*entity)
+                            .and_then(|e| e.platform_id.take())
+                            .unwrap_or_default();
+                        s.phase = PushPhase::OutcomeUnknown;
+                        s.attempt = 0;
+                        s.retry_at = None;
+                        s.intent_at = GONE_LOOKUP_SINCE;
+                        s.last_error = Some(format!(
+                            "{what}: its platform id {gone} is gone ({error}); looking it up by name"
+                        ));
+                        Ok(s)
+                    }
+                    (O::Resumed, _) => reject(state, outcome, "the sync has not stopped"),
                     // An update or keyword set is idempotent: an unknown outcome is retried like a transient one.
                     (
                         O::Failed {
@@ -884,7 +978,7 @@ impl Machine for PushMachine {
                     ) => Ok(s.retry_or(error, ctx, |s, msg| s.fail_current(msg, ctx))),
                     (
                         O::Failed {
-                            error: error @ AdapterError::Permanent { .. },
+                            error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
                         },
                         _,
                     ) => Ok(s.fail_current(error.to_string(), ctx)),
@@ -897,6 +991,9 @@ impl Machine for PushMachine {
     }
 
     fn on_restart(state: &PushState) -> Option<PushOutcome> {
+        if state.phase == PushPhase::LookupDeferred {
+            return Some(PushOutcome::Resumed);
+        }
         let in_step = matches!(
             state.phase,
             PushPhase::Pending
@@ -954,13 +1051,19 @@ impl Machine for PushMachine {
                 name,
                 created_after,
                 ..
-            } => format!(
-                "find {kind} \"{name}\" {} created after {}",
-                under(parent),
-                created_after
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default()
-            ),
+            } => {
+                let when = if *created_after <= GONE_LOOKUP_SINCE {
+                    "of any age (its recorded id is gone)".to_string()
+                } else {
+                    format!(
+                        "created after {}",
+                        created_after
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    )
+                };
+                format!("find {kind} \"{name}\" {} {when}", under(parent))
+            }
         }
     }
 
@@ -978,6 +1081,7 @@ impl Machine for PushMachine {
             PushOutcome::Interrupted => {
                 "interrupted: the create may have been sent before a restart".into()
             }
+            PushOutcome::Resumed => "resumed: look the entity up again".into(),
             PushOutcome::OperatorAdopt { id } => format!("operator: adopt {id}"),
             PushOutcome::OperatorAbsent => "operator: absent, create it".into(),
         }
@@ -989,8 +1093,9 @@ impl Machine for PushMachine {
             PushPhase::CampaignCreated => "The campaign's platform id is durable. Effect: create or update the next ad group.",
             PushPhase::AdGroupsCreated => "Every ad group is settled. Effect: create or update the next ad.",
             PushPhase::AdsCreated => "Every ad is settled. Effect: create or update the next keyword, or set an ad group's keyword targeting (Reddit).",
-            PushPhase::OutcomeUnknown => "A create may have happened but its result was not recorded (timeout, dropped connection, crash). Effect: look the entity up by exact name under its parent, created after the recorded intent; one match is adopted, none means create, several park the sync.",
-            PushPhase::NeedsAttention => "Parked: the look-up could not decide. No effect; an operator adopts an id or declares the entity absent.",
+            PushPhase::OutcomeUnknown => "A create may have happened but its result was not recorded (timeout, dropped connection, crash), or an update found the recorded id gone (404). Effect: look the entity up by exact name under its parent, created after the recorded intent (on the platform's clock), or of any age when its id is gone; one match is adopted (and updated, when its id was gone), none means create, several park the sync.",
+            PushPhase::LookupDeferred => "Stopped (status `running`): the look-up could not be made, the platform failing or timing out through every retry. No effect in this run; the next run (`adsync resume`) looks the entity up again.",
+            PushPhase::NeedsAttention => "Parked: the look-up could not decide (several matches, or the platform rejected it). No effect; an operator adopts an id (verified on the platform) or declares the entity absent.",
             PushPhase::Synced => "Final: every entity exists and its id is recorded.",
             PushPhase::Failed => "Final: some entities failed (their descendants were skipped); every id created is kept, and a new push updates instead of duplicating.",
         }
@@ -1095,6 +1200,12 @@ mod samples {
         let mut unknown_last = unknown.clone();
         unknown_last.attempt = unknown_last.policy.backoff.max_attempts - 1;
         out.push(("look-up, last attempt".to_string(), unknown_last));
+        let mut gone = unknown.clone();
+        gone.intent_at = GONE_LOOKUP_SINCE;
+        out.push(("ad group whose id was gone".to_string(), gone));
+        let mut deferred = unknown.clone();
+        deferred.phase = PushPhase::LookupDeferred;
+        out.push((String::new(), deferred));
         let mut attention = unknown;
         attention.phase = PushPhase::NeedsAttention;
         out.push((String::new(), attention));
@@ -1141,7 +1252,13 @@ mod samples {
                     message: "timeout".into(),
                 },
             },
+            PushOutcome::Failed {
+                error: AdapterError::NotFound {
+                    message: "404".into(),
+                },
+            },
             PushOutcome::Interrupted,
+            PushOutcome::Resumed,
             PushOutcome::OperatorAdopt { id: "x1".into() },
             PushOutcome::OperatorAbsent,
         ]

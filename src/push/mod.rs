@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use effects::AdapterEffects;
+pub use effects::{verify_adoption, AdapterEffects, AdoptError};
 pub use machine::{
     Entity, EntityResult, PushEffect, PushMachine, PushOutcome, PushOutcomeKind, PushPhase,
     PushPolicy, PushState, Target, Work,

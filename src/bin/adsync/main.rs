@@ -1,7 +1,8 @@
 //! The `adsync` command line: the same engine as the library, with a store on disk.
 //!
 //! Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage;
-//! 3 a sync needs attention; 4 the store could not be used (locked, corrupt).
+//! 3 a sync needs attention; 4 the store could not be used (locked, corrupt);
+//! 5 a sync stopped unfinished because the platform was unavailable (resume it later).
 
 mod demo;
 mod output;
@@ -37,7 +38,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about,
     after_help = "Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage; \
-3 a sync needs attention; 4 the store could not be used (locked, corrupt).\n\
+3 a sync needs attention; 4 the store could not be used (locked, corrupt); \
+5 a sync stopped unfinished because the platform was unavailable (resume it later).\n\
 Environment: ADSYNC_DB (store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
 ADSYNC_REDDIT_USER_AGENT (--platform reddit), RUST_LOG (log filter)."
 )]
@@ -125,6 +127,13 @@ enum Command {
         /// The entity does not exist on the platform: create it on resume.
         #[arg(long)]
         absent: bool,
+        /// For a sync pushed to the memory platform: the `--memory-file` it
+        /// was pushed with (an adopted id is verified there).
+        #[arg(long)]
+        memory_file: Option<PathBuf>,
+        /// For a sync pushed to Reddit: where and how to verify the adopted id.
+        #[command(flatten)]
+        reddit: reddit_cli::RedditArgs,
     },
     /// Lists every sync with its status.
     Status {
@@ -365,19 +374,64 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             sync,
             adopt,
             absent,
+            memory_file,
+            reddit,
         } => {
             let store = Store::open_from_async(&cli.db).await?;
             let runner = read_only_runner(store);
+            let checkpoint = runner.get(&sync).await?;
+            let platform = checkpoint.state.target.platform.clone();
+            let resume = resume_command(&sync, &platform);
+            match checkpoint.record.status {
+                Status::NeedsAttention => {}
+                status @ (Status::Succeeded | Status::Failed) => {
+                    return Err(Failure::usage(format!(
+                        "sync `{sync}` has finished ({status}); nothing to resolve"
+                    )))
+                }
+                Status::Running => {
+                    return Err(Failure::usage(format!(
+                        "sync `{sync}` does not need attention: it is unfinished, and `{resume}` continues it"
+                    )))
+                }
+            }
             let outcome = match (adopt, absent) {
-                (Some(id), _) => PushOutcome::OperatorAdopt { id },
+                (Some(id), _) => {
+                    let adapter: Arc<dyn PushAdapter> = match platform.as_str() {
+                        "memory" => Arc::new(match &memory_file {
+                            Some(path) => MemoryPlatform::open_file(path, Arc::new(SystemClock))
+                                .map_err(|e| Failure::usage(e.to_string()))?,
+                            None => MemoryPlatform::new(Arc::new(SystemClock)),
+                        }),
+                        "reddit" => reddit.adapter()?,
+                        other => {
+                            return Err(Failure::usage(format!(
+                                "sync `{sync}` was pushed to `{other}`, which this command cannot reach to verify {id}"
+                            )))
+                        }
+                    };
+                    adsync::push::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
+                        .await
+                        .map_err(|e| {
+                            let hint = if platform == "memory" && memory_file.is_none() {
+                                " (the memory platform keeps entities between runs only in a --memory-file)"
+                            } else {
+                                ""
+                            };
+                            Failure {
+                                code: if e.is_refusal() { 2 } else { 1 },
+                                message: format!(
+                                    "sync `{sync}`: not adopting {id}: {e}{hint}; nothing was recorded"
+                                ),
+                            }
+                        })?;
+                    PushOutcome::OperatorAdopt { id }
+                }
                 (None, true) => PushOutcome::OperatorAbsent,
                 (None, false) => return Err(Failure::usage("pass --adopt <id> or --absent")),
             };
             let t = runner.resolve(&sync, outcome).await?;
-            println!(
-                "{sync}: {} → {}; run `adsync resume {sync}` to continue",
-                t.from, t.to
-            );
+            println!("{sync}: {} → {}; run `{resume}` to continue", t.from, t.to);
             Ok(0)
         }
         Command::Status { json } => {
@@ -430,6 +484,14 @@ fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
         }
     }
     Runner::new(store, Arc::new(NoEffects), Arc::new(SystemClock))
+}
+
+/// The command that resumes sync `id`, pushed to `platform`.
+fn resume_command(id: &str, platform: &str) -> String {
+    match platform {
+        "memory" => format!("adsync resume {id}"),
+        other => format!("adsync resume {id} --platform {other}"),
+    }
 }
 
 /// The name a platform's adapter records in checkpoints.
@@ -806,10 +868,24 @@ fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
 fn finish(report: &SetReport, json: bool) -> Result<u8, Failure> {
     output::report(report, json);
     let any = |s: Status| report.campaigns.iter().any(|c| c.status == s);
+    for c in report
+        .campaigns
+        .iter()
+        .filter(|c| c.status == Status::Running)
+    {
+        // Stopped at a durable checkpoint with nothing lost (the platform was
+        // unavailable): a later resume continues it.
+        eprintln!(
+            "note: sync `{}` stopped unfinished; resume it later with `adsync resume {}`",
+            c.sync, c.sync
+        );
+    }
     Ok(if any(Status::NeedsAttention) {
         3
-    } else if !report.errors.is_empty() || any(Status::Failed) || any(Status::Running) {
+    } else if !report.errors.is_empty() || any(Status::Failed) {
         1
+    } else if any(Status::Running) {
+        5
     } else {
         0
     })

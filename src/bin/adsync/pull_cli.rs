@@ -42,9 +42,10 @@ pub struct PullArgs {
     /// Login with Amazon client id.
     #[arg(long, env = "ADSYNC_AMAZON_CLIENT_ID")]
     client_id: String,
-    /// Access token (prefer the environment variable: flags show in process lists).
+    /// Access token. Prefer the environment variable ADSYNC_AMAZON_TOKEN: a
+    /// flag shows in the process list.
     #[arg(long, env = "ADSYNC_AMAZON_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// Entities per page (maxResults).
     #[arg(long, default_value_t = DEFAULT_MAX_RESULTS)]
     page_size: u32,
@@ -169,7 +170,14 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         min_rate: ThrottleConfig::default().min_rate.min(args.rate),
         ..ThrottleConfig::default()
     };
-    let config = AmazonConfig::new(args.client_id, args.token)
+    // Checked here rather than by clap, whose message names only the flag: the
+    // variable is the way to pass a token that `ps` does not show.
+    let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        Failure::usage(
+            "no Amazon Ads access token: set ADSYNC_AMAZON_TOKEN (or pass --token, which shows in the process list)",
+        )
+    })?;
+    let config = AmazonConfig::new(args.client_id, token)
         .with_host(args.host.clone())
         .with_throttle(throttle)
         .with_timeout(Duration::from_secs(30));

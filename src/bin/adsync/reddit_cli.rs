@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use adsync::platform::reddit::fake_server::{self, Fault, FaultKind};
 use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter, RedditConfig,
-    DEFAULT_BASE_URL, ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
+    AccessToken, ConfigError, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter,
+    RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
 };
 
 use crate::Failure;
@@ -80,7 +80,26 @@ impl RedditArgs {
         };
         RedditAdapter::new(config)
             .map(Arc::new)
-            .map_err(|e| Failure::usage(e.to_string()))
+            .map_err(|e| Failure::usage(config_message(&e)))
+    }
+}
+
+/// A configuration error, naming the flag and variable the bad value came from
+/// (never a token's value).
+fn config_message(e: &ConfigError) -> String {
+    match e {
+        ConfigError::BaseUrl { .. } => format!("--reddit-base-url / {ENV_BASE_URL}: {e}"),
+        ConfigError::MissingToken => {
+            format!("--platform reddit needs a token: set {ENV_TOKEN} (or --reddit-token)")
+        }
+        ConfigError::EmptyUserAgent | ConfigError::InvalidUserAgent { .. } => {
+            format!("--reddit-user-agent / {ENV_USER_AGENT}: {e}")
+        }
+        ConfigError::InvalidToken => format!(
+            "{ENV_TOKEN} / --reddit-token: the token contains a newline or another character \
+             not allowed in an HTTP header (its value is not shown)"
+        ),
+        ConfigError::Client(_) => e.to_string(),
     }
 }
 
@@ -130,6 +149,10 @@ pub struct FakeServerArgs {
     /// Store the next N creates, then lose their responses (connection closed).
     #[arg(long, value_name = "N")]
     lose_create_responses: Option<u32>,
+    /// Run the fake's clock this many seconds ahead of this machine's
+    /// (negative: behind); it stamps `created_at` and the `Date` header.
+    #[arg(long, value_name = "SECS", allow_hyphen_values = true)]
+    clock_offset_secs: Option<i64>,
 }
 
 impl FakeServerArgs {
@@ -142,6 +165,7 @@ impl FakeServerArgs {
             window: Duration::from_secs(self.window_secs),
             retry_after_header: !self.no_retry_after,
             ratelimit_headers: !self.no_ratelimit_headers,
+            clock_offset_secs: self.clock_offset_secs.unwrap_or(0),
             ..FakeRedditConfig::default()
         }
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, DATE, RETRY_AFTER, USER_AGENT};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,7 +21,7 @@ use super::api::{
 use super::token::{AccessToken, StaticToken, TokenSource};
 use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
-    PushAdapter,
+    PlatformEntity, PushAdapter,
 };
 use crate::backoff::Backoff;
 use crate::clock::Timestamp;
@@ -113,6 +113,17 @@ pub enum ConfigError {
     /// The user agent is empty (Reddit rejects requests without one).
     #[error("the User-Agent must not be empty")]
     EmptyUserAgent,
+    /// The user agent cannot be sent as an HTTP header value (a newline or
+    /// another control character).
+    #[error("the User-Agent cannot be sent as an HTTP header: {reason}")]
+    InvalidUserAgent {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token cannot be sent in an `Authorization` header (a newline or
+    /// another control character). Its value is never shown.
+    #[error("the access token cannot be sent as an HTTP header: it contains a newline or another character not allowed in a header")]
+    InvalidToken,
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
@@ -141,6 +152,13 @@ impl RedditConfig {
         parse_base(&config.base_url)?;
         Ok(config)
     }
+}
+
+/// Whether `token` can be sent as `Authorization: Bearer <token>`.
+fn check_token(token: &AccessToken) -> Result<(), ConfigError> {
+    HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map(|_| ())
+        .map_err(|_| ConfigError::InvalidToken)
 }
 
 fn parse_base(raw: &str) -> Result<Url, ConfigError> {
@@ -204,6 +222,10 @@ pub struct RedditAdapter {
     http: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
     limits: Mutex<HashMap<String, Arc<AccountLimits>>>,
+    /// Reddit's clock minus ours, from the `Date` header of the latest
+    /// response that had one: look-ups compare `created_at` (Reddit's clock)
+    /// with an intent recorded on ours.
+    clock_offset: Mutex<Option<time::Duration>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +252,7 @@ impl RedditAdapter {
     /// An adapter using the configured token ([`RedditConfig::token`]).
     pub fn new(config: RedditConfig) -> Result<Self, ConfigError> {
         let token = config.token.clone().ok_or(ConfigError::MissingToken)?;
+        check_token(&token)?;
         Self::with_token_source(config, Arc::new(StaticToken::new(token)))
     }
 
@@ -243,6 +266,11 @@ impl RedditAdapter {
         if config.user_agent.trim().is_empty() {
             return Err(ConfigError::EmptyUserAgent);
         }
+        // Checked now so that a bad value is a configuration error before the
+        // first request, never a request that "may have been sent".
+        HeaderValue::from_str(&config.user_agent).map_err(|e| ConfigError::InvalidUserAgent {
+            reason: format!("{e} (a newline or another control character)"),
+        })?;
         let http = crate::platform::http_client_builder(&config.base_url)
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -254,12 +282,31 @@ impl RedditAdapter {
             http,
             tokens,
             limits: Mutex::new(HashMap::new()),
+            clock_offset: Mutex::new(None),
         })
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &RedditConfig {
         &self.config
+    }
+
+    /// Reddit's clock minus this machine's, as the `Date` header of the latest
+    /// response showed it (`None` before the first response with one).
+    pub fn clock_offset(&self) -> Option<time::Duration> {
+        *self.clock_offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe_date(&self, headers: &HeaderMap) {
+        let Some(platform_now) = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        else {
+            return;
+        };
+        let offset = platform_now - OffsetDateTime::now_utc();
+        *self.clock_offset.lock().unwrap_or_else(|p| p.into_inner()) = Some(offset);
     }
 
     fn limits_for(&self, account: &str) -> Arc<AccountLimits> {
@@ -316,6 +363,7 @@ impl RedditAdapter {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     observe_rate_headers(limiter, &headers);
+                    self.observe_date(&headers);
                     match resp.bytes().await {
                         Ok(b) => (status, headers, b.to_vec()),
                         Err(e) => {
@@ -330,15 +378,24 @@ impl RedditAdapter {
                 Err(e) => {
                     debug!(method = %call.method, path = call.url.path(),
                         latency_ms = started.elapsed().as_millis() as u64, error = %e, "reddit request failed");
+                    if e.is_builder() {
+                        // The request never left this machine: a configuration
+                        // error (e.g. a header value with a newline), not an
+                        // unknown outcome. reqwest's message names no header value.
+                        return Err(AdapterError::Permanent {
+                            message: format!(
+                                "{endpoint}: the request could not be built (nothing was sent): {}",
+                                error_chain(&e)
+                            ),
+                            fields: vec![],
+                        });
+                    }
                     if e.is_connect() {
                         // Never reached the server: safe to retry even a create.
                         failures += 1;
                         if !backoff.allows_retry(failures) {
                             return Err(AdapterError::Transient {
-                                message: format!(
-                                    "{endpoint}: cannot connect after {failures} attempts: {}",
-                                    describe(&e)
-                                ),
+                                message: format!("{endpoint}: cannot connect: {}", describe(&e)),
                                 retry_after: None,
                             });
                         }
@@ -360,10 +417,18 @@ impl RedditAdapter {
                 StatusCode::UNAUTHORIZED => {
                     // Rejected before processing: safe to retry, creates included.
                     if refreshed {
+                        let why = if self.tokens.can_refresh() {
+                            "the access token was rejected even after refreshing it".to_string()
+                        } else {
+                            // A fixed token was only retried once, in case the
+                            // rejection was a blip: there was nothing to refresh.
+                            format!(
+                                "the access token was rejected twice (it is fixed and cannot be \
+                                 refreshed: check {ENV_TOKEN})"
+                            )
+                        };
                         return Err(AdapterError::Permanent {
-                            message: format!(
-                                "{endpoint}: 401 Unauthorized even after refreshing the access token"
-                            ),
+                            message: format!("{endpoint}: 401 Unauthorized: {why}"),
                             fields: vec![],
                         });
                     }
@@ -380,9 +445,7 @@ impl RedditAdapter {
                     limiter.pause_until(Instant::now() + wait);
                     if !backoff.allows_retry(failures) || wait > backoff.max {
                         return Err(AdapterError::Transient {
-                            message: format!(
-                                "{endpoint}: throttled (429) after {failures} attempts"
-                            ),
+                            message: format!("{endpoint}: throttled (429)"),
                             retry_after: Some(wait),
                         });
                     }
@@ -392,19 +455,16 @@ impl RedditAdapter {
                     if call.op == Op::Create {
                         return Err(AdapterError::Unknown {
                             message: format!(
-                                "{endpoint}: {s} after the create was sent; it may have been applied \
-                                 (not re-sent: Reddit has no idempotency keys){}",
-                                error_suffix(&body)
+                                "{endpoint}: {s}{} after the create was sent; it may have been applied \
+                                 (not re-sent: Reddit has no idempotency keys)",
+                                error_suffix(s, &body)
                             ),
                         });
                     }
                     failures += 1;
                     if !backoff.allows_retry(failures) {
                         return Err(AdapterError::Transient {
-                            message: format!(
-                                "{endpoint}: {s} after {failures} attempts{}",
-                                error_suffix(&body)
-                            ),
+                            message: format!("{endpoint}: {s}{}", error_suffix(s, &body)),
                             retry_after: None,
                         });
                     }
@@ -412,9 +472,8 @@ impl RedditAdapter {
                     continue;
                 }
                 StatusCode::NOT_FOUND => {
-                    return Err(AdapterError::Permanent {
+                    return Err(AdapterError::NotFound {
                         message: format!("{} (404 from {endpoint})", call.not_found),
-                        fields: vec![],
                     });
                 }
                 s => return Err(rejected(&endpoint, s, &body)),
@@ -446,7 +505,7 @@ impl RedditAdapter {
                 ""
             };
             return Err(AdapterError::Transient {
-                message: format!("{endpoint}: {what} after {failures} attempts{note}"),
+                message: format!("{endpoint}: {what}{note}"),
                 retry_after: None,
             });
         }
@@ -549,6 +608,18 @@ fn envelope(data: &impl Serialize, endpoint: &str) -> Result<serde_json::Value, 
     })
 }
 
+/// The error and its sources, `: `-separated.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
@@ -594,13 +665,25 @@ fn observe_rate_headers(limiter: &RateLimiter, headers: &HeaderMap) {
     }
 }
 
-fn error_suffix(body: &[u8]) -> String {
+/// `": message"` when the platform's message says more than the status line
+/// (`"400 Bad Request: Bad Request"` says nothing twice).
+fn message_suffix(status: StatusCode, message: Option<&str>) -> String {
+    match message.map(str::trim) {
+        None | Some("") => String::new(),
+        Some(m)
+            if status
+                .canonical_reason()
+                .is_some_and(|r| r.eq_ignore_ascii_case(m)) =>
+        {
+            String::new()
+        }
+        Some(m) => format!(": {m}"),
+    }
+}
+
+fn error_suffix(status: StatusCode, body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorEnvelope>(body) {
-        Ok(e) => e
-            .error
-            .message
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default(),
+        Ok(e) => message_suffix(status, e.error.message.as_deref()),
         Err(_) => String::new(),
     }
 }
@@ -609,8 +692,8 @@ fn rejected(endpoint: &str, status: StatusCode, body: &[u8]) -> AdapterError {
     match serde_json::from_slice::<ErrorEnvelope>(body) {
         Ok(e) => AdapterError::Permanent {
             message: format!(
-                "{endpoint}: {status}: {}",
-                e.error.message.as_deref().unwrap_or("rejected")
+                "{endpoint}: {status}{}",
+                message_suffix(status, e.error.message.as_deref())
             ),
             fields: e
                 .error
@@ -635,6 +718,16 @@ fn rejected(endpoint: &str, status: StatusCode, body: &[u8]) -> AdapterError {
 
 fn parse_time(raw: &str) -> Option<Timestamp> {
     OffsetDateTime::parse(raw, &Rfc3339).ok()
+}
+
+/// Parses an HTTP `Date` (IMF-fixdate, `Tue, 01 Dec 2026 16:04:15 GMT`).
+fn parse_http_date(raw: &str) -> Option<Timestamp> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(raw.trim(), format)
+        .ok()
+        .map(|t| t.assume_utc())
 }
 
 #[async_trait]
@@ -768,6 +861,10 @@ impl PushAdapter for RedditAdapter {
                     format!("the parent of these {kind}s no longer exists on Reddit"),
                 )
                 .await?;
+            // `created_after` is on this machine's clock, `created_at` on
+            // Reddit's: compare on Reddit's, as its latest `Date` showed it. The
+            // header has whole seconds; the caller's slack absorbs that.
+            let threshold = created_after + self.clock_offset().unwrap_or(time::Duration::ZERO);
             for e in page.data {
                 if e.name != name {
                     continue;
@@ -783,7 +880,7 @@ impl PushAdapter for RedditAdapter {
                         ),
                         retry_after: None,
                     })?;
-                if created >= created_after {
+                if created >= threshold {
                     found.push(FoundEntity {
                         id: e.id,
                         name: e.name,
@@ -813,6 +910,44 @@ impl PushAdapter for RedditAdapter {
             }
         }
         Ok(found)
+    }
+
+    async fn get(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<Option<PlatformEntity>, AdapterError> {
+        let url = self.entity_url(kind, id)?;
+        let read: Result<Envelope<serde_json::Map<String, serde_json::Value>>, _> = self
+            .get_json(
+                &parent.account_id,
+                url,
+                format!("{kind} {id} does not exist on Reddit"),
+            )
+            .await;
+        let data = match read {
+            Ok(envelope) => envelope.data,
+            Err(AdapterError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let text = |key: &str| {
+            data.get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let parent_key = match kind {
+            EntityKind::AdGroup => Some("campaign_id"),
+            EntityKind::Ad => Some("ad_group_id"),
+            EntityKind::Campaign | EntityKind::Keyword => None,
+        };
+        Ok(Some(PlatformEntity {
+            id: text("id").unwrap_or_else(|| id.to_string()),
+            kind,
+            name: text("name").unwrap_or_default(),
+            account_id: text("ad_account_id"),
+            parent_id: parent_key.and_then(text),
+        }))
     }
 
     async fn set_ad_group_keywords(

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HOST, RETRY_AFTER, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -89,6 +89,10 @@ pub struct FakeRedditConfig {
     /// scale the header's precision with it, or the rounding (≤ 1 s, i.e. ≤ 1/60
     /// of a real window) becomes up to a whole window.
     pub fractional_reset: bool,
+    /// How far the fake's clock runs ahead of this machine's (negative: behind),
+    /// in seconds: it stamps `created_at`/`modified_at` and the `Date` header
+    /// with it, like a platform whose clock disagrees with ours.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for FakeRedditConfig {
@@ -104,6 +108,7 @@ impl Default for FakeRedditConfig {
             default_page_size: 25,
             max_page_size: 1000,
             fractional_reset: false,
+            clock_offset_secs: 0,
         }
     }
 }
@@ -398,6 +403,8 @@ struct Inner {
     log_seq: u64,
     reads: Window,
     writes: Window,
+    /// See [`FakeRedditConfig::clock_offset_secs`].
+    clock_offset: time::Duration,
 }
 
 #[derive(Debug)]
@@ -469,6 +476,7 @@ impl FakeReddit {
         let inner = Inner {
             token: config.token.clone(),
             next_id: 1,
+            clock_offset: time::Duration::seconds(config.clock_offset_secs),
             ..Inner::default()
         };
         FakeReddit {
@@ -678,9 +686,23 @@ fn fault_name(f: &FaultKind) -> String {
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
+    platform_now_rfc3339(time::Duration::ZERO)
+}
+
+/// The fake platform's own time, `offset` away from this machine's.
+fn platform_now_rfc3339(offset: time::Duration) -> String {
+    (OffsetDateTime::now_utc() + offset)
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+/// An HTTP `Date` value (IMF-fixdate) of the fake platform's clock.
+fn http_date(offset: time::Duration) -> Option<HeaderValue> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let text = (OffsetDateTime::now_utc() + offset).format(format).ok()?;
+    HeaderValue::from_str(&text).ok()
 }
 
 /// An answer before headers are added.
@@ -776,7 +798,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }) => {
             let reply = injected_status(*status, *retry_after_secs, *reset_secs);
             shared.log_status(seq, reply.status);
-            return reply.into_response();
+            return with_date(&shared, reply.into_response());
         }
         _ => {}
     }
@@ -817,6 +839,16 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         _ => reply.into_response(),
     };
     shared.log_status(seq, response.status());
+    with_date(&shared, response)
+}
+
+/// Stamps the fake platform's clock on a response (hyper would add the real
+/// time otherwise).
+fn with_date(shared: &Shared, mut response: Response) -> Response {
+    let offset = shared.lock().clock_offset;
+    if let Some(date) = http_date(offset) {
+        response.headers_mut().insert(DATE, date);
+    }
     response
 }
 
@@ -1368,7 +1400,7 @@ fn create(inner: &mut Inner, account: &str, kind: Kind, body: &Bytes) -> Reply {
     }
     let id = format!("{}_{:06x}", kind.id_prefix(), inner.next_id);
     inner.next_id += 1;
-    let now = now_rfc3339();
+    let now = platform_now_rfc3339(inner.clock_offset);
     let mut record = Map::new();
     record.insert("id".into(), Value::String(id));
     if kind == Kind::Campaign {
@@ -1438,7 +1470,10 @@ fn update(inner: &mut Inner, pos: usize, body: &Bytes) -> Reply {
         // effective_status lags configured_status on Reddit: leave it alone.
         record.insert(k, v);
     }
-    record.insert("modified_at".into(), Value::String(now_rfc3339()));
+    record.insert(
+        "modified_at".into(),
+        Value::String(platform_now_rfc3339(inner.clock_offset)),
+    );
     Reply::ok(
         StatusCode::OK,
         json!({"data": Value::Object(record.clone())}),

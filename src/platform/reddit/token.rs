@@ -24,9 +24,15 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     /// and returns it. Errors should be [`AdapterError::Permanent`] when the
     /// credentials themselves are bad, [`AdapterError::Transient`] otherwise.
     async fn refresh(&self) -> Result<AccessToken, AdapterError>;
+
+    /// Whether [`TokenSource::refresh`] can yield a different token. When it
+    /// cannot (a fixed token), a 401 fails at once instead of "refreshing".
+    fn can_refresh(&self) -> bool {
+        true
+    }
 }
 
-/// A fixed token; `refresh` returns the same one (so a second 401 fails permanently).
+/// A fixed token; it cannot be refreshed, so a 401 fails permanently at once.
 #[derive(Debug, Clone)]
 pub struct StaticToken(AccessToken);
 
@@ -45,6 +51,10 @@ impl TokenSource for StaticToken {
 
     async fn refresh(&self) -> Result<AccessToken, AdapterError> {
         Ok(self.0.clone())
+    }
+
+    fn can_refresh(&self) -> bool {
+        false
     }
 }
 
