@@ -3,10 +3,13 @@
 //! Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage;
 //! 3 a sync needs attention; 4 the store could not be used (locked, corrupt).
 
+#[macro_use]
+mod stdout;
 mod demo;
 mod output;
 mod pull_cli;
 mod reddit_cli;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -229,14 +232,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(4);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            errln!("error: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -250,9 +253,14 @@ fn init_logs(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("adsync={level}")));
+    // Colour codes only for a terminal: piped or captured logs stay plain text.
+    // A failed log write is dropped rather than reported on stderr again,
+    // which would panic when stderr is the closed end of a pipe.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -265,7 +273,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let entities = set.entity_count();
-            println!(
+            outln!(
                 "ok: `{}`: {} campaigns, {entities} entities",
                 set.name,
                 set.campaigns.len()
@@ -291,13 +299,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 message: e.to_string(),
             })?;
             if mermaid {
-                print!("{}", table.to_mermaid());
+                out!("{}", table.to_mermaid());
             } else if markdown && machine == "pull" {
-                print!("{}", adsync::pull::definition_markdown());
+                out!("{}", adsync::pull::definition_markdown());
             } else if markdown {
-                print!("{}", adsync::push::definition_markdown());
+                out!("{}", adsync::push::definition_markdown());
             } else {
-                print!("{}", table.to_markdown());
+                out!("{}", table.to_markdown());
             }
             Ok(0)
         }
@@ -311,10 +319,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             // bad input writes nothing.
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let pusher = open_pusher(&cli.db, &platform).await?;
+            let interrupts = push_interrupts(&pusher, &cli.db, &platform);
             let ids = pusher.start(&set, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
-            finish(&report, json)
+            let code = finish(&report, json)?;
+            Ok(interrupts.finish().unwrap_or(code))
         }
         Command::Resume {
             sync,
@@ -349,15 +359,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             }
             if !others.is_empty() {
-                eprintln!(
+                errln!(
                     "note: not resuming unfinished syncs of other platforms (pass their --platform): {}",
                     others.join(", ")
                 );
             }
             let ids = mine;
+            let interrupts = push_interrupts(&pusher, &cli.db, &platform);
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
-            finish(&report, json)
+            let code = finish(&report, json)?;
+            Ok(interrupts.finish().unwrap_or(code))
         }
         Command::Resolve {
             sync,
@@ -372,9 +384,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 (None, false) => return Err(Failure::usage("pass --adopt <id> or --absent")),
             };
             let t = runner.resolve(&sync, outcome).await?;
-            println!(
+            outln!(
                 "{sync}: {} → {}; run `adsync resume {sync}` to continue",
-                t.from, t.to
+                t.from,
+                t.to
             );
             Ok(0)
         }
@@ -411,6 +424,46 @@ async fn progress_observer(pusher: &Pusher, ids: &[String], json: bool) -> adsyn
         }
     }
     output::printer_with_progress(json, &syncs)
+}
+
+/// Ctrl-C / SIGTERM handling for a push or resume run by `pusher`, with the
+/// command that continues it.
+fn push_interrupts(
+    pusher: &Pusher,
+    db: &std::path::Path,
+    platform: &PlatformArgs,
+) -> signals::Interrupts {
+    let db = absolute(db);
+    let mut args = vec![
+        "adsync",
+        "--db",
+        db.as_str(),
+        "resume",
+        "--all",
+        "--platform",
+        platform_name(platform.platform),
+    ];
+    let memory_file = platform.memory_file.as_deref().map(absolute);
+    match platform.platform {
+        Platform::Memory => {
+            if let Some(file) = &memory_file {
+                args.extend(["--memory-file", file.as_str()]);
+            }
+        }
+        Platform::Reddit => args.extend(["--reddit-base-url", platform.reddit.base_url()]),
+    }
+    signals::Interrupts::install(
+        pusher.runner().stop_signal().clone(),
+        signals::command_line(args),
+    )
+}
+
+/// `path` made absolute (so a suggested command works from any directory).
+pub(crate) fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// A runner for commands that apply outcomes but never perform effects.

@@ -169,8 +169,8 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         min_rate: ThrottleConfig::default().min_rate.min(args.rate),
         ..ThrottleConfig::default()
     };
-    let config = AmazonConfig::new(args.client_id, args.token)
-        .with_host(args.host)
+    let config = AmazonConfig::new(args.client_id.clone(), args.token)
+        .with_host(args.host.clone())
         .with_throttle(throttle)
         .with_timeout(Duration::from_secs(30));
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
@@ -192,12 +192,29 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         PullMode::ResumeOrStart
     };
     let json = args.json;
+    let db = crate::absolute(db);
+    let hint = crate::signals::command_line([
+        "adsync",
+        "--db",
+        db.as_str(),
+        "pull",
+        "--profile",
+        args.profile.as_str(),
+        "--host",
+        args.host.as_str(),
+        "--client-id",
+        args.client_id.as_str(),
+    ]);
+    // The token is never printed: it comes from the environment again.
+    let hint = format!("{hint}   (token from ADSYNC_AMAZON_TOKEN)");
+    let interrupts =
+        crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
     let status = puller
         .pull_observed(&args.profile, mode, &move |t| {
             // Phase changes, failures, and every 100th page as progress.
             if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
             {
-                println!(
+                outln!(
                     "[{}] #{} {} → {}: {}",
                     t.sync,
                     t.seq,
@@ -207,12 +224,23 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
                 );
             }
         })
-        .await?;
+        .await;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            // A stop surfaces as the run's error; the signal decides the code.
+            return match interrupts.finish() {
+                Some(code) => Ok(code),
+                None => Err(e.into()),
+            };
+        }
+    };
     print_statuses(std::slice::from_ref(&status), json);
-    Ok(match status.state {
+    let code = match status.state {
         SyncState::Completed => 0,
         _ => 1,
-    })
+    };
+    Ok(interrupts.finish().unwrap_or(code))
 }
 
 fn fmt_time(t: Option<time::OffsetDateTime>) -> String {
@@ -225,34 +253,39 @@ fn fmt_time(t: Option<time::OffsetDateTime>) -> String {
 
 fn print_statuses(statuses: &[PullStatus], json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(statuses).unwrap_or_default()
         );
         return;
     }
     for s in statuses {
-        println!(
+        outln!(
             "{} ({} profile {}): {} (phase {}, pull #{})",
-            s.sync, s.platform, s.profile_id, s.state, s.phase, s.run
+            s.sync,
+            s.platform,
+            s.profile_id,
+            s.state,
+            s.phase,
+            s.run
         );
-        println!(
+        outln!(
             "  started {}  finished {}  last success {}",
             fmt_time(Some(s.started_at)),
             fmt_time(s.finished_at),
             fmt_time(s.last_success_at)
         );
         match &s.counts {
-            Some(c) => println!("  persisted: {c}"),
-            None => println!("  persisted: nothing yet"),
+            Some(c) => outln!("  persisted: {c}"),
+            None => outln!("  persisted: nothing yet"),
         }
-        println!(
+        outln!(
             "  this pull: {} pages, {} entities staged",
             s.pages.total(),
             s.fetched.total()
         );
         if let Some(e) = &s.last_error {
-            println!("  last error: {e}");
+            outln!("  last error: {e}");
         }
     }
 }
@@ -271,7 +304,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
 pub fn print_pull_section(records: &[Record]) {
     let statuses = pull_statuses(records);
     if !statuses.is_empty() {
-        println!("\npull syncs:");
+        outln!("\npull syncs:");
         print_statuses(&statuses, false);
     }
 }
@@ -372,13 +405,13 @@ async fn select<T: adsync::platform::amazon::SpEntity + Send + 'static>(
 
 fn print_items<T: serde::Serialize>(items: &[T], json: bool, line: impl Fn(&T) -> String) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(items).unwrap_or_default()
         );
     } else {
         for item in items {
-            println!("{}", line(item));
+            outln!("{}", line(item));
         }
     }
 }
@@ -408,8 +441,8 @@ pub async fn fake_server_amazon(args: FakeAmazonArgs) -> Result<u8, Failure> {
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;
     let counts = data.campaigns.len() + data.ad_groups.len() + data.keywords.len();
-    println!("http://{addr}");
-    eprintln!(
+    outln!("http://{addr}");
+    errln!(
         "fake Amazon Ads on http://{addr}: profiles {:?}, {counts} entities each ({} keywords); admin API under /_admin; Ctrl-C stops",
         args.profiles,
         data.keywords.len()

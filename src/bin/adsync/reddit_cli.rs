@@ -49,6 +49,11 @@ pub struct RedditArgs {
 }
 
 impl RedditArgs {
+    /// The API root these flags point at (for commands suggested to the user).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The adapter these flags describe; a missing token or a bad URL is a usage error.
     pub fn adapter(&self) -> Result<Arc<RedditAdapter>, Failure> {
         let defaults = RedditConfig::default();
