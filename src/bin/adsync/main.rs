@@ -318,6 +318,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             // Parse and validate everything before the store is even opened:
             // bad input writes nothing.
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
+            if account.trim().is_empty() {
+                return Err(Failure::usage(
+                    "--account must name an ad account, not be empty",
+                ));
+            }
             let pusher = open_pusher(&cli.db, &platform).await?;
             let interrupts = push_interrupts(&pusher, &cli.db, &platform);
             let ids = pusher.start(&set, &account).await?;
