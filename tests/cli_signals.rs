@@ -265,3 +265,137 @@ fn sigint_stops_a_push_with_exit_130() {
     assert!(stderr.contains("adsync "), "{stderr}");
     assert!(fake.held().duplicates().is_empty());
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let fake = FakeRedditServer::start(TOKEN);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = reddit_push(&dir.path().join("adsync.db"), &fake)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("adsync starts");
+    // Every request now hangs far longer than the test waits.
+    fake.fake()
+        .inject(Fault::new(FaultKind::Latency { ms: 60_000 }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.requests() < 1 {
+        assert!(Instant::now() < deadline, "the push never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    let sent = Instant::now();
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("adsync exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    // The first signal decides the code.
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("continue with: adsync "), "{stderr}");
+}
+
+/// `adsync fake-server amazon` as a child process; killed when dropped.
+struct FakeAmazon {
+    child: Child,
+    url: String,
+}
+
+impl FakeAmazon {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
+            .args(["fake-server", "amazon", "--port", "0", "--profile", "77"])
+            .args(["--campaigns", "10", "--ad-groups-per-campaign", "2"])
+            .args(["--keywords-per-ad-group", "2", "--token", TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake server starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the server prints its URL");
+        let url = line.trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        FakeAmazon { child, url }
+    }
+}
+
+impl Drop for FakeAmazon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sigterm_stops_a_pull_and_the_printed_command_finishes_it() {
+    let server = FakeAmazon::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("adsync.db");
+    let amazon_env = |cmd: &mut Command| {
+        cmd.env("ADSYNC_AMAZON_TOKEN", TOKEN)
+            .env("ADSYNC_AMAZON_CLIENT_ID", "fake-client-id")
+            .env_remove("ADSYNC_AMAZON_HOST");
+    };
+    // One entity per page at 5 requests a second: about 14 s unless stopped.
+    let mut cmd = adsync(&db);
+    cmd.args(["pull", "--profile", "77", "--host", &server.url])
+        .args(["--page-size", "1", "--rate", "5", "--max-rate", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    amazon_env(&mut cmd);
+    let child = cmd.spawn().expect("pull starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().expect("pull exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "the token is never printed");
+    let command = stderr
+        .lines()
+        .find_map(|l| l.split_once("continue with: ").map(|(_, c)| c.to_string()))
+        .unwrap_or_else(|| panic!("no resume command in:\n{stderr}"));
+    assert!(
+        command.starts_with("adsync ") && command.contains(" pull "),
+        "{command}"
+    );
+
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_adsync"))
+        .parent()
+        .expect("bin dir");
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &format!("{command} --json")])
+        .current_dir("/")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env_remove("ADSYNC_DB")
+        .env_remove("ADSYNC_TEST_CRASH_AT");
+    amazon_env(&mut sh);
+    let resumed = sh.output().expect("sh runs");
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{command}\n{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("JSON");
+    assert_eq!(status[0]["state"], "completed", "{status:#}");
+}

@@ -205,8 +205,7 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
         "--client-id",
         args.client_id.as_str(),
     ]);
-    // The token is never printed: it comes from the environment again.
-    let hint = format!("{hint}   (token from ADSYNC_AMAZON_TOKEN)");
+    // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
     let interrupts =
         crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
     let status = puller
