@@ -398,4 +398,15 @@ fn sigterm_stops_a_pull_and_the_printed_command_finishes_it() {
     );
     let status: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("JSON");
     assert_eq!(status[0]["state"], "completed", "{status:#}");
+
+    // `pull` (up to date now) and `show` into a closed pipe end quietly too.
+    let mut again = adsync(&db);
+    again.args(["pull", "--profile", "77", "--host", &server.url]);
+    amazon_env(&mut again);
+    assert_quiet_success("pull", &run_with_closed_stdout(&mut again));
+    for kind in ["summary", "keywords"] {
+        let out =
+            run_with_closed_stdout(adsync(&db).args(["show", "--profile", "77", "--kind", kind]));
+        assert_quiet_success(&format!("show --kind {kind}"), &out);
+    }
 }
