@@ -286,8 +286,14 @@ pub enum InputError {
     },
 }
 
-/// Shortest name the platforms accept.
+/// Shortest name the platforms accept (Reddit: "at least 3 characters"),
+/// counted after trimming surrounding whitespace.
 pub const MIN_NAME_LEN: usize = 3;
+/// Longest name accepted, in characters. Reddit's own documentation seen so far
+/// states no maximum; 500 is the limit a public Reddit Ads API v3 client
+/// declares for names (the `reddit-ads-mcp-api` tool schema: "1-500
+/// characters"), unconfirmed by Reddit, so treat it as a ceiling, not a promise.
+pub const MAX_NAME_LEN: usize = 500;
 /// Reddit's cap on keywords per ad group.
 pub const MAX_KEYWORDS_PER_AD_GROUP: usize = 1000;
 
@@ -326,7 +332,19 @@ impl CampaignSet {
     /// assert!(err.to_string().starts_with("set.json:1:"));
     /// assert!(err.to_string().contains("campaigns[0].objective"));
     /// ```
+    ///
+    /// A UTF-8 byte-order mark at the start (editors on Windows write one) is skipped.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, InputError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        // serde would say "invalid type: sequence, expected struct CampaignSet";
+        // say what the file should hold instead.
+        if text.trim_start().starts_with('[') {
+            return Err(InputError::Invalid {
+                origin: origin.to_string(),
+                json_path: ".".to_string(),
+                message: "expected a campaign-set object ({\"name\": …, \"campaigns\": […]}), found an array".to_string(),
+            });
+        }
         let syntax = |json_path: String, e: serde_json::Error| InputError::Syntax {
             origin: origin.to_string(),
             line: e.line(),
@@ -345,8 +363,12 @@ impl CampaignSet {
         Ok(set)
     }
 
-    /// Checks the rules serde cannot: name lengths, unique local ids, unique
-    /// sibling names (a look-up by name after a lost response must be unambiguous).
+    /// Checks the rules serde cannot, so that a push never fails halfway on
+    /// input the platform would reject: at least one campaign; names neither
+    /// blank nor shorter than [`MIN_NAME_LEN`] nor longer than [`MAX_NAME_LEN`];
+    /// unique local ids; unique sibling names (a look-up by name after a lost
+    /// response must be unambiguous); RFC 3339 times with `end_time` after
+    /// `start_time`; absolute http(s) click URLs; `t3_` post ids.
     pub fn validate(&self, origin: &str) -> Result<(), InputError> {
         let invalid = |json_path: String, message: String| InputError::Invalid {
             origin: origin.to_string(),
@@ -357,14 +379,14 @@ impl CampaignSet {
         let mut check_entity =
             |path: &str, id: &str, name: &str, what: &str| -> Result<(), InputError> {
                 claim_id(&mut ids, id, what).map_err(|m| invalid(format!("{path}.id"), m))?;
-                if name.chars().count() < MIN_NAME_LEN {
-                    return Err(invalid(
-                        format!("{path}.name"),
-                        format!("{what} name `{name}` is shorter than {MIN_NAME_LEN} characters"),
-                    ));
-                }
-                Ok(())
+                check_name(name, what).map_err(|m| invalid(format!("{path}.name"), m))
             };
+        if self.campaigns.is_empty() {
+            return Err(invalid(
+                "campaigns".to_string(),
+                "the set has no campaigns; nothing to push".to_string(),
+            ));
+        }
         let mut campaign_names = BTreeSet::new();
         for (ci, c) in self.campaigns.iter().enumerate() {
             let cp = format!("campaigns[{ci}]");
@@ -385,6 +407,7 @@ impl CampaignSet {
                         format!("two ad groups of `{}` are named `{}`", c.id, g.name),
                     ));
                 }
+                check_times(g).map_err(|(field, m)| invalid(format!("{gp}.{field}"), m))?;
                 if g.keywords.len() > MAX_KEYWORDS_PER_AD_GROUP {
                     return Err(invalid(
                         format!("{gp}.keywords"),
@@ -398,6 +421,15 @@ impl CampaignSet {
                 for (ai, a) in g.ads.iter().enumerate() {
                     let ap = format!("{gp}.ads[{ai}]");
                     check_entity(&ap, &a.id, &a.name, "ad")?;
+                    if !(a.post_id.starts_with("t3_") && a.post_id.len() > 3) {
+                        return Err(invalid(
+                            format!("{ap}.post_id"),
+                            format!("`{}` is not a post id like `t3_abc`", a.post_id),
+                        ));
+                    }
+                    if let Some(url) = &a.click_url {
+                        check_url(url).map_err(|m| invalid(format!("{ap}.click_url"), m))?;
+                    }
                     if !ad_names.insert(a.name.as_str()) {
                         return Err(invalid(
                             format!("{ap}.name"),
@@ -427,6 +459,74 @@ impl CampaignSet {
         }
         Ok(())
     }
+}
+
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(format!("{what} name must not be blank"));
+    }
+    let len = trimmed.chars().count();
+    if len < MIN_NAME_LEN {
+        return Err(format!(
+            "{what} name `{name}` is shorter than {MIN_NAME_LEN} characters"
+        ));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!(
+            "{what} name has {} characters; at most {MAX_NAME_LEN}",
+            name.chars().count()
+        ));
+    }
+    Ok(())
+}
+
+/// The ad group's times parse as RFC 3339 (what Reddit's ISO 8601 fields
+/// take) and, when both are set, end after they start. Errors name the field.
+fn check_times(g: &AdGroup) -> Result<(), (&'static str, String)> {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |field: &'static str, value: &Option<String>| match value {
+        None => Ok(None),
+        Some(v) => time::OffsetDateTime::parse(v, &Rfc3339)
+            .map(Some)
+            .map_err(|e| {
+                (
+                    field,
+                    format!("`{v}` is not an RFC 3339 date-time like 2026-03-01T09:00:00Z ({e})"),
+                )
+            }),
+    };
+    let start = parse("start_time", &g.start_time)?;
+    let end = parse("end_time", &g.end_time)?;
+    if let (Some(start), Some(end)) = (start, end) {
+        if end <= start {
+            return Err((
+                "end_time",
+                format!(
+                    "end_time `{}` is not after start_time `{}`",
+                    g.end_time.as_deref().unwrap_or_default(),
+                    g.start_time.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A landing page must be an absolute http(s) URL with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not an absolute URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{url}` is not an http(s) URL (scheme `{}`)",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(())
 }
 
 fn claim_id(ids: &mut HashSet<String>, id: &str, what: &str) -> Result<(), String> {

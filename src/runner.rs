@@ -100,6 +100,10 @@ pub enum RunError {
     /// Another task is stepping this sync right now.
     #[error("sync `{0}` is being stepped by another task")]
     Busy(String),
+    /// [`StopSignal::stop`] was called: the sync's latest checkpoint is durable
+    /// and its next effect was not started; resuming continues from there.
+    #[error("sync `{0}` was stopped before its next effect")]
+    Stopped(String),
     /// The machine refused the outcome; nothing was written.
     #[error("sync `{sync}`: {source}")]
     Transition {
@@ -198,6 +202,50 @@ pub struct HookPoint {
     pub when: HookWhen,
 }
 
+/// Asks runners to start no new effect (Ctrl-C, SIGTERM, an embedder shutting
+/// down). Effects already in flight finish and their outcome is checkpointed;
+/// a step that would start an effect, or is waiting out a backoff, returns
+/// [`RunError::Stopped`] instead. Clones share one signal.
+///
+/// A `watch` channel rather than a plain flag, so a step waiting for its
+/// backoff time wakes up at once instead of sleeping on.
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            tx: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
+
+impl StopSignal {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives the signal; idempotent and never blocks.
+    pub fn stop(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether [`StopSignal::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once [`StopSignal::stop`] has been called (at once if it was).
+    pub async fn stopped(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}
+
 /// A test hook called at every checkpoint boundary (crash tests kill the process here).
 pub type Hook = Arc<dyn Fn(&HookPoint) + Send + Sync>;
 
@@ -223,6 +271,7 @@ pub struct Runner<M: Machine> {
     fresh: Mutex<HashMap<String, Checkpoint<M>>>,
     busy: Mutex<HashSet<String>>,
     hook: Option<Hook>,
+    stop: StopSignal,
 }
 
 impl<M: Machine> std::fmt::Debug for Runner<M> {
@@ -259,6 +308,7 @@ impl<M: Machine> Runner<M> {
             fresh: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
             hook: None,
+            stop: StopSignal::new(),
         }
     }
 
@@ -272,6 +322,18 @@ impl<M: Machine> Runner<M> {
     pub fn with_hook(mut self, hook: Hook) -> Self {
         self.hook = Some(hook);
         self
+    }
+
+    /// Makes this runner honour `stop` (see [`StopSignal`]); by default it has
+    /// its own, reachable through [`Runner::stop_signal`].
+    pub fn with_stop(mut self, stop: StopSignal) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// The signal that stops this runner before its next effect.
+    pub fn stop_signal(&self) -> &StopSignal {
+        &self.stop
     }
 
     /// The store this runner writes to.
@@ -386,6 +448,9 @@ impl<M: Machine> Runner<M> {
     }
 
     /// Performs exactly one transition of sync `id` (see the module docs).
+    ///
+    /// Returns [`RunError::Stopped`] without starting an effect once the
+    /// runner's [`StopSignal`] is given.
     pub async fn step(&self, id: &str) -> Result<Step<M>, RunError> {
         self.step_waking(id, false).await
     }
@@ -396,6 +461,9 @@ impl<M: Machine> Runner<M> {
     /// not write its checkpoint. A run wakes on its first step only, so it
     /// never spins on a stopped sync.
     async fn step_waking(&self, id: &str, wake: bool) -> Result<Step<M>, RunError> {
+        if self.stop.is_stopped() {
+            return Err(RunError::Stopped(id.to_string()));
+        }
         let _guard = self.claim(id)?;
         // Taking the state out of `fresh` *before* the effect starts is what makes
         // a failure anywhere below count as "effect may have run" next time.
@@ -443,9 +511,24 @@ impl<M: Machine> Runner<M> {
             Some(outcome) => (None, outcome, Commit::new()),
             None => {
                 if let Some(at) = M::not_before(&checkpoint.state) {
-                    self.clock.sleep_until(at).await;
+                    tokio::select! {
+                        () = self.clock.sleep_until(at) => {}
+                        () = self.stop.stopped() => {}
+                    }
                 }
-                tracing::debug!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
+                if self.stop.is_stopped() {
+                    // Nothing started: a fresh state stays fresh, so a later
+                    // step in this process sends its effect without a look-up.
+                    if fresh {
+                        self.fresh
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id.to_string(), checkpoint);
+                    }
+                    return Err(RunError::Stopped(id.to_string()));
+                }
+                // Effect descriptions name entities and ids, never credentials.
+                tracing::info!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
                 let (outcome, writes) = self.effects.perform_with_writes(id, &effect).await;
                 (Some(effect), outcome, writes)
             }

@@ -84,16 +84,16 @@ pub async fn run() -> Result<u8, Failure> {
     );
     let print = output::printer(false);
 
-    println!(
+    outln!(
         "── fake Reddit Ads API at {} (in this process, over HTTP) ──",
         fake.base_url()
     );
-    println!(
+    outln!(
         "── process 1: push `{}` to account {ACCOUNT} (store {}) ──",
         set.name,
         db.display()
     );
-    println!("   the server will store the first ad group create, then lose its response");
+    outln!("   the server will store the first ad group create, then lose its response");
     let ids = {
         let p = pusher(Store::open_from_async(&db).await?, &adapter, &clock);
         let ids = p.start(&set, ACCOUNT).await?;
@@ -108,7 +108,7 @@ pub async fn run() -> Result<u8, Failure> {
                         .create(&parent, &spec)
                         .await
                         .map_err(|e| failed("the interrupted create")(e.to_string()))?;
-                    println!("   💥 the ad create reached the server as {id}, then the process was killed");
+                    outln!("   💥 the ad create reached the server as {id}, then the process was killed");
                     break;
                 }
             }
@@ -116,7 +116,7 @@ pub async fn run() -> Result<u8, Failure> {
         ids
     };
 
-    println!("\n── process 2: resume from the checkpoints ──");
+    outln!("\n── process 2: resume from the checkpoints ──");
     let p = pusher(Store::open_from_async(&db).await?, &adapter, &clock);
     let report = p.run_all_observed(&ids, print).await;
     output::report(&report, false);
@@ -147,7 +147,7 @@ pub async fn run() -> Result<u8, Failure> {
         })
     });
     let duplicates = held.duplicates();
-    println!(
+    outln!(
         "\nserver (GET /__admin/entities): {} campaigns, {} ad groups, {} ads for {local} local entities \
          ({} create POSTs received); keywords in ad group targeting: {}; duplicates: {}",
         held.campaigns.len(),

@@ -4,10 +4,13 @@
 //! 3 a sync needs attention; 4 the store could not be used (locked, corrupt);
 //! 5 a sync stopped unfinished because the platform was unavailable (resume it later).
 
+#[macro_use]
+mod stdout;
 mod demo;
 mod output;
 mod pull_cli;
 mod reddit_cli;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -244,14 +247,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(4);
         }
     };
     match runtime.block_on(run(cli, given)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            errln!("error: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -265,9 +268,14 @@ fn init_logs(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("adsync={level}")));
+    // Colour codes only for a terminal: piped or captured logs stay plain text.
+    // A failed log write is dropped rather than reported on stderr again,
+    // which would panic when stderr is the closed end of a pipe.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -309,7 +317,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
         Command::Validate { set } => {
             let set = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
             let entities = set.entity_count();
-            println!(
+            outln!(
                 "ok: `{}`: {} campaigns, {entities} entities",
                 set.name,
                 set.campaigns.len()
@@ -335,13 +343,13 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
                 message: e.to_string(),
             })?;
             if mermaid {
-                print!("{}", table.to_mermaid());
+                out!("{}", table.to_mermaid());
             } else if markdown && machine == "pull" {
-                print!("{}", adsync::pull::definition_markdown());
+                out!("{}", adsync::pull::definition_markdown());
             } else if markdown {
-                print!("{}", adsync::push::definition_markdown());
+                out!("{}", adsync::push::definition_markdown());
             } else {
-                print!("{}", table.to_markdown());
+                out!("{}", table.to_markdown());
             }
             Ok(0)
         }
@@ -354,15 +362,27 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             // Parse and validate everything before the store is even opened:
             // bad input writes nothing.
             let parsed = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
+            if account.trim().is_empty() {
+                return Err(Failure::usage(
+                    "--account must name an ad account, not be empty",
+                ));
+            }
             let store = Store::open_from_async(&cli.db).await?;
             let endpoint = Endpoint::of_flags(&cli.db, &platform);
             let set_file = std::path::absolute(&set).unwrap_or(set);
-            let pusher = open_pusher(store, &platform, &endpoint)?
+            // Every sync records its endpoint, so `resume --all` needs no flags.
+            let db = absolute(store.path());
+            let interrupts = signals::Interrupts::install(
+                adsync::runner::StopSignal::new(),
+                signals::command_line(["adsync", "--db", db.as_str(), "resume", "--all"]),
+            );
+            let pusher = open_pusher(store, &platform, &endpoint, interrupts.stop_signal())?
                 .with_labels(endpoint.labels(&set_file.to_string_lossy()));
             let ids = pusher.start(&parsed, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
             let report = pusher.run_all_observed(&ids, observer).await;
-            finish(&report, json)
+            let code = finish(&report, json)?;
+            Ok(interrupts.finish().unwrap_or(code))
         }
         Command::Resume {
             syncs,
@@ -381,7 +401,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             let runner = read_only_runner(store);
             let checkpoint = runner.get(&sync).await?;
             let platform = checkpoint.state.target.platform.clone();
-            let resume = resume_command(&sync, &platform);
+            let resume = resume_command(&cli.db, &sync);
             match checkpoint.record.status {
                 Status::NeedsAttention => {}
                 status @ (Status::Succeeded | Status::Failed) => {
@@ -397,13 +417,28 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             }
             let outcome = match (adopt, absent) {
                 (Some(id), _) => {
+                    // Where the sync pushed to is in its labels (never a credential);
+                    // a flag stands in for syncs started before labels were kept.
+                    let labels = &checkpoint.record.labels;
                     let adapter: Arc<dyn PushAdapter> = match platform.as_str() {
-                        "memory" => Arc::new(match &memory_file {
-                            Some(path) => MemoryPlatform::open_file(path, Arc::new(SystemClock))
-                                .map_err(|e| Failure::usage(e.to_string()))?,
-                            None => MemoryPlatform::new(Arc::new(SystemClock)),
-                        }),
-                        "reddit" => reddit.adapter()?,
+                        "memory" => {
+                            let file = labels
+                                .get("memory_file")
+                                .map(PathBuf::from)
+                                .or_else(|| memory_file.clone())
+                                .unwrap_or_else(|| default_memory_file(&cli.db));
+                            Arc::new(
+                                MemoryPlatform::open_file(&file, Arc::new(SystemClock))
+                                    .map_err(|e| Failure::usage(e.to_string()))?,
+                            )
+                        }
+                        "reddit" => {
+                            let url = labels
+                                .get("base_url")
+                                .map(String::as_str)
+                                .unwrap_or(reddit.base_url());
+                            reddit.adapter_at(url)?
+                        }
                         other => {
                             return Err(Failure::usage(format!(
                                 "sync `{sync}` was pushed to `{other}`, which this command cannot reach to verify {id}"
@@ -412,18 +447,11 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
                     };
                     adsync::push::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
                         .await
-                        .map_err(|e| {
-                            let hint = if platform == "memory" && memory_file.is_none() {
-                                " (the memory platform keeps entities between runs only in a --memory-file)"
-                            } else {
-                                ""
-                            };
-                            Failure {
-                                code: if e.is_refusal() { 2 } else { 1 },
-                                message: format!(
-                                    "sync `{sync}`: not adopting {id}: {e}{hint}; nothing was recorded"
-                                ),
-                            }
+                        .map_err(|e| Failure {
+                            code: if e.is_refusal() { 2 } else { 1 },
+                            message: format!(
+                                "sync `{sync}`: not adopting {id}: {e}; nothing was recorded"
+                            ),
                         })?;
                     PushOutcome::OperatorAdopt { id }
                 }
@@ -431,7 +459,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
                 (None, false) => return Err(Failure::usage("pass --adopt <id> or --absent")),
             };
             let t = runner.resolve(&sync, outcome).await?;
-            println!("{sync}: {} → {}; run `{resume}` to continue", t.from, t.to);
+            outln!("{sync}: {} → {}; run `{resume}` to continue", t.from, t.to);
             Ok(0)
         }
         Command::Status { json } => {
@@ -469,6 +497,14 @@ async fn progress_observer(pusher: &Pusher, ids: &[String], json: bool) -> adsyn
     output::printer_with_progress(json, &syncs)
 }
 
+/// `path` made absolute (so a suggested command works from any directory).
+pub(crate) fn absolute(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// A runner for commands that apply outcomes but never perform effects.
 fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
     struct NoEffects;
@@ -487,11 +523,9 @@ fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
 }
 
 /// The command that resumes sync `id`, pushed to `platform`.
-fn resume_command(id: &str, platform: &str) -> String {
-    match platform {
-        "memory" => format!("adsync resume {id}"),
-        other => format!("adsync resume {id} --platform {other}"),
-    }
+/// The command that continues sync `id` (its platform comes from its checkpoint).
+fn resume_command(db: &std::path::Path, id: &str) -> String {
+    signals::command_line(["adsync", "--db", absolute(db).as_str(), "resume", id])
 }
 
 /// The name a platform's adapter records in checkpoints.
@@ -573,6 +607,7 @@ fn open_pusher(
     store: Arc<Store>,
     args: &PlatformArgs,
     endpoint: &Endpoint,
+    stop: &adsync::runner::StopSignal,
 ) -> Result<Pusher, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapter: Arc<dyn PushAdapter> = match endpoint {
@@ -590,6 +625,7 @@ fn open_pusher(
     if let Some(hook) = crash_hook_from_env() {
         runner = runner.with_hook(hook);
     }
+    let runner = runner.with_stop(stop.clone());
     Ok(Pusher::new(Arc::new(runner), adapter.as_ref(), clock))
 }
 
@@ -660,6 +696,17 @@ async fn resume(
     use adsync::machine::Machine as _;
     let store = Store::open_from_async(db).await?;
     let db = store.path().to_path_buf();
+    let shown_db = absolute(&db);
+    let mut again = vec!["adsync", "--db", shown_db.as_str(), "resume"];
+    if all {
+        again.push("--all");
+    } else {
+        again.extend(syncs.iter().map(String::as_str));
+    }
+    let interrupts = signals::Interrupts::install(
+        adsync::runner::StopSignal::new(),
+        signals::command_line(again),
+    );
     let mut records = Vec::new();
     let mut attention = Vec::new();
     if all {
@@ -723,7 +770,7 @@ async fn resume(
     };
     let mut cannot_run = Vec::new();
     for (endpoint, ids) in pushes {
-        let pusher = match open_pusher(store.clone(), args, &endpoint) {
+        let pusher = match open_pusher(store.clone(), args, &endpoint, interrupts.stop_signal()) {
             Ok(pusher) => pusher,
             Err(f) => {
                 cannot_run.push(format!(
@@ -746,24 +793,24 @@ async fn resume(
         0
     };
     if all && pulls.is_empty() && !pushes_ran(&report) && cannot_run.is_empty() && !json {
-        println!("nothing to resume in {}", db.display());
+        outln!("nothing to resume in {}", db.display());
     }
     for id in pulls {
-        match pull_cli::resume(store.clone(), &id, json).await {
+        match pull_cli::resume(store.clone(), &id, json, &interrupts).await {
             Ok(pulled) => code = worst(code, pulled),
             Err(f) if f.code == 2 => cannot_run.push(format!("{id} (pull: {})", f.message)),
             Err(f) => return Err(f),
         }
     }
     for id in &attention {
-        eprintln!(
+        errln!(
             "needs attention: `{id}`; see `adsync --db {} history {id}`, then `adsync --db {} resolve {id} --adopt <platform id>` or `--absent`",
             adsync::push::shell_quote(&db.to_string_lossy()),
             adsync::push::shell_quote(&db.to_string_lossy()),
         );
     }
     for c in &cannot_run {
-        eprintln!("cannot resume: {c}");
+        errln!("cannot resume: {c}");
     }
     if !attention.is_empty() {
         code = worst(code, 3);
@@ -771,7 +818,7 @@ async fn resume(
     if !cannot_run.is_empty() {
         code = worst(code, 2);
     }
-    Ok(code)
+    Ok(interrupts.finish().unwrap_or(code))
 }
 
 fn pushes_ran(report: &SetReport) -> bool {
@@ -875,9 +922,10 @@ fn finish(report: &SetReport, json: bool) -> Result<u8, Failure> {
     {
         // Stopped at a durable checkpoint with nothing lost (the platform was
         // unavailable): a later resume continues it.
-        eprintln!(
+        errln!(
             "note: sync `{}` stopped unfinished; resume it later with `adsync resume {}`",
-            c.sync, c.sync
+            c.sync,
+            c.sync
         );
     }
     Ok(if any(Status::NeedsAttention) {

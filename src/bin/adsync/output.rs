@@ -61,7 +61,7 @@ pub fn printer(json: bool) -> Observer {
                 .as_ref()
                 .map(PushMachine::describe_effect)
                 .unwrap_or_else(|| "(no effect run)".into());
-            println!(
+            outln!(
                 "[{}] #{} {} → {}: {effect} ⇒ {}",
                 t.sync,
                 t.seq,
@@ -75,19 +75,19 @@ pub fn printer(json: bool) -> Observer {
 
 pub fn report(report: &SetReport, json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
         return;
     }
     for c in &report.campaigns {
-        println!("\n{} (campaign `{}`): {}", c.sync, c.campaign, c.status);
+        outln!("\n{} (campaign `{}`): {}", c.sync, c.campaign, c.status);
         if let Some(e) = &c.last_error {
-            println!("  last error: {e}");
+            outln!("  last error: {e}");
         }
         for e in c.entities.iter() {
-            println!(
+            outln!(
                 "  {:<9} {:<16} {:<12} {}",
                 e.kind.to_string(),
                 e.local_id,
@@ -100,7 +100,7 @@ pub fn report(report: &SetReport, json: bool) {
         }
     }
     for e in &report.errors {
-        println!("error: {e}");
+        outln!("error: {e}");
     }
 }
 
@@ -366,13 +366,13 @@ pub fn history(store: &Store, sync: &str, json: bool) -> Result<u8, Failure> {
         )));
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&entries).unwrap_or_default()
         );
     } else {
         for e in entries {
-            println!(
+            outln!(
                 "#{:<3} {}  {:<16} → {:<16} {} ⇒ {}",
                 e.seq,
                 fmt_time(e.at),

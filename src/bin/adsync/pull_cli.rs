@@ -177,7 +177,7 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
             "no Amazon Ads access token: set ADSYNC_AMAZON_TOKEN (or pass --token, which shows in the process list)",
         )
     })?;
-    let config = AmazonConfig::new(args.client_id, token)
+    let config = AmazonConfig::new(args.client_id.clone(), token)
         .with_host(args.host.clone())
         .with_throttle(throttle)
         .with_timeout(Duration::from_secs(30));
@@ -205,7 +205,24 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
     } else {
         PullMode::ResumeOrStart
     };
-    run_pull(&puller, &args.profile, mode, args.json).await
+    let db = crate::absolute(db);
+    let hint = crate::signals::command_line([
+        "adsync",
+        "--db",
+        db.as_str(),
+        "pull",
+        "--profile",
+        args.profile.as_str(),
+        "--host",
+        args.host.as_str(),
+        "--client-id",
+        args.client_id.as_str(),
+    ]);
+    // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
+    let interrupts =
+        crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
+    let code = run_pull(&puller, &args.profile, mode, args.json, &interrupts).await?;
+    Ok(interrupts.finish().unwrap_or(code))
 }
 
 /// The host as the client uses it (no trailing slash).
@@ -216,7 +233,15 @@ fn client_host(host: &str) -> String {
 /// `adsync resume` of pull sync `id`: host and profile from its checkpoint,
 /// credentials from the environment only. Missing credentials are a usage
 /// error (exit 2) naming the variables.
-pub async fn resume(store: Arc<Store>, id: &str, json: bool) -> Result<u8, Failure> {
+///
+/// The pull stops at the next step boundary once `interrupts` has seen a signal;
+/// the caller prints how to continue.
+pub async fn resume(
+    store: Arc<Store>,
+    id: &str,
+    json: bool,
+    interrupts: &crate::signals::Interrupts,
+) -> Result<u8, Failure> {
     let key = id.to_string();
     let record = store
         .blocking(move |store| store.record(&key))
@@ -258,8 +283,9 @@ pub async fn resume(store: Arc<Store>, id: &str, json: bool) -> Result<u8, Failu
     if let Some(hook) = crate::crash_hook_from_env() {
         runner = runner.with_hook(hook);
     }
+    let runner = runner.with_stop(interrupts.stop_signal().clone());
     let puller = Puller::new(Arc::new(runner), AMAZON, clock);
-    run_pull(&puller, &profile, PullMode::ResumeOrStart, json).await
+    run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
 }
 
 async fn run_pull(
@@ -267,13 +293,14 @@ async fn run_pull(
     profile: &str,
     mode: PullMode,
     json: bool,
+    interrupts: &crate::signals::Interrupts,
 ) -> Result<u8, Failure> {
     let status = puller
         .pull_observed(profile, mode, &move |t| {
             // Phase changes, failures, and every 100th page as progress.
             if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
             {
-                println!(
+                outln!(
                     "[{}] #{} {} → {}: {}",
                     t.sync,
                     t.seq,
@@ -283,12 +310,23 @@ async fn run_pull(
                 );
             }
         })
-        .await?;
+        .await;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            // A stop surfaces as the run's error; the signal decides the code.
+            return match interrupts.signalled() {
+                Some(code) => Ok(code),
+                None => Err(e.into()),
+            };
+        }
+    };
     print_statuses(std::slice::from_ref(&status), json);
-    Ok(match status.state {
+    let code = match status.state {
         SyncState::Completed => 0,
         _ => 1,
-    })
+    };
+    Ok(interrupts.signalled().unwrap_or(code))
 }
 
 fn fmt_time(t: Option<time::OffsetDateTime>) -> String {
@@ -301,34 +339,39 @@ fn fmt_time(t: Option<time::OffsetDateTime>) -> String {
 
 fn print_statuses(statuses: &[PullStatus], json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(statuses).unwrap_or_default()
         );
         return;
     }
     for s in statuses {
-        println!(
+        outln!(
             "{} ({} profile {}): {} (phase {}, pull #{})",
-            s.sync, s.platform, s.profile_id, s.state, s.phase, s.run
+            s.sync,
+            s.platform,
+            s.profile_id,
+            s.state,
+            s.phase,
+            s.run
         );
-        println!(
+        outln!(
             "  started {}  finished {}  last success {}",
             fmt_time(Some(s.started_at)),
             fmt_time(s.finished_at),
             fmt_time(s.last_success_at)
         );
         match &s.counts {
-            Some(c) => println!("  persisted: {c}"),
-            None => println!("  persisted: nothing yet"),
+            Some(c) => outln!("  persisted: {c}"),
+            None => outln!("  persisted: nothing yet"),
         }
-        println!(
+        outln!(
             "  this pull: {} pages, {} entities staged",
             s.pages.total(),
             s.fetched.total()
         );
         if let Some(e) = &s.last_error {
-            println!("  last error: {e}");
+            outln!("  last error: {e}");
         }
     }
 }
@@ -347,7 +390,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
 pub fn print_pull_section(records: &[Record]) {
     let statuses = pull_statuses(records);
     if !statuses.is_empty() {
-        println!("\npull syncs:");
+        outln!("\npull syncs:");
         print_statuses(&statuses, false);
     }
 }
@@ -448,13 +491,13 @@ async fn select<T: adsync::platform::amazon::SpEntity + Send + 'static>(
 
 fn print_items<T: serde::Serialize>(items: &[T], json: bool, line: impl Fn(&T) -> String) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(items).unwrap_or_default()
         );
     } else {
         for item in items {
-            println!("{}", line(item));
+            outln!("{}", line(item));
         }
     }
 }
@@ -484,8 +527,8 @@ pub async fn fake_server_amazon(args: FakeAmazonArgs) -> Result<u8, Failure> {
         .local_addr()
         .map_err(|e| Failure::usage(e.to_string()))?;
     let counts = data.campaigns.len() + data.ad_groups.len() + data.keywords.len();
-    println!("http://{addr}");
-    eprintln!(
+    outln!("http://{addr}");
+    errln!(
         "fake Amazon Ads on http://{addr}: profiles {:?}, {counts} entities each ({} keywords); admin API under /_admin; Ctrl-C stops",
         args.profiles,
         data.keywords.len()
