@@ -129,7 +129,11 @@ async fn resolve_adopt_verifies_the_id_before_recording_it() {
     // Without the platform's file there is nothing to verify against: refused too.
     let out = adsync(&db, &["resolve", &sync, "--adopt", &real]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--memory-file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was recorded"),
+        "{}",
+        stderr(&out)
+    );
     let status = adsync(&db, &["status", "--json"]);
     assert!(
         stdout(&status).contains("needs_attention"),
@@ -151,7 +155,10 @@ async fn resolve_adopt_verifies_the_id_before_recording_it() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
-        format!("{sync}: NeedsAttention → AdGroupsCreated; run `adsync resume {sync}` to continue")
+        format!(
+            "{sync}: NeedsAttention → AdGroupsCreated; run `adsync --db {} resume {sync}` to continue",
+            db.display()
+        )
     );
     let out = adsync(&db, &["resume", &sync, "--memory-file", file_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -190,7 +197,10 @@ async fn a_stopped_lookup_needs_no_attention_and_resume_finishes_it() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim(),
-        format!("error: sync `{sync}` does not need attention: it is unfinished, and `adsync resume {sync}` continues it")
+        format!(
+            "error: sync `{sync}` does not need attention: it is unfinished, and `adsync --db {} resume {sync}` continues it",
+            db.display()
+        )
     );
     let out = adsync(
         &db,

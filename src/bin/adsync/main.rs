@@ -367,8 +367,9 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
                     "--account must name an ad account, not be empty",
                 ));
             }
-            let store = Store::open_from_async(&cli.db).await?;
             let endpoint = Endpoint::of_flags(&cli.db, &platform);
+            let adapter = open_adapter(&platform, &endpoint)?;
+            let store = Store::open_from_async(&cli.db).await?;
             let set_file = std::path::absolute(&set).unwrap_or(set);
             // Every sync records its endpoint, so `resume --all` needs no flags.
             let db = absolute(store.path());
@@ -376,7 +377,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
                 adsync::runner::StopSignal::new(),
                 signals::command_line(["adsync", "--db", db.as_str(), "resume", "--all"]),
             );
-            let pusher = open_pusher(store, &platform, &endpoint, interrupts.stop_signal())?
+            let pusher = open_pusher(store, adapter, interrupts.stop_signal())
                 .with_labels(endpoint.labels(&set_file.to_string_lossy()));
             let ids = pusher.start(&parsed, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
@@ -603,20 +604,24 @@ impl Endpoint {
     }
 }
 
-fn open_pusher(
-    store: Arc<Store>,
-    args: &PlatformArgs,
-    endpoint: &Endpoint,
-    stop: &adsync::runner::StopSignal,
-) -> Result<Pusher, Failure> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let adapter: Arc<dyn PushAdapter> = match endpoint {
+/// The adapter for `endpoint`: a bad flag or variable is a usage error, found
+/// before the store is opened or any request is sent.
+fn open_adapter(args: &PlatformArgs, endpoint: &Endpoint) -> Result<Arc<dyn PushAdapter>, Failure> {
+    Ok(match endpoint {
         Endpoint::Memory(path) => Arc::new(
-            MemoryPlatform::open_file(path, clock.clone())
+            MemoryPlatform::open_file(path, Arc::new(SystemClock))
                 .map_err(|e| Failure::usage(e.to_string()))?,
         ),
         Endpoint::Reddit(url) => args.reddit.adapter_at(url)?,
-    };
+    })
+}
+
+fn open_pusher(
+    store: Arc<Store>,
+    adapter: Arc<dyn PushAdapter>,
+    stop: &adsync::runner::StopSignal,
+) -> Pusher {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut runner = Runner::new(
         store,
         Arc::new(AdapterEffects::new(adapter.clone())),
@@ -626,7 +631,7 @@ fn open_pusher(
         runner = runner.with_hook(hook);
     }
     let runner = runner.with_stop(stop.clone());
-    Ok(Pusher::new(Arc::new(runner), adapter.as_ref(), clock))
+    Pusher::new(Arc::new(runner), adapter.as_ref(), clock)
 }
 
 /// The endpoint a push sync was started against, from its labels; flags that
@@ -770,8 +775,8 @@ async fn resume(
     };
     let mut cannot_run = Vec::new();
     for (endpoint, ids) in pushes {
-        let pusher = match open_pusher(store.clone(), args, &endpoint, interrupts.stop_signal()) {
-            Ok(pusher) => pusher,
+        let pusher = match open_adapter(args, &endpoint) {
+            Ok(adapter) => open_pusher(store.clone(), adapter, interrupts.stop_signal()),
             Err(f) => {
                 cannot_run.push(format!(
                     "{} ({}: {})",
