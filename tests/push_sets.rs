@@ -104,8 +104,10 @@ fn assert_exactly_once(dir: &Path, variant: &str) {
 }
 
 /// Kills `adsync push` of a 16-campaign set at many points early in its start
-/// (SIGKILL after a delay, and at the first checkpoint after the start), then
-/// recovers with `resume --all` (no flags) or by re-running the same push.
+/// (SIGKILL at a sweep of delays after the process opened its store, and at
+/// checkpoint boundaries after the start), asserts all or none of the set's
+/// syncs exist, then recovers with `resume --all` (no flags) or by re-running
+/// the same push: every campaign exactly once on the platform.
 #[test]
 fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
     let mut variants: Vec<(Option<u64>, Option<&str>)> = vec![
@@ -113,7 +115,9 @@ fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
         (None, Some("1:after")),
         (None, Some("5:after")),
     ];
-    variants.extend((0..12).map(|n| (Some(n * 6), None)));
+    // The delays count from the moment the store's log exists (the process
+    // opened its store), so the sweep covers the start whatever the load.
+    variants.extend((0..=40).step_by(2).map(|ms| (Some(ms), None)));
     let mut seen = [0usize; 2];
     for (i, (delay, crash_at)) in variants.into_iter().enumerate() {
         let tmp = tempfile::tempdir().unwrap();
@@ -127,6 +131,11 @@ fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
         }
         let mut child = cmd.spawn().expect("adsync starts");
         if let Some(ms) = delay {
+            let log = dir.join("adsync.db").join("adsync.wal");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !log.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
             std::thread::sleep(std::time::Duration::from_millis(ms));
             let _ = child.kill();
         }
@@ -140,6 +149,10 @@ fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
         assert_eq!(set_recorded, !syncs.is_empty(), "{variant}: set record");
         seen[usize::from(!syncs.is_empty())] += 1;
 
+        // Recovering every variant would make the sweep slow: every third.
+        if i % 3 != 0 {
+            continue;
+        }
         if i % 2 == 0 {
             // No flags at all: platform, account and memory file come from the checkpoints.
             let out = run({
@@ -159,7 +172,7 @@ fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
             "{variant}: {syncs:?}"
         );
     }
-    // The deterministic crash points after the start always leave the whole set.
+    // The crash points after the start always leave the whole set.
     assert!(seen[1] >= 3, "whole sets seen: {seen:?}");
 }
 
