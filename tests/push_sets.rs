@@ -420,3 +420,66 @@ fn status_shows_interrupted_syncs_and_sets() {
         "{stdout}"
     );
 }
+
+/// The status table keeps its columns aligned with long ids (never cut) and
+/// cuts long cells, whose full text stays in `--json`.
+#[test]
+fn status_table_aligns_long_ids_and_cuts_long_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let long_id = "a-very-long-campaign-identifier-that-goes-on-and-on-and-on";
+    let long_error = "rejected because ".repeat(10);
+    let set = format!(
+        r#"{{"name": "long", "campaigns": [
+            {{"id": "{long_id}", "name": "Long", "objective": "CLICKS"}},
+            {{"id": "c2", "name": "Short", "objective": "CLICKS"}}]}}"#
+    );
+    std::fs::write(dir.join("set.json"), set).unwrap();
+    let platform =
+        MemoryPlatform::open_file(dir.join("platform.json"), Arc::new(SystemClock)).unwrap();
+    platform.fail_call(1, Fault::Permanent(long_error.clone()));
+    drop(platform);
+    let out = run(push_command(dir));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    let out = run({
+        let mut c = command(dir);
+        c.arg("status");
+        c
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = stdout.lines().take(3).collect();
+    let kind_at: Vec<usize> = rows
+        .iter()
+        .map(|row| {
+            let row = row.replace('…', ".");
+            row.find(" kind ")
+                .or_else(|| row.find(" push "))
+                .expect("a kind column")
+        })
+        .collect();
+    assert!(
+        kind_at.iter().all(|&at| at == kind_at[0]),
+        "{kind_at:?}\n{stdout}"
+    );
+    assert!(stdout.contains(&format!("{long_id}-1")), "{stdout}");
+    assert!(!stdout.contains(long_error.trim()), "{stdout}");
+    assert!(stdout.contains('…'), "{stdout}");
+
+    let out = run({
+        let mut c = command(dir);
+        c.args(["status", "--json"]);
+        c
+    });
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let errors: Vec<&str> = value["syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["last_error"].as_str())
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains(long_error.trim())),
+        "{errors:?}"
+    );
+}
