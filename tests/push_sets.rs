@@ -343,21 +343,31 @@ fn resume_all_names_syncs_needing_attention_and_exits_3() {
     std::fs::write(dir.join("set.json"), set_json(None)).unwrap();
     let platform =
         MemoryPlatform::open_file(dir.join("platform.json"), Arc::new(SystemClock)).unwrap();
-    // Someone else created a same-named campaign, and our create's response is lost.
+    // Someone else created same-named campaigns, and one create's response is
+    // lost: its look-up finds two matches (which one is up to the scheduler).
     let set = adsync::model::CampaignSet::from_json(&set_json(None), "set.json").unwrap();
-    let mut root = set.campaigns[0].clone();
-    root.ad_groups.clear();
-    platform.insert(
-        &Parent {
-            account_id: ACCOUNT.into(),
-            parent_id: None,
-        },
-        &EntitySpec::Campaign(root),
-    );
-    platform.fail_call(1, Fault::LoseResponse);
+    for campaign in &set.campaigns {
+        let mut root = campaign.clone();
+        root.ad_groups.clear();
+        platform.insert(
+            &Parent {
+                account_id: ACCOUNT.into(),
+                parent_id: None,
+            },
+            &EntitySpec::Campaign(root),
+        );
+    }
+    platform.fail_next(Op::Create, Some(EntityKind::Campaign), Fault::LoseResponse);
     drop(platform);
     let out = run(push_command(dir));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let (syncs, _) = started(dir);
+    let parked = syncs
+        .iter()
+        .find(|(_, s)| *s == Status::NeedsAttention)
+        .expect("one sync parked")
+        .0
+        .clone();
 
     let out = run({
         let mut c = command(dir);
@@ -367,7 +377,7 @@ fn resume_all_names_syncs_needing_attention_and_exits_3() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
-        stderr.contains("needs attention") && stderr.contains("c01-1"),
+        stderr.contains("needs attention") && stderr.contains(&format!("`{parked}`")),
         "{stderr}"
     );
 }
