@@ -818,8 +818,10 @@ impl Store {
     /// Every sync's record, in id order, read one at a time as the iterator
     /// advances (memory does not grow with the number of syncs, unlike
     /// [`Store::list`]); plans are read only when `with_plans`. A record that
-    /// does not decode is an `Err` in its place. Commits wait while the
-    /// iterator is alive, so that it sees whole groups: drop it promptly.
+    /// does not decode is an `Err` in its place. Commits are not made visible
+    /// while the iterator is alive, so that it sees whole groups: drop it
+    /// promptly, and make no other read of this store from the same thread
+    /// until then (a read waits for the commits to become visible).
     pub fn records(
         &self,
         with_plans: bool,

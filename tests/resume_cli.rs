@@ -123,3 +123,73 @@ fn resume_all_without_flags_takes_platform_and_base_url_from_the_checkpoint() {
     assert!(held.duplicates().is_empty(), "{held:#?}");
     server.stop();
 }
+
+/// `adsync fake-server amazon` in a child process; its URL.
+struct FakeAmazon {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FakeAmazon {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
+            .args(["fake-server", "amazon", "--port", "0", "--profile", "77"])
+            .args(["--token", "amazon-token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server prints its URL");
+        FakeAmazon {
+            child,
+            url: line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for FakeAmazon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn resume_all_also_resumes_an_interrupted_pull_from_its_checkpoint() {
+    let server = FakeAmazon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let creds = [
+        ("ADSYNC_AMAZON_TOKEN", "amazon-token"),
+        ("ADSYNC_AMAZON_CLIENT_ID", "fake-client-id"),
+    ];
+    let mut env = creds.to_vec();
+    env.push(("ADSYNC_TEST_CRASH_AT", "2:after"));
+    let out = adsync(
+        dir,
+        &["pull", "--profile", "77", "--host", &server.url],
+        &env,
+    );
+    assert!(out.status.code().is_none(), "killed: {}", text(&out));
+
+    // Without credentials the pull is named, and the exit code says so.
+    let out = adsync(dir, &["resume", "--all"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr.contains("pull-amazon-77") && stderr.contains("ADSYNC_AMAZON_TOKEN"),
+        "{stderr}"
+    );
+
+    // The host comes from the checkpoint: no --host, no ADSYNC_AMAZON_HOST.
+    let out = adsync(dir, &["resume", "--all"], &creds);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = adsync(dir, &["show", "--profile", "77", "--json"], &[]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown[0]["state"], "completed", "{shown}");
+}

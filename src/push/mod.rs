@@ -62,7 +62,7 @@ pub enum PushError {
     #[error(transparent)]
     Run(#[from] RunError),
     /// Campaigns of the set have unfinished syncs started with other content.
-    #[error("set `{set}`: campaign(s) {} changed while their syncs are unfinished; unfinished syncs of the set: {}. Finish them first with `{command}`, then push again", quoted(changed), quoted(syncs))]
+    #[error("set `{set}`: campaign(s) {} differ from what their unfinished syncs were started with; unfinished syncs of the set: {}. Finish them first with `{command}`, then push again", quoted(changed), quoted(syncs))]
     Unfinished {
         /// The set's name.
         set: String,
