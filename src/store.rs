@@ -60,6 +60,15 @@
 //! A store already open in another process, a record with an unknown format
 //! version, or a corrupt record each give an error naming the file or the sync;
 //! listing skips nothing silently and other syncs keep working.
+//!
+//! Opening refuses a store that would silently lose acknowledged commits, and
+//! changes nothing in it: a damaged log record followed by intact ones
+//! ([`StoreError::LogDamaged`], with its byte offset; only a torn *last*
+//! record is dropped), a missing log or one of another store
+//! ([`StoreError::LogMissing`], [`StoreError::LogMismatch`]: sled's data and
+//! the log's header share a store id), damage sled itself detects
+//! ([`StoreError::SledCorrupt`]). Commands that only read open with
+//! [`Store::open_existing`], which never creates a store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -211,6 +220,69 @@ pub enum StoreError {
     /// The writer thread is gone (the store is shutting down).
     #[error("the store's writer has stopped")]
     WriterStopped,
+    /// There is no store at the path a command that only reads was given.
+    #[error("there is no adsync store at {path}: check --db (or ADSYNC_DB); a store is created by the first push or pull")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A record in the middle of the write-ahead log is damaged: intact
+    /// records follow it, so it is not a torn last write.
+    #[error("the write-ahead log {log} is damaged: the record at byte offset {offset} fails its checks, and the intact record at byte offset {later} shows it was acknowledged. Replaying around it would lose commits, so the store was not opened and nothing was changed. Restore the store directory {path} from a backup; do not delete {log}")]
+    LogDamaged {
+        /// The store's directory.
+        path: PathBuf,
+        /// The log file.
+        log: PathBuf,
+        /// Where the damaged record starts, in bytes from the start of the file.
+        offset: u64,
+        /// Where the first intact record after it starts.
+        later: u64,
+    },
+    /// sled's data says a write-ahead log holds commits, and there is none.
+    #[error("the write-ahead log {log} of store {path} is missing: it may hold acknowledged commits that are not in sled, so the store was not opened. Put the file back, or restore the store directory from a backup")]
+    LogMissing {
+        /// The store's directory.
+        path: PathBuf,
+        /// The log file expected.
+        log: PathBuf,
+    },
+    /// The log's store id is not the one sled's data has.
+    #[error("the write-ahead log {log} does not belong to store {path} ({}), so the store was not opened. Put the store's own log back, or restore the store directory from a backup", describe_ids(expected, found))]
+    LogMismatch {
+        /// The store's directory.
+        path: PathBuf,
+        /// The log file.
+        log: PathBuf,
+        /// The store id sled holds (hex), if any.
+        expected: Option<String>,
+        /// The store id the log's header holds (hex), if any.
+        found: Option<String>,
+    },
+    /// sled reports damage in its own files.
+    #[error("store {path}: sled's data is corrupt{at}, in one of its files ({files}); adsync cannot repair it. Restore the store directory from a backup, and keep the damaged copy")]
+    SledCorrupt {
+        /// The store's directory.
+        path: PathBuf,
+        /// sled's files in it, where the damage is.
+        files: String,
+        /// Where sled found it, when it says.
+        at: String,
+    },
+}
+
+/// The two ids of [`StoreError::LogMismatch`], in words.
+fn describe_ids(expected: &Option<String>, found: &Option<String>) -> String {
+    match (expected, found) {
+        (Some(e), Some(f)) => format!("the log is of store id {f}, sled's data of {e}"),
+        (Some(e), None) => {
+            format!("sled's data is of store id {e}; the log has none")
+        }
+        (None, Some(f)) => format!(
+            "the log holds commits of store id {f}, and sled's data has no store id: it was replaced or lost"
+        ),
+        (None, None) => "neither has a store id".to_string(),
+    }
 }
 
 /// One write in a [`Commit`].
@@ -541,7 +613,9 @@ const WAL_FILE: &str = "adsync.wal";
 const WAL_CAPACITY: u64 = 16 << 20;
 
 impl Store {
-    /// Opens (or creates) the store in directory `path`.
+    /// Opens (or creates) the store in directory `path`, replaying its
+    /// write-ahead log. Refuses a store whose log is damaged, missing or not
+    /// its own (see the module docs on errors).
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
@@ -580,6 +654,32 @@ impl Store {
         Self::from_db(path, db, WAL_CAPACITY)
     }
 
+    /// Opens the store in directory `path` only if there is one: for commands
+    /// that read, so that a mistyped path is an error naming it
+    /// ([`StoreError::NotFound`]), not a new empty store.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+        let path = path.as_ref();
+        // sled writes `conf` first when it creates a store, and `db` with it.
+        if !(path.join("conf").is_file() || path.join("db").is_file()) {
+            return Err(StoreError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open(path)
+    }
+
+    /// [`Store::open_existing`] from async code (see [`Store::open_from_async`]).
+    pub async fn open_existing_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.clone();
+        tokio::task::spawn_blocking(move || Store::open_existing(path))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: shown,
+                message: format!("opening task failed: {e}"),
+            })?
+    }
+
     /// [`Store::open`] from async code. Opening blocks (sled's open, the log's
     /// replay or preallocation), so it runs on tokio's blocking pool.
     pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
@@ -615,18 +715,16 @@ impl Store {
             .open_tree("checkpoints")
             .map_err(|e| io_error(&path, e))?;
         // sled's directory lock is held now, so the log is ours alone.
-        let (mut wal, replay) =
-            Wal::open(&path.join(WAL_FILE), wal_capacity).map_err(|e| StoreError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if !replay.is_empty() {
+        let (mut wal, replay) = open_log(&path, &db, wal_capacity)?;
+        if !replay.is_empty() || wal.found_id().is_none() {
             // Commits acknowledged before a crash that sled had not flushed yet.
             apply_payloads(&tree, replay.iter().map(Vec::as_slice))
                 .map_err(|e| io_error(&path, e))?;
             db.flush().map_err(|e| io_error(&path, e))?;
+            // Also writes the store id into a header of an earlier version.
             wal.reset().map_err(|e| log_error(&path, e))?;
         }
+        stamp_store_id(&path, &db, &wal)?;
         let shared = Arc::new(Shared {
             durable: Mutex::new(HashMap::new()),
             stats: Mutex::new(WriterStats::default()),
@@ -1151,6 +1249,98 @@ impl Writer {
     }
 }
 
+/// sled's key (in its default tree) for the store id the log's header shares.
+const STORE_ID_KEY: &[u8] = b"adsync/store-id";
+
+/// The store id sled holds, if it has one yet.
+fn sled_store_id(path: &Path, db: &sled::Db) -> Result<Option<wal::StoreId>, StoreError> {
+    let Some(bytes) = db.get(STORE_ID_KEY).map_err(|e| io_error(path, e))? else {
+        return Ok(None);
+    };
+    let id = wal::StoreId::try_from(bytes.as_ref()).map_err(|_| StoreError::Corrupt {
+        sync: String::from_utf8_lossy(STORE_ID_KEY).into_owned(),
+        detail: format!("a store id of {} bytes, not 16", bytes.len()),
+    })?;
+    Ok(Some(id))
+}
+
+/// Opens the store's log and checks that it is the one sled's data expects.
+///
+/// A store is created log first (under a temporary name, renamed into place),
+/// sled's copy of the id second, and nothing is committed before both exist.
+/// So a process killed while creating a store leaves one of: no log and no id
+/// in sled (creates both), or a log whose id sled does not have yet, and no
+/// record in it (sled adopts the log's id). Neither makes the store unopenable.
+/// A store of an earlier version (sled data, a log without id) is given one
+/// the same way, log first. Anything else is refused.
+fn open_log(path: &Path, db: &sled::Db, capacity: u64) -> Result<(Wal, Vec<Vec<u8>>), StoreError> {
+    let log = path.join(WAL_FILE);
+    let expected = sled_store_id(path, db)?;
+    if expected.is_some() && !log.exists() {
+        return Err(StoreError::LogMissing {
+            path: path.to_path_buf(),
+            log,
+        });
+    }
+    let new_id = match expected {
+        Some(id) => id,
+        None => rand::random(),
+    };
+    // A blank log is one an older version's creation left, before any
+    // commit; but once sled has an id, its log held commits.
+    let may_recreate = expected.is_none();
+    let (wal, replay) = Wal::open(&log, capacity, new_id, may_recreate).map_err(|e| match e {
+        wal::WalError::Damaged { offset, later, .. } => StoreError::LogDamaged {
+            path: path.to_path_buf(),
+            log: log.clone(),
+            offset,
+            later,
+        },
+        wal::WalError::Blank { .. } => StoreError::LogMismatch {
+            path: path.to_path_buf(),
+            log: log.clone(),
+            expected: expected.map(|id| hex(&id)),
+            found: None,
+        },
+        e => StoreError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+    })?;
+    let mismatch = |found: Option<wal::StoreId>| StoreError::LogMismatch {
+        path: path.to_path_buf(),
+        log: log.clone(),
+        expected: expected.map(|id| hex(&id)),
+        found: found.map(|id| hex(&id)),
+    };
+    match (expected, wal.found_id()) {
+        (Some(expected), found) if found != Some(expected) => return Err(mismatch(found)),
+        // sled lost its id (and with it, likely, its data) since the log was
+        // written: replaying would rebuild a partial store.
+        (None, Some(found)) if !replay.is_empty() => return Err(mismatch(Some(found))),
+        _ => {}
+    }
+    Ok((wal, replay))
+}
+
+/// Writes the log's store id into sled, durably, if sled does not have it
+/// yet: after the log's header has it, before any commit.
+fn stamp_store_id(path: &Path, db: &sled::Db, wal: &Wal) -> Result<(), StoreError> {
+    let Some(id) = wal.found_id() else {
+        return Ok(()); // not reached: the log's header was written on open
+    };
+    if sled_store_id(path, db)? != Some(id) {
+        db.insert(STORE_ID_KEY, id.as_slice())
+            .map_err(|e| io_error(path, e))?;
+        db.flush().map_err(|e| io_error(path, e))?;
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn log_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
@@ -1358,6 +1548,9 @@ fn remove_torn_snapshots(path: &Path) -> bool {
 }
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    if let sled::Error::Corruption { .. } = e {
+        return io_error(path, e);
+    }
     let message = e.to_string();
     // sled reports a held `flock` as an I/O error mentioning the lock.
     if message.contains("lock")
@@ -1376,10 +1569,35 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 }
 
 fn io_error(path: &Path, e: sled::Error) -> StoreError {
-    StoreError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    match e {
+        // sled says "Read corrupted data at file offset None backtrace ()":
+        // name the store and its files instead.
+        sled::Error::Corruption { at, .. } => StoreError::SledCorrupt {
+            path: path.to_path_buf(),
+            files: sled_files(path),
+            at: at.map(|at| format!(" at {at}")).unwrap_or_default(),
+        },
+        e => StoreError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
     }
+}
+
+/// The files sled keeps in the store at `path` (not the log), for messages.
+fn sled_files(path: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == "conf" || n == "db" || n == "blobs" || n.starts_with("snap."))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return "its files".to_string();
+    }
+    names.join(", ")
 }
 
 #[cfg(test)]

@@ -17,16 +17,38 @@
 //! and `fdatasync` has no metadata to journal) and reused forever:
 //!
 //! ```text
-//! offset 0     header: "ADSYNCW2" | epoch u64 | crc32 u32        (one 4 KiB page)
+//! offset 0     header: "ADSYNCW3" | epoch u64 | store id [u8; 16] | crc32 u32
+//!              (one 4 KiB page)
 //! offset 4096  record: len u32 | epoch u64 | crc32 u32 | payload, zero-padded
 //!              to a whole number of 4 KiB pages                   (repeated)
 //! ```
 //!
-//! A record counts only if its epoch is the header's and its checksum matches;
-//! the first record that fails ends the log (a torn last write, or stale records
-//! of an earlier epoch). A checkpoint bumps the epoch, which empties the log
-//! without rewriting it. Replaying is idempotent: every write is a put or delete
-//! applied in order, so replaying records sled already has changes nothing.
+//! The store id is also kept in sled (see `Store::open`): a log that is
+//! missing, or that belongs to another store, is refused instead of silently
+//! replaying nothing. Logs of the previous header (`ADSYNCW2`, no id) are read
+//! and get the id at the reset that follows opening.
+//!
+//! A record counts only if its epoch is the header's and its checksum matches.
+//! A checkpoint bumps the epoch, which empties the log without rewriting it, so
+//! past the last record of the current epoch lie stale records of earlier
+//! epochs (intact, with their own epoch and checksum) or never-written zeros.
+//!
+//! ## A bad record: torn tail or damage
+//! Only the last record can be torn by a crash: an append never rewrites a
+//! page of an earlier record, and a record is acknowledged only once it is
+//! durable. So when a record fails (checksum, length, epoch, or it does not
+//! decode), the rest of the log is searched, page by page, for an intact
+//! record of the current epoch. None: the bad record was the torn tail of a
+//! write that was never acknowledged, and it is dropped. One: the bad record
+//! was acknowledged and damaged since, and opening fails with both offsets —
+//! replaying around the hole would silently lose it, and dropping everything
+//! after it would lose every later acknowledged commit. The search stops at
+//! the first intact record of an *earlier* epoch: the current epoch wrote its
+//! records contiguously from the first page, so it never reached that page
+//! (it would have overwritten it), and nothing of it lies beyond.
+//!
+//! Replaying is idempotent: every write is a put or delete applied in order,
+//! so replaying records sled already has changes nothing.
 //!
 //! ## Whole pages, written past the page cache
 //! Records start on page boundaries and are padded to whole pages. It costs
@@ -61,11 +83,15 @@ use std::path::{Path, PathBuf};
 
 use super::Write;
 
-const MAGIC: &[u8; 8] = b"ADSYNCW2";
+const MAGIC: &[u8; 8] = b"ADSYNCW3";
+/// The header of the previous version: no store id (records are the same).
+const MAGIC_NO_ID: &[u8; 8] = b"ADSYNCW2";
 /// The packed layout of earlier versions: records follow each other unpadded.
 const MAGIC_PACKED: &[u8; 8] = b"ADSYNCWL";
 const PAGE: u64 = 4096;
 const HEADER_LEN: u64 = PAGE;
+/// Magic, epoch and store id: what the header's checksum covers.
+const HEADER_FIELDS: usize = 8 + 8 + 16;
 /// How far the tail moves before the pages behind it are dropped from the cache.
 const DROP_EVERY: u64 = 64 * 1024;
 const RECORD_HEADER_LEN: usize = 4 + 8 + 4;
@@ -79,13 +105,32 @@ pub(crate) enum WalError {
     Io { path: PathBuf, source: io::Error },
     #[error("write-ahead log {path} is not an adsync log: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    /// The file has no header (all zeros, or shorter than one page).
+    #[error("write-ahead log {path} has no header (its first page is blank)")]
+    Blank { path: PathBuf },
+    /// A record fails its checks and an intact record of the same epoch
+    /// follows it: not a torn tail, but damage to an acknowledged commit.
+    #[error("write-ahead log {path}: the record at byte offset {offset} is damaged and an intact later record follows at byte offset {later}")]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        later: u64,
+    },
 }
+
+/// A store id: shared by sled's data and the log's header.
+pub(crate) type StoreId = [u8; 16];
 
 /// An open log, owned by the store's writer thread.
 pub(crate) struct Wal {
     path: PathBuf,
     file: File,
     epoch: u64,
+    /// The store id every header written from now on carries.
+    id: StoreId,
+    /// The id the header had when the log was opened: `None` for a header of
+    /// an earlier version, which had none.
+    found_id: Option<StoreId>,
     /// Where the next record goes.
     end: u64,
     capacity: u64,
@@ -162,17 +207,28 @@ fn page_align(n: u64) -> u64 {
 }
 
 impl Wal {
-    /// Opens the log at `path` (creating and preallocating `capacity` bytes when it
-    /// does not exist) and returns it with the records to replay, oldest first:
-    /// their payloads, each readable with [`writes`].
-    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(Wal, Vec<Vec<u8>>), WalError> {
+    /// Opens the log at `path` (creating and preallocating `capacity` bytes, with
+    /// store id `id`, when it does not exist) and returns it with the records to
+    /// replay, oldest first: their payloads, each readable with [`writes`].
+    ///
+    /// An existing log keeps its own id ([`Wal::found_id`]); a log of an
+    /// earlier version, which has none, is given `id` at its next reset.
+    /// A file without a header (an older version's creation cut short) is
+    /// created again only if `may_recreate`: otherwise it is an error, and
+    /// the file is left as it is.
+    pub(crate) fn open(
+        path: &Path,
+        capacity: u64,
+        id: StoreId,
+        may_recreate: bool,
+    ) -> Result<(Wal, Vec<Vec<u8>>), WalError> {
         let io_err = |source| WalError::Io {
             path: path.to_path_buf(),
             source,
         };
         let capacity = capacity.max(HEADER_LEN * 2);
         if !path.exists() {
-            return Self::create(path, capacity).map_err(io_err);
+            return Self::create(path, capacity, id).map_err(io_err);
         }
         let file = OpenOptions::new()
             .read(true)
@@ -185,6 +241,8 @@ impl Wal {
             path: path.to_path_buf(),
             file,
             epoch: 0,
+            id,
+            found_id: None,
             end: HEADER_LEN,
             capacity,
             aligned: true,
@@ -193,14 +251,21 @@ impl Wal {
             staging: AlignedPages::default(),
         };
         if wal.file.metadata().map_err(io_err)?.len() < HEADER_LEN || wal.never_initialized() {
+            if !may_recreate {
+                return Err(WalError::Blank {
+                    path: path.to_path_buf(),
+                });
+            }
             // Left by a crash of an older adsync while it created the log
             // (before its header existed, so before any commit): start over.
             drop(wal);
-            return Self::create(path, capacity).map_err(io_err);
+            return Self::create(path, capacity, id).map_err(io_err);
         }
         wal.capacity = wal.file.metadata().map_err(io_err)?.len().max(capacity);
-        (wal.epoch, wal.aligned) = wal.read_header()?;
-        let batches = wal.read_records().map_err(io_err)?;
+        (wal.epoch, wal.aligned, wal.found_id) = wal.read_header()?;
+        // A log keeps its own id; `id` is for a log that has none yet.
+        wal.id = wal.found_id.unwrap_or(id);
+        let batches = wal.read_records()?;
         if !wal.aligned && batches.is_empty() {
             // Nothing to replay, so nothing else will reset it: switch layouts now.
             wal.reset().map_err(io_err)?;
@@ -214,7 +279,7 @@ impl Wal {
     /// name, then renamed into place, so that a crash (SIGKILL) at any moment
     /// leaves either no log or a complete one — never a header-less file that
     /// would make the store unopenable.
-    fn create(path: &Path, capacity: u64) -> io::Result<(Wal, Vec<Vec<u8>>)> {
+    fn create(path: &Path, capacity: u64, id: StoreId) -> io::Result<(Wal, Vec<Vec<u8>>)> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
@@ -228,6 +293,8 @@ impl Wal {
             path: path.to_path_buf(),
             file,
             epoch: 0,
+            id,
+            found_id: Some(id),
             end: HEADER_LEN,
             capacity,
             aligned: true,
@@ -252,6 +319,12 @@ impl Wal {
     fn never_initialized(&self) -> bool {
         let mut header = [0u8; 20];
         self.file.read_exact_at(&mut header, 0).is_ok() && header.iter().all(|b| *b == 0)
+    }
+
+    /// The store id the header held when the log was opened (`None`: a log of
+    /// an earlier version, whose header had no id).
+    pub(crate) fn found_id(&self) -> Option<StoreId> {
+        self.found_id
     }
 
     /// Whether a payload of `len` bytes still fits before a checkpoint is due.
@@ -376,17 +449,19 @@ impl Wal {
         let mut header = [0u8; HEADER_LEN as usize];
         header[0..8].copy_from_slice(MAGIC);
         header[8..16].copy_from_slice(&epoch.to_le_bytes());
-        let crc = crc32fast::hash(&header[0..16]);
-        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        header[16..32].copy_from_slice(&self.id);
+        let crc = crc32fast::hash(&header[..HEADER_FIELDS]);
+        header[HEADER_FIELDS..HEADER_FIELDS + 4].copy_from_slice(&crc.to_le_bytes());
         self.file.write_all_at(&header, 0)?;
         self.file.sync_data()?;
         self.epoch = epoch;
+        self.found_id = Some(self.id);
         Ok(())
     }
 
-    /// The header's epoch, and whether records are page-aligned.
-    fn read_header(&self) -> Result<(u64, bool), WalError> {
-        let mut header = [0u8; 20];
+    /// The header's epoch, whether records are page-aligned, and its store id.
+    fn read_header(&self) -> Result<(u64, bool, Option<StoreId>), WalError> {
+        let mut header = [0u8; HEADER_FIELDS + 4];
         self.file
             .read_exact_at(&mut header, 0)
             .map_err(|source| WalError::Io {
@@ -397,52 +472,152 @@ impl Wal {
             path: self.path.clone(),
             detail: detail.to_string(),
         };
-        let aligned = match &header[0..8] {
-            magic if magic == MAGIC => true,
-            magic if magic == MAGIC_PACKED => false,
+        let (aligned, covered) = match &header[0..8] {
+            magic if magic == MAGIC => (true, HEADER_FIELDS),
+            magic if magic == MAGIC_NO_ID => (true, 16),
+            magic if magic == MAGIC_PACKED => (false, 16),
             _ => return Err(corrupt("wrong magic bytes")),
         };
-        let crc = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
-        if crc32fast::hash(&header[0..16]) != crc {
+        let crc = u32::from_le_bytes(le4(&header[covered..]));
+        if crc32fast::hash(&header[..covered]) != crc {
             return Err(corrupt("header checksum mismatch"));
         }
-        let mut epoch = [0u8; 8];
-        epoch.copy_from_slice(&header[8..16]);
-        Ok((u64::from_le_bytes(epoch), aligned))
+        let id = (covered == HEADER_FIELDS).then(|| {
+            let mut id = StoreId::default();
+            id.copy_from_slice(&header[16..32]);
+            id
+        });
+        Ok((u64::from_le_bytes(le8(&header[8..])), aligned, id))
     }
 
-    fn read_records(&mut self) -> io::Result<Vec<Vec<u8>>> {
+    /// Reads the records of the current epoch, sets `end` after the last one,
+    /// and refuses a bad record that an intact one follows (see the module docs).
+    fn read_records(&mut self) -> Result<Vec<Vec<u8>>, WalError> {
+        let io_err = |source| WalError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut batches = Vec::new();
         let mut offset = HEADER_LEN;
-        let mut head = [0u8; RECORD_HEADER_LEN];
-        while offset + RECORD_HEADER_LEN as u64 <= self.capacity {
-            self.file.read_exact_at(&mut head, offset)?;
-            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
-            let mut epoch = [0u8; 8];
-            epoch.copy_from_slice(&head[4..12]);
-            let epoch = u64::from_le_bytes(epoch);
-            let crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-            let start = offset + RECORD_HEADER_LEN as u64;
-            if len == 0 || epoch != self.epoch || start + len > self.capacity {
-                break;
-            }
-            let mut payload = vec![0u8; len as usize];
-            self.file.read_exact_at(&mut payload, start)?;
-            if checksum(epoch, &payload) != crc {
-                break; // a torn last write: it was never acknowledged
-            }
-            if writes(&payload).is_none() {
-                break;
-            }
-            batches.push(payload);
-            offset = start + len;
-            if self.aligned {
-                offset = page_align(offset);
+        loop {
+            match self.slot_at(offset).map_err(io_err)? {
+                Slot::Record(payload, next) => {
+                    batches.push(payload);
+                    offset = next;
+                }
+                Slot::Stale => break,
+                Slot::Bad => {
+                    // A packed log's records are not page-aligned: there is
+                    // no way to find the next one after a bad one.
+                    if self.aligned {
+                        if let Some(later) = self.later_record(offset).map_err(io_err)? {
+                            return Err(WalError::Damaged {
+                                path: self.path.clone(),
+                                offset,
+                                later,
+                            });
+                        }
+                    }
+                    break;
+                }
             }
         }
         self.end = offset;
         Ok(batches)
     }
+
+    /// What the log holds at `offset`.
+    fn slot_at(&self, offset: u64) -> io::Result<Slot> {
+        if offset + RECORD_HEADER_LEN as u64 > self.capacity {
+            return Ok(Slot::Stale); // the end of the file: nothing can follow
+        }
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        self.file.read_exact_at(&mut head, offset)?;
+        let len = u64::from(u32::from_le_bytes(le4(&head[0..])));
+        let epoch = u64::from_le_bytes(le8(&head[4..]));
+        let crc = u32::from_le_bytes(le4(&head[12..]));
+        let start = offset + RECORD_HEADER_LEN as u64;
+        // Epochs only grow: a record from a later one, or of length 0, is not
+        // a record (zeros, damage, or a page inside another record) — and
+        // reading its "payload" could mean reading most of the file.
+        if len == 0 || epoch == 0 || epoch > self.epoch || start + len > self.capacity {
+            return Ok(Slot::Bad);
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut payload, start)?;
+        if checksum(epoch, &payload) != crc {
+            return Ok(Slot::Bad);
+        }
+        if epoch != self.epoch {
+            return Ok(Slot::Stale);
+        }
+        if writes(&payload).is_none() {
+            return Ok(Slot::Bad);
+        }
+        let next = if self.aligned {
+            page_align(start + len)
+        } else {
+            start + len
+        };
+        Ok(Slot::Record(payload, next))
+    }
+
+    /// The offset of an intact record of the current epoch after the bad
+    /// record at `bad`, if there is one (records start on page boundaries).
+    ///
+    /// Pages are read a chunk at a time, and only a page whose header could
+    /// start a record is looked at closely: after a torn tail in a log that
+    /// has not wrapped yet, the search reads the rest of the file.
+    fn later_record(&self, bad: u64) -> io::Result<Option<u64>> {
+        const CHUNK: u64 = 64 * PAGE;
+        let mut chunk = vec![0u8; CHUNK as usize];
+        let mut offset = bad + PAGE;
+        while offset + RECORD_HEADER_LEN as u64 <= self.capacity {
+            let n = CHUNK.min(self.capacity - offset) as usize;
+            self.file.read_exact_at(&mut chunk[..n], offset)?;
+            for page in (0..n).step_by(PAGE as usize) {
+                let head = &chunk[page..];
+                if head.len() < RECORD_HEADER_LEN {
+                    break;
+                }
+                let len = u32::from_le_bytes(le4(head));
+                let epoch = u64::from_le_bytes(le8(&head[4..]));
+                if len == 0 || epoch == 0 || epoch > self.epoch {
+                    continue; // what `slot_at` would call bad, without reading more
+                }
+                let at = offset + page as u64;
+                match self.slot_at(at)? {
+                    Slot::Record(..) => return Ok(Some(at)),
+                    // An earlier epoch's record the current one never overwrote.
+                    Slot::Stale => return Ok(None),
+                    Slot::Bad => {}
+                }
+            }
+            offset += n as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// What a page boundary of the log holds.
+enum Slot {
+    /// An intact record of the current epoch: its payload, and where the next
+    /// record starts.
+    Record(Vec<u8>, u64),
+    /// An intact record of an earlier epoch, or the end of the file.
+    Stale,
+    /// Anything else: zeros, a torn or damaged record, or the inside of one.
+    Bad,
+}
+
+fn le4(bytes: &[u8]) -> [u8; 4] {
+    [bytes[0], bytes[1], bytes[2], bytes[3]]
+}
+
+fn le8(bytes: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[..8]);
+    out
 }
 
 fn checksum(epoch: u64, payload: &[u8]) -> u32 {
@@ -510,6 +685,8 @@ pub(crate) fn writes(mut payload: &[u8]) -> Option<Vec<WriteRef<'_>>> {
 mod tests {
     use super::*;
 
+    const ID: StoreId = *b"0123456789abcdef";
+
     fn put(k: &str, v: &str) -> Write {
         Write::Put(k.as_bytes().to_vec(), v.as_bytes().to_vec())
     }
@@ -538,7 +715,7 @@ mod tests {
     fn an_append_returns_the_payload_it_made_durable_and_a_replay_reads_the_same() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, _) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         let first = vec![put("r/a", "1"), Write::Delete(b"x/gone".to_vec())];
         let second = vec![put("h/a", "2")];
         let payload = wal
@@ -554,7 +731,7 @@ mod tests {
             ]
         );
         drop(wal);
-        let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (_, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(replay, [payload]);
         // A payload cut short does not decode.
         assert_eq!(writes(&replay[0][..replay[0].len() - 1]), None);
@@ -566,11 +743,11 @@ mod tests {
         let path = dir.path().join("wal");
         // What a SIGKILL during preallocation used to leave: zeros, no header.
         std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
-        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert!(replay.is_empty());
         append(&mut wal, vec![put("a", "1")]);
         drop(wal);
-        let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (_, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put a=1"]);
         // A fresh log is built under a temporary name and renamed into place.
         assert!(!dir.path().join("wal.new").exists());
@@ -580,20 +757,20 @@ mod tests {
     fn records_survive_reopen_and_reset_empties_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert!(replay.is_empty());
         append(&mut wal, vec![put("a", "1"), put("b", "2")]);
         append(&mut wal, vec![Write::Delete(b"a".to_vec())]);
         drop(wal);
 
-        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put a=1", "put b=2", "del a"]);
         wal.reset().unwrap();
         append(&mut wal, vec![put("c", "3")]);
         drop(wal);
 
         // Records of the earlier epoch past the new end are not replayed.
-        let (_, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (_, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put c=3"]);
     }
 
@@ -601,7 +778,7 @@ mod tests {
     fn a_torn_last_record_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, _) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         append(&mut wal, vec![put("a", "1")]);
         let torn_at = wal.end;
         append(&mut wal, vec![put("b", "2")]);
@@ -611,7 +788,7 @@ mod tests {
         file.write_all_at(b"\xff\xff", torn_at + RECORD_HEADER_LEN as u64 + 2)
             .unwrap();
 
-        let (wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put a=1"]);
         assert_eq!(
             wal.end, torn_at,
@@ -623,7 +800,7 @@ mod tests {
     fn records_are_page_aligned_and_a_packed_log_of_earlier_versions_still_replays() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, _) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         append(&mut wal, vec![put("a", "1")]);
         assert_eq!(wal.end, 2 * PAGE, "one small record takes one whole page");
         drop(wal);
@@ -647,13 +824,13 @@ mod tests {
             offset += payload.len();
         }
         std::fs::write(&path, &packed).unwrap();
-        let (mut wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put a=1", "put b=2", "put c=3"]);
         // What the store does after replaying: reset, which switches layouts.
         wal.reset().unwrap();
         append(&mut wal, vec![put("d", "4")]);
         drop(wal);
-        let (wal, replay) = Wal::open(&path, 64 * 1024).unwrap();
+        let (wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
         assert_eq!(keys(&replay), ["put d=4"]);
         assert!(wal.aligned);
     }
@@ -662,7 +839,7 @@ mod tests {
     fn without_direct_io_appends_go_through_the_page_cache_and_still_replay() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
-        let (mut wal, _) = Wal::open(&path, 256 * 1024).unwrap();
+        let (mut wal, _) = Wal::open(&path, 256 * 1024, ID, true).unwrap();
         append(&mut wal, vec![put("a", "1")]);
         // As on a filesystem that refuses O_DIRECT (tmpfs).
         wal.direct = None;
@@ -673,7 +850,7 @@ mod tests {
         }
         assert!(wal.dropped >= DROP_EVERY, "dropped up to {}", wal.dropped);
         drop(wal);
-        let (_, replay) = Wal::open(&path, 256 * 1024).unwrap();
+        let (_, replay) = Wal::open(&path, 256 * 1024, ID, true).unwrap();
         assert_eq!(replay.len(), 21);
         assert_eq!(keys(&replay[..1]), ["put a=1"]);
     }
@@ -701,10 +878,159 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal");
         std::fs::write(&path, vec![b'z'; 8192]).unwrap();
-        let err = Wal::open(&path, 64 * 1024).err().unwrap().to_string();
+        let err = Wal::open(&path, 64 * 1024, ID, true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("is not an adsync log") && err.contains("wal"),
             "{err}"
         );
+    }
+
+    /// Appends records of 1, 2, 1, 3 and 1 pages and returns their offsets.
+    fn five_records(wal: &mut Wal) -> Vec<u64> {
+        let mut offsets = Vec::new();
+        for (i, size) in [10, 5000, 10, 9000, 10].into_iter().enumerate() {
+            offsets.push(wal.end);
+            append(wal, vec![put(&format!("k{i}"), &"v".repeat(size))]);
+        }
+        offsets
+    }
+
+    /// Overwrites bytes of the log at `path`.
+    fn damage(path: &Path, at: u64, bytes: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(bytes, at).unwrap();
+    }
+
+    /// Where in a record a damage lands: its length, its epoch, its checksum,
+    /// its payload, or the whole record header zeroed.
+    const DAMAGES: [(u64, &[u8]); 5] = [
+        (0, b"\x77\x77"),
+        (4, b"\x05"),
+        (12, b"\xee"),
+        (
+            RECORD_HEADER_LEN as u64 + 3,
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ),
+        (0, &[0; RECORD_HEADER_LEN]),
+    ];
+
+    /// Each record in turn, damaged each way in turn: a damaged record that
+    /// an intact one follows is refused with both offsets; the last one is
+    /// dropped as a torn write, and every earlier one replays.
+    #[test]
+    fn a_damaged_record_is_refused_unless_it_is_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let pristine = dir.path().join("pristine");
+        let (mut wal, _) = Wal::open(&pristine, 128 * 1024, ID, true).unwrap();
+        let offsets = five_records(&mut wal);
+        drop(wal);
+        let last = offsets.len() - 1;
+        for (i, &offset) in offsets.iter().enumerate() {
+            for (at, bytes) in DAMAGES {
+                let path = dir.path().join(format!("wal-{i}-{at}"));
+                std::fs::copy(&pristine, &path).unwrap();
+                damage(&path, offset + at, bytes);
+                let case = format!("record {i} at {offset}, damaged at +{at}");
+                match Wal::open(&path, 128 * 1024, ID, true) {
+                    Err(WalError::Damaged {
+                        offset: bad, later, ..
+                    }) => {
+                        assert!(
+                            i < last,
+                            "{case}: the last record must be dropped, not refused"
+                        );
+                        assert_eq!((bad, later), (offset, offsets[i + 1]), "{case}");
+                    }
+                    Ok((wal, replay)) => {
+                        assert_eq!(i, last, "{case}: opened, dropping {} records", last - i + 1);
+                        assert_eq!(replay.len(), last, "{case}");
+                        assert_eq!(wal.end, offset, "{case}: the next append overwrites it");
+                    }
+                    Err(e) => panic!("{case}: {e}"),
+                }
+            }
+        }
+    }
+
+    /// After a checkpoint the log is reused: the earlier epoch's records past
+    /// the new end are intact but stale. They end the search for a later
+    /// record, and are never taken for one.
+    #[test]
+    fn stale_records_of_an_earlier_epoch_are_not_later_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path, 128 * 1024, ID, true).unwrap();
+        five_records(&mut wal);
+        wal.reset().unwrap();
+        let first = wal.end;
+        append(&mut wal, vec![put("new", "1")]);
+        let second = wal.end;
+        append(&mut wal, vec![put("new", "2")]);
+        drop(wal);
+        let pristine = std::fs::read(&path).unwrap();
+
+        // The last record of the new epoch, torn: dropped, although intact
+        // records (of the earlier epoch) follow it.
+        damage(&path, second + RECORD_HEADER_LEN as u64, b"\xff");
+        let (_, replay) = Wal::open(&path, 128 * 1024, ID, true).unwrap();
+        assert_eq!(keys(&replay), ["put new=1"]);
+
+        // The first one damaged: the second, of the same epoch, is found.
+        std::fs::write(&path, &pristine).unwrap();
+        damage(&path, first + RECORD_HEADER_LEN as u64, b"\xff");
+        match Wal::open(&path, 128 * 1024, ID, true) {
+            Err(WalError::Damaged { offset, later, .. }) => {
+                assert_eq!((offset, later), (first, second))
+            }
+            other => panic!("{:?}", other.map(|(_, r)| keys(&r))),
+        }
+    }
+
+    /// The store id: a new log carries it, an earlier version's header has
+    /// none, and the first reset writes it.
+    #[test]
+    fn the_header_carries_the_store_id_and_a_header_without_one_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (mut wal, _) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
+        assert_eq!(wal.found_id(), Some(ID));
+        append(&mut wal, vec![put("a", "1")]);
+        drop(wal);
+        let (wal, replay) = Wal::open(&path, 64 * 1024, *b"another store id", true).unwrap();
+        assert_eq!(wal.found_id(), Some(ID), "a log keeps its own id");
+        assert_eq!(keys(&replay), ["put a=1"]);
+        drop(wal);
+
+        // The previous header: magic ADSYNCW2, epoch, checksum; same records.
+        let mut header = [0u8; 20];
+        header[0..8].copy_from_slice(MAGIC_NO_ID);
+        header[8..16].copy_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&header[0..16]);
+        header[16..20].copy_from_slice(&crc.to_le_bytes());
+        damage(&path, 0, &[0; 64]);
+        damage(&path, 0, &header);
+        let (mut wal, replay) = Wal::open(&path, 64 * 1024, ID, true).unwrap();
+        assert_eq!(wal.found_id(), None);
+        assert_eq!(keys(&replay), ["put a=1"]);
+        wal.reset().unwrap();
+        drop(wal);
+        let (wal, replay) = Wal::open(&path, 64 * 1024, *b"another store id", true).unwrap();
+        assert_eq!(wal.found_id(), Some(ID));
+        assert!(replay.is_empty());
+    }
+
+    #[test]
+    fn a_blank_log_is_made_again_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        std::fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
+        assert!(matches!(
+            Wal::open(&path, 64 * 1024, ID, false),
+            Err(WalError::Blank { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 64 * 1024]);
     }
 }

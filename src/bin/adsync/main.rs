@@ -212,8 +212,14 @@ impl From<RunError> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
+        // No store at the path given is a mistyped --db: a usage error, not
+        // a store that cannot be used.
+        let code = match e {
+            StoreError::NotFound { .. } => 2,
+            _ => 4,
+        };
         Failure {
-            code: 4,
+            code,
             message: e.to_string(),
         }
     }
@@ -464,7 +470,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Status { json } => {
-            let store = Store::open_from_async(&cli.db).await?;
+            let store = Store::open_existing_from_async(&cli.db).await?;
             store
                 .blocking(move |store| output::status(store, json))
                 .await?
@@ -475,7 +481,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             platform: FakeServerPlatform::Amazon(args),
         } => pull_cli::fake_server_amazon(args).await,
         Command::History { sync, json } => {
-            let store = Store::open_from_async(&cli.db).await?;
+            let store = Store::open_existing_from_async(&cli.db).await?;
             store
                 .blocking(move |store| output::history(store, &sync, json))
                 .await?

@@ -398,7 +398,9 @@ pub fn print_pull_section(records: &[Record]) {
 /// `adsync show`.
 pub async fn show(db: &std::path::Path, args: ShowArgs) -> Result<u8, Failure> {
     let PullPlatform::Amazon = args.platform;
-    let store = Store::open_from_async(db).await.map_err(store_failure)?;
+    let store = Store::open_existing_from_async(db)
+        .await
+        .map_err(store_failure)?;
     let puller = reader(store)?;
     let profile = args.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
