@@ -163,6 +163,11 @@ fn open_raw_sled(db: &Path) -> sled::Db {
 fn unknown_sync_id_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("adsync.db");
+    // `resume` never creates a store: with none there, it says so.
+    let out = adsync(&db, &["resume", "nope-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!db.exists(), "resume created a store");
+    drop(adsync::store::Store::open(&db).unwrap());
     let out = adsync(&db, &["resume", "nope-1", "--platform", "memory"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sync `nope-1`"));

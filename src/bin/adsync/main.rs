@@ -404,7 +404,7 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             memory_file,
             reddit,
         } => {
-            let store = Store::open_from_async(&cli.db).await?;
+            let store = Store::open_existing_from_async(&cli.db).await?;
             let runner = read_only_runner(store);
             let checkpoint = runner.get(&sync).await?;
             let platform = checkpoint.state.target.platform.clone();
@@ -705,7 +705,7 @@ async fn resume(
     json: bool,
 ) -> Result<u8, Failure> {
     use adsync::machine::Machine as _;
-    let store = Store::open_from_async(db).await?;
+    let store = Store::open_existing_from_async(db).await?;
     let db = store.path().to_path_buf();
     let shown_db = absolute(&db);
     let mut again = vec!["adsync", "--db", shown_db.as_str(), "resume"];
