@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage;
 //! 3 a sync needs attention; 4 the store could not be used (locked, corrupt);
-//! 5 a sync stopped unfinished because the platform was unavailable (resume it later).
+//! 5 a sync stopped unfinished because the platform was unavailable (resume it later);
+//! 130/143 stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues).
 
 #[macro_use]
 mod stdout;
@@ -42,9 +43,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about,
     after_help = "Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage; \
 3 a sync needs attention; 4 the store could not be used (locked, corrupt); \
-5 a sync stopped unfinished because the platform was unavailable (resume it later).\n\
+5 a sync stopped unfinished because the platform was unavailable (resume it later); \
+130/143 stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues).\n\
 Environment: ADSYNC_DB (store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
-ADSYNC_REDDIT_USER_AGENT (--platform reddit), RUST_LOG (log filter)."
+ADSYNC_REDDIT_USER_AGENT (--platform reddit), ADSYNC_AMAZON_HOST, ADSYNC_AMAZON_CLIENT_ID, \
+ADSYNC_AMAZON_TOKEN (pull), RUST_LOG (log filter)."
 )]
 struct Cli {
     /// The checkpoint store (a sled directory).
@@ -59,7 +62,8 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Platform {
-    /// The in-memory platform (kept in `--memory-file` when given).
+    /// The in-memory platform, kept in a JSON file beside the store
+    /// (`<db>.memory-platform.json`) unless `--memory-file` names another.
     Memory,
     /// Reddit Ads API v3 over HTTP (see the `--reddit-*` flags).
     Reddit,
