@@ -345,10 +345,13 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             // Parse and validate everything before the store is even opened:
             // bad input writes nothing.
             let parsed = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
-            let store = Store::open_from_async(&cli.db).await?;
             let endpoint = Endpoint::of_flags(&cli.db, &platform);
+            // The platform's configuration is checked before the store is
+            // opened: a missing token creates no store.
+            let adapter = platform_adapter(&platform, &endpoint)?;
+            let store = Store::open_from_async(&cli.db).await?;
             let set_file = std::path::absolute(&set).unwrap_or(set);
-            let pusher = open_pusher(store, &platform, &endpoint)?
+            let pusher = pusher_over(store, adapter)
                 .with_labels(endpoint.labels(&set_file.to_string_lossy()));
             let ids = pusher.start(&parsed, &account).await?;
             let observer = progress_observer(&pusher, &ids, json).await;
@@ -507,19 +510,30 @@ impl Endpoint {
     }
 }
 
+/// The adapter of `endpoint`, with the credentials of `args` (flags or environment).
+fn platform_adapter(
+    args: &PlatformArgs,
+    endpoint: &Endpoint,
+) -> Result<Arc<dyn PushAdapter>, Failure> {
+    Ok(match endpoint {
+        Endpoint::Memory(path) => Arc::new(
+            MemoryPlatform::open_file(path, Arc::new(SystemClock))
+                .map_err(|e| Failure::usage(e.to_string()))?,
+        ),
+        Endpoint::Reddit(url) => args.reddit.adapter_at(url)?,
+    })
+}
+
 fn open_pusher(
     store: Arc<Store>,
     args: &PlatformArgs,
     endpoint: &Endpoint,
 ) -> Result<Pusher, Failure> {
+    Ok(pusher_over(store, platform_adapter(args, endpoint)?))
+}
+
+fn pusher_over(store: Arc<Store>, adapter: Arc<dyn PushAdapter>) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let adapter: Arc<dyn PushAdapter> = match endpoint {
-        Endpoint::Memory(path) => Arc::new(
-            MemoryPlatform::open_file(path, clock.clone())
-                .map_err(|e| Failure::usage(e.to_string()))?,
-        ),
-        Endpoint::Reddit(url) => args.reddit.adapter_at(url)?,
-    };
     let mut runner = Runner::new(
         store,
         Arc::new(AdapterEffects::new(adapter.clone())),
@@ -528,7 +542,7 @@ fn open_pusher(
     if let Some(hook) = crash_hook_from_env() {
         runner = runner.with_hook(hook);
     }
-    Ok(Pusher::new(Arc::new(runner), adapter.as_ref(), clock))
+    Pusher::new(Arc::new(runner), adapter.as_ref(), clock)
 }
 
 /// The endpoint a push sync was started against, from its labels; flags that
