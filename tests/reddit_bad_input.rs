@@ -222,7 +222,8 @@ fn a_reddit_sync_is_never_resumed_against_another_platform() {
     assert!(!killed.status.success());
     let before = server.requests();
 
-    // A flag naming another platform than the checkpoint's is refused, naming both.
+    // `resume` takes the platform from the checkpoint; one given that
+    // disagrees is a usage error naming both, and nothing is sent.
     let named = adsync(
         &server,
         &db,
@@ -235,6 +236,14 @@ fn a_reddit_sync_is_never_resumed_against_another_platform() {
         "{}",
         stderr(&named)
     );
+    let all = adsync(
+        &server,
+        &db,
+        &["resume", "--all", "--platform", "memory"],
+        Some(TOKEN),
+    );
+    assert_eq!(all.status.code(), Some(2), "{}", stderr(&all));
+    assert!(stderr(&all).contains("c1-1"), "{}", stderr(&all));
     assert_eq!(server.requests(), before, "nothing sent meanwhile");
 
     // Without flags the platform and its base URL come from the checkpoint.

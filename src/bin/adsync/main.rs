@@ -753,7 +753,8 @@ async fn resume(
                 .blocking(move |store| store.record(&key))
                 .await??
                 .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", db.display())))?;
-            if record.status == Status::Failed {
+            // A failed pull is resumed (its staged pages are kept); a failed push is final.
+            if record.status == Status::Failed && record.kind == PushMachine::KIND {
                 return Err(failed_is_final(&db, &id, &record));
             }
             records.push((id, record.kind));
