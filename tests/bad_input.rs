@@ -147,18 +147,6 @@ fn a_garbled_write_ahead_log_is_named_and_left_alone() {
     );
 }
 
-/// The store's sled database opened directly, to damage it from outside.
-/// sled lets go of its lock a moment after the last store is dropped.
-fn open_raw_sled(db: &Path) -> sled::Db {
-    (0..50)
-        .find_map(|_| {
-            sled::open(db)
-                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
-                .ok()
-        })
-        .expect("sled opens once the store is dropped")
-}
-
 #[test]
 fn unknown_sync_id_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,7 +183,7 @@ async fn corrupt_and_future_records_are_reported_by_name_and_other_syncs_keep_wo
     }
     {
         // Damage from outside: garbage, and a record from a future adsync.
-        let raw = open_raw_sled(&db);
+        let raw = common::open_raw_sled(&db);
         let tree = raw.open_tree("checkpoints").unwrap();
         tree.insert("r/garbage-1", &b"{not json"[..]).unwrap();
         tree.insert("r/future-1", &br#"{"format": 99, "id": "future-1"}"#[..])
@@ -267,7 +255,7 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
         assert_eq!(ids, ["c1-1", "c2-1"]);
     }
     {
-        let raw = open_raw_sled(&db);
+        let raw = common::open_raw_sled(&db);
         let tree = raw.open_tree("checkpoints").unwrap();
         tree.insert("p/c1-1", &br#"{"target": 7}"#[..]).unwrap();
         raw.flush().unwrap();

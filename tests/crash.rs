@@ -8,6 +8,8 @@
 //! The platform is the in-memory one kept in a JSON file, so it survives the
 //! kill; one ad group create also loses its response on top of the crashes.
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
@@ -20,13 +22,6 @@ use adsync::platform::memory::{Fault, MemoryPlatform, Op};
 use adsync::push::PushMachine;
 use adsync::store::Store;
 
-const SET: &str = r#"{"name": "crash", "campaigns": [
-  {"id": "c1", "name": "Campaign one", "objective": "CLICKS", "ad_groups": [
-    {"id": "g1", "name": "Group one", "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_1"}],
-     "keywords": [{"id": "k1", "text": "shoes"}]},
-    {"id": "g2", "name": "Group two", "ads": [{"id": "a2", "name": "Ad two", "post_id": "t3_2"}]}]},
-  {"id": "c2", "name": "Campaign two", "objective": "IMPRESSIONS", "ad_groups": [
-    {"id": "g3", "name": "Group three", "keywords": [{"id": "k3", "text": "boots"}]}]}]}"#;
 const LOCAL_ENTITIES: usize = 9;
 
 fn adsync(dir: &Path, args: &[&str], crash_at: Option<&str>) -> std::process::ExitStatus {
@@ -43,7 +38,7 @@ fn adsync(dir: &Path, args: &[&str], crash_at: Option<&str>) -> std::process::Ex
 }
 
 fn prepare(dir: &Path) {
-    std::fs::write(dir.join("set.json"), SET).unwrap();
+    std::fs::write(dir.join("set.json"), common::TWO_CAMPAIGNS).unwrap();
     let platform =
         MemoryPlatform::open_file(dir.join("platform.json"), Arc::new(SystemClock)).unwrap();
     platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::LoseResponse);

@@ -3,6 +3,8 @@
 //! store, and a kill while a store is being created. Nothing acknowledged may
 //! be lost without an error, and nothing runs on a store that lost commits.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
@@ -13,14 +15,6 @@ use std::sync::Arc;
 use adsync::clock::SystemClock;
 use adsync::platform::memory::MemoryPlatform;
 use adsync::store::{Commit, Store, StoreError};
-
-const SET: &str = r#"{"name": "recovery", "campaigns": [
-  {"id": "c1", "name": "Campaign one", "objective": "CLICKS", "ad_groups": [
-    {"id": "g1", "name": "Group one", "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_1"}],
-     "keywords": [{"id": "k1", "text": "shoes"}]},
-    {"id": "g2", "name": "Group two", "ads": [{"id": "a2", "name": "Ad two", "post_id": "t3_2"}]}]},
-  {"id": "c2", "name": "Campaign two", "objective": "IMPRESSIONS", "ad_groups": [
-    {"id": "g3", "name": "Group three", "keywords": [{"id": "k3", "text": "boots"}]}]}]}"#;
 
 const PAGE: u64 = 4096;
 const RECORD_HEADER_LEN: u64 = 16;
@@ -45,7 +39,7 @@ fn adsync(dir: &Path, args: &[&str], crash_at: Option<&str>) -> Output {
 fn push(dir: &Path, crash_at: Option<&str>) -> Output {
     let set = dir.join("set.json");
     if !set.exists() {
-        std::fs::write(&set, SET).unwrap();
+        std::fs::write(&set, common::TWO_CAMPAIGNS).unwrap();
     }
     adsync(
         dir,
@@ -303,24 +297,12 @@ fn store_with(path: &Path, key: &[u8]) {
 
 /// sled's copy of the store id, read from outside.
 fn sled_id(db: &Path) -> Option<Vec<u8>> {
-    let raw = open_raw_sled(db);
+    let raw = common::open_raw_sled(db);
     raw.get("adsync/store-id").unwrap().map(|v| v.to_vec())
 }
 
 fn log_id(db: &Path) -> Vec<u8> {
     std::fs::read(db.join("adsync.wal")).unwrap()[16..32].to_vec()
-}
-
-/// The store's sled database opened directly, to change it from outside.
-/// sled lets go of its lock a moment after the last store is dropped.
-fn open_raw_sled(db: &Path) -> sled::Db {
-    (0..50)
-        .find_map(|_| {
-            sled::open(db)
-                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
-                .ok()
-        })
-        .expect("sled opens once the store is dropped")
 }
 
 #[test]
@@ -358,7 +340,7 @@ fn a_store_of_the_previous_version_opens_and_is_given_an_id() {
     let db = dir.path().join("adsync.db");
     store_with(&db, b"old");
     {
-        let raw = open_raw_sled(&db);
+        let raw = common::open_raw_sled(&db);
         raw.remove("adsync/store-id").unwrap();
         raw.flush().unwrap();
     }
@@ -402,14 +384,14 @@ fn a_kill_while_a_store_is_created_never_makes_it_unopenable() {
 
     // Killed after sled created its files, before the log existed.
     let first = dir.path().join("first");
-    drop(open_raw_sled(&first));
+    drop(common::open_raw_sled(&first));
     assert!(!first.join("adsync.wal").exists());
     store_with(&first, b"k");
     assert_eq!(sled_id(&first), Some(log_id(&first)));
 
     // Killed while the log was being preallocated under its temporary name.
     let second = dir.path().join("second");
-    drop(open_raw_sled(&second));
+    drop(common::open_raw_sled(&second));
     std::fs::write(second.join("adsync.wal.new"), vec![0u8; 12_345]).unwrap();
     store_with(&second, b"k");
     assert_eq!(sled_id(&second), Some(log_id(&second)));
@@ -419,7 +401,7 @@ fn a_kill_while_a_store_is_created_never_makes_it_unopenable() {
     drop(Store::open(&third).unwrap());
     let id = log_id(&third);
     {
-        let raw = open_raw_sled(&third);
+        let raw = common::open_raw_sled(&third);
         raw.remove("adsync/store-id").unwrap();
         raw.flush().unwrap();
     }

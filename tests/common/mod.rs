@@ -17,6 +17,27 @@ use adsync::store::{HistoryEntry, Store};
 
 pub const ACCOUNT: &str = "a2_test";
 
+/// The store's sled database opened directly, to damage or change it from
+/// outside. sled lets go of its lock a moment after the last store is dropped.
+pub fn open_raw_sled(db: &Path) -> sled::Db {
+    (0..50)
+        .find_map(|_| {
+            sled::open(db)
+                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                .ok()
+        })
+        .expect("sled opens once the store is dropped")
+}
+
+/// A two-campaign set (9 entities) for the tests that kill a real push.
+pub const TWO_CAMPAIGNS: &str = r#"{"name": "crash", "campaigns": [
+  {"id": "c1", "name": "Campaign one", "objective": "CLICKS", "ad_groups": [
+    {"id": "g1", "name": "Group one", "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_1"}],
+     "keywords": [{"id": "k1", "text": "shoes"}]},
+    {"id": "g2", "name": "Group two", "ads": [{"id": "a2", "name": "Ad two", "post_id": "t3_2"}]}]},
+  {"id": "c2", "name": "Campaign two", "objective": "IMPRESSIONS", "ad_groups": [
+    {"id": "g3", "name": "Group three", "keywords": [{"id": "k3", "text": "boots"}]}]}]}"#;
+
 pub fn start_time() -> time::OffsetDateTime {
     time::macros::datetime!(2026-03-01 09:00 UTC)
 }
