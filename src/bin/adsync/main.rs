@@ -731,15 +731,15 @@ async fn resume(
                 for record in store.records(false) {
                     let record = record?;
                     if matches!(record.status, Status::Running | Status::NeedsAttention) {
-                        found.push((record.id, record.kind, record.status));
+                        found.push((record.id, record.kind, record.status, record.last_error));
                     }
                 }
                 Ok::<_, StoreError>(found)
             })
             .await??;
-        for (id, kind, status) in found {
+        for (id, kind, status, reason) in found {
             if status == Status::NeedsAttention {
-                attention.push(id);
+                attention.push((id, reason));
             } else {
                 records.push((id, kind));
             }
@@ -818,11 +818,12 @@ async fn resume(
             Err(f) => return Err(f),
         }
     }
-    for id in &attention {
+    for (id, reason) in &attention {
+        // The reason names the candidates (several matches) or the rejection.
+        let db = adsync::push::shell_quote(&db.to_string_lossy());
         errln!(
-            "needs attention: `{id}`; see `adsync --db {} history {id}`, then `adsync --db {} resolve {id} --adopt <platform id>` or `--absent`",
-            adsync::push::shell_quote(&db.to_string_lossy()),
-            adsync::push::shell_quote(&db.to_string_lossy()),
+            "needs attention: `{id}`: {}; settle it with `adsync --db {db} resolve {id} --adopt <platform id>` or `adsync --db {db} resolve {id} --absent` (`adsync --db {db} history {id}` shows how it got there)",
+            reason.as_deref().unwrap_or("no reason recorded"),
         );
     }
     for c in &cannot_run {
