@@ -315,6 +315,14 @@ impl<M: Machine> Runner<M> {
             commit = commit.index(key, value);
         }
         self.store.commit(commit).await?;
+        // The plan is durable now, and `state` holds it decoded. Its text
+        // would otherwise ride along with every later record of this sync
+        // (`..prev`) in memory, for every sync of a set at once; the store
+        // fills it in again whenever a record is read back.
+        let record = Record {
+            plan: None,
+            ..record
+        };
         let checkpoint = Checkpoint { record, state };
         self.fresh
             .lock()
@@ -674,6 +682,35 @@ mod tests {
             .cloned()
             .collect();
         assert!(held.is_empty(), "still held: {held:?}");
+        let started = runner
+            .start(
+                "c3-1",
+                crate::push::PushState::new(
+                    crate::push::Target {
+                        platform: "memory".into(),
+                        account_id: "a2".into(),
+                        keyword_model: crate::adapter::KeywordModel::Entities,
+                    },
+                    &set.campaigns[0],
+                    &BTreeMap::new(),
+                    crate::push::PushPolicy::default(),
+                    time::OffsetDateTime::UNIX_EPOCH,
+                ),
+                BTreeMap::new(),
+                &[],
+            )
+            .await
+            .expect("start");
+        assert!(
+            started.record.plan.is_none(),
+            "the plan text is kept in memory"
+        );
+        let stored = runner.get("c3-1").await.expect("stored");
+        assert!(
+            stored.record.plan.is_some(),
+            "the store gives the plan back"
+        );
+        assert_eq!(stored.state, started.state);
         // Read back from the store, the final checkpoints are what the run returned.
         for c in &report.campaigns {
             let stored = runner.get(&c.sync).await.expect("stored");
