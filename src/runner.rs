@@ -390,7 +390,12 @@ impl<M: Machine> Runner<M> {
         }
         self.store.commit(commit.merge(extra)).await?;
         let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
-        for checkpoint in &checkpoints {
+        for checkpoint in &mut checkpoints {
+            // The plan is durable now, and `state` holds it decoded. Its text
+            // would otherwise ride along with every later record of this sync
+            // (`..prev`) in memory, for every sync of a set at once; the store
+            // fills it in again whenever a record is read back.
+            checkpoint.record.plan = None;
             fresh.insert(checkpoint.record.id.clone(), checkpoint.clone());
         }
         Ok(checkpoints)
@@ -626,12 +631,15 @@ impl<M: Machine> Runner<M> {
         })))
     }
 
-    fn fresh_checkpoint(&self, id: &str) -> Option<Checkpoint<M>> {
+    /// Takes the settled checkpoint of `id` out of `fresh`: a settled state
+    /// names no effect, so nothing is lost by reading it from the store next
+    /// time, and keeping it held every finished sync's whole state (its plan
+    /// included) in memory until the runner was dropped.
+    fn take_settled(&self, id: &str) -> Option<Checkpoint<M>> {
         self.fresh
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+            .remove(id)
     }
 
     /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
@@ -652,7 +660,7 @@ impl<M: Machine> Runner<M> {
             match self.step_waking(id, wake).await? {
                 // The checkpoint this runner just wrote (or read) is the final
                 // one: no need to read and decode it again.
-                Step::Settled(_) => match self.fresh_checkpoint(id) {
+                Step::Settled(_) => match self.take_settled(id) {
                     Some(checkpoint) => return Ok(checkpoint),
                     None => return self.get(id).await,
                 },
@@ -800,4 +808,82 @@ pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, Ru
         }
     })?;
     Ok(Checkpoint { record, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::CampaignSet;
+    use crate::platform::memory::MemoryPlatform;
+    use crate::push::{AdapterEffects, PushMachine, Pusher};
+
+    /// A finished sync's state (its plan and every entity) must not stay in
+    /// the runner: a large set's runner held all of them until it was dropped.
+    #[tokio::test]
+    async fn a_settled_sync_leaves_nothing_in_the_fresh_cache() {
+        let set = CampaignSet::from_json(
+            r#"{"name": "s", "campaigns": [
+                {"id": "c1", "name": "Spring", "objective": "CLICKS",
+                 "ad_groups": [{"id": "g1", "name": "Trail", "ads": [
+                    {"id": "a1", "name": "Trail video", "post_id": "t3_abc"}]}]},
+                {"id": "c2", "name": "Summer", "objective": "CLICKS"}]}"#,
+            "inline.json",
+        )
+        .expect("set");
+        let store = Store::temporary().expect("store");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+        let runner = Arc::new(Runner::<PushMachine>::new(
+            store,
+            Arc::new(AdapterEffects::new(platform.clone())),
+            clock.clone(),
+        ));
+        let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
+        let report = pusher.push(&set, "a2").await.expect("push");
+        assert!(report.all_synced(), "{report:?}");
+        assert_eq!(platform.creations(), 4);
+        let held: Vec<String> = runner
+            .fresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        assert!(held.is_empty(), "still held: {held:?}");
+        let started = runner
+            .start(
+                "c3-1",
+                crate::push::PushState::new(
+                    crate::push::Target {
+                        platform: "memory".into(),
+                        account_id: "a2".into(),
+                        keyword_model: crate::adapter::KeywordModel::Entities,
+                    },
+                    &set.campaigns[0],
+                    &BTreeMap::new(),
+                    crate::push::PushPolicy::default(),
+                    time::OffsetDateTime::UNIX_EPOCH,
+                ),
+                BTreeMap::new(),
+                &[],
+            )
+            .await
+            .expect("start");
+        assert!(
+            started.record.plan.is_none(),
+            "the plan text is kept in memory"
+        );
+        let stored = runner.get("c3-1").await.expect("stored");
+        assert!(
+            stored.record.plan.is_some(),
+            "the store gives the plan back"
+        );
+        assert_eq!(stored.state, started.state);
+        // Read back from the store, the final checkpoints are what the run returned.
+        for c in &report.campaigns {
+            let stored = runner.get(&c.sync).await.expect("stored");
+            assert_eq!(stored.record.status, Status::Succeeded);
+        }
+    }
 }

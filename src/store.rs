@@ -612,6 +612,14 @@ const WAL_FILE: &str = "adsync.wal";
 /// Log size; a group that does not fit makes the writer checkpoint sled instead.
 const WAL_CAPACITY: u64 = 16 << 20;
 
+/// sled's page cache. With sled's default (1 GiB) the cache grew with the
+/// store during a large push: a push rewrites each sync's record at every
+/// step and sled keeps the pages it writes cached until the cache is full.
+/// The store is read little (a resume reads each record once; the runner
+/// keeps the states it wrote), so a small cache costs no time
+/// (docs/performance.md).
+const SLED_CACHE_BYTES: u64 = 32 << 20;
+
 impl Store {
     /// Opens (or creates) the store in directory `path`, replaying its
     /// write-ahead log. Refuses a store whose log is damaged, missing or not
@@ -634,7 +642,12 @@ impl Store {
             // No background flushes: the log makes commits durable, and sled is
             // flushed at checkpoints. sled's timer flush only competed with the
             // log's fdatasync for the disk.
-            match sled::Config::new().path(&path).flush_every_ms(None).open() {
+            match sled::Config::new()
+                .path(&path)
+                .flush_every_ms(None)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .open()
+            {
                 Ok(db) => break db,
                 Err(e) => match open_error(&path, e) {
                     StoreError::Locked { .. } if std::time::Instant::now() < deadline => {

@@ -125,7 +125,11 @@ struct Inner {
     next_id: u64,
     calls: u64,
     creations: u64,
-    entities: BTreeMap<String, StoredEntity>,
+    /// Boxed: a B-tree node holds its values inline with room to spare, and
+    /// an entity (its spec inline) is a few hundred bytes, so boxing keeps
+    /// the spare room small; the map was the largest allocation of a large
+    /// push to this platform.
+    entities: BTreeMap<String, Box<StoredEntity>>,
     faults: Vec<(Trigger, Fault)>,
     log: Vec<CallRecord>,
     /// Snapshots taken for the file so far (not itself saved).
@@ -248,7 +252,11 @@ impl MemoryPlatform {
 
     /// Every entity held, in id order.
     pub fn entities(&self) -> Vec<StoredEntity> {
-        self.lock().entities.values().cloned().collect()
+        self.lock()
+            .entities
+            .values()
+            .map(|e| StoredEntity::clone(e))
+            .collect()
     }
 
     /// Creates performed so far (a duplicate counts too).
@@ -289,7 +297,7 @@ impl MemoryPlatform {
     /// Deletes an entity directly, as if someone had removed it on the
     /// platform (tests of ids gone from the platform); returns it.
     pub fn remove(&self, id: &str) -> Option<StoredEntity> {
-        let removed = self.lock().entities.remove(id);
+        let removed = self.lock().entities.remove(id).map(|e| *e);
         self.save();
         removed
     }
@@ -306,7 +314,7 @@ impl MemoryPlatform {
         let id = format!("{prefix}_{}", inner.next_id);
         inner.entities.insert(
             id.clone(),
-            StoredEntity {
+            Box::new(StoredEntity {
                 id: id.clone(),
                 kind: spec.kind(),
                 account_id: parent.account_id.clone(),
@@ -316,7 +324,7 @@ impl MemoryPlatform {
                 keywords: Vec::new(),
                 created_at: self.clock.now(),
                 updates: 0,
-            },
+            }),
         );
         id
     }

@@ -17,9 +17,12 @@
 //! error or a skip's reason. Rows rather than objects: they were most of a
 //! checkpoint's encoding cost (callgrind: 19 k instructions per transition as
 //! objects for a 25-entity campaign, most of it escaping the repeated keys).
+//! An entity created with an id, nearly every row of a push, is the short
+//! row `[index, platform id]` (rows in the long form, `[0,"c-1","created",null]`,
+//! as earlier versions wrote them, still read).
 //!
 //! ```json
-//! {"phase":"AdGroupsCreated","entities":[[0,"c-1","created",null],[1,null,"failed","name taken"]],
+//! {"phase":"AdGroupsCreated","entities":[[0,"c-1"],[1,null,"failed","name taken"]],
 //!  "cursor":2,"attempt":0,"intent_at":"2026-01-01T00:00:00Z","retry_at":null,"last_error":"name taken"}
 //! ```
 
@@ -152,9 +155,37 @@ impl Serialize for CachedRow<'_> {
     }
 }
 
-/// `[index, platform id, result, message]`.
-#[derive(Serialize)]
+/// `[index, platform id, result, message]`, or `[index, platform id]` for an
+/// entity created with that id, which is what nearly every row of a push says.
+///
+/// Short rows because a checkpoint lists every entity touched so far and is
+/// rewritten at every step: its rows are most of the bytes a push writes to
+/// the log and to sled, and sled keeps the old versions until it cleans its
+/// segments (docs/performance.md).
 struct EntityProgressOut<'a>(usize, &'a Option<String>, &'static str, Option<&'a str>);
+
+impl Serialize for EntityProgressOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let EntityProgressOut(index, platform_id, result, message) = *self;
+        match (platform_id, result, message) {
+            (Some(id), "created", None) => {
+                let mut row = serializer.serialize_tuple(2)?;
+                row.serialize_element(&index)?;
+                row.serialize_element(id)?;
+                row.end()
+            }
+            _ => {
+                let mut row = serializer.serialize_tuple(4)?;
+                row.serialize_element(&index)?;
+                row.serialize_element(platform_id)?;
+                row.serialize_element(result)?;
+                row.serialize_element(&message)?;
+                row.end()
+            }
+        }
+    }
+}
 
 impl<'a> EntityProgressOut<'a> {
     fn new(entity: usize, e: &'a Entity) -> Self {
@@ -185,8 +216,50 @@ struct ProgressIn {
     last_error: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A row in either form (see [`EntityProgressOut`]).
 struct EntityProgressIn(usize, Option<String>, ResultTag, Option<String>);
+
+impl<'de> Deserialize<'de> for EntityProgressIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Row;
+        impl<'de> serde::de::Visitor<'de> for Row {
+            type Value = EntityProgressIn;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a row [index, platform id] or [index, platform id, result, message]")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error as _;
+                let index = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let platform_id: Option<String> = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let Some(tag) = seq.next_element::<ResultTag>()? else {
+                    return match platform_id {
+                        Some(id) => Ok(EntityProgressIn(index, Some(id), ResultTag::Created, None)),
+                        None => Err(A::Error::custom(format!(
+                            "entity #{index}: a short row without a platform id"
+                        ))),
+                    };
+                };
+                let message = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(3, &self))?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(5, &self));
+                }
+                Ok(EntityProgressIn(index, platform_id, tag, message))
+            }
+        }
+        deserializer.deserialize_seq(Row)
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -342,7 +415,7 @@ mod tests {
         }
         let first = encode_progress(&state).expect("encodes").get().to_string();
         assert_eq!(first, encoded_afresh(&state));
-        assert!(first.contains(r#"[1,"t2_1","created",null]"#), "{first}");
+        assert!(first.contains(r#"[1,"t2_1"]"#), "{first}");
 
         // Through `entity_mut`, as transitions do.
         let mut next = state.clone();
@@ -367,10 +440,43 @@ mod tests {
         e.platform_id = Some("t2_changed".into());
         let encoded = encode_progress(&third).expect("encodes").get().to_string();
         assert_eq!(encoded, encoded_afresh(&third));
+        assert!(encoded.contains(r#"[2,"t2_changed"]"#), "{encoded}");
+    }
+
+    #[test]
+    fn a_created_entity_is_a_short_row_and_long_rows_still_read() {
+        let (_, mut state) = PushMachine::sample_states().remove(0);
+        if let Some(e) = state.entity_mut(0) {
+            e.result = EntityResult::Created;
+            e.platform_id = Some("t2_0".into());
+        }
+        let progress = encode_progress(&state).expect("encodes");
         assert!(
-            encoded.contains(r#"[2,"t2_changed","created",null]"#),
-            "{encoded}"
+            progress.get().contains(r#"[[0,"t2_0"]]"#),
+            "{}",
+            progress.get()
         );
+        let plan = encode_plan(&state).expect("plan");
+        // The same progress as an older adsync wrote it.
+        let long = progress
+            .get()
+            .replace(r#"[0,"t2_0"]"#, r#"[0,"t2_0","created",null]"#);
+        let long = serde_json::value::RawValue::from_string(long).expect("raw");
+        assert_eq!(decode(Some(&plan), &long).expect("decodes"), state);
+        // A short row must carry an id; a row of 3 or 5 elements is refused.
+        for bad in [
+            r#"[0,null]"#,
+            r#"[0,"t2_0","created"]"#,
+            r#"[0,"t2_0","created",null,1]"#,
+        ] {
+            let text = progress.get().replace(r#"[0,"t2_0"]"#, bad);
+            let raw = serde_json::value::RawValue::from_string(text).expect("raw");
+            let error = decode(Some(&plan), &raw).expect_err(bad);
+            assert!(
+                error.contains("the checkpoint does not decode"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]
