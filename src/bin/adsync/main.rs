@@ -536,7 +536,8 @@ fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
 /// The command that resumes sync `id`, pushed to `platform`.
 /// The command that continues sync `id` (its platform comes from its checkpoint).
 fn resume_command(db: &std::path::Path, id: &str) -> String {
-    signals::command_line(["adsync", "--db", absolute(db).as_str(), "resume", id])
+    let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
+    adsync::push::resume_command(&db, &[id.to_string()])
 }
 
 /// The name a platform's adapter records in checkpoints.

@@ -103,16 +103,7 @@ fn resume_message(hint: &str) -> String {
 /// anything but plain characters are single-quoted.
 pub fn command_line<'a>(args: impl IntoIterator<Item = &'a str>) -> String {
     args.into_iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-            if plain {
-                a.to_string()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
+        .map(adsync::push::shell_quote)
         .collect::<Vec<_>>()
         .join(" ")
 }
