@@ -108,6 +108,29 @@ fn assert_exactly_once(dir: &Path, variant: &str) {
 /// checkpoint boundaries after the start), asserts all or none of the set's
 /// syncs exist, then recovers with `resume --all` (no flags) or by re-running
 /// the same push: every campaign exactly once on the platform.
+/// The first `adsync …` command quoted in `stderr`, pasted into a shell as it
+/// is (with this build's binary); returns the command and what it did.
+fn run_suggested(stderr: &str) -> (String, Output) {
+    let suggested = stderr
+        .split('`')
+        .find(|s| s.starts_with("adsync "))
+        .expect("a command is suggested")
+        .to_string();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_adsync"));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} {}",
+            bin.display(),
+            &suggested["adsync ".len()..]
+        ))
+        .env_remove("ADSYNC_DB")
+        .env_remove("ADSYNC_TEST_CRASH_AT")
+        .output()
+        .expect("sh runs");
+    (suggested, out)
+}
+
 #[test]
 fn a_killed_set_start_leaves_all_or_none_and_recovers_exactly_once() {
     let mut variants: Vec<(Option<u64>, Option<&str>)> = vec![
@@ -229,23 +252,7 @@ fn changed_content_with_unfinished_syncs_is_refused_with_a_command_that_works() 
         assert!(stderr.contains(&format!("`c{i:02}-1`")), "{stderr}");
     }
     // The suggested command, pasted into a shell as it is.
-    let suggested = stderr
-        .split('`')
-        .find(|s| s.starts_with("adsync "))
-        .expect("a command is suggested")
-        .to_string();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_adsync"));
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{} {}",
-            bin.display(),
-            &suggested["adsync ".len()..]
-        ))
-        .env_remove("ADSYNC_DB")
-        .env_remove("ADSYNC_TEST_CRASH_AT")
-        .output()
-        .unwrap();
+    let (suggested, out) = run_suggested(&stderr);
     assert_eq!(out.status.code(), Some(0), "`{suggested}`: {}", text(&out));
     // Now the changed set pushes, as an update.
     let out = run(push_command(dir));
@@ -314,22 +321,7 @@ fn resuming_a_failed_sync_says_it_is_final_and_how_to_push_again() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stderr.contains("failed syncs are final"), "{stderr}");
-    let suggested = stderr
-        .split('`')
-        .find(|s| s.starts_with("adsync "))
-        .expect("a command is suggested")
-        .to_string();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_adsync"));
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "{} {}",
-            bin.display(),
-            &suggested["adsync ".len()..]
-        ))
-        .env_remove("ADSYNC_DB")
-        .output()
-        .unwrap();
+    let (suggested, out) = run_suggested(&stderr);
     assert_eq!(out.status.code(), Some(0), "`{suggested}`: {}", text(&out));
     assert_exactly_once(dir, "after pushing again");
 }
