@@ -506,3 +506,64 @@ async fn error_texts_do_not_repeat_themselves() {
     }
     fake.shutdown().await;
 }
+
+/// Item 6: the Reddit adapter reads an entity back by id (for verifying an
+/// adopted id): its name and parent; `None` when Reddit has no such entity of
+/// that kind.
+#[tokio::test]
+async fn reddit_reads_an_entity_back_by_id() {
+    let fake = FakeReddit::start(FakeRedditConfig::default())
+        .await
+        .expect("fake");
+    let adapter = reddit(&fake, 2);
+    let account = Parent {
+        account_id: ACCOUNT.into(),
+        parent_id: None,
+    };
+    let campaign = EntitySpec::Campaign(Campaign {
+        ad_groups: vec![],
+        ..small_set().campaigns[0].clone()
+    });
+    let campaign_id = adapter.create(&account, &campaign).await.expect("campaign");
+    let under = Parent {
+        account_id: ACCOUNT.into(),
+        parent_id: Some(campaign_id.clone()),
+    };
+    let group = EntitySpec::AdGroup(adsync::model::AdGroup {
+        ads: vec![],
+        keywords: vec![],
+        ..small_set().campaigns[0].ad_groups[0].clone()
+    });
+    let group_id = adapter.create(&under, &group).await.expect("ad group");
+
+    let read = adapter
+        .get(&under, EntityKind::AdGroup, &group_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.name, "Group one");
+    assert_eq!(read.parent_id.as_deref(), Some(campaign_id.as_str()));
+    let read = adapter
+        .get(&account, EntityKind::Campaign, &campaign_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.account_id.as_deref(), Some(ACCOUNT));
+    assert_eq!(read.parent_id, None);
+    assert_eq!(
+        adapter
+            .get(&under, EntityKind::AdGroup, "adg_nope")
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        adapter
+            .get(&under, EntityKind::AdGroup, &campaign_id)
+            .await
+            .expect("read"),
+        None,
+        "a campaign's id is not an ad group"
+    );
+    fake.shutdown().await;
+}

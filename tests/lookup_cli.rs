@@ -288,3 +288,62 @@ fn a_missing_amazon_token_names_the_variable() {
     );
     assert!(!db.exists());
 }
+
+/// Item 5: `adsync fake-server reddit --clock-offset-secs` runs the fake's
+/// clock off ours, in `created_at` and in the `Date` header.
+#[tokio::test]
+async fn the_fake_server_clock_can_run_behind() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
+        .args(["fake-server", "reddit", "--port", "0"])
+        .args(["--clock-offset-secs", "-1800"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fake server starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("address line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .expect("url")
+        .to_string();
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/ad_accounts/a2_clock/campaigns"))
+        .bearer_auth("fake-reddit-token")
+        .header("user-agent", "adsync-test/1")
+        .json(&serde_json::json!({"data": {
+            "name": "Clock check", "objective": "CLICKS", "configured_status": "PAUSED"
+        }}))
+        .send()
+        .await
+        .expect("create");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let date = resp
+        .headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .expect("Date header")
+        .to_string();
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let created = time::OffsetDateTime::parse(
+        body["data"]["created_at"].as_str().expect("created_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("rfc3339");
+    let behind = time::OffsetDateTime::now_utc() - created;
+    assert!(
+        (behind.whole_seconds() - 1800).abs() <= 60,
+        "created_at {created} is not 30 minutes behind (Date: {date})"
+    );
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let date_time = time::PrimitiveDateTime::parse(&date, format)
+        .expect("IMF-fixdate")
+        .assume_utc();
+    assert!(((time::OffsetDateTime::now_utc() - date_time).whole_seconds() - 1800).abs() <= 60);
+}

@@ -69,7 +69,9 @@ pub struct PushPolicy {
     /// Retries of transient failures.
     pub backoff: Backoff,
     /// How far before the recorded intent a look-up still accepts an entity's
-    /// `created_at`, to absorb clock skew between us and the platform.
+    /// `created_at`. Adapters compare on the platform's clock (see
+    /// [`crate::adapter::PushAdapter::find`]); the slack absorbs what that
+    /// comparison cannot see: whole-second `Date` headers, latency, drift.
     pub lookup_slack_secs: u64,
 }
 
