@@ -241,6 +241,48 @@ async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated() {
     assert_eq!(group_ids(&h), groups);
 }
 
+/// Item 4 with item 6: an id a sync found gone (404, nothing by its name) and
+/// could not replace (the create failed) is not carried into the next push,
+/// which creates the entity at once instead of updating the gone id again.
+#[tokio::test]
+async fn an_id_found_gone_is_not_carried_into_the_next_push() {
+    let h = Harness::temporary();
+    assert!(h
+        .pusher
+        .push(&small_set(), ACCOUNT)
+        .await
+        .expect("push")
+        .all_synced());
+    let old = group_ids(&h).remove(0);
+    h.platform.remove(&old).expect("removed on the platform");
+    h.platform.fail_next(
+        Op::Create,
+        Some(EntityKind::AdGroup),
+        MemFault::Permanent("ad groups are closed today".into()),
+    );
+    let report = h.pusher.push(&small_set(), ACCOUNT).await.expect("push 2");
+    assert_eq!(report.campaigns[0].status, Status::Failed, "{report:?}");
+    assert_eq!(report.campaigns[0].entities[1].platform_id, None);
+
+    let report = h.pusher.push(&small_set(), ACCOUNT).await.expect("push 3");
+    assert!(report.all_synced(), "{report:?}");
+    let group = &report.campaigns[0].entities[1];
+    assert_eq!(group.result, EntityResult::Created);
+    let history = h
+        .pusher
+        .runner()
+        .history(&report.campaigns[0].sync)
+        .await
+        .expect("history");
+    assert!(
+        !history
+            .iter()
+            .any(|e| e.effect.as_deref().is_some_and(|d| d.contains(&old))),
+        "the gone id {old} was used again: {history:?}"
+    );
+    assert_eq!(group_ids(&h).len(), 1);
+}
+
 /// Item 6: the gone entity was re-made under the same parent by someone else
 /// (one match by name): adopted and brought to the spec; several: parked.
 #[tokio::test]

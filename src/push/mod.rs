@@ -247,6 +247,7 @@ impl Pusher {
                 .await?;
             let mut generation = 0;
             let mut latest_ids = BTreeMap::new();
+            let mut latest_without_id = Vec::new();
             if let Some(previous) = previous {
                 let checkpoint = self.runner.get(&previous).await?;
                 match checkpoint.record.status {
@@ -280,9 +281,22 @@ impl Pusher {
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
                 latest_ids = checkpoint.state.platform_ids();
+                latest_without_id = checkpoint
+                    .state
+                    .entities
+                    .iter()
+                    .filter(|e| e.platform_id.is_none())
+                    .map(|e| e.local_id().to_string())
+                    .collect();
             }
             let known = self
-                .known_ids(account, &campaign.id, generation, latest_ids)
+                .known_ids(
+                    account,
+                    &campaign.id,
+                    generation,
+                    latest_ids,
+                    &latest_without_id,
+                )
                 .await?;
             let target = Target {
                 platform: self.platform.clone(),
@@ -362,17 +376,31 @@ impl Pusher {
     /// The ids known for `campaign` before a new sync of it starts: the
     /// durable map, with the ids of its latest (finished) sync merged in. A
     /// store written before the map existed is rebuilt from every earlier sync.
+    ///
+    /// The stored map holds exactly the ids the latest sync started with, and
+    /// a sync drops an entity's id only when the platform said it is gone (an
+    /// update answered 404): so an entity of `latest_without_id` that the map
+    /// has an id for lost it that way, and the id is forgotten.
     async fn known_ids(
         &self,
         account: &str,
         campaign: &str,
         generation: u64,
         latest: BTreeMap<String, String>,
+        latest_without_id: &[String],
     ) -> Result<KnownIds, PushError> {
         let key = known_ids_key(&self.platform, account, campaign);
         let stored = self.runner.read(move |store| store.data(&key)).await?;
         let mut known = match stored {
-            Some(bytes) => KnownIds::decode(campaign, &bytes)?,
+            Some(bytes) => {
+                let mut known = KnownIds::decode(campaign, &bytes)?;
+                for local in latest_without_id {
+                    if let Some(gone) = known.ids.get(local).cloned() {
+                        known.forget(local, &gone);
+                    }
+                }
+                known
+            }
             None => {
                 let mut known = KnownIds::default();
                 for n in 1..generation {
