@@ -683,25 +683,25 @@ impl Store {
 
     /// [`Store::open_existing`] from async code (see [`Store::open_from_async`]).
     pub async fn open_existing_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let shown = path.clone();
-        tokio::task::spawn_blocking(move || Store::open_existing(path))
-            .await
-            .map_err(|e| StoreError::Io {
-                path: shown,
-                message: format!("opening task failed: {e}"),
-            })?
+        Self::open_on_blocking_pool(path.as_ref(), Store::open_existing).await
     }
 
     /// [`Store::open`] from async code. Opening blocks (sled's open, the log's
     /// replay or preallocation), so it runs on tokio's blocking pool.
     pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        let shown = path.clone();
-        tokio::task::spawn_blocking(move || Store::open(path))
+        Self::open_on_blocking_pool(path.as_ref(), Store::open).await
+    }
+
+    /// Runs `open` (which blocks on sled) on tokio's blocking pool.
+    async fn open_on_blocking_pool(
+        path: &Path,
+        open: fn(PathBuf) -> Result<Arc<Self>, StoreError>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let owned = path.to_path_buf();
+        tokio::task::spawn_blocking(move || open(owned))
             .await
             .map_err(|e| StoreError::Io {
-                path: shown,
+                path: path.to_path_buf(),
                 message: format!("opening task failed: {e}"),
             })?
     }
