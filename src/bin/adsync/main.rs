@@ -134,13 +134,11 @@ enum Command {
         /// The entity does not exist on the platform: create it on resume.
         #[arg(long)]
         absent: bool,
-        /// For a sync pushed to the memory platform: the `--memory-file` it
-        /// was pushed with (an adopted id is verified there).
-        #[arg(long)]
-        memory_file: Option<PathBuf>,
-        /// For a sync pushed to Reddit: where and how to verify the adopted id.
+        /// Where to verify an adopted id: taken from the sync's checkpoint;
+        /// flags stand in for syncs started before it was recorded, and must
+        /// agree with it when given. Credentials come from the environment.
         #[command(flatten)]
-        reddit: reddit_cli::RedditArgs,
+        platform: PlatformArgs,
     },
     /// Lists every sync with its status.
     Status {
@@ -300,7 +298,7 @@ struct Given {
 
 impl Given {
     fn of(matches: &clap::ArgMatches) -> Self {
-        let Some(("resume", sub)) = matches.subcommand() else {
+        let Some(("resume" | "resolve", sub)) = matches.subcommand() else {
             return Given::default();
         };
         let given = |id: &str| {
@@ -405,13 +403,11 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             sync,
             adopt,
             absent,
-            memory_file,
-            reddit,
+            platform: platform_args,
         } => {
             let store = Store::open_existing_from_async(&cli.db).await?;
             let runner = read_only_runner(store);
             let checkpoint = runner.get(&sync).await?;
-            let platform = checkpoint.state.target.platform.clone();
             let resume = resume_command(&cli.db, &sync);
             match checkpoint.record.status {
                 Status::NeedsAttention => {}
@@ -428,34 +424,9 @@ async fn run(cli: Cli, given: Given) -> Result<u8, Failure> {
             }
             let outcome = match (adopt, absent) {
                 (Some(id), _) => {
-                    // Where the sync pushed to is in its labels (never a credential);
-                    // a flag stands in for syncs started before labels were kept.
-                    let labels = &checkpoint.record.labels;
-                    let adapter: Arc<dyn PushAdapter> = match platform.as_str() {
-                        "memory" => {
-                            let file = labels
-                                .get("memory_file")
-                                .map(PathBuf::from)
-                                .or_else(|| memory_file.clone())
-                                .unwrap_or_else(|| default_memory_file(&cli.db));
-                            Arc::new(
-                                MemoryPlatform::open_file(&file, Arc::new(SystemClock))
-                                    .map_err(|e| Failure::usage(e.to_string()))?,
-                            )
-                        }
-                        "reddit" => {
-                            let url = labels
-                                .get("base_url")
-                                .map(String::as_str)
-                                .unwrap_or(reddit.base_url());
-                            reddit.adapter_at(url)?
-                        }
-                        other => {
-                            return Err(Failure::usage(format!(
-                                "sync `{sync}` was pushed to `{other}`, which this command cannot reach to verify {id}"
-                            )))
-                        }
-                    };
+                    let endpoint =
+                        endpoint_of(&cli.db, &sync, &checkpoint.record, &platform_args, given)?;
+                    let adapter = open_adapter(&platform_args, &endpoint)?;
                     adsync::push::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
                         .await
                         .map_err(|e| Failure {
