@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use common::adsync;
 
 use adsync::model::{CampaignSet, InputError};
 use adsync::store::{Store, StoreError};
@@ -79,15 +78,6 @@ fn model_rules_are_checked_before_anything_runs() {
         same_name.contains("campaigns[0].ad_groups[1].name"),
         "{same_name}"
     );
-}
-
-fn adsync(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adsync"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("adsync runs")
 }
 
 #[test]

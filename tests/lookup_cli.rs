@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::adsync;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -19,21 +20,6 @@ use adsync::push::{AdapterEffects, PushMachine, PushPhase, PushPolicy, Pusher};
 use adsync::runner::Runner;
 use adsync::store::Store;
 use common::{small_set, ACCOUNT};
-
-fn adsync(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adsync"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("ADSYNC_DB")
-        .env_remove("ADSYNC_TEST_CRASH_AT")
-        .env_remove("ADSYNC_REDDIT_TOKEN")
-        .env_remove("ADSYNC_REDDIT_USER_AGENT")
-        .env_remove("ADSYNC_REDDIT_BASE_URL")
-        .env_remove("ADSYNC_AMAZON_TOKEN")
-        .output()
-        .expect("adsync runs")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

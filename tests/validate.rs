@@ -2,8 +2,9 @@
 //! the platform would reject, naming the file and the JSON path (issue 12,
 //! items 12 and 21).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::adsync;
 
 use adsync::model::{CampaignSet, MAX_NAME_LEN};
 
@@ -166,17 +167,6 @@ fn a_top_level_array_says_what_is_expected() {
         e.starts_with("set.json:") && e.contains("expected a campaign-set object"),
         "{e}"
     );
-}
-
-fn adsync(db: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adsync"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("ADSYNC_DB")
-        .env_remove("ADSYNC_TEST_CRASH_AT")
-        .output()
-        .expect("adsync runs")
 }
 
 #[test]
