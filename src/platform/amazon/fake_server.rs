@@ -1,6 +1,6 @@
 //! A faithful fake of the Sponsored Products v3 list endpoints, on loopback.
 //!
-//! Follows `platform-notes.md`, not the client: every list call must carry
+//! Follows `docs/platforms/amazon.md`, not the client: every list call must carry
 //! `Authorization: Bearer <token>` (else **401**), `Amazon-Advertising-API-ClientId`
 //! and `Amazon-Advertising-API-Scope` naming a known profile (else **403**), and the
 //! endpoint's vendor media type on both `Content-Type` and `Accept` (else **415**;

@@ -15,12 +15,12 @@
 //!   (or a jittered exponential backoff when the header is absent); sustained
 //!   success raises it again step by step.
 //! * [`fake_server`] — [`FakeAmazon`], a loopback axum server following
-//!   `platform-notes.md` (auth, media types, pagination, token-bucket throttling,
+//!   `docs/platforms/amazon.md` (auth, media types, pagination, token-bucket throttling,
 //!   injected faults, request log, admin API), for tests and
 //!   `adsync fake-server amazon`.
 //! * [`generator`] — deterministic profiles of any size.
 //!
-//! Follows `/work/shared/platform-notes.md`, "Amazon Ads API, Sponsored Products v3".
+//! Follows `docs/platforms/amazon.md`, the API facts adsync relies on.
 
 pub mod api;
 pub mod client;

@@ -1,4 +1,4 @@
-//! Wire types of the Reddit Ads API v3 (see `/work/shared/platform-notes.md`).
+//! Wire types of the Reddit Ads API v3 (see `docs/platforms/reddit.md`).
 //!
 //! Requests are wrapped as `{"data": {...}}`, single responses as `{"data": {...}}`,
 //! lists as `{"data": [...], "pagination": {"next_url", "previous_url"}}` and errors

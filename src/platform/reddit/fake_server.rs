@@ -1,6 +1,6 @@
 //! A local fake of the Reddit Ads API v3, with fault injection.
 //!
-//! It follows the platform notes on its own terms (it shares no types with the
+//! It follows `docs/platforms/reddit.md` on its own terms (it shares no types with the
 //! adapter): envelopes, string ids, RFC 3339 `created_at`/`modified_at`,
 //! validation errors as 400 with field messages, 404 for unsupported methods and
 //! for `GET /ad_accounts/{a}/ads/{id}`, pagination with `page.size`/`page.token`

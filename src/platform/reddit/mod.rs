@@ -6,7 +6,7 @@
 //!   tests, the demo and users' own testing.
 //! * [`api`] holds the wire types; [`token`] the bearer-token plumbing.
 //!
-//! Both sides follow the platform notes (`/work/shared/platform-notes.md`),
+//! Both sides follow `docs/platforms/reddit.md` (the API facts adsync relies on),
 //! not each other: the fake validates requests on its own terms.
 
 mod adapter;
