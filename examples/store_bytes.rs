@@ -1,5 +1,6 @@
 //! Prints how many keys and bytes a closed adsync store holds, by key prefix
-//! (`h/` history, `p/` plans, `r/` records, `i/` index, `x/` machine data),
+//! (`h/` history, `p/` plans, `r/` records, `s/` progress segments, `i/`
+//! index, `x/` machine data),
 //! and sled's own size on disk. See docs/performance.md.
 //!
 //! Run: `cargo run --release --example store_bytes -- <store directory>`.

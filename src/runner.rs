@@ -396,6 +396,7 @@ impl<M: Machine> Runner<M> {
             // (`..prev`) in memory, for every sync of a set at once; the store
             // fills it in again whenever a record is read back.
             checkpoint.record.plan = None;
+            checkpoint.record.segments = Vec::new();
             fresh.insert(checkpoint.record.id.clone(), checkpoint.clone());
         }
         Ok(checkpoints)
@@ -433,6 +434,7 @@ impl<M: Machine> Runner<M> {
             labels,
             state: encode_state::<M>(id, state)?,
             plan,
+            segments: Vec::new(),
         };
         let entry = HistoryEntry {
             seq: 0,
@@ -445,6 +447,9 @@ impl<M: Machine> Runner<M> {
         let mut commit = Commit::new().record(&record)?.history(id, &entry)?;
         if let Some(plan) = &record.plan {
             commit = commit.plan(id, plan);
+        }
+        for (n, segment) in encode_segments::<M>(id, None, state)? {
+            commit = commit.segment(id, n, &segment);
         }
         for (key, value) in index {
             commit = commit.index(key, value);
@@ -594,6 +599,9 @@ impl<M: Machine> Runner<M> {
             last_error: M::last_error(&next),
             updated_at: ctx.now,
             state: encode_state::<M>(id, &next)?,
+            // Those read back with `prev` are stale once this commit writes
+            // new ones; the state holds them decoded.
+            segments: Vec::new(),
             ..prev
         };
         let entry = HistoryEntry {
@@ -604,10 +612,11 @@ impl<M: Machine> Runner<M> {
             outcome: M::describe_outcome(&outcome),
             to: to.to_string(),
         };
-        let commit = Commit::new()
-            .record(&record)?
-            .history(id, &entry)?
-            .merge(writes);
+        let mut commit = Commit::new().record(&record)?.history(id, &entry)?;
+        for (n, segment) in encode_segments::<M>(id, Some(&checkpoint.state), &next)? {
+            commit = commit.segment(id, n, &segment);
+        }
+        let commit = commit.merge(writes);
         self.fire(id, record.seq, HookWhen::BeforeCommit);
         self.store.commit(commit).await?;
         self.fire(id, record.seq, HookWhen::AfterCommit);
@@ -768,6 +777,18 @@ fn encode_state<M: Machine>(
     })
 }
 
+fn encode_segments<M: Machine>(
+    id: &str,
+    prev: Option<&M::State>,
+    state: &M::State,
+) -> Result<Vec<(u32, Box<serde_json::value::RawValue>)>, RunError> {
+    M::encode_segments(prev, state).map_err(|e| RunError::CorruptState {
+        sync: id.to_string(),
+        kind: M::KIND,
+        detail: format!("cannot encode a progress segment: {e}"),
+    })
+}
+
 fn encode_plan<M: Machine>(
     id: &str,
     state: &M::State,
@@ -800,13 +821,12 @@ pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, Ru
             expected: M::STATE_VERSION,
         });
     }
-    let state = M::decode_checkpoint(record.plan.as_deref(), &record.state).map_err(|detail| {
-        RunError::CorruptState {
+    let state = M::decode_checkpoint(record.plan.as_deref(), &record.segments, &record.state)
+        .map_err(|detail| RunError::CorruptState {
             sync: record.id.clone(),
             kind: M::KIND,
             detail,
-        }
-    })?;
+        })?;
     Ok(Checkpoint { record, state })
 }
 
@@ -885,5 +905,175 @@ mod tests {
             let stored = runner.get(&c.sync).await.expect("stored");
             assert_eq!(stored.record.status, Status::Succeeded);
         }
+    }
+
+    /// A format-2 record carries its head (kind, start time, labels) once,
+    /// under its own key; a format-1 record (every field in `r/`, as the
+    /// previous version wrote it) still reads, and its sync keeps format 1.
+    #[tokio::test]
+    async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step() {
+        let set = CampaignSet::from_json(
+            r#"{"name": "s", "campaigns": [
+                {"id": "c1", "name": "Spring", "objective": "CLICKS",
+                 "ad_groups": [{"id": "g1", "name": "Trail", "ads": [
+                    {"id": "a1", "name": "Trail video", "post_id": "t3_abc"}]}]}]}"#,
+            "inline.json",
+        )
+        .expect("set");
+        let store = Store::temporary().expect("store");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+        let runner = || {
+            Runner::<PushMachine>::new(
+                store.clone(),
+                Arc::new(AdapterEffects::new(platform.clone())),
+                clock.clone(),
+            )
+        };
+        let state = crate::push::PushState::new(
+            crate::push::Target {
+                platform: "memory".into(),
+                account_id: "a2".into(),
+                keyword_model: crate::adapter::KeywordModel::Entities,
+            },
+            &set.campaigns[0],
+            &BTreeMap::new(),
+            crate::push::PushPolicy::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        let labels =
+            BTreeMap::from([("set_file".to_string(), "/srv/sets/spring.json".to_string())]);
+        let raw = |key: &str| {
+            store
+                .raw_tree()
+                .expect("tree")
+                .get(key)
+                .expect("get")
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        let writer = runner();
+        writer
+            .start("c1-1", state, labels.clone(), &[])
+            .await
+            .expect("start");
+        let Step::Transitioned(first) = writer.step("c1-1").await.expect("step") else {
+            panic!("a step")
+        };
+        let body = raw("r/c1-1").expect("record");
+        assert!(body.contains(r#""format":2"#), "{body}");
+        for static_field in ["spring.json", "created_at", "\"kind\""] {
+            assert!(!body.contains(static_field), "{static_field} in {body}");
+        }
+        let head = raw("m/c1-1").expect("head");
+        assert!(head.contains("/srv/sets/spring.json"), "{head}");
+        let stored = runner().get("c1-1").await.expect("reads");
+        assert_eq!(stored.record.labels, labels);
+        assert_eq!(stored.record.kind, "push");
+        assert_eq!(stored.state, first.state);
+
+        // The same sync as the previous version stored it: format 1, no head.
+        let mut old = stored.record.clone();
+        old.format = 1;
+        store
+            .commit(Commit::new().record(&old).expect("encodes"))
+            .await
+            .expect("commit");
+        store
+            .raw_tree()
+            .expect("tree")
+            .remove("m/c1-1")
+            .expect("remove");
+        assert!(raw("r/c1-1").expect("record").contains("spring.json"));
+        let resumed = runner();
+        assert_eq!(resumed.get("c1-1").await.expect("reads").record, old);
+        let Step::Transitioned(second) = resumed.step("c1-1").await.expect("step") else {
+            panic!("a step")
+        };
+        let body = raw("r/c1-1").expect("record");
+        assert!(
+            body.contains(r#""format":1"#) && body.contains("spring.json"),
+            "{body}"
+        );
+        let stored = runner().get("c1-1").await.expect("reads");
+        assert_eq!((stored.record.seq, &stored.state), (2, &second.state));
+        assert_eq!(stored.record.labels, labels);
+
+        // A format-2 record whose head is gone is named, not misread.
+        let mut new = stored.record.clone();
+        new.format = RECORD_FORMAT;
+        store
+            .commit(Commit::new().record(&new).expect("encodes"))
+            .await
+            .expect("commit");
+        let Err(error) = runner().get("c1-1").await else {
+            panic!("a record without its head must be refused")
+        };
+        let error = error.to_string();
+        assert!(
+            error.contains("c1-1") && error.contains("head") && error.contains("missing"),
+            "{error}"
+        );
+    }
+
+    /// A sync whose progress is partly in segments reads back, from a runner
+    /// that did not write it, as the state its writer held, at every step.
+    #[tokio::test]
+    async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
+        let ads: Vec<serde_json::Value> = (0..150)
+            .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
+            .collect();
+        let set = serde_json::json!({"name": "s", "campaigns": [
+            {"id": "c1", "name": "Spring", "objective": "CLICKS",
+             "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
+        let set = CampaignSet::from_json(&set.to_string(), "inline.json").expect("set");
+        let store = Store::temporary().expect("store");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+        let runner = Runner::<PushMachine>::new(
+            store.clone(),
+            Arc::new(AdapterEffects::new(platform.clone())),
+            clock.clone(),
+        );
+        let reader =
+            Runner::<PushMachine>::new(store, Arc::new(AdapterEffects::new(platform)), clock);
+        let state = crate::push::PushState::new(
+            crate::push::Target {
+                platform: "memory".into(),
+                account_id: "a2".into(),
+                keyword_model: crate::adapter::KeywordModel::Entities,
+            },
+            &set.campaigns[0],
+            &BTreeMap::new(),
+            crate::push::PushPolicy::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        runner
+            .start("c1-1", state, BTreeMap::new(), &[])
+            .await
+            .expect("start");
+        let mut steps = 0;
+        let mut longest = 0;
+        while let Step::Transitioned(t) = runner.step("c1-1").await.expect("step") {
+            steps += 1;
+            let stored = reader.get("c1-1").await.expect("stored");
+            assert_eq!(stored.state, t.state, "step {steps}");
+            let progress: serde_json::Value =
+                serde_json::from_str(stored.record.state.get()).expect("json");
+            let rows = progress["entities"].as_array().map_or(0, Vec::len);
+            longest = longest.max(rows);
+        }
+        assert_eq!(steps, 152);
+        let stored = reader.get("c1-1").await.expect("stored");
+        assert_eq!(stored.record.status, Status::Succeeded);
+        // The full chunks of the 152 entities, in order.
+        let chunks: Vec<u32> = stored.record.segments.iter().map(|(n, _)| *n).collect();
+        assert!(!chunks.is_empty() && chunks.len() < 152, "{chunks:?}");
+        assert!(
+            chunks.iter().enumerate().all(|(i, n)| *n as usize == i),
+            "{chunks:?}"
+        );
+        // No checkpoint listed more rows than a chunk holds (a few dozen at
+        // most), however far the push.
+        assert!(longest <= 64, "a checkpoint of {longest} rows");
     }
 }

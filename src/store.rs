@@ -5,8 +5,10 @@
 //!
 //! | key                     | value                                        |
 //! |-------------------------|----------------------------------------------|
-//! | `r/<sync id>`           | the sync's [`Record`] (JSON)                  |
+//! | `r/<sync id>`           | the sync's [`Record`] (JSON; from format 2 without the fields of its head) |
+//! | `m/<sync id>`           | the head of a format-2 record: kind, start time, labels, written once |
 //! | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
+//! | `s/<sync id>\0<n BE>`   | segment `n` of the sync's progress (see [`Record::segments`]) |
 //! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (JSON), or a JSON array of consecutive entries from `seq` on |
 //! | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
 //! | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
@@ -84,8 +86,49 @@ use wal::{Wal, WriteRef};
 use crate::clock::Timestamp;
 use crate::machine::Status;
 
-/// Layout version of [`Record`]; bumped on incompatible changes.
-pub const RECORD_FORMAT: u32 = 1;
+/// Layout version of [`Record`] that this adsync writes; bumped on
+/// incompatible changes.
+///
+/// Format 2 writes the fields fixed when a sync starts (kind, start time,
+/// labels: a few hundred bytes, as labels hold paths and URLs) once, as the
+/// record's *head* under `m/<sync id>`, instead of with every checkpoint.
+/// Format-1 records (every field under `r/<sync id>`) still read, and a sync
+/// started with format 1 keeps it: [`Commit::record`] writes a record in its
+/// own `format`.
+pub const RECORD_FORMAT: u32 = 2;
+
+/// The oldest record format this adsync reads.
+const OLDEST_RECORD_FORMAT: u32 = 1;
+
+/// The fields of a format-2 record that are written with every checkpoint.
+#[derive(Serialize, Deserialize)]
+struct RecordBody<'a> {
+    format: u32,
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    state_version: u32,
+    seq: u64,
+    #[serde(borrow)]
+    phase: std::borrow::Cow<'a, str>,
+    status: Status,
+    effects_run: u64,
+    failed_effects: u64,
+    last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: Timestamp,
+    #[serde(borrow)]
+    state: std::borrow::Cow<'a, serde_json::value::RawValue>,
+}
+
+/// The fields of a format-2 record written once, when its sync starts.
+#[derive(Serialize, Deserialize)]
+struct RecordHead<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: Timestamp,
+    labels: std::borrow::Cow<'a, BTreeMap<String, String>>,
+}
 
 /// The latest checkpoint of one sync.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,6 +174,14 @@ pub struct Record {
     /// it in when it reads a record; [`Commit::plan`] writes it.
     #[serde(skip)]
     pub plan: Option<Arc<serde_json::value::RawValue>>,
+    /// Segments of the sync's progress that the machine wrote under their own
+    /// keys (`s/<sync id>\0<n BE>`, [`Commit::segment`]), in segment order:
+    /// parts of its state that no longer change, so each is written once
+    /// instead of with every later checkpoint
+    /// ([`crate::machine::Machine::encode_segments`]). Like the plan, filled
+    /// in by the store when it reads a record.
+    #[serde(skip)]
+    pub segments: Vec<(u32, Arc<serde_json::value::RawValue>)>,
 }
 
 impl PartialEq for Record {
@@ -153,6 +204,10 @@ impl PartialEq for Record {
                 r.last_error.clone(),
                 r.state.get().to_string(),
                 r.plan.as_ref().map(|p| p.get().to_string()),
+                r.segments
+                    .iter()
+                    .map(|(n, s)| (*n, s.get().to_string()))
+                    .collect::<Vec<_>>(),
             )
         };
         key(self) == key(other)
@@ -307,15 +362,47 @@ impl Commit {
         Self::default()
     }
 
-    /// Writes `record` (and remembers that its seq is durable once committed).
+    /// Writes `record` (and remembers that its seq is durable once committed),
+    /// in the layout of its `format` (see [`RECORD_FORMAT`]); the head of a
+    /// format-2 record is written with its first checkpoint (seq 0).
     pub fn record(mut self, record: &Record) -> Result<Self, StoreError> {
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            sync: record.id.clone(),
+            detail: format!("cannot encode record: {e}"),
+        };
         // Sized for the state plus the other fields, so the buffer is not
         // regrown (and copied) several times on the way.
         let mut bytes = Vec::with_capacity(record.state.get().len() + 512);
-        serde_json::to_writer(&mut bytes, record).map_err(|e| StoreError::Corrupt {
-            sync: record.id.clone(),
-            detail: format!("cannot encode record: {e}"),
-        })?;
+        if record.format == OLDEST_RECORD_FORMAT {
+            serde_json::to_writer(&mut bytes, record).map_err(corrupt)?;
+        } else {
+            serde_json::to_writer(
+                &mut bytes,
+                &RecordBody {
+                    format: record.format,
+                    id: record.id.as_str().into(),
+                    state_version: record.state_version,
+                    seq: record.seq,
+                    phase: record.phase.as_str().into(),
+                    status: record.status,
+                    effects_run: record.effects_run,
+                    failed_effects: record.failed_effects,
+                    last_error: record.last_error.clone(),
+                    updated_at: record.updated_at,
+                    state: std::borrow::Cow::Borrowed(&record.state),
+                },
+            )
+            .map_err(corrupt)?;
+            if record.seq == 0 {
+                let head = serde_json::to_vec(&RecordHead {
+                    kind: record.kind.as_str().into(),
+                    created_at: record.created_at,
+                    labels: std::borrow::Cow::Borrowed(&record.labels),
+                })
+                .map_err(corrupt)?;
+                self.writes.push(Write::Put(head_key(&record.id), head));
+            }
+        }
         self.writes.push(Write::Put(record_key(&record.id), bytes));
         self.marks.push((record.id.clone(), record.seq));
         Ok(self)
@@ -325,6 +412,16 @@ impl Commit {
     pub fn plan(mut self, id: &str, plan: &serde_json::value::RawValue) -> Self {
         self.writes
             .push(Write::Put(plan_key(id), plan.get().as_bytes().to_vec()));
+        self
+    }
+
+    /// Writes segment `n` of sync `id`'s progress (see [`Record::segments`]),
+    /// replacing any segment `n` it had.
+    pub fn segment(mut self, id: &str, n: u32, segment: &serde_json::value::RawValue) -> Self {
+        self.writes.push(Write::Put(
+            segment_key(id, n),
+            segment.get().as_bytes().to_vec(),
+        ));
         self
     }
 
@@ -382,8 +479,20 @@ fn record_key(id: &str) -> Vec<u8> {
     [b"r/".as_slice(), id.as_bytes()].concat()
 }
 
+fn head_key(id: &str) -> Vec<u8> {
+    [b"m/".as_slice(), id.as_bytes()].concat()
+}
+
 fn plan_key(id: &str) -> Vec<u8> {
     [b"p/".as_slice(), id.as_bytes()].concat()
+}
+
+fn segment_prefix(id: &str) -> Vec<u8> {
+    [b"s/".as_slice(), id.as_bytes(), b"\0"].concat()
+}
+
+fn segment_key(id: &str, n: u32) -> Vec<u8> {
+    [segment_prefix(id).as_slice(), &n.to_be_bytes()].concat()
 }
 
 fn history_prefix(id: &str) -> Vec<u8> {
@@ -610,7 +719,13 @@ const MAX_GROUP: usize = 4096;
 const WAL_FILE: &str = "adsync.wal";
 
 /// Log size; a group that does not fit makes the writer checkpoint sled instead.
-const WAL_CAPACITY: u64 = 16 << 20;
+///
+/// Preallocated, so it counts in the store's size whatever the store holds.
+/// 4 MiB still holds about a thousand single-commit groups (records are whole
+/// pages) between sled flushes, so a flush's cost is spread over as many side
+/// effects; the durable-transitions bench did not tell 4 MiB from 16 MiB
+/// apart within its noise (docs/perf-bytes.md).
+const WAL_CAPACITY: u64 = 4 << 20;
 
 /// sled's page cache. With sled's default (1 GiB) the cache grew with the
 /// store during a large push: a push rewrites each sync's record at every
@@ -883,29 +998,42 @@ impl Store {
             .map_err(|e| io_error(&self.path, e))?
         {
             None => Ok(None),
-            Some(bytes) => self.with_plan(decode_record(id, &bytes)?).map(Some),
+            Some(bytes) => self.with_plan(self.decode_record(id, &bytes)?).map(Some),
         }
     }
 
-    /// Fills in `record.plan` from its key (the caller holds the visibility lock).
+    /// Fills in `record.plan` and `record.segments` from their keys (the
+    /// caller holds the visibility lock).
     fn with_plan(&self, mut record: Record) -> Result<Record, StoreError> {
+        let raw = |what: &str, bytes: &[u8]| {
+            let corrupt = |detail: String| StoreError::Corrupt {
+                sync: record.id.clone(),
+                detail: format!("{what}: {detail}"),
+            };
+            let text = String::from_utf8(bytes.to_vec()).map_err(|e| corrupt(e.to_string()))?;
+            serde_json::value::RawValue::from_string(text)
+                .map(Arc::from)
+                .map_err(|e| corrupt(e.to_string()))
+        };
         let plan = self
             .tree
             .get(plan_key(&record.id))
             .map_err(|e| io_error(&self.path, e))?;
-        if let Some(bytes) = plan {
-            let text = String::from_utf8(bytes.to_vec()).map_err(|e| StoreError::Corrupt {
-                sync: record.id.clone(),
-                detail: format!("plan: {e}"),
-            })?;
-            let raw = serde_json::value::RawValue::from_string(text).map_err(|e| {
-                StoreError::Corrupt {
+        let plan = plan.map(|bytes| raw("plan", &bytes)).transpose()?;
+        let prefix = segment_prefix(&record.id);
+        let mut segments = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+            let n = <[u8; 4]>::try_from(&key[prefix.len()..])
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
                     sync: record.id.clone(),
-                    detail: format!("plan: {e}"),
-                }
-            })?;
-            record.plan = Some(Arc::from(raw));
+                    detail: format!("a segment key of {} bytes", key.len()),
+                })?;
+            segments.push((n, raw(&format!("segment {n}"), &bytes)?));
         }
+        record.plan = plan;
+        record.segments = segments;
         Ok(record)
     }
 
@@ -921,7 +1049,7 @@ impl Store {
             .map(|item| {
                 let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
                 let id = String::from_utf8_lossy(&key[2..]).into_owned();
-                self.with_plan(decode_record(&id, &bytes)?)
+                self.with_plan(self.decode_record(&id, &bytes)?)
             })
             .collect()
     }
@@ -946,7 +1074,7 @@ impl Store {
                 let _visible = &guard;
                 let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
                 let id = String::from_utf8_lossy(&key[2..]).into_owned();
-                let record = decode_record(&id, &bytes)?;
+                let record = self.decode_record(&id, &bytes)?;
                 if with_plans {
                     self.with_plan(record)
                 } else {
@@ -955,6 +1083,23 @@ impl Store {
             })
         });
         failed.into_iter().chain(scan.into_iter().flatten())
+    }
+
+    /// sled's tree, for tests that look at or damage what is stored.
+    #[cfg(test)]
+    pub(crate) fn raw_tree(&self) -> Result<&sled::Tree, StoreError> {
+        drop(self.visible()?);
+        Ok(&self.tree)
+    }
+
+    /// Decodes record `bytes` of sync `id`, with its head for format 2 (the
+    /// caller holds the visibility lock).
+    fn decode_record(&self, id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+        decode_record(id, bytes, || {
+            self.tree
+                .get(head_key(id))
+                .map_err(|e| io_error(&self.path, e))
+        })
     }
 
     /// The transitions of sync `id`, oldest first.
@@ -1485,7 +1630,12 @@ impl<'a> HistoryRun<'a> {
     }
 }
 
-fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+/// Decodes a record of either format; `head` reads a format-2 record's head.
+fn decode_record(
+    id: &str,
+    bytes: &[u8],
+    head: impl FnOnce() -> Result<Option<sled::IVec>, StoreError>,
+) -> Result<Record, StoreError> {
     /// Only the format field: checked before the rest is trusted to mean
     /// what this version thinks it means. Skipping the other fields is much
     /// cheaper than building a value tree of the whole record.
@@ -1499,8 +1649,12 @@ fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     };
     let probe: Probe =
         serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a JSON record: {e}")))?;
-    match probe.format.as_ref().map(|f| f.as_u64()) {
-        Some(Some(f)) if f == u64::from(RECORD_FORMAT) => {}
+    let format = match probe.format.as_ref().map(|f| f.as_u64()) {
+        Some(Some(f))
+            if (u64::from(OLDEST_RECORD_FORMAT)..=u64::from(RECORD_FORMAT)).contains(&f) =>
+        {
+            f
+        }
         Some(Some(found)) => {
             return Err(StoreError::UnsupportedFormat {
                 sync: id.to_string(),
@@ -1510,8 +1664,36 @@ fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
         }
         Some(None) => return Err(corrupt("the format field is not a number".into())),
         None => return Err(corrupt("no format field".into())),
+    };
+    if format == u64::from(OLDEST_RECORD_FORMAT) {
+        return serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()));
     }
-    serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
+    let body: RecordBody = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let head = head()?.ok_or_else(|| {
+        corrupt(format!(
+            "its head (kind, start time, labels; key `m/{id}`) is missing"
+        ))
+    })?;
+    let head: RecordHead =
+        serde_json::from_slice(&head).map_err(|e| corrupt(format!("its head: {e}")))?;
+    Ok(Record {
+        format: body.format,
+        id: body.id.into_owned(),
+        kind: head.kind.into_owned(),
+        state_version: body.state_version,
+        seq: body.seq,
+        phase: body.phase.into_owned(),
+        status: body.status,
+        effects_run: body.effects_run,
+        failed_effects: body.failed_effects,
+        last_error: body.last_error,
+        created_at: head.created_at,
+        updated_at: body.updated_at,
+        labels: head.labels.into_owned(),
+        state: body.state.into_owned(),
+        plan: None,
+        segments: Vec::new(),
+    })
 }
 
 /// Removes the snapshot files sled left half-written in the store at `path`;

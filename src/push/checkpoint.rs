@@ -25,6 +25,20 @@
 //! {"phase":"AdGroupsCreated","entities":[[0,"c-1"],[1,null,"failed","name taken"]],
 //!  "cursor":2,"attempt":0,"intent_at":"2026-01-01T00:00:00Z","retry_at":null,"last_error":"name taken"}
 //! ```
+//!
+//! **Segments.** Listing every entity touched so far in every checkpoint made
+//! a campaign of n entities write O(n²) bytes (sled keeps the old versions
+//! until it cleans its segments). So the entities are grouped in chunks of
+//! [`CHUNK`] by index, and a chunk is *sealed* once every work item still to
+//! run (from the cursor on) touches only entities of later chunks: its rows
+//! are then written once, as a segment under its own key
+//! ([`crate::machine::Machine::encode_segments`]), in the commit of the
+//! checkpoint that seals it, and the checkpoint says `"sealed": n` and lists
+//! only the rows of chunks `n` and later. Should an entity of a sealed chunk
+//! change anyway (nothing in today's transitions does), its chunk is written
+//! again with that checkpoint: the runner passes the previous state, and a
+//! changed entity is a different `Arc`. A segment is an array of rows. A
+//! checkpoint without `sealed` (all earlier versions) lists every row.
 
 use std::sync::{Arc, OnceLock};
 
@@ -65,9 +79,16 @@ struct PlannedIn {
     parent: Option<usize>,
 }
 
+/// Entities per progress segment: big enough that a segment's key and the
+/// sealing test are cheap beside its rows, small enough that the rows a
+/// checkpoint still lists stay a few hundred bytes.
+pub(crate) const CHUNK: usize = 16;
+
 #[derive(Serialize)]
 struct ProgressOut<'a> {
     phase: PushPhase,
+    #[serde(skip_serializing_if = "is_zero")]
+    sealed: usize,
     entities: TouchedEntities<'a>,
     cursor: usize,
     attempt: u32,
@@ -78,20 +99,84 @@ struct ProgressOut<'a> {
     last_error: &'a Option<String>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The rows of the entities that have a platform id or a result, written
-/// straight from the state (no list of rows is built first).
-struct TouchedEntities<'a>(&'a [Arc<Entity>]);
+/// straight from the state (no list of rows is built first); `.1` is the
+/// index of the first entity of `.0`.
+struct TouchedEntities<'a>(&'a [Arc<Entity>], usize);
 
 impl Serialize for TouchedEntities<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let TouchedEntities(entities, first) = *self;
         serializer.collect_seq(
-            self.0
+            entities
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.platform_id.is_some() || e.result != EntityResult::Pending)
-                .map(|(entity, e)| CachedRow(entity, e)),
+                .map(|(entity, e)| CachedRow(first + entity, e)),
         )
     }
+}
+
+/// How many leading chunks of `state` are sealed: none of their entities is
+/// touched by a work item still to run (the current one included). Only
+/// full chunks: a campaign smaller than one chunk, or the end of a larger
+/// one, gains nothing from a segment, and its checkpoints stay as they were.
+fn sealed(state: &PushState) -> usize {
+    let lowest = state
+        .work
+        .get(state.cursor..)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|w| match w {
+            Work::Upsert { entity } => Some(*entity),
+            Work::SetKeywords { ad_group, keywords } => std::iter::once(*ad_group)
+                .chain(keywords.iter().copied())
+                .min(),
+        })
+        .min();
+    let full = state.entities.len() / CHUNK;
+    lowest.map_or(full, |entity| (entity / CHUNK).min(full))
+}
+
+/// The entities of chunk `chunk` (empty past the end).
+fn chunk_of(entities: &[Arc<Entity>], chunk: usize) -> &[Arc<Entity>] {
+    let start = (chunk * CHUNK).min(entities.len());
+    let end = (start + CHUNK).min(entities.len());
+    &entities[start..end]
+}
+
+/// The segments to write with the checkpoint of `state`, `prev` being the
+/// state it came from: the chunks sealed since `prev`, and any sealed chunk
+/// one of whose entities changed (see the module docs).
+pub(crate) fn encode_segments(
+    prev: Option<&PushState>,
+    state: &PushState,
+) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
+    let sealed_now = sealed(state);
+    let sealed_before = prev.map_or(0, sealed).min(sealed_now);
+    let entities = state.entities.as_slice();
+    let changed = |chunk: usize| match prev {
+        None => true,
+        Some(prev) if Arc::ptr_eq(&prev.entities, &state.entities) => false,
+        Some(prev) => {
+            let before = chunk_of(&prev.entities, chunk);
+            let now = chunk_of(entities, chunk);
+            before.len() != now.len() || before.iter().zip(now).any(|(a, b)| !Arc::ptr_eq(a, b))
+        }
+    };
+    (0..sealed_now)
+        .filter(|&chunk| chunk >= sealed_before || changed(chunk))
+        .map(|chunk| {
+            let rows = TouchedEntities(chunk_of(entities, chunk), chunk * CHUNK);
+            // Chunk numbers fit: a plan of 2³² × 64 entities is not pushed.
+            let n = u32::try_from(chunk).map_err(serde::ser::Error::custom)?;
+            Ok((n, serde_json::value::to_raw_value(&rows)?))
+        })
+        .collect()
 }
 
 /// An entity's encoded progress row, kept with the entity, so a checkpoint
@@ -206,6 +291,9 @@ impl<'a> EntityProgressOut<'a> {
 #[serde(deny_unknown_fields)]
 struct ProgressIn {
     phase: PushPhase,
+    /// Chunks whose rows are in segments (0 in checkpoints written before them).
+    #[serde(default)]
+    sealed: usize,
     entities: Vec<EntityProgressIn>,
     cursor: usize,
     attempt: u32,
@@ -314,9 +402,12 @@ pub(crate) fn encode_plan(state: &PushState) -> serde_json::Result<Box<RawValue>
 /// The progress of `state`: everything but the plan. Entities still pending
 /// without a platform id are left out (they are the plan's defaults).
 pub(crate) fn encode_progress(state: &PushState) -> serde_json::Result<Box<RawValue>> {
+    let sealed = sealed(state);
+    let first = (sealed * CHUNK).min(state.entities.len());
     serde_json::value::to_raw_value(&ProgressOut {
         phase: state.phase,
-        entities: TouchedEntities(&state.entities),
+        sealed,
+        entities: TouchedEntities(&state.entities[first..], first),
         cursor: state.cursor,
         attempt: state.attempt,
         intent_at: state.intent_at,
@@ -325,9 +416,14 @@ pub(crate) fn encode_progress(state: &PushState) -> serde_json::Result<Box<RawVa
     })
 }
 
-/// Rebuilds a state from its sync's plan and one checkpoint's progress. The
-/// error says which part does not decode or where the two disagree.
-pub(crate) fn decode(plan: Option<&RawValue>, progress: &RawValue) -> Result<PushState, String> {
+/// Rebuilds a state from its sync's plan, its progress segments and one
+/// checkpoint's progress. The error says which part does not decode or where
+/// they disagree.
+pub(crate) fn decode(
+    plan: Option<&RawValue>,
+    segments: &[(u32, Arc<RawValue>)],
+    progress: &RawValue,
+) -> Result<PushState, String> {
     let plan = plan.ok_or("its plan (the entity specs, key `p/<sync id>`) is missing")?;
     let plan: PlanIn =
         serde_json::from_str(plan.get()).map_err(|e| format!("the plan does not decode: {e}"))?;
@@ -357,17 +453,37 @@ pub(crate) fn decode(plan: Option<&RawValue>, progress: &RawValue) -> Result<Pus
         .into_iter()
         .map(|e| Entity::planned(e.spec, e.parent, None))
         .collect();
+    // Segments past `sealed` are left from before a rewind of the cursor:
+    // the checkpoint's rows hold those chunks.
+    let mut segments = segments
+        .iter()
+        .filter(|(n, _)| (*n as usize) < progress.sealed);
+    for chunk in 0..progress.sealed {
+        let Some((_, segment)) = segments.next().filter(|(n, _)| *n as usize == chunk) else {
+            return Err(format!(
+                "the checkpoint says {} chunks of entities are in segments, but segment {chunk} is missing",
+                progress.sealed
+            ));
+        };
+        let rows: Vec<EntityProgressIn> = serde_json::from_str(segment.get())
+            .map_err(|e| format!("segment {chunk} does not decode: {e}"))?;
+        for row in rows {
+            let (entity, platform_id, result) = row
+                .result()
+                .map_err(|e| format!("segment {chunk} does not decode: {e}"))?;
+            if entity / CHUNK != chunk {
+                return Err(format!(
+                    "segment {chunk} records entity #{entity}, of another chunk"
+                ));
+            }
+            set_row(&mut entities, entity, platform_id, result)?;
+        }
+    }
     for row in progress.entities {
         let (entity, platform_id, result) = row
             .result()
             .map_err(|e| format!("the checkpoint does not decode: {e}"))?;
-        let Some(e) = entities.get_mut(entity) else {
-            return Err(format!(
-                "the checkpoint records entity #{entity}, but the plan has {count} entities"
-            ));
-        };
-        e.platform_id = platform_id;
-        e.result = result;
+        set_row(&mut entities, entity, platform_id, result)?;
     }
     Ok(PushState {
         phase: progress.phase,
@@ -383,8 +499,28 @@ pub(crate) fn decode(plan: Option<&RawValue>, progress: &RawValue) -> Result<Pus
     })
 }
 
+/// Sets entity `entity`'s progress, or says it is not in the plan.
+fn set_row(
+    entities: &mut [Entity],
+    entity: usize,
+    platform_id: Option<String>,
+    result: EntityResult,
+) -> Result<(), String> {
+    let count = entities.len();
+    let Some(e) = entities.get_mut(entity) else {
+        return Err(format!(
+            "the checkpoint records entity #{entity}, but the plan has {count} entities"
+        ));
+    };
+    e.platform_id = platform_id;
+    e.result = result;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::machine::Machine;
     use crate::push::PushMachine;
@@ -392,7 +528,15 @@ mod tests {
     fn round_trip(state: &PushState) -> PushState {
         let plan = encode_plan(state).expect("plan encodes");
         let progress = encode_progress(state).expect("progress encodes");
-        decode(Some(&plan), &progress).expect("decodes")
+        decode(Some(&plan), &segments(None, state), &progress).expect("decodes")
+    }
+
+    fn segments(prev: Option<&PushState>, state: &PushState) -> Vec<(u32, Arc<RawValue>)> {
+        encode_segments(prev, state)
+            .expect("segments encode")
+            .into_iter()
+            .map(|(n, s)| (n, Arc::from(s)))
+            .collect()
     }
 
     /// The progress of `state` encoded from scratch: decoding gives entities
@@ -443,6 +587,159 @@ mod tests {
         assert!(encoded.contains(r#"[2,"t2_changed"]"#), "{encoded}");
     }
 
+    /// A campaign of `ads` ads in one ad group: `ads + 2` entities.
+    fn big_state(ads: usize) -> PushState {
+        let ads: Vec<serde_json::Value> = (0..ads)
+            .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
+            .collect();
+        let set = serde_json::json!({"name": "s", "campaigns": [
+            {"id": "c1", "name": "Spring", "objective": "CLICKS",
+             "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
+        let set =
+            crate::model::CampaignSet::from_json(&set.to_string(), "inline.json").expect("set");
+        PushState::new(
+            super::super::machine::Target {
+                platform: "memory".into(),
+                account_id: "a2".into(),
+                keyword_model: crate::adapter::KeywordModel::Entities,
+            },
+            &set.campaigns[0],
+            &std::collections::BTreeMap::new(),
+            PushPolicy::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    /// Runs `state` to its end with every create succeeding; returns the
+    /// states in order, from the first.
+    fn run(state: PushState) -> Vec<PushState> {
+        use crate::machine::{Context, Next};
+        let ctx = Context {
+            now: time::OffsetDateTime::UNIX_EPOCH,
+            jitter: 0.0,
+        };
+        let mut states = vec![state];
+        for n in 0.. {
+            let last = states.last().expect("a state");
+            let Next::Effect(_) = PushMachine::next(last) else {
+                break;
+            };
+            let outcome = super::super::machine::PushOutcome::Created {
+                id: format!("t2_{n}"),
+            };
+            let next = PushMachine::transition(last, &outcome, &ctx).expect("transition");
+            states.push(next);
+        }
+        states
+    }
+
+    #[test]
+    fn segments_plus_the_latest_progress_decode_to_every_state_of_a_push() {
+        let states = run(big_state(200));
+        assert_eq!(states[0].entities.len(), 202);
+        let plan = encode_plan(&states[0]).expect("plan");
+        // What the store holds: every segment written so far, the latest of each.
+        let mut stored: BTreeMap<u32, Arc<RawValue>> = BTreeMap::new();
+        let mut prev: Option<&PushState> = None;
+        let mut writes = 0;
+        let mut longest = 0;
+        for state in &states {
+            for (n, segment) in segments(prev, state) {
+                writes += 1;
+                stored.insert(n, segment);
+            }
+            let progress = encode_progress(state).expect("progress");
+            longest = longest.max(progress.get().len());
+            let segments: Vec<_> = stored.iter().map(|(n, s)| (*n, s.clone())).collect();
+            let decoded = decode(Some(&plan), &segments, &progress).expect("decodes");
+            assert_eq!(&decoded, state, "cursor {}", state.cursor);
+            prev = Some(state);
+        }
+        // Each full chunk was written once, and the last state has them all
+        // sealed: it lists only the entities of the last, partial chunk.
+        let full = 202 / CHUNK;
+        assert_eq!(writes, full);
+        assert_eq!(stored.len(), writes);
+        let last = encode_progress(states.last().expect("last")).expect("progress");
+        let expected = format!(r#""sealed":{full},"entities":[[{},"#, full * CHUNK);
+        assert!(last.get().contains(&expected), "{}", last.get());
+        let before = format!("[{},", full * CHUNK - 1);
+        assert!(!last.get().contains(&before), "{}", last.get());
+        // A checkpoint lists at most two chunks' rows (the open one and the
+        // one the current work item may still be in), however far the push is.
+        assert!(longest < 2 * CHUNK * 16 + 300, "{longest} bytes");
+    }
+
+    #[test]
+    fn a_sealed_chunk_is_written_again_when_one_of_its_entities_changes() {
+        let states = run(big_state(200));
+        let done = states.last().expect("last");
+        assert!(encode_segments(Some(done), done)
+            .expect("segments")
+            .is_empty());
+        let mut changed = done.clone();
+        if let Some(e) = changed.entity_mut(70) {
+            e.platform_id = Some("t2_other".into());
+        }
+        let again = encode_segments(Some(done), &changed).expect("segments");
+        assert_eq!(again.len(), 1, "only the changed chunk");
+        assert_eq!(again[0].0 as usize, 70 / CHUNK);
+        assert!(again[0].1.get().contains(r#"[70,"t2_other"]"#));
+        // Decoded over the older segment 1, the rewritten one wins.
+        let plan = encode_plan(done).expect("plan");
+        let mut stored: BTreeMap<u32, Arc<RawValue>> = segments(None, done).into_iter().collect();
+        for (n, s) in again {
+            stored.insert(n, Arc::from(s));
+        }
+        let stored: Vec<_> = stored.into_iter().collect();
+        let progress = encode_progress(&changed).expect("progress");
+        assert_eq!(
+            decode(Some(&plan), &stored, &progress).expect("decodes"),
+            changed
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_segments_still_decodes() {
+        let states = run(big_state(200));
+        let plan = encode_plan(&states[0]).expect("plan");
+        for state in [&states[100], states.last().expect("last")] {
+            // How the previous version wrote it: every row, no `sealed`.
+            let old = serde_json::value::to_raw_value(&ProgressOut {
+                phase: state.phase,
+                sealed: 0,
+                entities: TouchedEntities(&state.entities, 0),
+                cursor: state.cursor,
+                attempt: state.attempt,
+                intent_at: state.intent_at,
+                retry_at: state.retry_at,
+                last_error: &state.last_error,
+            })
+            .expect("encodes");
+            assert!(!old.get().contains("sealed"));
+            assert_eq!(&decode(Some(&plan), &[], &old).expect("decodes"), state);
+        }
+    }
+
+    #[test]
+    fn a_missing_or_misplaced_segment_is_an_error_not_a_panic() {
+        let states = run(big_state(200));
+        let done = states.last().expect("last");
+        let plan = encode_plan(done).expect("plan");
+        let progress = encode_progress(done).expect("progress");
+        let mut all = segments(None, done);
+        assert_eq!(all.len(), 202 / CHUNK);
+        let error = decode(Some(&plan), &all[..2], &progress).expect_err("refused");
+        assert!(error.contains("segment 2 is missing"), "{error}");
+        all.swap(0, 1);
+        let error = decode(Some(&plan), &all, &progress).expect_err("refused");
+        assert!(error.contains("segment 0 is missing"), "{error}");
+        all.swap(0, 1);
+        all[2].1 = Arc::from(RawValue::from_string(r#"[[5,"t2_x"]]"#.into()).expect("raw"));
+        let error = decode(Some(&plan), &all, &progress).expect_err("refused");
+        assert!(error.contains("segment 2 records entity #5"), "{error}");
+    }
+
     #[test]
     fn a_created_entity_is_a_short_row_and_long_rows_still_read() {
         let (_, mut state) = PushMachine::sample_states().remove(0);
@@ -462,7 +759,7 @@ mod tests {
             .get()
             .replace(r#"[0,"t2_0"]"#, r#"[0,"t2_0","created",null]"#);
         let long = serde_json::value::RawValue::from_string(long).expect("raw");
-        assert_eq!(decode(Some(&plan), &long).expect("decodes"), state);
+        assert_eq!(decode(Some(&plan), &[], &long).expect("decodes"), state);
         // A short row must carry an id; a row of 3 or 5 elements is refused.
         for bad in [
             r#"[0,null]"#,
@@ -471,7 +768,7 @@ mod tests {
         ] {
             let text = progress.get().replace(r#"[0,"t2_0"]"#, bad);
             let raw = serde_json::value::RawValue::from_string(text).expect("raw");
-            let error = decode(Some(&plan), &raw).expect_err(bad);
+            let error = decode(Some(&plan), &[], &raw).expect_err(bad);
             assert!(
                 error.contains("the checkpoint does not decode"),
                 "{bad}: {error}"
@@ -541,29 +838,29 @@ mod tests {
         short["entities"] = serde_json::json!([]);
         short["work"] = serde_json::json!([]);
         let short = serde_json::value::to_raw_value(&short).expect("raw");
-        let error = decode(Some(&short), &progress).expect_err("refused");
+        let error = decode(Some(&short), &[], &progress).expect_err("refused");
         assert!(error.contains("the plan has 0 entities"), "{error}");
         // A work item pointing past the plan.
         let mut dangling: serde_json::Value = serde_json::from_str(plan.get()).expect("json");
         dangling["work"] = serde_json::json!([{"upsert": {"entity": 99}}]);
         let dangling = serde_json::value::to_raw_value(&dangling).expect("raw");
-        let error = decode(Some(&dangling), &progress).expect_err("refused");
+        let error = decode(Some(&dangling), &[], &progress).expect_err("refused");
         assert!(error.contains("entity #99"), "{error}");
         // A failure row without its message.
         let mut bare: serde_json::Value = serde_json::from_str(progress.get()).expect("json");
         bare["entities"] = serde_json::json!([[0, "c-1", "failed", null]]);
         let bare = serde_json::value::to_raw_value(&bare).expect("raw");
-        let error = decode(Some(&plan), &bare).expect_err("refused");
+        let error = decode(Some(&plan), &[], &bare).expect_err("refused");
         assert!(
             error.contains("entity #0 is failed without a message"),
             "{error}"
         );
         // No plan at all, and garbage.
-        assert!(decode(None, &progress)
+        assert!(decode(None, &[], &progress)
             .expect_err("refused")
             .contains("missing"));
         let garbage = serde_json::value::to_raw_value(&7).expect("raw");
-        assert!(decode(Some(&plan), &garbage)
+        assert!(decode(Some(&plan), &[], &garbage)
             .expect_err("refused")
             .contains("the checkpoint does not decode"));
     }

@@ -661,11 +661,19 @@ impl Machine for PushMachine {
         super::checkpoint::encode_progress(state)
     }
 
+    fn encode_segments(
+        prev: Option<&PushState>,
+        state: &PushState,
+    ) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
+        super::checkpoint::encode_segments(prev, state)
+    }
+
     fn decode_checkpoint(
         plan: Option<&RawValue>,
+        segments: &[(u32, std::sync::Arc<RawValue>)],
         checkpoint: &RawValue,
     ) -> Result<PushState, String> {
-        super::checkpoint::decode(plan, checkpoint)
+        super::checkpoint::decode(plan, segments, checkpoint)
     }
 
     fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
