@@ -7,7 +7,7 @@
 //! |-------------------------|----------------------------------------------|
 //! | `r/<sync id>`           | the sync's [`Record`] (JSON)                  |
 //! | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
-//! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (JSON), or a JSON array of consecutive entries from `seq` on |
+//! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (a JSON tuple, see `StoredEntry`), or a JSON array of consecutive entries from `seq` on |
 //! | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
 //! | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
 //!
@@ -182,6 +182,124 @@ pub struct HistoryEntry {
     pub to: String,
 }
 
+/// A [`HistoryEntry`] as the store writes it: the tuple
+/// `[at, from, effect, outcome]`, or `[at, from, effect, outcome, to]` when
+/// the phase changed. `at` is unix nanoseconds (exact, so the entry reads back
+/// equal); the seq is the key's (a run's entries follow it one by one). A
+/// transition is written for every effect, so field names, an RFC 3339 time
+/// and a repeated phase were most of the history's bytes.
+struct StoredEntryOut<'a>(&'a HistoryEntry);
+
+impl Serialize for StoredEntryOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let e = self.0;
+        let at = i64::try_from(e.at.unix_timestamp_nanos())
+            .map_err(|_| S::Error::custom(format!("time {} is out of range", e.at)))?;
+        let changed = e.to != e.from;
+        let mut t = serializer.serialize_tuple(if changed { 5 } else { 4 })?;
+        t.serialize_element(&at)?;
+        t.serialize_element(&e.from)?;
+        t.serialize_element(&e.effect)?;
+        t.serialize_element(&e.outcome)?;
+        if changed {
+            t.serialize_element(&e.to)?;
+        }
+        t.end()
+    }
+}
+
+/// A history entry as read: a tuple (see [`StoredEntryOut`]), or the object
+/// earlier versions wrote, which carries its own seq.
+enum StoredEntry {
+    Tuple {
+        at: Timestamp,
+        from: String,
+        effect: Option<String>,
+        outcome: String,
+        to: Option<String>,
+    },
+    Object(HistoryEntry),
+}
+
+impl StoredEntry {
+    /// The entry, `seq` being where its key and its place in a run put it.
+    fn into_entry(self, seq: u64) -> HistoryEntry {
+        match self {
+            StoredEntry::Tuple {
+                at,
+                from,
+                effect,
+                outcome,
+                to,
+            } => HistoryEntry {
+                seq,
+                at,
+                to: to.unwrap_or_else(|| from.clone()),
+                from,
+                effect,
+                outcome,
+            },
+            StoredEntry::Object(entry) => entry,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StoredEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a history entry: [time, from, effect, outcome(, to)] or an object")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StoredEntry, A::Error> {
+                use serde::de::Error;
+                let missing = |i: usize| A::Error::invalid_length(i, &self);
+                let nanos: i64 = seq.next_element()?.ok_or_else(|| missing(0))?;
+                let at = Timestamp::from_unix_timestamp_nanos(nanos.into())
+                    .map_err(|e| A::Error::custom(format!("time {nanos}: {e}")))?;
+                let from = seq.next_element()?.ok_or_else(|| missing(1))?;
+                let effect = seq.next_element()?.ok_or_else(|| missing(2))?;
+                let outcome = seq.next_element()?.ok_or_else(|| missing(3))?;
+                let to = seq.next_element()?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(6, &self));
+                }
+                Ok(StoredEntry::Tuple {
+                    at,
+                    from,
+                    effect,
+                    outcome,
+                    to,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<StoredEntry, A::Error> {
+                HistoryEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(StoredEntry::Object)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Whether a history value is a run of entries (`[[…],…]` or, as earlier
+/// versions joined objects, `[{…},…]`) rather than one entry (`[time,…]` or
+/// `{…}`).
+fn is_history_run(bytes: &[u8]) -> bool {
+    let mut rest = bytes.iter().filter(|b| !b.is_ascii_whitespace());
+    rest.next() == Some(&b'[') && matches!(rest.next(), Some(b'[' | b'{'))
+}
+
 /// Errors of the store. Each names the file or the sync concerned.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -328,12 +446,15 @@ impl Commit {
         self
     }
 
-    /// Appends a history entry of sync `id`.
+    /// Appends a history entry of sync `id`, in the compact layout of
+    /// [`StoredEntry`] (its seq is the key's).
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
-        let mut bytes = Vec::with_capacity(256);
-        serde_json::to_writer(&mut bytes, entry).map_err(|e| StoreError::Corrupt {
-            sync: id.to_string(),
-            detail: format!("cannot encode history: {e}"),
+        let mut bytes = Vec::with_capacity(128);
+        serde_json::to_writer(&mut bytes, &StoredEntryOut(entry)).map_err(|e| {
+            StoreError::Corrupt {
+                sync: id.to_string(),
+                detail: format!("cannot encode history: {e}"),
+            }
         })?;
         self.writes
             .push(Write::Put(history_key(id, entry.seq), bytes));
@@ -962,18 +1083,24 @@ impl Store {
         let _visible = self.visible()?;
         let mut entries: Vec<HistoryEntry> = Vec::new();
         for item in self.tree.scan_prefix(history_prefix(id)) {
-            let (_, bytes) = item.map_err(|e| io_error(&self.path, e))?;
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+            let corrupt = |detail: String| StoreError::Corrupt {
                 sync: id.to_string(),
-                detail: format!("history entry: {e}"),
+                detail: format!("history entry: {detail}"),
             };
-            // One entry, or a run of consecutive entries (see `apply`).
-            let run = if bytes.first() == Some(&b'[') {
-                serde_json::from_slice::<Vec<HistoryEntry>>(&bytes).map_err(corrupt)?
+            let first_seq = split_history_key(&key)
+                .map(|(_, seq)| seq)
+                .ok_or_else(|| corrupt("its key has no sequence number".into()))?;
+            let json = |e: serde_json::Error| corrupt(e.to_string());
+            // One entry, or a run of consecutive entries (see `apply`); each
+            // entry an object (earlier versions) or a tuple (see `StoredEntry`).
+            let run = if is_history_run(&bytes) {
+                serde_json::from_slice::<Vec<StoredEntry>>(&bytes).map_err(json)?
             } else {
-                vec![serde_json::from_slice::<HistoryEntry>(&bytes).map_err(corrupt)?]
+                vec![serde_json::from_slice::<StoredEntry>(&bytes).map_err(json)?]
             };
-            for entry in run {
+            for (offset, stored) in (0..).zip(run) {
+                let entry = stored.into_entry(first_seq + offset);
                 // A replay after a crash may store a run that overlaps one
                 // sled already had: each seq counts once.
                 if entries.last().is_none_or(|last| entry.seq > last.seq) {
@@ -1829,6 +1956,98 @@ mod tests {
             .unwrap();
         let err = store.history("c").unwrap_err().to_string();
         assert!(err.contains("history entry") && err.contains('c'), "{err}");
+    }
+
+    /// An entry is stored as a tuple without field names, its time in unix
+    /// nanoseconds and `to` only when the phase changed, and reads back
+    /// equal; entries of the earlier layout (an object alone, or objects
+    /// joined in a run, here mixed with tuples as a replay across an upgrade
+    /// can join them) still read.
+    #[test]
+    fn history_entries_are_compact_tuples_and_old_objects_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_small(&dir.path().join("db"));
+        let at = time::macros::datetime!(2026-12-01 18:44:01.123456789 UTC);
+        let same = HistoryEntry {
+            seq: 1,
+            at,
+            from: "AdGroupsCreated".into(),
+            effect: Some("create ad `a1` under t2_g".into()),
+            outcome: "created t2_a".into(),
+            to: "AdGroupsCreated".into(),
+        };
+        let changed = HistoryEntry {
+            seq: 2,
+            effect: None,
+            to: "AdsCreated".into(),
+            ..same.clone()
+        };
+        let commit = Commit::new()
+            .history("a", &same)
+            .unwrap()
+            .history("a", &changed)
+            .unwrap();
+        let bytes = |c: &Commit| -> Vec<Vec<u8>> {
+            c.writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Put(_, v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let written = bytes(&commit);
+        assert_eq!(
+            String::from_utf8_lossy(&written[0]),
+            r#"[1796150641123456789,"AdGroupsCreated","create ad `a1` under t2_g","created t2_a"]"#
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&written[1]),
+            r#"[1796150641123456789,"AdGroupsCreated",null,"created t2_a","AdsCreated"]"#
+        );
+        store.commit_blocking(commit).unwrap();
+        assert_eq!(store.history("a").unwrap(), [same.clone(), changed.clone()]);
+
+        // Written by hand in the earlier layout: an object alone, then a run
+        // of objects, then a run mixing an object and a tuple.
+        let old = |seq: u64| {
+            serde_json::json!({
+                "seq": seq, "at": "2026-12-01T18:44:01.123456789Z", "from": "Pending",
+                "effect": "create campaign `c` \"Spring\" in account a2", "outcome": "created t2_c",
+                "to": "CampaignCreated"
+            })
+        };
+        let tree = &store.tree;
+        tree.insert(history_key("b", 1), old(1).to_string().as_bytes())
+            .unwrap();
+        tree.insert(
+            history_key("b", 2),
+            serde_json::json!([old(2), old(3)]).to_string().as_bytes(),
+        )
+        .unwrap();
+        let tuple = String::from_utf8(written[1].clone()).unwrap();
+        tree.insert(
+            history_key("b", 4),
+            format!("[ {},{tuple}]", old(4)).as_bytes(),
+        )
+        .unwrap();
+        let read = store.history("b").unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(read[0].at, at);
+        assert_eq!(read[0].to, "CampaignCreated");
+        assert_eq!(
+            read[3].effect.as_deref(),
+            Some("create campaign `c` \"Spring\" in account a2")
+        );
+        assert_eq!(read[4], HistoryEntry { seq: 5, ..changed });
+
+        tree.insert(history_key("b", 6), b"[1,\"x\"]".to_vec())
+            .unwrap();
+        let err = store.history("b").unwrap_err().to_string();
+        assert!(err.contains("history entry") && err.contains('b'), "{err}");
     }
 
     /// A process killed while sled wrote its snapshot during an open leaves
