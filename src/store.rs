@@ -220,12 +220,22 @@ enum StoredEntry {
         to: Option<String>,
     },
     Object(HistoryEntry),
+    /// An entry after the first of a run, as the applier joins them:
+    /// `[effect, outcome, nanoseconds since the entry before(, to)]`, its
+    /// phase before being the entry before's phase after.
+    FollowOn {
+        effect: Option<String>,
+        outcome: String,
+        after: i64,
+        to: Option<String>,
+    },
 }
 
 impl StoredEntry {
-    /// The entry, `seq` being where its key and its place in a run put it.
-    fn into_entry(self, seq: u64) -> HistoryEntry {
-        match self {
+    /// The entry, `seq` being where its key and its place in a run put it,
+    /// `before` the entry before it in the same run.
+    fn into_entry(self, seq: u64, before: Option<&HistoryEntry>) -> Result<HistoryEntry, String> {
+        Ok(match self {
             StoredEntry::Tuple {
                 at,
                 from,
@@ -241,8 +251,39 @@ impl StoredEntry {
                 outcome,
             },
             StoredEntry::Object(entry) => entry,
-        }
+            StoredEntry::FollowOn {
+                effect,
+                outcome,
+                after,
+                to,
+            } => {
+                let before = before.ok_or("a run's first entry is not a whole entry")?;
+                let at = before
+                    .at
+                    .checked_add(time::Duration::nanoseconds(after))
+                    .ok_or_else(|| {
+                        format!("time {after} ns after {} is out of range", before.at)
+                    })?;
+                HistoryEntry {
+                    seq,
+                    at,
+                    from: before.to.clone(),
+                    to: to.unwrap_or_else(|| before.to.clone()),
+                    effect,
+                    outcome,
+                }
+            }
+        })
     }
+}
+
+/// The first element of a stored tuple: a whole entry's time, or a
+/// follow-on's effect.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TupleHead {
+    Time(i64),
+    Effect(Option<String>),
 }
 
 impl<'de> Deserialize<'de> for StoredEntry {
@@ -261,7 +302,23 @@ impl<'de> Deserialize<'de> for StoredEntry {
             ) -> Result<StoredEntry, A::Error> {
                 use serde::de::Error;
                 let missing = |i: usize| A::Error::invalid_length(i, &self);
-                let nanos: i64 = seq.next_element()?.ok_or_else(|| missing(0))?;
+                let nanos = match seq.next_element()?.ok_or_else(|| missing(0))? {
+                    TupleHead::Time(nanos) => nanos,
+                    TupleHead::Effect(effect) => {
+                        let outcome = seq.next_element()?.ok_or_else(|| missing(1))?;
+                        let after = seq.next_element()?.ok_or_else(|| missing(2))?;
+                        let to = seq.next_element()?;
+                        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                            return Err(A::Error::invalid_length(5, &self));
+                        }
+                        return Ok(StoredEntry::FollowOn {
+                            effect,
+                            outcome,
+                            after,
+                            to,
+                        });
+                    }
+                };
                 let at = Timestamp::from_unix_timestamp_nanos(nanos.into())
                     .map_err(|e| A::Error::custom(format!("time {nanos}: {e}")))?;
                 let from = seq.next_element()?.ok_or_else(|| missing(1))?;
@@ -1099,8 +1156,12 @@ impl Store {
             } else {
                 vec![serde_json::from_slice::<StoredEntry>(&bytes).map_err(json)?]
             };
+            let mut before: Option<HistoryEntry> = None;
             for (offset, stored) in (0..).zip(run) {
-                let entry = stored.into_entry(first_seq + offset);
+                let entry = stored
+                    .into_entry(first_seq + offset, before.as_ref())
+                    .map_err(corrupt)?;
+                before = Some(entry.clone());
                 // A replay after a crash may store a run that overlaps one
                 // sled already had: each seq counts once.
                 if entries.last().is_none_or(|last| entry.seq > last.seq) {
@@ -1570,7 +1631,10 @@ fn split_history_key(key: &[u8]) -> Option<(&[u8], u64)> {
 }
 
 /// Consecutive history entries of one sync, stored as one sled value (a
-/// JSON array under the first entry's key) instead of one key each.
+/// JSON array under the first entry's key) instead of one key each. The
+/// first is stored whole; an entry that starts in the phase the one before
+/// ended in, nearly all of them, joins as a follow-on (see
+/// [`StoredEntry::FollowOn`]): no phase before, and its time as an offset.
 struct HistoryRun<'a> {
     key: &'a [u8],
     prefix: &'a [u8],
@@ -1578,6 +1642,8 @@ struct HistoryRun<'a> {
     first: &'a [u8],
     /// `[first,second,…` once a second entry joins; empty while there is one.
     joined: Vec<u8>,
+    /// The last entry's time (unix ns) and phase after, when it decoded.
+    last: Option<(i64, String)>,
 }
 
 impl<'a> HistoryRun<'a> {
@@ -1588,6 +1654,21 @@ impl<'a> HistoryRun<'a> {
             next: seq + 1,
             first: value,
             joined: Vec::new(),
+            last: Self::time_and_phase(value),
+        }
+    }
+
+    /// The time and phase after of a whole stored entry.
+    fn time_and_phase(value: &[u8]) -> Option<(i64, String)> {
+        match serde_json::from_slice::<StoredEntry>(value).ok()? {
+            StoredEntry::Tuple { at, from, to, .. } => Some((
+                i64::try_from(at.unix_timestamp_nanos()).ok()?,
+                to.unwrap_or(from),
+            )),
+            StoredEntry::Object(e) => {
+                Some((i64::try_from(e.at.unix_timestamp_nanos()).ok()?, e.to))
+            }
+            StoredEntry::FollowOn { .. } => None,
         }
     }
 
@@ -1597,7 +1678,43 @@ impl<'a> HistoryRun<'a> {
             self.joined.extend_from_slice(self.first);
         }
         self.joined.push(b',');
-        self.joined.extend_from_slice(value);
+        let entry = serde_json::from_slice::<StoredEntry>(value).ok();
+        match (entry, self.last.take()) {
+            (
+                Some(StoredEntry::Tuple {
+                    at,
+                    from,
+                    effect,
+                    outcome,
+                    to,
+                }),
+                Some((before, phase)),
+            ) if from == phase => {
+                let at = i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+                let to = to.filter(|to| *to != from);
+                let after = at.wrapping_sub(before);
+                let written = match &to {
+                    Some(to) => serde_json::to_vec(&(&effect, &outcome, after, to)),
+                    None => serde_json::to_vec(&(&effect, &outcome, after)),
+                };
+                match written {
+                    Ok(bytes) => {
+                        self.joined.extend_from_slice(&bytes);
+                        self.last = Some((at, to.unwrap_or(from)));
+                    }
+                    // Not reached (strings and integers always encode); the
+                    // entry is then kept whole.
+                    Err(_) => {
+                        self.joined.extend_from_slice(value);
+                        self.last = Self::time_and_phase(value);
+                    }
+                }
+            }
+            _ => {
+                self.joined.extend_from_slice(value);
+                self.last = Self::time_and_phase(value);
+            }
+        }
         self.next += 1;
     }
 
@@ -2045,6 +2162,85 @@ mod tests {
         assert_eq!(read[4], HistoryEntry { seq: 5, ..changed });
 
         tree.insert(history_key("b", 6), b"[1,\"x\"]".to_vec())
+            .unwrap();
+        let err = store.history("b").unwrap_err().to_string();
+        assert!(err.contains("history entry") && err.contains('b'), "{err}");
+    }
+
+    /// A run stores its first entry whole and each later one that starts
+    /// where the one before ended as `[effect, outcome, ns after(, to)]`;
+    /// every entry reads back equal, times to the nanosecond, phases and
+    /// all, including one that does not start where the one before ended.
+    #[test]
+    fn a_run_stores_later_entries_as_follow_ons_and_reads_them_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_small(&dir.path().join("db"));
+        let t0 = time::macros::datetime!(2026-12-01 18:44:01.123456789 UTC);
+        let step = |seq: u64, ns: i64, from: &str, to: &str, effect: Option<&str>| HistoryEntry {
+            seq,
+            at: t0 + time::Duration::nanoseconds(ns),
+            from: from.into(),
+            effect: effect.map(Into::into),
+            outcome: format!("outcome {seq}"),
+            to: to.into(),
+        };
+        let entries = [
+            step(0, 0, "", "Pending", None),
+            step(
+                1,
+                1_000_001,
+                "Pending",
+                "CampaignCreated",
+                Some("create campaign `c`"),
+            ),
+            step(
+                2,
+                2_500_000,
+                "CampaignCreated",
+                "CampaignCreated",
+                Some("create ad_group `g`"),
+            ),
+            // The clock went back, and a phase that is not the last one's.
+            step(3, -7, "Elsewhere", "Elsewhere", Some("odd")),
+            step(4, 9_000_000_000, "Elsewhere", "Synced", None),
+        ];
+        let mut commit = Commit::new();
+        for e in &entries {
+            commit = commit.history("a", e).unwrap();
+        }
+        store.commit_blocking(commit).unwrap();
+        assert_eq!(store.history("a").unwrap(), entries);
+
+        let (_, value) = store
+            .tree
+            .scan_prefix(history_prefix("a"))
+            .next()
+            .unwrap()
+            .unwrap();
+        let run: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(
+            run,
+            serde_json::json!([
+                [1796150641123456789_i64, "", null, "outcome 0", "Pending"],
+                [
+                    "create campaign `c`",
+                    "outcome 1",
+                    1_000_001,
+                    "CampaignCreated"
+                ],
+                ["create ad_group `g`", "outcome 2", 1_499_999],
+                [1796150641123456782_i64, "Elsewhere", "odd", "outcome 3"],
+                [null, "outcome 4", 9_000_000_007_i64, "Synced"],
+            ])
+        );
+
+        // A follow-on with no whole entry before it is corrupt, not a panic.
+        store
+            .tree
+            .insert(
+                history_key("b", 1),
+                br#"[["x","y",1],["x","y",1]]"#.to_vec(),
+            )
             .unwrap();
         let err = store.history("b").unwrap_err().to_string();
         assert!(err.contains("history entry") && err.contains('b'), "{err}");
