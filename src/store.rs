@@ -9,7 +9,7 @@
 //! | `m/<sync id>`           | the head of a format-2 record: kind, start time, labels, written once |
 //! | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
 //! | `s/<sync id>\0<n BE>`   | segment `n` of the sync's progress (see [`Record::segments`]) |
-//! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (JSON), or a JSON array of consecutive entries from `seq` on |
+//! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (a JSON tuple, see `StoredEntry`), or a JSON array of consecutive entries from `seq` on |
 //! | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
 //! | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
 //!
@@ -237,6 +237,181 @@ pub struct HistoryEntry {
     pub to: String,
 }
 
+/// A [`HistoryEntry`] as the store writes it: the tuple
+/// `[at, from, effect, outcome]`, or `[at, from, effect, outcome, to]` when
+/// the phase changed. `at` is unix nanoseconds (exact, so the entry reads back
+/// equal); the seq is the key's (a run's entries follow it one by one). A
+/// transition is written for every effect, so field names, an RFC 3339 time
+/// and a repeated phase were most of the history's bytes.
+struct StoredEntryOut<'a>(&'a HistoryEntry);
+
+impl Serialize for StoredEntryOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let e = self.0;
+        let at = i64::try_from(e.at.unix_timestamp_nanos())
+            .map_err(|_| S::Error::custom(format!("time {} is out of range", e.at)))?;
+        let changed = e.to != e.from;
+        let mut t = serializer.serialize_tuple(if changed { 5 } else { 4 })?;
+        t.serialize_element(&at)?;
+        t.serialize_element(&e.from)?;
+        t.serialize_element(&e.effect)?;
+        t.serialize_element(&e.outcome)?;
+        if changed {
+            t.serialize_element(&e.to)?;
+        }
+        t.end()
+    }
+}
+
+/// A history entry as read: a tuple (see [`StoredEntryOut`]), or the object
+/// earlier versions wrote, which carries its own seq.
+enum StoredEntry {
+    Tuple {
+        at: Timestamp,
+        from: String,
+        effect: Option<String>,
+        outcome: String,
+        to: Option<String>,
+    },
+    Object(HistoryEntry),
+    /// An entry after the first of a run, as the applier joins them:
+    /// `[effect, outcome, nanoseconds since the entry before(, to)]`, its
+    /// phase before being the entry before's phase after.
+    FollowOn {
+        effect: Option<String>,
+        outcome: String,
+        after: i64,
+        to: Option<String>,
+    },
+}
+
+impl StoredEntry {
+    /// The entry, `seq` being where its key and its place in a run put it,
+    /// `before` the entry before it in the same run.
+    fn into_entry(self, seq: u64, before: Option<&HistoryEntry>) -> Result<HistoryEntry, String> {
+        Ok(match self {
+            StoredEntry::Tuple {
+                at,
+                from,
+                effect,
+                outcome,
+                to,
+            } => HistoryEntry {
+                seq,
+                at,
+                to: to.unwrap_or_else(|| from.clone()),
+                from,
+                effect,
+                outcome,
+            },
+            StoredEntry::Object(entry) => entry,
+            StoredEntry::FollowOn {
+                effect,
+                outcome,
+                after,
+                to,
+            } => {
+                let before = before.ok_or("a run's first entry is not a whole entry")?;
+                let at = before
+                    .at
+                    .checked_add(time::Duration::nanoseconds(after))
+                    .ok_or_else(|| {
+                        format!("time {after} ns after {} is out of range", before.at)
+                    })?;
+                HistoryEntry {
+                    seq,
+                    at,
+                    from: before.to.clone(),
+                    to: to.unwrap_or_else(|| before.to.clone()),
+                    effect,
+                    outcome,
+                }
+            }
+        })
+    }
+}
+
+/// The first element of a stored tuple: a whole entry's time, or a
+/// follow-on's effect.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TupleHead {
+    Time(i64),
+    Effect(Option<String>),
+}
+
+impl<'de> Deserialize<'de> for StoredEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StoredEntry;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a history entry: [time, from, effect, outcome(, to)] or an object")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StoredEntry, A::Error> {
+                use serde::de::Error;
+                let missing = |i: usize| A::Error::invalid_length(i, &self);
+                let nanos = match seq.next_element()?.ok_or_else(|| missing(0))? {
+                    TupleHead::Time(nanos) => nanos,
+                    TupleHead::Effect(effect) => {
+                        let outcome = seq.next_element()?.ok_or_else(|| missing(1))?;
+                        let after = seq.next_element()?.ok_or_else(|| missing(2))?;
+                        let to = seq.next_element()?;
+                        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                            return Err(A::Error::invalid_length(5, &self));
+                        }
+                        return Ok(StoredEntry::FollowOn {
+                            effect,
+                            outcome,
+                            after,
+                            to,
+                        });
+                    }
+                };
+                let at = Timestamp::from_unix_timestamp_nanos(nanos.into())
+                    .map_err(|e| A::Error::custom(format!("time {nanos}: {e}")))?;
+                let from = seq.next_element()?.ok_or_else(|| missing(1))?;
+                let effect = seq.next_element()?.ok_or_else(|| missing(2))?;
+                let outcome = seq.next_element()?.ok_or_else(|| missing(3))?;
+                let to = seq.next_element()?;
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(6, &self));
+                }
+                Ok(StoredEntry::Tuple {
+                    at,
+                    from,
+                    effect,
+                    outcome,
+                    to,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<StoredEntry, A::Error> {
+                HistoryEntry::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(StoredEntry::Object)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Whether a history value is a run of entries (`[[…],…]` or, as earlier
+/// versions joined objects, `[{…},…]`) rather than one entry (`[time,…]` or
+/// `{…}`).
+fn is_history_run(bytes: &[u8]) -> bool {
+    let mut rest = bytes.iter().filter(|b| !b.is_ascii_whitespace());
+    rest.next() == Some(&b'[') && matches!(rest.next(), Some(b'[' | b'{'))
+}
+
 /// Errors of the store. Each names the file or the sync concerned.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -425,12 +600,15 @@ impl Commit {
         self
     }
 
-    /// Appends a history entry of sync `id`.
+    /// Appends a history entry of sync `id`, in the compact layout of
+    /// [`StoredEntry`] (its seq is the key's).
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
-        let mut bytes = Vec::with_capacity(256);
-        serde_json::to_writer(&mut bytes, entry).map_err(|e| StoreError::Corrupt {
-            sync: id.to_string(),
-            detail: format!("cannot encode history: {e}"),
+        let mut bytes = Vec::with_capacity(128);
+        serde_json::to_writer(&mut bytes, &StoredEntryOut(entry)).map_err(|e| {
+            StoreError::Corrupt {
+                sync: id.to_string(),
+                detail: format!("cannot encode history: {e}"),
+            }
         })?;
         self.writes
             .push(Write::Put(history_key(id, entry.seq), bytes));
@@ -1107,18 +1285,28 @@ impl Store {
         let _visible = self.visible()?;
         let mut entries: Vec<HistoryEntry> = Vec::new();
         for item in self.tree.scan_prefix(history_prefix(id)) {
-            let (_, bytes) = item.map_err(|e| io_error(&self.path, e))?;
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+            let corrupt = |detail: String| StoreError::Corrupt {
                 sync: id.to_string(),
-                detail: format!("history entry: {e}"),
+                detail: format!("history entry: {detail}"),
             };
-            // One entry, or a run of consecutive entries (see `apply`).
-            let run = if bytes.first() == Some(&b'[') {
-                serde_json::from_slice::<Vec<HistoryEntry>>(&bytes).map_err(corrupt)?
+            let first_seq = split_history_key(&key)
+                .map(|(_, seq)| seq)
+                .ok_or_else(|| corrupt("its key has no sequence number".into()))?;
+            let json = |e: serde_json::Error| corrupt(e.to_string());
+            // One entry, or a run of consecutive entries (see `apply`); each
+            // entry an object (earlier versions) or a tuple (see `StoredEntry`).
+            let run = if is_history_run(&bytes) {
+                serde_json::from_slice::<Vec<StoredEntry>>(&bytes).map_err(json)?
             } else {
-                vec![serde_json::from_slice::<HistoryEntry>(&bytes).map_err(corrupt)?]
+                vec![serde_json::from_slice::<StoredEntry>(&bytes).map_err(json)?]
             };
-            for entry in run {
+            let mut before: Option<HistoryEntry> = None;
+            for (offset, stored) in (0..).zip(run) {
+                let entry = stored
+                    .into_entry(first_seq + offset, before.as_ref())
+                    .map_err(corrupt)?;
+                before = Some(entry.clone());
                 // A replay after a crash may store a run that overlaps one
                 // sled already had: each seq counts once.
                 if entries.last().is_none_or(|last| entry.seq > last.seq) {
@@ -1588,7 +1776,10 @@ fn split_history_key(key: &[u8]) -> Option<(&[u8], u64)> {
 }
 
 /// Consecutive history entries of one sync, stored as one sled value (a
-/// JSON array under the first entry's key) instead of one key each.
+/// JSON array under the first entry's key) instead of one key each. The
+/// first is stored whole; an entry that starts in the phase the one before
+/// ended in, nearly all of them, joins as a follow-on (see
+/// [`StoredEntry::FollowOn`]): no phase before, and its time as an offset.
 struct HistoryRun<'a> {
     key: &'a [u8],
     prefix: &'a [u8],
@@ -1596,6 +1787,8 @@ struct HistoryRun<'a> {
     first: &'a [u8],
     /// `[first,second,…` once a second entry joins; empty while there is one.
     joined: Vec<u8>,
+    /// The last entry's time (unix ns) and phase after, when it decoded.
+    last: Option<(i64, String)>,
 }
 
 impl<'a> HistoryRun<'a> {
@@ -1606,6 +1799,21 @@ impl<'a> HistoryRun<'a> {
             next: seq + 1,
             first: value,
             joined: Vec::new(),
+            last: Self::time_and_phase(value),
+        }
+    }
+
+    /// The time and phase after of a whole stored entry.
+    fn time_and_phase(value: &[u8]) -> Option<(i64, String)> {
+        match serde_json::from_slice::<StoredEntry>(value).ok()? {
+            StoredEntry::Tuple { at, from, to, .. } => Some((
+                i64::try_from(at.unix_timestamp_nanos()).ok()?,
+                to.unwrap_or(from),
+            )),
+            StoredEntry::Object(e) => {
+                Some((i64::try_from(e.at.unix_timestamp_nanos()).ok()?, e.to))
+            }
+            StoredEntry::FollowOn { .. } => None,
         }
     }
 
@@ -1615,7 +1823,43 @@ impl<'a> HistoryRun<'a> {
             self.joined.extend_from_slice(self.first);
         }
         self.joined.push(b',');
-        self.joined.extend_from_slice(value);
+        let entry = serde_json::from_slice::<StoredEntry>(value).ok();
+        match (entry, self.last.take()) {
+            (
+                Some(StoredEntry::Tuple {
+                    at,
+                    from,
+                    effect,
+                    outcome,
+                    to,
+                }),
+                Some((before, phase)),
+            ) if from == phase => {
+                let at = i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+                let to = to.filter(|to| *to != from);
+                let after = at.wrapping_sub(before);
+                let written = match &to {
+                    Some(to) => serde_json::to_vec(&(&effect, &outcome, after, to)),
+                    None => serde_json::to_vec(&(&effect, &outcome, after)),
+                };
+                match written {
+                    Ok(bytes) => {
+                        self.joined.extend_from_slice(&bytes);
+                        self.last = Some((at, to.unwrap_or(from)));
+                    }
+                    // Not reached (strings and integers always encode); the
+                    // entry is then kept whole.
+                    Err(_) => {
+                        self.joined.extend_from_slice(value);
+                        self.last = Self::time_and_phase(value);
+                    }
+                }
+            }
+            _ => {
+                self.joined.extend_from_slice(value);
+                self.last = Self::time_and_phase(value);
+            }
+        }
         self.next += 1;
     }
 
@@ -2011,6 +2255,177 @@ mod tests {
             .unwrap();
         let err = store.history("c").unwrap_err().to_string();
         assert!(err.contains("history entry") && err.contains('c'), "{err}");
+    }
+
+    /// An entry is stored as a tuple without field names, its time in unix
+    /// nanoseconds and `to` only when the phase changed, and reads back
+    /// equal; entries of the earlier layout (an object alone, or objects
+    /// joined in a run, here mixed with tuples as a replay across an upgrade
+    /// can join them) still read.
+    #[test]
+    fn history_entries_are_compact_tuples_and_old_objects_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_small(&dir.path().join("db"));
+        let at = time::macros::datetime!(2026-12-01 18:44:01.123456789 UTC);
+        let same = HistoryEntry {
+            seq: 1,
+            at,
+            from: "AdGroupsCreated".into(),
+            effect: Some("create ad `a1` under t2_g".into()),
+            outcome: "created t2_a".into(),
+            to: "AdGroupsCreated".into(),
+        };
+        let changed = HistoryEntry {
+            seq: 2,
+            effect: None,
+            to: "AdsCreated".into(),
+            ..same.clone()
+        };
+        let commit = Commit::new()
+            .history("a", &same)
+            .unwrap()
+            .history("a", &changed)
+            .unwrap();
+        let bytes = |c: &Commit| -> Vec<Vec<u8>> {
+            c.writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Put(_, v) => Some(v.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let written = bytes(&commit);
+        assert_eq!(
+            String::from_utf8_lossy(&written[0]),
+            r#"[1796150641123456789,"AdGroupsCreated","create ad `a1` under t2_g","created t2_a"]"#
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&written[1]),
+            r#"[1796150641123456789,"AdGroupsCreated",null,"created t2_a","AdsCreated"]"#
+        );
+        store.commit_blocking(commit).unwrap();
+        assert_eq!(store.history("a").unwrap(), [same.clone(), changed.clone()]);
+
+        // Written by hand in the earlier layout: an object alone, then a run
+        // of objects, then a run mixing an object and a tuple.
+        let old = |seq: u64| {
+            serde_json::json!({
+                "seq": seq, "at": "2026-12-01T18:44:01.123456789Z", "from": "Pending",
+                "effect": "create campaign `c` \"Spring\" in account a2", "outcome": "created t2_c",
+                "to": "CampaignCreated"
+            })
+        };
+        let tree = &store.tree;
+        tree.insert(history_key("b", 1), old(1).to_string().as_bytes())
+            .unwrap();
+        tree.insert(
+            history_key("b", 2),
+            serde_json::json!([old(2), old(3)]).to_string().as_bytes(),
+        )
+        .unwrap();
+        let tuple = String::from_utf8(written[1].clone()).unwrap();
+        tree.insert(
+            history_key("b", 4),
+            format!("[ {},{tuple}]", old(4)).as_bytes(),
+        )
+        .unwrap();
+        let read = store.history("b").unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(read[0].at, at);
+        assert_eq!(read[0].to, "CampaignCreated");
+        assert_eq!(
+            read[3].effect.as_deref(),
+            Some("create campaign `c` \"Spring\" in account a2")
+        );
+        assert_eq!(read[4], HistoryEntry { seq: 5, ..changed });
+
+        tree.insert(history_key("b", 6), b"[1,\"x\"]".to_vec())
+            .unwrap();
+        let err = store.history("b").unwrap_err().to_string();
+        assert!(err.contains("history entry") && err.contains('b'), "{err}");
+    }
+
+    /// A run stores its first entry whole and each later one that starts
+    /// where the one before ended as `[effect, outcome, ns after(, to)]`;
+    /// every entry reads back equal, times to the nanosecond, phases and
+    /// all, including one that does not start where the one before ended.
+    #[test]
+    fn a_run_stores_later_entries_as_follow_ons_and_reads_them_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_small(&dir.path().join("db"));
+        let t0 = time::macros::datetime!(2026-12-01 18:44:01.123456789 UTC);
+        let step = |seq: u64, ns: i64, from: &str, to: &str, effect: Option<&str>| HistoryEntry {
+            seq,
+            at: t0 + time::Duration::nanoseconds(ns),
+            from: from.into(),
+            effect: effect.map(Into::into),
+            outcome: format!("outcome {seq}"),
+            to: to.into(),
+        };
+        let entries = [
+            step(0, 0, "", "Pending", None),
+            step(
+                1,
+                1_000_001,
+                "Pending",
+                "CampaignCreated",
+                Some("create campaign `c`"),
+            ),
+            step(
+                2,
+                2_500_000,
+                "CampaignCreated",
+                "CampaignCreated",
+                Some("create ad_group `g`"),
+            ),
+            // The clock went back, and a phase that is not the last one's.
+            step(3, -7, "Elsewhere", "Elsewhere", Some("odd")),
+            step(4, 9_000_000_000, "Elsewhere", "Synced", None),
+        ];
+        let mut commit = Commit::new();
+        for e in &entries {
+            commit = commit.history("a", e).unwrap();
+        }
+        store.commit_blocking(commit).unwrap();
+        assert_eq!(store.history("a").unwrap(), entries);
+
+        let (_, value) = store
+            .tree
+            .scan_prefix(history_prefix("a"))
+            .next()
+            .unwrap()
+            .unwrap();
+        let run: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(
+            run,
+            serde_json::json!([
+                [1796150641123456789_i64, "", null, "outcome 0", "Pending"],
+                [
+                    "create campaign `c`",
+                    "outcome 1",
+                    1_000_001,
+                    "CampaignCreated"
+                ],
+                ["create ad_group `g`", "outcome 2", 1_499_999],
+                [1796150641123456782_i64, "Elsewhere", "odd", "outcome 3"],
+                [null, "outcome 4", 9_000_000_007_i64, "Synced"],
+            ])
+        );
+
+        // A follow-on with no whole entry before it is corrupt, not a panic.
+        store
+            .tree
+            .insert(
+                history_key("b", 1),
+                br#"[["x","y",1],["x","y",1]]"#.to_vec(),
+            )
+            .unwrap();
+        let err = store.history("b").unwrap_err().to_string();
+        assert!(err.contains("history entry") && err.contains('b'), "{err}");
     }
 
     /// A process killed while sled wrote its snapshot during an open leaves

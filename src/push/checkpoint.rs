@@ -49,18 +49,110 @@ use super::machine::{Entity, EntityResult, PushPhase, PushPolicy, PushState, Tar
 use crate::adapter::EntitySpec;
 use crate::clock::Timestamp;
 
+/// The plan as written: `{"target", "policy", "entities", "work"}`, each
+/// entity a [`PlannedOut`] tuple and each work item a [`WorkOut`]. The plan
+/// repeats the whole campaign, so its layout decides whether the store is a
+/// small or a large multiple of the set: tuples carry no field names, no
+/// empty child arrays and no `null` trailing optionals. The earlier layout
+/// (entities as `{"spec", "parent"}` objects, work items as objects) still
+/// decodes.
 #[derive(Serialize)]
 struct PlanOut<'a> {
     target: &'a Target,
     policy: &'a PushPolicy,
     entities: Vec<PlannedOut<'a>>,
-    work: &'a [Work],
+    work: Vec<WorkOut<'a>>,
 }
 
-#[derive(Serialize)]
+/// One entity of a plan: `[parent, kind, fields…]`, the parent an index or
+/// `null` (the campaign), the kind `c`, `g`, `a` or `k`, then that kind's
+/// fields in a fixed order:
+/// * campaign: `id, name, objective, status[, goal]`
+/// * ad group: `id, name, status, bid_strategy, bid_type, bid_value_micros,
+///   start_time, end_time` (trailing absent ones left out, inner ones `null`)
+/// * ad: `id, name, post_id, status[, click_url]`
+/// * keyword: `id, text`
 struct PlannedOut<'a> {
     spec: &'a EntitySpec,
     parent: Option<usize>,
+}
+
+impl Serialize for PlannedOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut t = serializer.serialize_seq(None)?;
+        t.serialize_element(&self.parent)?;
+        match self.spec {
+            EntitySpec::Campaign(c) => {
+                t.serialize_element("c")?;
+                t.serialize_element(&c.id)?;
+                t.serialize_element(&c.name)?;
+                t.serialize_element(&c.objective)?;
+                t.serialize_element(&c.status)?;
+                if let Some(goal) = &c.goal {
+                    t.serialize_element(goal)?;
+                }
+            }
+            EntitySpec::AdGroup(g) => {
+                t.serialize_element("g")?;
+                t.serialize_element(&g.id)?;
+                t.serialize_element(&g.name)?;
+                t.serialize_element(&g.status)?;
+                let optional = [
+                    g.bid_strategy.is_some(),
+                    g.bid_type.is_some(),
+                    g.bid_value_micros.is_some(),
+                    g.start_time.is_some(),
+                    g.end_time.is_some(),
+                ];
+                let present = optional.iter().rposition(|&p| p).map_or(0, |i| i + 1);
+                if present > 0 {
+                    t.serialize_element(&g.bid_strategy)?;
+                }
+                if present > 1 {
+                    t.serialize_element(&g.bid_type)?;
+                }
+                if present > 2 {
+                    t.serialize_element(&g.bid_value_micros)?;
+                }
+                if present > 3 {
+                    t.serialize_element(&g.start_time)?;
+                }
+                if present > 4 {
+                    t.serialize_element(&g.end_time)?;
+                }
+            }
+            EntitySpec::Ad(a) => {
+                t.serialize_element("a")?;
+                t.serialize_element(&a.id)?;
+                t.serialize_element(&a.name)?;
+                t.serialize_element(&a.post_id)?;
+                t.serialize_element(&a.status)?;
+                if let Some(url) = &a.click_url {
+                    t.serialize_element(url)?;
+                }
+            }
+            EntitySpec::Keyword(k) => {
+                t.serialize_element("k")?;
+                t.serialize_element(&k.id)?;
+                t.serialize_element(&k.text)?;
+            }
+        }
+        t.end()
+    }
+}
+
+/// A work item as written: an upsert is its entity's index, setting an ad
+/// group's keywords `[ad group, [keyword…]]`.
+struct WorkOut<'a>(&'a Work);
+
+impl Serialize for WorkOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Work::Upsert { entity } => serializer.serialize_u64(*entity as u64),
+            Work::SetKeywords { ad_group, keywords } => (ad_group, keywords).serialize(serializer),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,11 +161,11 @@ struct PlanIn {
     target: Target,
     policy: PushPolicy,
     entities: Vec<PlannedIn>,
-    work: Vec<Work>,
+    work: Vec<WorkIn>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An entity of a plan as read: a [`PlannedOut`] tuple, or the object
+/// earlier versions wrote.
 struct PlannedIn {
     spec: EntitySpec,
     parent: Option<usize>,
@@ -83,6 +175,137 @@ struct PlannedIn {
 /// sealing test are cheap beside its rows, small enough that the rows a
 /// checkpoint still lists stay a few hundred bytes.
 pub(crate) const CHUNK: usize = 16;
+
+/// The earlier layout of a planned entity.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlannedObject {
+    spec: EntitySpec,
+    parent: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for PlannedIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PlannedIn;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a planned entity: [parent, kind, fields…] or {spec, parent}")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PlannedIn, A::Error> {
+                use crate::model::{Ad, AdGroup, Campaign, Keyword};
+                use serde::de::Error;
+                let mut at = 0;
+                // The next field: required, or optional (absent at the end).
+                macro_rules! next {
+                    () => {{
+                        at += 1;
+                        seq.next_element()?
+                            .ok_or_else(|| A::Error::invalid_length(at - 1, &self))?
+                    }};
+                    (optional) => {{
+                        at += 1;
+                        seq.next_element::<Option<_>>()?.flatten()
+                    }};
+                }
+                let parent: Option<usize> = next!();
+                let kind: String = next!();
+                let spec = match kind.as_str() {
+                    "c" => EntitySpec::Campaign(Campaign {
+                        id: next!(),
+                        name: next!(),
+                        objective: next!(),
+                        status: next!(),
+                        goal: next!(optional),
+                        ad_groups: Vec::new(),
+                    }),
+                    "g" => EntitySpec::AdGroup(AdGroup {
+                        id: next!(),
+                        name: next!(),
+                        status: next!(),
+                        bid_strategy: next!(optional),
+                        bid_type: next!(optional),
+                        bid_value_micros: next!(optional),
+                        start_time: next!(optional),
+                        end_time: next!(optional),
+                        ads: Vec::new(),
+                        keywords: Vec::new(),
+                    }),
+                    "a" => EntitySpec::Ad(Ad {
+                        id: next!(),
+                        name: next!(),
+                        post_id: next!(),
+                        status: next!(),
+                        click_url: next!(optional),
+                    }),
+                    "k" => EntitySpec::Keyword(Keyword {
+                        id: next!(),
+                        text: next!(),
+                    }),
+                    other => {
+                        return Err(A::Error::unknown_variant(other, &["c", "g", "a", "k"]));
+                    }
+                };
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(at + 1, &self));
+                }
+                Ok(PlannedIn { spec, parent })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PlannedIn, A::Error> {
+                let old =
+                    PlannedObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PlannedIn {
+                    spec: old.spec,
+                    parent: old.parent,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A work item as read: a [`WorkOut`], or the object earlier versions wrote.
+struct WorkIn(Work);
+
+impl<'de> Deserialize<'de> for WorkIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = WorkIn;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a work item: an entity index, [ad group, [keywords]] or an object")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, entity: u64) -> Result<WorkIn, E> {
+                let entity = usize::try_from(entity)
+                    .map_err(|_| E::custom(format!("entity #{entity} is out of range")))?;
+                Ok(WorkIn(Work::Upsert { entity }))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<WorkIn, A::Error> {
+                let (ad_group, keywords) = <(usize, Vec<usize>)>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(WorkIn(Work::SetKeywords { ad_group, keywords }))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<WorkIn, A::Error> {
+                Work::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(WorkIn)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
 
 #[derive(Serialize)]
 struct ProgressOut<'a> {
@@ -395,7 +618,7 @@ pub(crate) fn encode_plan(state: &PushState) -> serde_json::Result<Box<RawValue>
                 parent: e.parent,
             })
             .collect(),
-        work: &state.work,
+        work: state.work.iter().map(WorkOut).collect(),
     })
 }
 
@@ -435,7 +658,7 @@ pub(crate) fn decode(
         .iter()
         .filter_map(|e| e.parent)
         .chain(plan.work.iter().flat_map(|w| {
-            match w {
+            match &w.0 {
                 Work::Upsert { entity } => vec![*entity],
                 Work::SetKeywords { ad_group, keywords } => std::iter::once(*ad_group)
                     .chain(keywords.iter().copied())
@@ -490,7 +713,7 @@ pub(crate) fn decode(
         target: Arc::new(plan.target),
         policy: plan.policy,
         entities: Arc::new(entities.into_iter().map(Arc::new).collect()),
-        work: Arc::new(plan.work),
+        work: Arc::new(plan.work.into_iter().map(|w| w.0).collect()),
         cursor: progress.cursor,
         attempt: progress.attempt,
         intent_at: progress.intent_at,
@@ -825,6 +1048,100 @@ mod tests {
         }
     }
 
+    /// The plan as versions before the compact layout wrote it: entities as
+    /// `{"spec", "parent"}` objects, work items as objects.
+    fn old_plan(state: &PushState) -> Box<RawValue> {
+        let entities: Vec<serde_json::Value> = state
+            .entities
+            .iter()
+            .map(|e| serde_json::json!({ "spec": e.spec, "parent": e.parent }))
+            .collect();
+        serde_json::value::to_raw_value(&serde_json::json!({
+            "target": state.target,
+            "policy": state.policy,
+            "entities": entities,
+            "work": state.work,
+        }))
+        .expect("raw")
+    }
+
+    /// Every kind and every optional field, present and absent.
+    fn varied_state() -> PushState {
+        use crate::model::{BidType, GoalType, SpendGoal};
+        let (_, mut state) = PushMachine::sample_states().remove(0);
+        let mut entities: Vec<Entity> = state.entities.iter().map(|e| (**e).clone()).collect();
+        let template = entities.clone();
+        for e in template {
+            let mut spec = (*e.spec).clone();
+            match &mut spec {
+                EntitySpec::Campaign(c) => {
+                    c.goal = Some(SpendGoal {
+                        goal_type: GoalType::LifetimeSpend,
+                        value_micros: 7,
+                    })
+                }
+                EntitySpec::AdGroup(g) => {
+                    g.bid_strategy = None;
+                    g.bid_type = Some(BidType::Cpm);
+                    g.bid_value_micros = None;
+                    g.start_time = None;
+                    g.end_time = Some("2027-01-01T00:00:00Z".into());
+                }
+                EntitySpec::Ad(a) => a.click_url = None,
+                EntitySpec::Keyword(k) => k.text = "\"quoted\" ü".into(),
+            }
+            entities.push(Entity::planned(spec, e.parent, None));
+        }
+        let mut work = (*state.work).clone();
+        work.push(Work::SetKeywords {
+            ad_group: 1,
+            keywords: vec![2, 3],
+        });
+        state.entities = Arc::new(entities.into_iter().map(Arc::new).collect());
+        state.work = Arc::new(work);
+        state
+    }
+
+    #[test]
+    fn a_plan_is_compact_tuples_and_the_earlier_layout_still_decodes() {
+        let state = varied_state();
+        let kinds: std::collections::BTreeSet<_> =
+            state.entities.iter().map(|e| e.spec.kind()).collect();
+        assert_eq!(kinds.len(), 4, "every kind: {kinds:?}");
+        let plan = encode_plan(&state).expect("plan");
+        let progress = encode_progress(&state).expect("progress");
+        assert_eq!(decode(Some(&plan), &[], &progress).expect("decodes"), state);
+        let text = plan.get();
+        for absent in ["\"spec\"", "\"parent\"", "null]", "[]", "\"upsert\""] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        let old = old_plan(&state);
+        assert!(old.get().contains("\"spec\"") && old.get().contains("\"upsert\""));
+        assert_eq!(decode(Some(&old), &[], &progress).expect("decodes"), state);
+        assert!(
+            text.len() * 3 < old.get().len() * 2,
+            "{} vs {} bytes",
+            text.len(),
+            old.get().len()
+        );
+        // A tuple of an unknown kind, too short or too long is refused.
+        let mut value: serde_json::Value = serde_json::from_str(text).expect("json");
+        let keyword = value["entities"]
+            .as_array()
+            .and_then(|e| e.iter().position(|e| e[1] == "k"))
+            .expect("a keyword");
+        for bad in [
+            serde_json::json!([0, "x", "id", "text"]),
+            serde_json::json!([0, "k", "id"]),
+            serde_json::json!([0, "k", "id", "text", 1]),
+        ] {
+            value["entities"][keyword] = bad.clone();
+            let raw = serde_json::value::to_raw_value(&value).expect("raw");
+            let error = decode(Some(&raw), &[], &progress).expect_err("refused");
+            assert!(error.contains("the plan does not decode"), "{bad}: {error}");
+        }
+    }
+
     #[test]
     fn a_checkpoint_that_does_not_fit_its_plan_is_an_error_not_a_panic() {
         let (_, state) = PushMachine::sample_states()
@@ -842,7 +1159,7 @@ mod tests {
         assert!(error.contains("the plan has 0 entities"), "{error}");
         // A work item pointing past the plan.
         let mut dangling: serde_json::Value = serde_json::from_str(plan.get()).expect("json");
-        dangling["work"] = serde_json::json!([{"upsert": {"entity": 99}}]);
+        dangling["work"] = serde_json::json!([99]);
         let dangling = serde_json::value::to_raw_value(&dangling).expect("raw");
         let error = decode(Some(&dangling), &[], &progress).expect_err("refused");
         assert!(error.contains("entity #99"), "{error}");

@@ -1032,12 +1032,13 @@ impl Machine for PushMachine {
             None => format!("in account {}", p.account_id),
         };
         match effect {
+            // The name is the plan's (`show` lists it): a history entry is
+            // written for every create, so it names the entity by local id.
             PushEffect::Create { parent, spec } => {
                 format!(
-                    "create {} `{}` \"{}\" {}",
+                    "create {} `{}` {}",
                     spec.kind(),
                     spec.local_id(),
-                    spec.lookup_name(),
                     under(parent)
                 )
             }
