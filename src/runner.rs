@@ -277,7 +277,7 @@ pub struct Runner<M: Machine> {
 /// What the runner keeps of a state it committed and has not started the effect of.
 enum Fresh<M: Machine> {
     /// The checkpoint itself (a sync being stepped by this runner).
-    Held(Checkpoint<M>),
+    Held(Box<Checkpoint<M>>),
     /// Only that this runner started the sync at this seq: the state is read
     /// back from the store when the sync first runs, so a large set's states
     /// are not all held while the syncs wait their turn. The store's record
@@ -492,7 +492,7 @@ impl<M: Machine> Runner<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         let (checkpoint, fresh) = match taken {
-            Some(Fresh::Held(c)) => (c, true),
+            Some(Fresh::Held(c)) => (*c, true),
             Some(Fresh::Started(seq)) => match self.get(id).await {
                 // Another writer would have moved the record past `seq`.
                 Ok(c) => {
@@ -522,7 +522,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), Fresh::Held(checkpoint));
+                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                         return Ok(Step::Settled(Status::Running));
                     }
                 }
@@ -531,7 +531,7 @@ impl<M: Machine> Runner<M> {
                 self.fresh
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), Fresh::Held(checkpoint));
+                    .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                 return Ok(Step::Settled(status));
             }
             Next::Effect(effect) => effect,
@@ -557,7 +557,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), Fresh::Held(checkpoint));
+                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                     }
                     return Err(RunError::Stopped(id.to_string()));
                 }
@@ -644,10 +644,10 @@ impl<M: Machine> Runner<M> {
         let seq = record.seq;
         self.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.to_string(),
-            Fresh::Held(Checkpoint {
+            Fresh::Held(Box::new(Checkpoint {
                 record,
                 state: next.clone(),
-            }),
+            })),
         );
         Ok(Step::Transitioned(Box::new(Transition {
             sync: id.to_string(),
@@ -671,7 +671,7 @@ impl<M: Machine> Runner<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
         {
-            Some(Fresh::Held(checkpoint)) => Some(checkpoint),
+            Some(Fresh::Held(checkpoint)) => Some(*checkpoint),
             Some(Fresh::Started(_)) | None => None,
         }
     }
