@@ -268,10 +268,21 @@ pub struct Runner<M: Machine> {
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
-    fresh: Mutex<HashMap<String, Checkpoint<M>>>,
+    fresh: Mutex<HashMap<String, Fresh<M>>>,
     busy: Mutex<HashSet<String>>,
     hook: Option<Hook>,
     stop: StopSignal,
+}
+
+/// What the runner keeps of a state it committed and has not started the effect of.
+enum Fresh<M: Machine> {
+    /// The checkpoint itself (a sync being stepped by this runner).
+    Held(Box<Checkpoint<M>>),
+    /// Only that this runner started the sync at this seq: the state is read
+    /// back from the store when the sync first runs, so a large set's states
+    /// are not all held while the syncs wait their turn. The store's record
+    /// still at this seq is the state this runner wrote.
+    Started(u64),
 }
 
 impl<M: Machine> std::fmt::Debug for Runner<M> {
@@ -393,11 +404,13 @@ impl<M: Machine> Runner<M> {
         for checkpoint in &mut checkpoints {
             // The plan is durable now, and `state` holds it decoded. Its text
             // would otherwise ride along with every later record of this sync
-            // (`..prev`) in memory, for every sync of a set at once; the store
-            // fills it in again whenever a record is read back.
+            // (`..prev`) in memory; the store fills it in again whenever a
+            // record is read back.
             checkpoint.record.plan = None;
-            checkpoint.record.segments = Vec::new();
-            fresh.insert(checkpoint.record.id.clone(), checkpoint.clone());
+            fresh.insert(
+                checkpoint.record.id.clone(),
+                Fresh::Started(checkpoint.record.seq),
+            );
         }
         Ok(checkpoints)
     }
@@ -483,7 +496,22 @@ impl<M: Machine> Runner<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         let (checkpoint, fresh) = match taken {
-            Some(c) => (c, true),
+            Some(Fresh::Held(c)) => (*c, true),
+            Some(Fresh::Started(seq)) => match self.get(id).await {
+                // Another writer would have moved the record past `seq`.
+                Ok(c) => {
+                    let fresh = c.record.seq == seq;
+                    (c, fresh)
+                }
+                Err(e) => {
+                    // Nothing started: it stays fresh for a later step.
+                    self.fresh
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.to_string(), Fresh::Started(seq));
+                    return Err(e);
+                }
+            },
             None => (self.get(id).await?, false),
         };
         let effect = match M::next(&checkpoint.state) {
@@ -498,7 +526,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), checkpoint);
+                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                         return Ok(Step::Settled(Status::Running));
                     }
                 }
@@ -507,7 +535,7 @@ impl<M: Machine> Runner<M> {
                 self.fresh
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), checkpoint);
+                    .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                 return Ok(Step::Settled(status));
             }
             Next::Effect(effect) => effect,
@@ -533,7 +561,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), checkpoint);
+                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
                     }
                     return Err(RunError::Stopped(id.to_string()));
                 }
@@ -624,10 +652,10 @@ impl<M: Machine> Runner<M> {
         let seq = record.seq;
         self.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.to_string(),
-            Checkpoint {
+            Fresh::Held(Box::new(Checkpoint {
                 record,
                 state: next.clone(),
-            },
+            })),
         );
         Ok(Step::Transitioned(Box::new(Transition {
             sync: id.to_string(),
@@ -645,10 +673,15 @@ impl<M: Machine> Runner<M> {
     /// time, and keeping it held every finished sync's whole state (its plan
     /// included) in memory until the runner was dropped.
     fn take_settled(&self, id: &str) -> Option<Checkpoint<M>> {
-        self.fresh
+        match self
+            .fresh
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
+        {
+            Some(Fresh::Held(checkpoint)) => Some(*checkpoint),
+            Some(Fresh::Started(_)) | None => None,
+        }
     }
 
     /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
@@ -1075,5 +1108,45 @@ mod tests {
         // No checkpoint listed more rows than a chunk holds (a few dozen at
         // most), however far the push.
         assert!(longest <= 64, "a checkpoint of {longest} rows");
+    }
+
+    /// A set's started syncs wait their turn holding only a marker, not their
+    /// state, and a sync this runner started is still fresh when it runs:
+    /// created, never looked up as if it had been restarted.
+    #[tokio::test]
+    async fn started_syncs_hold_a_marker_and_run_fresh_a_few_at_a_time() {
+        let set = CampaignSet::from_json(
+            r#"{"name": "s", "campaigns": [
+                {"id": "c1", "name": "Spring", "objective": "CLICKS"},
+                {"id": "c2", "name": "Summer", "objective": "CLICKS"},
+                {"id": "c3", "name": "Autumn", "objective": "CLICKS"}]}"#,
+            "inline.json",
+        )
+        .expect("set");
+        let store = Store::temporary().expect("store");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+        let runner = Arc::new(Runner::<PushMachine>::new(
+            store,
+            Arc::new(AdapterEffects::new(platform.clone())),
+            clock.clone(),
+        ));
+        let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock).with_max_running(1);
+        let ids = pusher.start(&set, "a2").await.expect("start");
+        {
+            let fresh = runner.fresh.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(fresh.len(), 3);
+            assert!(fresh.values().all(|f| matches!(f, Fresh::Started(0))));
+        }
+        let report = pusher.run_all(&ids).await;
+        assert!(report.all_synced(), "{report:?}");
+        assert_eq!(platform.creations(), 3);
+        let calls = platform.calls();
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.op == crate::platform::memory::Op::Create),
+            "{calls:?}"
+        );
     }
 }

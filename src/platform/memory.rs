@@ -19,10 +19,16 @@
 //! # }
 //! ```
 //!
-//! [`MemoryPlatform::open_file`] keeps the platform in a JSON file, rewritten
-//! atomically after every call, so it outlives a killed process (crash tests).
+//! [`MemoryPlatform::open_file`] keeps the platform in a file, so it outlives a
+//! killed process (crash tests, and the CLI between runs). The file is JSON
+//! lines: a snapshot of the platform on the first line, then one line per
+//! change (a call counted, an entity created, updated or removed, a fault
+//! scripted), appended before the call returns. Opening replays the changes
+//! and, when they outgrow the snapshot, compacts them into a new snapshot.
+//! A file written by earlier versions (one JSON snapshot) still opens.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -120,6 +126,10 @@ pub struct CallRecord {
     pub fault: Option<Fault>,
 }
 
+/// How many of the latest calls [`MemoryPlatform::calls`] keeps: the log is
+/// for tests to inspect, and a large push must not hold every call it made.
+pub const CALL_LOG_LEN: usize = 10_000;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Inner {
     next_id: u64,
@@ -131,10 +141,64 @@ struct Inner {
     /// push to this platform.
     entities: BTreeMap<String, Box<StoredEntity>>,
     faults: Vec<(Trigger, Fault)>,
-    log: Vec<CallRecord>,
-    /// Snapshots taken for the file so far (not itself saved).
+    /// The latest calls, at most [`CALL_LOG_LEN`]. Not kept in the file: a
+    /// file written by an earlier version has a `log`, which is ignored.
     #[serde(skip)]
-    version: u64,
+    log: VecDeque<CallRecord>,
+}
+
+/// One change to a file-backed platform: a line of its file after the snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Change {
+    /// A call received: the call count after it, and the index (in the
+    /// scripted faults) of the fault it consumed.
+    Call(u64, Option<usize>),
+    /// An entity created (by a call or [`MemoryPlatform::insert`]): the next
+    /// id and the count of creations advance, as they did when it was made.
+    Created(Box<StoredEntity>),
+    /// An entity's state after an update.
+    Updated(Box<StoredEntity>),
+    /// An entity removed.
+    Removed(String),
+    /// A fault scripted.
+    Fault(Trigger, Fault),
+}
+
+impl Inner {
+    /// Replays `change`; a change that cannot follow the state read so far is an error.
+    fn apply(&mut self, change: Change) -> Result<(), String> {
+        match change {
+            Change::Call(n, fault) => {
+                self.calls = n;
+                if let Some(i) = fault {
+                    if i >= self.faults.len() {
+                        return Err(format!(
+                            "call {n} consumed scripted fault {i}, but only {} are scripted",
+                            self.faults.len()
+                        ));
+                    }
+                    self.faults.remove(i);
+                }
+            }
+            Change::Created(e) => {
+                self.next_id += 1;
+                self.creations += 1;
+                self.entities.insert(e.id.clone(), e);
+            }
+            Change::Updated(e) => {
+                if !self.entities.contains_key(&e.id) {
+                    return Err(format!("update of {}, which was never created", e.id));
+                }
+                self.entities.insert(e.id.clone(), e);
+            }
+            Change::Removed(id) => {
+                self.entities.remove(&id);
+            }
+            Change::Fault(trigger, fault) => self.faults.push((trigger, fault)),
+        }
+        Ok(())
+    }
 }
 
 /// The in-memory platform. See the module docs.
@@ -142,33 +206,152 @@ pub struct MemoryPlatform {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     keyword_model: KeywordModel,
-    file: Option<PlatformFile>,
+    file: Option<Arc<Journal>>,
 }
 
-/// The file a file-backed platform is kept in.
-#[derive(Debug, Clone)]
-struct PlatformFile {
+/// The file a file-backed platform is kept in, appended to change by change.
+///
+/// Lines are written with `write`, without `fsync`: the file stands for a
+/// remote platform, which must remember what it did when adsync is killed
+/// (the kernel keeps what was written), not survive a power cut of this
+/// machine. Changes are queued in the order they were made (under the
+/// platform's lock) and written in that order by whichever call flushes first.
+#[derive(Debug)]
+struct Journal {
     path: PathBuf,
-    /// The version of the last snapshot written: a slower write of an older
-    /// snapshot must not overwrite a newer one.
-    written: Arc<Mutex<u64>>,
+    /// Lines not yet written.
+    pending: Mutex<Vec<u8>>,
+    /// The file, appended to; `Err` once a write failed: later lines would
+    /// follow a gap, so nothing more is written.
+    file: Mutex<Result<std::fs::File, String>>,
 }
 
-impl PlatformFile {
-    /// Writes `bytes` (snapshot `version`) atomically, unless a newer one is there.
-    fn write(&self, version: u64, bytes: &[u8]) -> std::io::Result<()> {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if version <= *written {
+impl Journal {
+    /// Queues `change` as a line.
+    fn record(&self, change: &Change) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // These types always serialize (string keys, no custom serializers).
+        if serde_json::to_writer(&mut *pending, change).is_ok() {
+            pending.push(b'\n');
+        }
+    }
+
+    /// Writes every line queued so far (and waits for a write of earlier
+    /// lines another call started).
+    fn flush(&self) -> std::io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let f = match &mut *file {
+            Ok(f) => f,
+            Err(e) => return Err(std::io::Error::other(e.clone())),
+        };
+        if bytes.is_empty() {
             return Ok(());
         }
-        let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        *written = version;
+        if let Err(e) = f.write_all(&bytes) {
+            *file = Err(format!("an earlier write failed: {e}"));
+            return Err(e);
+        }
         Ok(())
     }
+}
+
+/// When opening finds at least this many changes after the snapshot, and
+/// more bytes of them than of the snapshot, it writes a new snapshot.
+const COMPACT_AFTER_LINES: u64 = 1024;
+
+/// What reading a platform's file found.
+struct Loaded {
+    inner: Inner,
+    /// Where the last whole line ends: a torn line after it is cut off.
+    good_len: u64,
+    /// The file's length.
+    len: u64,
+    snapshot_bytes: u64,
+    changes: u64,
+    /// The file is one snapshot without a line end (written by an earlier version).
+    old_layout: bool,
+}
+
+fn file_error(path: &Path, message: impl std::fmt::Display) -> PlatformFileError {
+    PlatformFileError {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads a platform's file line by line: the snapshot, then the changes.
+fn load(path: &Path, file: std::fs::File) -> Result<Loaded, PlatformFileError> {
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let n = reader
+        .read_until(b'\n', &mut line)
+        .map_err(|e| file_error(path, e))?;
+    let mut loaded = Loaded {
+        inner: Inner::default(),
+        good_len: 0,
+        len: n as u64,
+        snapshot_bytes: n as u64,
+        changes: 0,
+        old_layout: false,
+    };
+    if n == 0 {
+        return Ok(loaded);
+    }
+    let whole = line.last() == Some(&b'\n');
+    loaded.inner = serde_json::from_slice(&line).map_err(|e| {
+        file_error(
+            path,
+            format_args!("its snapshot (line 1) is not a platform: {e}"),
+        )
+    })?;
+    loaded.old_layout = !whole;
+    loaded.good_len = n as u64;
+    let mut number = 1u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| file_error(path, e))?;
+        if n == 0 {
+            return Ok(loaded);
+        }
+        number += 1;
+        let offset = loaded.len;
+        loaded.len += n as u64;
+        if line.last() != Some(&b'\n') {
+            // The last line, cut short by a kill while it was written: its
+            // call never returned, so dropping it is as if it never came.
+            return Ok(loaded);
+        }
+        let change: Change = serde_json::from_slice(&line).map_err(|e| {
+            file_error(
+                path,
+                format_args!("line {number} (byte offset {offset}) is damaged: {e}; only a torn last line is dropped"),
+            )
+        })?;
+        loaded.inner.apply(change).map_err(|e| {
+            file_error(
+                path,
+                format_args!("line {number} (byte offset {offset}) does not follow: {e}"),
+            )
+        })?;
+        loaded.changes += 1;
+        loaded.good_len = loaded.len;
+    }
+}
+
+/// Writes `inner` as the whole file (a snapshot line), streamed to a
+/// temporary file that replaces `path` once synced.
+fn write_snapshot(path: &Path, inner: &Inner) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let f = std::fs::File::create(&tmp)?;
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer(&mut w, inner).map_err(std::io::Error::other)?;
+    w.write_all(b"\n")?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 impl std::fmt::Debug for MemoryPlatform {
@@ -204,34 +387,64 @@ impl MemoryPlatform {
         self
     }
 
-    /// A platform kept in `path` (loaded when it exists, rewritten atomically after every call).
+    /// A platform kept in `path`: loaded when it exists (a torn last line,
+    /// left by a kill, is dropped; any other damaged line is an error), then
+    /// every change appended to it. See the module docs.
     pub fn open_file(
         path: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PlatformFileError> {
         let path = path.as_ref().to_path_buf();
-        let inner = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| PlatformFileError {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner::default(),
-            Err(e) => {
-                return Err(PlatformFileError {
-                    path,
-                    message: e.to_string(),
-                })
+        let loaded = match std::fs::File::open(&path) {
+            Ok(f) => Some(load(&path, f)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(file_error(&path, e)),
+        };
+        let inner = match loaded {
+            Some(loaded) => {
+                let compact = loaded.old_layout
+                    || (loaded.changes >= COMPACT_AFTER_LINES
+                        && loaded.len - loaded.snapshot_bytes > loaded.snapshot_bytes);
+                if compact {
+                    write_snapshot(&path, &loaded.inner).map_err(|e| file_error(&path, e))?;
+                } else if loaded.good_len < loaded.len {
+                    // Cut the torn line off, or the next line would extend it.
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(loaded.good_len))
+                        .map_err(|e| file_error(&path, e))?;
+                }
+                loaded.inner
+            }
+            None => {
+                let inner = Inner::default();
+                write_snapshot(&path, &inner).map_err(|e| file_error(&path, e))?;
+                inner
             }
         };
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| file_error(&path, e))?;
         Ok(MemoryPlatform {
             inner: Mutex::new(inner),
             clock,
             keyword_model: KeywordModel::Entities,
-            file: Some(PlatformFile {
+            file: Some(Arc::new(Journal {
                 path,
-                written: Arc::new(Mutex::new(0)),
-            }),
+                pending: Mutex::new(Vec::new()),
+                file: Mutex::new(Ok(file)),
+            })),
         })
+    }
+
+    /// Queues `change` for the file, when file-backed (under the platform's
+    /// lock, so lines follow the order of the changes).
+    fn record(&self, change: impl FnOnce() -> Change) {
+        if let Some(journal) = &self.file {
+            journal.record(&change());
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -240,13 +453,19 @@ impl MemoryPlatform {
 
     /// Makes call number `n` (1-based, all kinds) fail with `fault`.
     pub fn fail_call(&self, n: u64, fault: Fault) {
-        self.lock().faults.push((Trigger::NthCall(n), fault));
+        let mut inner = self.lock();
+        self.record(|| Change::Fault(Trigger::NthCall(n), fault.clone()));
+        inner.faults.push((Trigger::NthCall(n), fault));
+        drop(inner);
         self.save();
     }
 
     /// Makes the next `op` call on `kind` (or on any kind) fail with `fault`.
     pub fn fail_next(&self, op: Op, kind: Option<EntityKind>, fault: Fault) {
-        self.lock().faults.push((Trigger::Next { op, kind }, fault));
+        let mut inner = self.lock();
+        self.record(|| Change::Fault(Trigger::Next { op, kind }, fault.clone()));
+        inner.faults.push((Trigger::Next { op, kind }, fault));
+        drop(inner);
         self.save();
     }
 
@@ -264,9 +483,11 @@ impl MemoryPlatform {
         self.lock().creations
     }
 
-    /// Every call received so far.
+    /// The calls received by this platform object, the latest
+    /// [`CALL_LOG_LEN`] of them (a file-backed platform does not keep them
+    /// in its file).
     pub fn calls(&self) -> Vec<CallRecord> {
-        self.lock().log.clone()
+        self.lock().log.iter().cloned().collect()
     }
 
     /// Groups of entities with the same kind, parent and name: duplicates.
@@ -297,7 +518,12 @@ impl MemoryPlatform {
     /// Deletes an entity directly, as if someone had removed it on the
     /// platform (tests of ids gone from the platform); returns it.
     pub fn remove(&self, id: &str) -> Option<StoredEntity> {
-        let removed = self.lock().entities.remove(id).map(|e| *e);
+        let mut inner = self.lock();
+        let removed = inner.entities.remove(id).map(|e| *e);
+        if removed.is_some() {
+            self.record(|| Change::Removed(id.to_string()));
+        }
+        drop(inner);
         self.save();
         removed
     }
@@ -312,20 +538,19 @@ impl MemoryPlatform {
             EntityKind::Keyword => "kw",
         };
         let id = format!("{prefix}_{}", inner.next_id);
-        inner.entities.insert(
-            id.clone(),
-            Box::new(StoredEntity {
-                id: id.clone(),
-                kind: spec.kind(),
-                account_id: parent.account_id.clone(),
-                parent_id: parent.parent_id.clone(),
-                name: spec.lookup_name().to_string(),
-                spec: spec.clone(),
-                keywords: Vec::new(),
-                created_at: self.clock.now(),
-                updates: 0,
-            }),
-        );
+        let entity = Box::new(StoredEntity {
+            id: id.clone(),
+            kind: spec.kind(),
+            account_id: parent.account_id.clone(),
+            parent_id: parent.parent_id.clone(),
+            name: spec.lookup_name().to_string(),
+            spec: spec.clone(),
+            keywords: Vec::new(),
+            created_at: self.clock.now(),
+            updates: 0,
+        });
+        self.record(|| Change::Created(entity.clone()));
+        inner.entities.insert(id.clone(), entity);
         id
     }
 
@@ -338,7 +563,11 @@ impl MemoryPlatform {
             Trigger::Next { op: o, kind: k } => *o == op && k.is_none_or(|k| k == kind),
         });
         let fault = hit.map(|i| inner.faults.remove(i).1);
-        inner.log.push(CallRecord {
+        self.record(|| Change::Call(n, hit));
+        if inner.log.len() >= CALL_LOG_LEN {
+            inner.log.pop_front();
+        }
+        inner.log.push_back(CallRecord {
             n,
             op,
             kind,
@@ -348,37 +577,31 @@ impl MemoryPlatform {
         fault
     }
 
-    /// A snapshot of the platform to write, when file-backed: its version
-    /// (taken under the same lock, so versions follow the state) and bytes.
-    fn snapshot(&self) -> Option<(PlatformFile, u64, std::io::Result<Vec<u8>>)> {
-        let file = self.file.clone()?;
-        let mut inner = self.lock();
-        inner.version += 1;
-        let bytes = serde_json::to_vec(&*inner).map_err(std::io::Error::other);
-        Some((file, inner.version, bytes))
-    }
-
-    /// Persists the platform when file-backed, for the scripting methods (plain
-    /// blocking code). A failure here would make the platform lie about what
-    /// it holds, so it is fatal for the process.
+    /// Writes the queued changes when file-backed, for the scripting methods
+    /// (plain blocking code). A failure here would make the platform lie
+    /// about what it holds, so it is fatal for the process.
     fn save(&self) {
-        let Some((file, version, bytes)) = self.snapshot() else {
+        let Some(journal) = &self.file else {
             return;
         };
-        if let Err(e) = bytes.and_then(|bytes| file.write(version, &bytes)) {
-            panic!("memory platform cannot save {}: {e}", file.path.display());
+        if let Err(e) = journal.flush() {
+            panic!(
+                "memory platform cannot save {}: {e}",
+                journal.path.display()
+            );
         }
     }
 
-    /// Persists the platform after an adapter call, with the file I/O on a
-    /// blocking thread (never on an async worker). A failure makes the call's
-    /// outcome unknown: the change is held in memory but not in the file.
+    /// Writes the queued changes after an adapter call, when file-backed,
+    /// with the file I/O on a blocking thread (never on an async worker). A
+    /// failure makes the call's outcome unknown: the change is held in
+    /// memory but not in the file.
     async fn persist(&self) -> Result<(), AdapterError> {
-        let Some((file, version, bytes)) = self.snapshot() else {
+        let Some(journal) = self.file.clone() else {
             return Ok(());
         };
-        let path = file.path.clone();
-        let written = tokio::task::spawn_blocking(move || file.write(version, &bytes?))
+        let path = journal.path.clone();
+        let written = tokio::task::spawn_blocking(move || journal.flush())
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r);
@@ -493,6 +716,8 @@ impl PushAdapter for MemoryPlatform {
                                     e.spec = spec.clone();
                                     e.name = spec.lookup_name().to_string();
                                     e.updates += 1;
+                                    let e = e.clone();
+                                    self.record(|| Change::Updated(e));
                                     Ok(())
                                 }
                                 _ => Err(AdapterError::NotFound {
@@ -583,6 +808,8 @@ impl PushAdapter for MemoryPlatform {
                         Some(group) if group.kind == EntityKind::AdGroup => {
                             group.keywords = keywords.iter().map(|k| k.text.clone()).collect();
                             group.updates += 1;
+                            let group = group.clone();
+                            self.record(|| Change::Updated(group));
                             Ok(())
                         }
                         _ => Err(AdapterError::Permanent {
@@ -597,5 +824,200 @@ impl PushAdapter for MemoryPlatform {
         };
         self.persist().await?;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn keyword(text: &str) -> EntitySpec {
+        EntitySpec::Keyword(Keyword {
+            id: text.into(),
+            text: text.into(),
+        })
+    }
+
+    fn parent() -> Parent {
+        Parent {
+            account_id: "a2_test".into(),
+            parent_id: Some("adg_1".into()),
+        }
+    }
+
+    fn open(path: &Path) -> MemoryPlatform {
+        MemoryPlatform::open_file(path, Arc::new(SystemClock)).expect("platform file opens")
+    }
+
+    /// Entities, creations, calls and faults as a reopened platform sees them.
+    fn state(p: &MemoryPlatform) -> (Vec<StoredEntity>, u64, u64, usize) {
+        let inner = p.lock();
+        (
+            inner
+                .entities
+                .values()
+                .map(|e| StoredEntity::clone(e))
+                .collect(),
+            inner.creations,
+            inner.calls,
+            inner.faults.len(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_change_is_appended_and_a_reopened_platform_holds_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.json");
+        let p = open(&path);
+        let at_open = std::fs::read(&path).unwrap();
+        p.fail_next(Op::Create, Some(EntityKind::Keyword), Fault::LoseResponse);
+        p.fail_call(5, Fault::Transient);
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            match p.create(&parent(), &keyword(&format!("kw {i}"))).await {
+                Ok(id) => ids.push(id),
+                Err(AdapterError::Unknown { .. }) => {}
+                Err(e) => assert!(matches!(e, AdapterError::Transient { .. }), "{e}"),
+            }
+        }
+        p.update(&parent(), &ids[0], &keyword("renamed"))
+            .await
+            .unwrap();
+        p.remove(&ids[1]).unwrap();
+        let found = p
+            .find(
+                &parent(),
+                EntityKind::Keyword,
+                "renamed",
+                time::OffsetDateTime::UNIX_EPOCH,
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+
+        // Append-only: what was there at open is still the file's start.
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..at_open.len()], &at_open[..]);
+        let lines = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        assert!(lines > 200, "one line per change, found {lines}");
+
+        let before = state(&p);
+        assert_eq!(
+            before.1, 199,
+            "a lost response created, a transient did not"
+        );
+        drop(p);
+        let reopened = open(&path);
+        assert_eq!(state(&reopened), before);
+        assert!(
+            reopened.calls().is_empty(),
+            "the call log is not kept in the file"
+        );
+    }
+
+    /// A kill while a line was written leaves a torn last line: it is
+    /// dropped, cut off, and later changes follow the last whole line.
+    #[tokio::test]
+    async fn a_torn_last_line_is_dropped_and_the_file_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.json");
+        let p = open(&path);
+        let kept = p.create(&parent(), &keyword("kept")).await.unwrap();
+        let whole = state(&p);
+        drop(p);
+        let full_len = std::fs::metadata(&path).unwrap().len();
+        // A change cut short, as a SIGKILL in the middle of its write leaves it.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"created":{"id":"kw_9","kind":"keyw"#)
+            .unwrap();
+        drop(f);
+
+        let p = open(&path);
+        assert_eq!(state(&p), whole);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            full_len,
+            "torn line cut off"
+        );
+        let next = p.create(&parent(), &keyword("next")).await.unwrap();
+        drop(p);
+        let p = open(&path);
+        let ids: Vec<String> = p.entities().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![kept, next]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_line_before_the_last_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.json");
+        let p = open(&path);
+        for name in ["one", "two", "three"] {
+            p.create(&parent(), &keyword(name)).await.unwrap();
+        }
+        drop(p);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[2] = "{\"created\":{\"id\":#garbage";
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let err = MemoryPlatform::open_file(&path, Arc::new(SystemClock)).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "memory platform file {}: line 3 (byte offset ",
+                path.display()
+            )),
+            "{message}"
+        );
+        assert!(message.contains("is damaged"), "{message}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            lines.join("\n") + "\n",
+            "untouched"
+        );
+    }
+
+    /// A file written by the previous version: one JSON snapshot, with its call log.
+    #[tokio::test]
+    async fn a_snapshot_of_the_previous_layout_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.json");
+        std::fs::write(
+            &path,
+            r#"{"next_id":3,"calls":4,"creations":3,"entities":{"kw_3":{"id":"kw_3","kind":"keyword","account_id":"a2_test","parent_id":"adg_1","name":"shoes","spec":{"kind":"keyword","id":"k1","text":"shoes"},"keywords":[],"created_at":"2026-12-01T10:00:00Z","updates":0}},"faults":[[{"nth_call":9},"transient"]],"log":[{"n":1,"op":"create","kind":"keyword","subject":"shoes","fault":null}]}"#,
+        )
+        .unwrap();
+        let p = open(&path);
+        assert_eq!(p.entities()[0].name, "shoes");
+        let (_, creations, calls, faults) = state(&p);
+        assert_eq!((creations, calls, faults), (3, 4, 1));
+        let id = p.create(&parent(), &keyword("boots")).await.unwrap();
+        assert_eq!(id, "kw_4");
+        drop(p);
+        let p = open(&path);
+        let (entities, _, calls, _) = state(&p);
+        assert_eq!((entities.len(), calls), (2, 5));
+    }
+
+    #[tokio::test]
+    async fn a_long_journal_is_compacted_into_a_snapshot_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("platform.json");
+        let p = open(&path);
+        let id = p.create(&parent(), &keyword("kw")).await.unwrap();
+        for _ in 0..COMPACT_AFTER_LINES {
+            p.update(&parent(), &id, &keyword("kw")).await.unwrap();
+        }
+        let before = state(&p);
+        drop(p);
+        let p = open(&path);
+        assert_eq!(state(&p), before);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }
 }

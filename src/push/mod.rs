@@ -163,6 +163,7 @@ pub struct Pusher {
     policy: PushPolicy,
     clock: Arc<dyn Clock>,
     labels: BTreeMap<String, String>,
+    max_running: usize,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -172,6 +173,9 @@ impl std::fmt::Debug for Pusher {
             .finish_non_exhaustive()
     }
 }
+
+/// How many syncs of a set [`Pusher::run_all`] runs at once by default.
+pub const DEFAULT_MAX_RUNNING: usize = 8;
 
 /// The index key naming the latest sync of a campaign on an account.
 fn latest_key(platform: &str, account: &str, campaign: &str) -> String {
@@ -192,7 +196,16 @@ impl Pusher {
             policy: PushPolicy::default(),
             clock,
             labels: BTreeMap::new(),
+            max_running: DEFAULT_MAX_RUNNING,
         }
+    }
+
+    /// Runs at most `n` syncs of a set at once (at least one; default
+    /// [`DEFAULT_MAX_RUNNING`]). Every sync is still started, durably and
+    /// atomically, before any runs: only their running is bounded.
+    pub fn with_max_running(mut self, n: usize) -> Self {
+        self.max_running = n.max(1);
+        self
     }
 
     /// Labels recorded on every sync this pusher starts, besides its own
@@ -450,13 +463,21 @@ impl Pusher {
     }
 
     /// [`Pusher::run_all`], calling `observer` after every durable transition of any sync.
+    ///
+    /// At most [`Pusher::with_max_running`] run at once: a running sync holds
+    /// its whole state (every entity of its campaign) in memory, a waiting one
+    /// nothing but its id.
     pub async fn run_all_observed(&self, ids: &[String], observer: Observer) -> SetReport {
         let mut tasks = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_running));
         for id in ids {
             let runner = self.runner.clone();
             let id = id.clone();
             let observer = observer.clone();
+            let slots = slots.clone();
             tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring cannot fail.
+                let _slot = slots.acquire_owned().await.ok();
                 (
                     id.clone(),
                     runner.run_observed(&id, observer.as_ref()).await,
