@@ -52,8 +52,8 @@
 //!
 //! ## Whole pages, written past the page cache
 //! Records start on page boundaries and are padded to whole pages. It costs
-//! space, not time (a 16 MiB log holds 4,000 single-commit groups between
-//! checkpoints), and it buys two things:
+//! space, not time (the store's 4 MiB log holds about a thousand
+//! single-commit groups between checkpoints), and it buys two things:
 //! - an append never rewrites a page holding an earlier, acknowledged record,
 //!   so a torn write can only damage the record being written;
 //! - appends can use `O_DIRECT | O_DSYNC` (Linux): one `pwrite` from a
@@ -69,8 +69,8 @@
 //! Where the filesystem refuses `O_DIRECT` (tmpfs, some FUSE mounts) appends
 //! fall back to the page cache + `fdatasync`. Then the log drops the pages
 //! behind its tail from the cache every 64 KiB (`POSIX_FADV_DONTNEED`):
-//! `fdatasync` of a one-page write was measured at about 130 µs in a 4 KiB
-//! file and 165 µs in a 16 MiB file whose pages were all cached. Whole-page
+//! `fdatasync` of a one-page write took longer the more cached pages the
+//! file had (README, "Durability, honestly"). Whole-page
 //! records make that cheap too: no append has to read a dropped page back.
 //!
 //! Logs of the earlier packed layout (magic `ADSYNCWL`) are still replayed;
