@@ -11,7 +11,7 @@
 //! * peak RSS of the child (`ru_maxrss` from `wait4`) — target ≤ 400 MB for
 //!   the push;
 //! * the store's size after the push: the sum of its files' lengths, with and
-//!   without the write-ahead log (`adsync.wal`, preallocated to 4 MiB and
+//!   without the write-ahead log (`adsync.wal`, preallocated to 8 MiB and
 //!   never larger) — target ≤ 5× the set file's size.
 
 use std::path::{Path, PathBuf};

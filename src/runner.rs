@@ -268,21 +268,10 @@ pub struct Runner<M: Machine> {
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
-    fresh: Mutex<HashMap<String, Fresh<M>>>,
+    fresh: Mutex<HashMap<String, Checkpoint<M>>>,
     busy: Mutex<HashSet<String>>,
     hook: Option<Hook>,
     stop: StopSignal,
-}
-
-/// What the runner keeps of a state it committed and has not started the effect of.
-enum Fresh<M: Machine> {
-    /// The checkpoint itself (a sync being stepped by this runner).
-    Held(Box<Checkpoint<M>>),
-    /// Only that this runner started the sync at this seq: the state is read
-    /// back from the store when the sync first runs, so a large set's states
-    /// are not all held while the syncs wait their turn. The store's record
-    /// still at this seq is the state this runner wrote.
-    Started(u64),
 }
 
 impl<M: Machine> std::fmt::Debug for Runner<M> {
@@ -407,10 +396,7 @@ impl<M: Machine> Runner<M> {
             // (`..prev`) in memory; the store fills it in again whenever a
             // record is read back.
             checkpoint.record.plan = None;
-            fresh.insert(
-                checkpoint.record.id.clone(),
-                Fresh::Started(checkpoint.record.seq),
-            );
+            fresh.insert(checkpoint.record.id.clone(), checkpoint.clone());
         }
         Ok(checkpoints)
     }
@@ -496,22 +482,7 @@ impl<M: Machine> Runner<M> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         let (checkpoint, fresh) = match taken {
-            Some(Fresh::Held(c)) => (*c, true),
-            Some(Fresh::Started(seq)) => match self.get(id).await {
-                // Another writer would have moved the record past `seq`.
-                Ok(c) => {
-                    let fresh = c.record.seq == seq;
-                    (c, fresh)
-                }
-                Err(e) => {
-                    // Nothing started: it stays fresh for a later step.
-                    self.fresh
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.to_string(), Fresh::Started(seq));
-                    return Err(e);
-                }
-            },
+            Some(c) => (c, true),
             None => (self.get(id).await?, false),
         };
         let effect = match M::next(&checkpoint.state) {
@@ -526,7 +497,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
+                            .insert(id.to_string(), checkpoint);
                         return Ok(Step::Settled(Status::Running));
                     }
                 }
@@ -535,7 +506,7 @@ impl<M: Machine> Runner<M> {
                 self.fresh
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
+                    .insert(id.to_string(), checkpoint);
                 return Ok(Step::Settled(status));
             }
             Next::Effect(effect) => effect,
@@ -561,7 +532,7 @@ impl<M: Machine> Runner<M> {
                         self.fresh
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), Fresh::Held(Box::new(checkpoint)));
+                            .insert(id.to_string(), checkpoint);
                     }
                     return Err(RunError::Stopped(id.to_string()));
                 }
@@ -652,10 +623,10 @@ impl<M: Machine> Runner<M> {
         let seq = record.seq;
         self.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
             id.to_string(),
-            Fresh::Held(Box::new(Checkpoint {
+            Checkpoint {
                 record,
                 state: next.clone(),
-            })),
+            },
         );
         Ok(Step::Transitioned(Box::new(Transition {
             sync: id.to_string(),
@@ -673,15 +644,10 @@ impl<M: Machine> Runner<M> {
     /// time, and keeping it held every finished sync's whole state (its plan
     /// included) in memory until the runner was dropped.
     fn take_settled(&self, id: &str) -> Option<Checkpoint<M>> {
-        match self
-            .fresh
+        self.fresh
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
-        {
-            Some(Fresh::Held(checkpoint)) => Some(*checkpoint),
-            Some(Fresh::Started(_)) | None => None,
-        }
     }
 
     /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
@@ -1110,11 +1076,11 @@ mod tests {
         assert!(longest <= 64, "a checkpoint of {longest} rows");
     }
 
-    /// A set's started syncs wait their turn holding only a marker, not their
-    /// state, and a sync this runner started is still fresh when it runs:
-    /// created, never looked up as if it had been restarted.
+    /// A set's started syncs wait their turn, and a sync this runner started
+    /// is still fresh when it runs: created, never looked up as if it had
+    /// been restarted.
     #[tokio::test]
-    async fn started_syncs_hold_a_marker_and_run_fresh_a_few_at_a_time() {
+    async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
         let set = CampaignSet::from_json(
             r#"{"name": "s", "campaigns": [
                 {"id": "c1", "name": "Spring", "objective": "CLICKS"},
@@ -1136,7 +1102,7 @@ mod tests {
         {
             let fresh = runner.fresh.lock().unwrap_or_else(|p| p.into_inner());
             assert_eq!(fresh.len(), 3);
-            assert!(fresh.values().all(|f| matches!(f, Fresh::Started(0))));
+            assert!(fresh.values().all(|c| c.record.seq == 0));
         }
         let report = pusher.run_all(&ids).await;
         assert!(report.all_synced(), "{report:?}");

@@ -898,12 +898,11 @@ const WAL_FILE: &str = "adsync.wal";
 
 /// Log size; a group that does not fit makes the writer checkpoint sled instead.
 ///
-/// Preallocated, so it counts in the store's size whatever the store holds.
-/// 4 MiB still holds about a thousand single-commit groups (records are whole
-/// pages) between sled flushes, so a flush's cost is spread over as many side
-/// effects; the durable-transitions bench did not tell 4 MiB from 16 MiB
-/// apart within its noise (docs/perf-bytes.md).
-const WAL_CAPACITY: u64 = 4 << 20;
+/// Preallocated, so it counts in the store's size whatever the store holds;
+/// but each time it fills, the writer waits for sled to be flushed, and with
+/// many syncs committing at once a smaller log made those waits frequent
+/// enough to halve group-commit throughput (docs/performance.md has the runs).
+const WAL_CAPACITY: u64 = 8 << 20;
 
 /// sled's page cache. With sled's default (1 GiB) the cache grew with the
 /// store during a large push: a push rewrites each sync's record at every

@@ -52,7 +52,7 @@
 //!
 //! ## Whole pages, written past the page cache
 //! Records start on page boundaries and are padded to whole pages. It costs
-//! space, not time (the store's 4 MiB log holds about a thousand
+//! space, not time (the store's 8 MiB log holds about two thousand
 //! single-commit groups between checkpoints), and it buys two things:
 //! - an append never rewrites a page holding an earlier, acknowledged record,
 //!   so a torn write can only damage the record being written;
