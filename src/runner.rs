@@ -837,6 +837,36 @@ mod tests {
     use crate::platform::memory::MemoryPlatform;
     use crate::push::{AdapterEffects, PushMachine, Pusher};
 
+    /// The first state of a push of `campaign` to account `a2` on the memory platform.
+    fn memory_state(campaign: &crate::model::Campaign) -> crate::push::PushState {
+        crate::push::PushState::new(
+            crate::push::Target {
+                platform: "memory".into(),
+                account_id: "a2".into(),
+                keyword_model: crate::adapter::KeywordModel::Entities,
+            },
+            campaign,
+            &BTreeMap::new(),
+            crate::push::PushPolicy::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    /// A push runner and its pusher over a temporary store and an in-memory
+    /// platform, on a paused clock.
+    fn memory_push() -> (Arc<Runner<PushMachine>>, Arc<MemoryPlatform>, Pusher) {
+        let store = Store::temporary().expect("store");
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+        let runner = Arc::new(Runner::<PushMachine>::new(
+            store,
+            Arc::new(AdapterEffects::new(platform.clone())),
+            clock.clone(),
+        ));
+        let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
+        (runner, platform, pusher)
+    }
+
     /// A finished sync's state (its plan and every entity) must not stay in
     /// the runner: a large set's runner held all of them until it was dropped.
     #[tokio::test]
@@ -850,15 +880,7 @@ mod tests {
             "inline.json",
         )
         .expect("set");
-        let store = Store::temporary().expect("store");
-        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
-        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-        let runner = Arc::new(Runner::<PushMachine>::new(
-            store,
-            Arc::new(AdapterEffects::new(platform.clone())),
-            clock.clone(),
-        ));
-        let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
+        let (runner, platform, pusher) = memory_push();
         let report = pusher.push(&set, "a2").await.expect("push");
         assert!(report.all_synced(), "{report:?}");
         assert_eq!(platform.creations(), 4);
@@ -873,17 +895,7 @@ mod tests {
         let started = runner
             .start(
                 "c3-1",
-                crate::push::PushState::new(
-                    crate::push::Target {
-                        platform: "memory".into(),
-                        account_id: "a2".into(),
-                        keyword_model: crate::adapter::KeywordModel::Entities,
-                    },
-                    &set.campaigns[0],
-                    &BTreeMap::new(),
-                    crate::push::PushPolicy::default(),
-                    time::OffsetDateTime::UNIX_EPOCH,
-                ),
+                memory_state(&set.campaigns[0]),
                 BTreeMap::new(),
                 &[],
             )
@@ -929,17 +941,7 @@ mod tests {
                 clock.clone(),
             )
         };
-        let state = crate::push::PushState::new(
-            crate::push::Target {
-                platform: "memory".into(),
-                account_id: "a2".into(),
-                keyword_model: crate::adapter::KeywordModel::Entities,
-            },
-            &set.campaigns[0],
-            &BTreeMap::new(),
-            crate::push::PushPolicy::default(),
-            time::OffsetDateTime::UNIX_EPOCH,
-        );
+        let state = memory_state(&set.campaigns[0]);
         let labels =
             BTreeMap::from([("set_file".to_string(), "/srv/sets/spring.json".to_string())]);
         let raw = |key: &str| {
@@ -1035,17 +1037,7 @@ mod tests {
         );
         let reader =
             Runner::<PushMachine>::new(store, Arc::new(AdapterEffects::new(platform)), clock);
-        let state = crate::push::PushState::new(
-            crate::push::Target {
-                platform: "memory".into(),
-                account_id: "a2".into(),
-                keyword_model: crate::adapter::KeywordModel::Entities,
-            },
-            &set.campaigns[0],
-            &BTreeMap::new(),
-            crate::push::PushPolicy::default(),
-            time::OffsetDateTime::UNIX_EPOCH,
-        );
+        let state = memory_state(&set.campaigns[0]);
         runner
             .start("c1-1", state, BTreeMap::new(), &[])
             .await
@@ -1089,15 +1081,8 @@ mod tests {
             "inline.json",
         )
         .expect("set");
-        let store = Store::temporary().expect("store");
-        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
-        let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-        let runner = Arc::new(Runner::<PushMachine>::new(
-            store,
-            Arc::new(AdapterEffects::new(platform.clone())),
-            clock.clone(),
-        ));
-        let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock).with_max_running(1);
+        let (runner, platform, pusher) = memory_push();
+        let pusher = pusher.with_max_running(1);
         let ids = pusher.start(&set, "a2").await.expect("start");
         {
             let fresh = runner.fresh.lock().unwrap_or_else(|p| p.into_inner());
