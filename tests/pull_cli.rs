@@ -2,64 +2,50 @@
 //! on 127.0.0.1, `adsync pull`, `show`, `status` and `history` against it, the
 //! admin endpoint changing the data between pulls, and no token in the store.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+mod common;
+use common::fake_amazon::FakeAmazonProcess;
 
 const PROFILE: &str = "77";
 const TOKEN: &str = "sekrit-token-4f1c9e";
 
-struct FakeServer {
-    child: Child,
-    url: String,
+/// `adsync fake-server amazon` with a small generated profile.
+fn start_server() -> FakeAmazonProcess {
+    FakeAmazonProcess::start(&[
+        "--profile",
+        PROFILE,
+        "--campaigns",
+        "2",
+        "--ad-groups-per-campaign",
+        "2",
+        "--keywords-per-ad-group",
+        "3",
+        "--token",
+        TOKEN,
+    ])
 }
 
-impl FakeServer {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
-            .args(["fake-server", "amazon", "--port", "0", "--profile", PROFILE])
-            .args(["--campaigns", "2", "--ad-groups-per-campaign", "2"])
-            .args(["--keywords-per-ad-group", "3", "--token", TOKEN])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fake server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the server prints its URL");
-        let url = line.trim().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        FakeServer { child, url }
-    }
-
-    fn admin(&self, path: &str, body: serde_json::Value) -> u16 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+/// Posts `body` to the fake's admin endpoint `path`; the HTTP status.
+fn admin(server: &FakeAmazonProcess, path: &str, body: serde_json::Value) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
             .build()
-            .expect("runtime");
-        rt.block_on(async {
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("client")
-                .post(format!("{}{path}", self.url))
-                .json(&body)
-                .send()
-                .await
-                .expect("admin call")
-                .status()
-                .as_u16()
-        })
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .expect("client")
+            .post(format!("{}{path}", server.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call")
+            .status()
+            .as_u16()
+    })
 }
 
 fn adsync(db: &Path, args: &[&str], token: &str) -> Output {
@@ -103,7 +89,7 @@ fn files_contain(dir: &Path, needle: &[u8]) -> bool {
 
 #[test]
 fn pull_show_status_history_against_the_fake_server_binary() {
-    let server = FakeServer::start();
+    let server = start_server();
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("adsync.db");
     let pull = |token: &str| {
@@ -167,7 +153,8 @@ fn pull_show_status_history_against_the_fake_server_binary() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&gone));
 
     // Change the platform through the admin endpoint, then pull again.
-    let code = server.admin(
+    let code = admin(
+        &server,
         "/_admin/mutations",
         serde_json::json!({"op": "remove", "profile_id": PROFILE, "kind": "keywords", "id": gone}),
     );

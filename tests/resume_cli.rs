@@ -124,44 +124,14 @@ fn resume_all_without_flags_takes_platform_and_base_url_from_the_checkpoint() {
     server.stop();
 }
 
-/// `adsync fake-server amazon` in a child process; its URL.
-struct FakeAmazon {
-    child: std::process::Child,
-    url: String,
-}
-
-impl FakeAmazon {
-    fn start() -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_adsync"))
-            .args(["fake-server", "amazon", "--port", "0", "--profile", "77"])
-            .args(["--token", "amazon-token"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("fake server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("the server prints its URL");
-        FakeAmazon {
-            child,
-            url: line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for FakeAmazon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn resume_all_also_resumes_an_interrupted_pull_from_its_checkpoint() {
-    let server = FakeAmazon::start();
+    let server = common::fake_amazon::FakeAmazonProcess::start(&[
+        "--profile",
+        "77",
+        "--token",
+        "amazon-token",
+    ]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let creds = [

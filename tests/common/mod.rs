@@ -1,6 +1,7 @@
 //! Shared test fixtures: a store, a scriptable in-memory platform, paused time.
 #![allow(dead_code)]
 
+pub mod fake_amazon;
 pub mod fake_reddit;
 
 use std::fmt::Write as _;
