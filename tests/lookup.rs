@@ -35,6 +35,14 @@ fn fast_backoff(max_attempts: u32) -> Backoff {
     }
 }
 
+/// The test account itself, as the parent of a campaign.
+fn account() -> Parent {
+    Parent {
+        account_id: ACCOUNT.into(),
+        parent_id: None,
+    }
+}
+
 fn reddit(fake: &FakeRedditHandle, attempts: u32) -> Arc<RedditAdapter> {
     Arc::new(
         RedditAdapter::new(RedditConfig {
@@ -367,10 +375,7 @@ async fn an_adopted_id_is_verified_on_the_platform() {
     ));
     // Another campaign's ad group of the same name.
     let other_campaign = h.platform.insert(
-        &Parent {
-            account_id: ACCOUNT.into(),
-            parent_id: None,
-        },
+        &account(),
         &EntitySpec::Campaign(Campaign {
             ad_groups: vec![],
             ..small_set().campaigns[0].clone()
@@ -444,10 +449,7 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
         ad_groups: vec![],
         ..small_set().campaigns[0].clone()
     });
-    let parent = Parent {
-        account_id: ACCOUNT.into(),
-        parent_id: None,
-    };
+    let parent = account();
     match adapter.create(&parent, &spec).await {
         Err(AdapterError::Permanent { message, .. }) => {
             assert!(
@@ -489,10 +491,7 @@ async fn error_texts_do_not_repeat_themselves() {
         .await
         .expect("fake");
     let adapter = reddit(&fake, 2);
-    let parent = Parent {
-        account_id: ACCOUNT.into(),
-        parent_id: None,
-    };
+    let parent = account();
     let mut bad = small_set().campaigns[0].clone();
     bad.ad_groups.clear();
     bad.name = "ab".into();
@@ -558,10 +557,7 @@ async fn reddit_reads_an_entity_back_by_id() {
         .await
         .expect("fake");
     let adapter = reddit(&fake, 2);
-    let account = Parent {
-        account_id: ACCOUNT.into(),
-        parent_id: None,
-    };
+    let account = account();
     let campaign = EntitySpec::Campaign(Campaign {
         ad_groups: vec![],
         ..small_set().campaigns[0].clone()
