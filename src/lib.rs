@@ -100,15 +100,12 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use adsync_engine::{backoff, clock, machine, runner, store};
+
 pub mod adapter;
-pub mod backoff;
-pub mod clock;
-pub mod machine;
 pub mod model;
 pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod ratelimit;
-pub mod runner;
 pub mod secret;
-pub mod store;

@@ -919,7 +919,7 @@ impl Store {
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
-    /// let store = adsync::store::Store::open(dir.path().join("adsync.db")).unwrap();
+    /// let store = adsync_engine::store::Store::open(dir.path().join("adsync.db")).unwrap();
     /// assert!(store.list().is_empty());
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
@@ -1263,8 +1263,8 @@ impl Store {
     }
 
     /// sled's tree, for tests that look at or damage what is stored.
-    #[cfg(test)]
-    pub(crate) fn raw_tree(&self) -> Result<&sled::Tree, StoreError> {
+    #[cfg(any(test, feature = "testing"))]
+    pub fn raw_tree(&self) -> Result<&sled::Tree, StoreError> {
         drop(self.visible()?);
         Ok(&self.tree)
     }

@@ -1,0 +1,184 @@
+//! # adsync-engine
+//!
+//! Typed workflow state machines whose every transition is made durable
+//! *before* the next side effect starts, so a sync survives a killed process
+//! without losing or repeating work. It knows nothing of ads: adsync's push
+//! and pull are two machines built on it, and you can write your own.
+//!
+//! ## The flow
+//!
+//! ```text
+//!   machine ──────▶ runner ──────▶ store
+//!   (pure)          (the only      (sled + a write-ahead log,
+//!                    side effects)  group commit)
+//! ```
+//!
+//! * [`machine`] — a [`machine::Machine`] is a *definition*: its states, the
+//!   effect each state names ([`machine::Machine::next`]), and a pure, total
+//!   transition `(state, outcome) → next state`. An impossible pair is a
+//!   [`machine::TransitionError`], never a panic. After a restart, an effect
+//!   that must not run twice is replaced by the outcome
+//!   [`machine::Machine::on_restart`] names (so "did it happen?" becomes a
+//!   state the machine handles, typically a look-up).
+//! * [`runner`] — a [`runner::Runner`] performs one effect per
+//!   [`runner::Runner::step`], through your [`runner::Effects`], applies the
+//!   outcome and commits the next state before returning: one durable write per
+//!   side effect.
+//! * [`store`] — the checkpoint [`store::Store`]: per sync a record and its
+//!   history, written atomically; concurrent syncs share one disk flush.
+//! * [`clock`] and [`backoff`] — time comes through a [`clock::Clock`], so
+//!   tests run on a [`clock::ManualClock`].
+//!
+//! ## A machine in one page
+//!
+//! A newsletter that is sent once and never twice: two phases, one effect.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//!
+//! use adsync_engine::clock::SystemClock;
+//! use adsync_engine::machine::{Context, Machine, Next, Status, TransitionError};
+//! use adsync_engine::runner::{Effects, Runner, Step};
+//! use adsync_engine::store::Store;
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// The machine: a definition, not a running thing.
+//! struct Newsletter;
+//!
+//! /// Its state: two phases, plus the data they carry.
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! enum Letter {
+//!     /// Written, not yet sent: names the effect `Send`.
+//!     Draft { to: String },
+//!     /// Sent: final.
+//!     Sent { to: String, message_id: String },
+//! }
+//!
+//! /// The side effect a state names.
+//! #[derive(Debug, Clone, PartialEq, Serialize)]
+//! enum Effect {
+//!     Send { to: String },
+//! }
+//!
+//! /// What came of the effect (or what the runner substitutes after a restart).
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! enum Outcome {
+//!     Sent { message_id: String },
+//!     /// The process died while `Send` may have been in flight.
+//!     Interrupted,
+//! }
+//!
+//! #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumIter)]
+//! enum Phase {
+//!     Draft,
+//!     Sent,
+//! }
+//!
+//! #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumIter)]
+//! enum OutcomeKind {
+//!     Sent,
+//!     Interrupted,
+//! }
+//!
+//! impl Machine for Newsletter {
+//!     const KIND: &'static str = "newsletter";
+//!     const STATE_VERSION: u32 = 1;
+//!     type State = Letter;
+//!     type Effect = Effect;
+//!     type Outcome = Outcome;
+//!     type Phase = Phase;
+//!     type OutcomeKind = OutcomeKind;
+//!
+//!     fn phase(state: &Letter) -> Phase {
+//!         match state {
+//!             Letter::Draft { .. } => Phase::Draft,
+//!             Letter::Sent { .. } => Phase::Sent,
+//!         }
+//!     }
+//!     fn outcome_kind(outcome: &Outcome) -> OutcomeKind {
+//!         match outcome {
+//!             Outcome::Sent { .. } => OutcomeKind::Sent,
+//!             Outcome::Interrupted => OutcomeKind::Interrupted,
+//!         }
+//!     }
+//!     fn next(state: &Letter) -> Next<Effect> {
+//!         match state {
+//!             Letter::Draft { to } => Next::Effect(Effect::Send { to: to.clone() }),
+//!             Letter::Sent { .. } => Next::Settled(Status::Succeeded),
+//!         }
+//!     }
+//!     /// Pure and total: every (state, outcome) pair is an answer, never a panic.
+//!     fn transition(state: &Letter, outcome: &Outcome, _: &Context) -> Result<Letter, TransitionError> {
+//!         match (state, outcome) {
+//!             (Letter::Draft { to }, Outcome::Sent { message_id }) => Ok(Letter::Sent {
+//!                 to: to.clone(),
+//!                 message_id: message_id.clone(),
+//!             }),
+//!             (Letter::Draft { .. }, Outcome::Interrupted) => Err(TransitionError::new::<Self>(
+//!                 state,
+//!                 outcome,
+//!                 "a real machine would look the letter up; this toy refuses",
+//!             )),
+//!             (Letter::Sent { .. }, _) => {
+//!                 Err(TransitionError::new::<Self>(state, outcome, "already sent"))
+//!             }
+//!         }
+//!     }
+//!     /// Sending twice is not allowed, so a restart must not simply resend.
+//!     fn on_restart(state: &Letter) -> Option<Outcome> {
+//!         matches!(state, Letter::Draft { .. }).then_some(Outcome::Interrupted)
+//!     }
+//!     fn describe_phase(phase: Phase) -> &'static str {
+//!         match phase {
+//!             Phase::Draft => "written; `Send` leaves it",
+//!             Phase::Sent => "final",
+//!         }
+//!     }
+//!     fn sample_states() -> Vec<(String, Letter)> {
+//!         vec![
+//!             (String::new(), Letter::Draft { to: "ann".into() }),
+//!             (String::new(), Letter::Sent { to: "ann".into(), message_id: "m1".into() }),
+//!         ]
+//!     }
+//!     fn sample_outcomes() -> Vec<Outcome> {
+//!         vec![Outcome::Sent { message_id: "m1".into() }, Outcome::Interrupted]
+//!     }
+//! }
+//!
+//! /// The only code with side effects: here, a pretend mail server.
+//! struct Mailer;
+//!
+//! #[async_trait::async_trait]
+//! impl Effects<Newsletter> for Mailer {
+//!     async fn perform(&self, _sync: &str, effect: &Effect) -> Outcome {
+//!         let Effect::Send { to } = effect;
+//!         Outcome::Sent { message_id: format!("msg-for-{to}") }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let store = Store::temporary()?;
+//!     let runner = Runner::<Newsletter>::new(store, Arc::new(Mailer), Arc::new(SystemClock));
+//!     // Durable before anything runs: a crash from here on resumes this sync.
+//!     runner
+//!         .start("weekly-1", Letter::Draft { to: "ann".into() }, BTreeMap::new(), &[])
+//!         .await?;
+//!     // One step = one effect, its outcome applied, the next state made durable.
+//!     while let Step::Transitioned(t) = runner.step("weekly-1").await? {
+//!         println!("{} --{:?}--> {}", t.from, t.outcome, t.to);
+//!     }
+//!     let done = runner.get("weekly-1").await?;
+//!     assert_eq!(done.record.status, Status::Succeeded);
+//!     assert_eq!(done.state, Letter::Sent { to: "ann".into(), message_id: "msg-for-ann".into() });
+//!     Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod clock;
+pub mod machine;
+pub mod runner;
+pub mod store;
