@@ -1,7 +1,6 @@
 //! Shared test fixtures: a store, a scriptable in-memory platform, paused time.
 #![allow(dead_code)]
 
-pub mod fake_amazon;
 pub mod fake_reddit;
 
 use std::fmt::Write as _;
@@ -17,27 +16,6 @@ use adsync::runner::Runner;
 use adsync::store::{HistoryEntry, Store};
 
 pub const ACCOUNT: &str = "a2_test";
-
-/// Runs the `adsync` binary on store `db` with `args`, in an environment
-/// without adsync's own variables (store, crash hook, platform settings and
-/// credentials), so that nothing from the developer's shell leaks in.
-pub fn adsync(db: &Path, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_adsync"));
-    command.arg("--db").arg(db).args(args);
-    for var in [
-        "ADSYNC_DB",
-        "ADSYNC_TEST_CRASH_AT",
-        "ADSYNC_REDDIT_TOKEN",
-        "ADSYNC_REDDIT_USER_AGENT",
-        "ADSYNC_REDDIT_BASE_URL",
-        "ADSYNC_AMAZON_TOKEN",
-        "ADSYNC_AMAZON_CLIENT_ID",
-        "ADSYNC_AMAZON_HOST",
-    ] {
-        command.env_remove(var);
-    }
-    command.output().expect("adsync runs")
-}
 
 /// The store's sled database opened directly, to damage or change it from
 /// outside. sled lets go of its lock a moment after the last store is dropped.

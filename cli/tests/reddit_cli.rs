@@ -73,7 +73,7 @@ fn push_to_the_fake_server_process_with_lost_responses_and_5xx_has_no_duplicates
     let fake = FakeProcess::start(&["--lose-create-responses", "2", "--fail-5xx", "1"]);
     assert!(fake.addr.ip().is_loopback());
     let dir = tempfile::tempdir().expect("tempdir");
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campaign_set.json");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/campaign_set.json");
     let out = Command::new(env!("CARGO_BIN_EXE_adsync"))
         .arg("--db")
         .arg(dir.path().join("adsync.db"))

@@ -28,7 +28,7 @@ use adsync::store::Store;
 
 use crate::{output, Failure};
 
-const EXAMPLE: &str = include_str!("../../../examples/campaign_set.json");
+const EXAMPLE: &str = include_str!("../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {

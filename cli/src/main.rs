@@ -23,7 +23,9 @@ use adsync::machine::Status;
 use adsync::model::CampaignSet;
 use adsync::platform::memory::MemoryPlatform;
 use adsync::push::{AdapterEffects, PushError, PushMachine, PushOutcome, Pusher, SetReport};
-use adsync::runner::{HookPoint, HookWhen, RunError, Runner};
+#[cfg(feature = "test-hooks")]
+use adsync::runner::{HookPoint, HookWhen};
+use adsync::runner::{RunError, Runner};
 use adsync::store::{Store, StoreError};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -860,7 +862,17 @@ fn failed_is_final(db: &std::path::Path, id: &str, record: &adsync::store::Recor
 
 /// Test-only crash points: `ADSYNC_TEST_CRASH_AT=<n>:<before|after>` kills this
 /// process with SIGKILL at the n-th checkpoint write (1-based, all syncs),
-/// just before it or just after it is durable. Used by the crash tests.
+/// just before it or just after it is durable. Used by the crash tests, which
+/// build the binary with the `test-hooks` feature; release builds have no such
+/// hook, so no environment variable can make a user's push kill itself.
+#[cfg(not(feature = "test-hooks"))]
+fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
+    None
+}
+
+/// See the other `crash_hook_from_env`: this one is compiled in with the
+/// `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
     let spec = std::env::var("ADSYNC_TEST_CRASH_AT").ok()?;
     let (n, when) = spec.split_once(':')?;

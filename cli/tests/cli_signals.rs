@@ -13,7 +13,7 @@ use adsync::platform::reddit::fake_server::{Fault, FaultKind};
 use common::fake_reddit::FakeRedditServer;
 
 const TOKEN: &str = "signals-test-token";
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campaign_set.json");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/campaign_set.json");
 
 fn adsync(db: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));

@@ -266,7 +266,7 @@ fn changed_content_with_unfinished_syncs_is_refused_with_a_command_that_works() 
 fn the_default_memory_platform_remembers_between_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campaign_set.json");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/campaign_set.json");
     for round in 0..2 {
         let mut cmd = command(dir);
         cmd.arg("push").arg(&example).args(["--account", "a2_demo"]);

@@ -1,0 +1,1 @@
+//! The adsync command line, as a library so its tests can enable `test-hooks`.
