@@ -9,7 +9,7 @@
 //! Time comes from `tokio::time::Instant`, so tests with paused tokio time run
 //! instantly and deterministically.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -72,8 +72,8 @@ impl RateLimiter {
         Self::new(rate, (f64::from(requests) / 20.0).clamp(1.0, 10.0))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Bucket> {
+        self.state.lock()
     }
 
     /// Waits until one request may be sent, and takes its token.

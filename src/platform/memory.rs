@@ -30,7 +30,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -229,7 +231,7 @@ struct Journal {
 impl Journal {
     /// Queues `change` as a line.
     fn record(&self, change: &Change) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock();
         // These types always serialize (string keys, no custom serializers).
         if serde_json::to_writer(&mut *pending, change).is_ok() {
             pending.push(b'\n');
@@ -239,8 +241,8 @@ impl Journal {
     /// Writes every line queued so far (and waits for a write of earlier
     /// lines another call started).
     fn flush(&self) -> std::io::Result<()> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut file = self.file.lock();
+        let bytes = std::mem::take(&mut *self.pending.lock());
         let f = match &mut *file {
             Ok(f) => f,
             Err(e) => return Err(std::io::Error::other(e.clone())),
@@ -447,8 +449,8 @@ impl MemoryPlatform {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Makes call number `n` (1-based, all kinds) fail with `fault`.

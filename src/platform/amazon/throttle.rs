@@ -16,7 +16,7 @@
 //! Amazon publishes no fixed quota, so the rate settles just under what the
 //! platform currently grants.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -117,8 +117,8 @@ impl Throttle {
         }
     }
 
-    fn streak(&self) -> std::sync::MutexGuard<'_, Streak> {
-        self.streak.lock().unwrap_or_else(|p| p.into_inner())
+    fn streak(&self) -> parking_lot::MutexGuard<'_, Streak> {
+        self.streak.lock()
     }
 
     /// Waits for permission to send one request.

@@ -1,7 +1,9 @@
 //! [`RedditAdapter`]: the Reddit Ads API v3 behind [`PushAdapter`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -294,7 +296,7 @@ impl RedditAdapter {
     /// Reddit's clock minus this machine's, as the `Date` header of the latest
     /// response showed it (`None` before the first response with one).
     pub fn clock_offset(&self) -> Option<time::Duration> {
-        *self.clock_offset.lock().unwrap_or_else(|p| p.into_inner())
+        *self.clock_offset.lock()
     }
 
     fn observe_date(&self, headers: &HeaderMap) {
@@ -306,11 +308,11 @@ impl RedditAdapter {
             return;
         };
         let offset = platform_now - OffsetDateTime::now_utc();
-        *self.clock_offset.lock().unwrap_or_else(|p| p.into_inner()) = Some(offset);
+        *self.clock_offset.lock() = Some(offset);
     }
 
     fn limits_for(&self, account: &str) -> Arc<AccountLimits> {
-        let mut map = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.limits.lock();
         map.entry(account.to_string())
             .or_insert_with(|| {
                 let p = self.config.rate;
