@@ -14,6 +14,8 @@ use std::time::Duration;
 use adsync::runner::StopSignal;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::exit::Exit;
+
 /// How long the in-flight effect may take after the first signal.
 pub const GRACE: Duration = Duration::from_secs(10);
 
@@ -64,7 +66,7 @@ impl Interrupts {
             };
             errln!("adsync: exiting at once ({why}); the last checkpoint is durable");
             errln!("{}", resume_message(&resume));
-            std::process::exit(128 + first);
+            std::process::exit(i32::from(Exit::Interrupted(first).code()));
         });
         Interrupts {
             received,
@@ -79,16 +81,14 @@ impl Interrupts {
         &self.stop
     }
 
-    /// The exit code if a signal arrived (130 or 143), printing nothing.
-    pub fn signalled(&self) -> Option<u8> {
+    /// The exit if a signal arrived, printing nothing.
+    pub fn signalled(&self) -> Option<Exit> {
         let signal = self.received.load(Ordering::SeqCst);
-        (signal != 0)
-            .then(|| u8::try_from(128 + signal).ok())
-            .flatten()
+        (signal != 0).then_some(Exit::Interrupted(signal))
     }
 
-    /// The exit code if a signal arrived (130 or 143), after printing how to resume.
-    pub fn finish(&self) -> Option<u8> {
+    /// The exit if a signal arrived, after printing how to resume.
+    pub fn finish(&self) -> Option<Exit> {
         let code = self.signalled()?;
         errln!("{}", resume_message(&self.hint));
         Some(code)
@@ -97,13 +97,4 @@ impl Interrupts {
 
 fn resume_message(hint: &str) -> String {
     format!("interrupted; continue with: {hint}")
-}
-
-/// `args` as a shell command line that works when pasted: arguments with
-/// anything but plain characters are single-quoted.
-pub fn command_line<'a>(args: impl IntoIterator<Item = &'a str>) -> String {
-    args.into_iter()
-        .map(adsync::push::shell_quote)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -26,9 +26,11 @@ use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
 
-use crate::{output, Failure};
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::{progress, report};
 
-const EXAMPLE: &str = include_str!("../../examples/campaign_set.json");
+const EXAMPLE: &str = include_str!("../../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
@@ -41,13 +43,11 @@ fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock
 }
 
 fn failed(context: &str) -> impl Fn(String) -> Failure + '_ {
-    move |e| Failure {
-        code: 1,
-        message: format!("{context}: {e}"),
-    }
+    move |e| Failure::failed(format!("{context}: {e}"))
 }
 
-pub async fn run() -> Result<u8, Failure> {
+/// `adsync demo`: exit 0 when the server holds exactly one of each entity.
+pub async fn run() -> Result<Exit, Failure> {
     let set = CampaignSet::from_json(EXAMPLE, "examples/campaign_set.json")
         .map_err(|e| Failure::usage(e.to_string()))?;
     let dir = tempfile_dir()?;
@@ -82,7 +82,7 @@ pub async fn run() -> Result<u8, Failure> {
         })
         .map_err(|e| failed("cannot build the Reddit adapter")(e.to_string()))?,
     );
-    let print = output::printer(false);
+    let print = progress::printer(false);
 
     outln!(
         "── fake Reddit Ads API at {} (in this process, over HTTP) ──",
@@ -119,7 +119,7 @@ pub async fn run() -> Result<u8, Failure> {
     outln!("\n── process 2: resume from the checkpoints ──");
     let p = pusher(Store::open_from_async(&db).await?, &adapter, &clock);
     let report = p.run_all_observed(&ids, print).await;
-    output::report(&report, false);
+    report::print(&report, false);
 
     let held = FakeEntities::fetch(fake.addr())
         .await
@@ -164,9 +164,9 @@ pub async fn run() -> Result<u8, Failure> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(
         if duplicates.is_empty() && keywords_ok && report.all_synced() && held.len() == local {
-            0
+            Exit::Ok
         } else {
-            1
+            Exit::SyncFailed
         },
     )
 }
@@ -174,7 +174,7 @@ pub async fn run() -> Result<u8, Failure> {
 fn tempfile_dir() -> Result<std::path::PathBuf, Failure> {
     let dir = std::env::temp_dir().join(format!("adsync-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Failure {
-        code: 4,
+        exit: Exit::StoreUnusable,
         message: format!("cannot create {}: {e}", dir.display()),
     })?;
     Ok(dir)

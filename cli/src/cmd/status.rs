@@ -1,107 +1,29 @@
-//! Human and JSON output of the CLI.
+//! `adsync status`: every sync, every set push, every pull.
 
-use std::sync::Arc;
-
-use adsync::machine::Machine;
-use adsync::push::{Observer, PushMachine, SetReport};
 use std::io::Write;
+use std::path::Path;
 
-use adsync::machine::Status;
+use adsync::machine::{Machine, Status};
+use adsync::push::PushMachine;
 use adsync::store::{Record, Store};
 
-use crate::Failure;
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::format::{rfc3339, short_time};
 
-/// [`printer`], plus a progress bar of settled entities on stderr when stderr
-/// is a terminal (never in scripts, pipes or tests). `syncs` are the syncs about
-/// to run, with how many entities each has and how many are already settled.
-pub fn printer_with_progress(json: bool, syncs: &[(String, u64, u64)]) -> Observer {
-    use std::io::IsTerminal as _;
-    let print = printer(json);
-    let total: u64 = syncs.iter().map(|(_, n, _)| n).sum();
-    if !std::io::stderr().is_terminal() || total == 0 {
-        return print;
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} entities settled ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let done: std::sync::Mutex<std::collections::HashMap<String, u64>> =
-        std::sync::Mutex::new(syncs.iter().map(|(id, _, d)| (id.clone(), *d)).collect());
-    bar.set_position(syncs.iter().map(|(_, _, d)| d).sum());
-    Arc::new(move |t| {
-        bar.suspend(|| print(t));
-        let settled = settled(&t.state);
-        let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
-        done.insert(t.sync.clone(), settled);
-        bar.set_position(done.values().sum());
-        if bar.position() >= total {
-            bar.finish_and_clear();
-        }
-    })
+/// Arguments of `adsync status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Entities of a push state that are no longer pending.
-pub fn settled(state: &adsync::push::PushState) -> u64 {
-    state
-        .entities
-        .iter()
-        .filter(|e| !matches!(e.result, adsync::push::EntityResult::Pending))
-        .count() as u64
-}
-
-/// Prints each transition as it becomes durable (humans only; JSON prints the report at the end).
-pub fn printer(json: bool) -> Observer {
-    Arc::new(move |t| {
-        if !json {
-            let effect = t
-                .effect
-                .as_ref()
-                .map(PushMachine::describe_effect)
-                .unwrap_or_else(|| "(no effect run)".into());
-            outln!(
-                "[{}] #{} {} → {}: {effect} ⇒ {}",
-                t.sync,
-                t.seq,
-                t.from,
-                t.to,
-                PushMachine::describe_outcome(&t.outcome)
-            );
-        }
-    })
-}
-
-pub fn report(report: &SetReport, json: bool) {
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(report).unwrap_or_default()
-        );
-        return;
-    }
-    for c in &report.campaigns {
-        outln!("\n{} (campaign `{}`): {}", c.sync, c.campaign, c.status);
-        if let Some(e) = &c.last_error {
-            outln!("  last error: {e}");
-        }
-        for e in c.entities.iter() {
-            outln!(
-                "  {:<9} {:<16} {:<12} {}",
-                e.kind.to_string(),
-                e.local_id,
-                e.platform_id.as_deref().unwrap_or("-"),
-                serde_json::to_value(&e.result)
-                    .ok()
-                    .and_then(|v| v.get("result").and_then(|r| r.as_str()).map(str::to_string))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    for e in &report.errors {
-        outln!("error: {e}");
-    }
+/// `adsync status`.
+pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+    let json = args.json;
+    let store = Store::open_existing_from_async(db).await?;
+    store.blocking(move |store| status(store, json)).await?
 }
 
 /// How `status` shows a sync's status.
@@ -146,7 +68,7 @@ fn label<'a>(record: &'a Record, key: &str) -> &'a str {
 /// `adsync status`: every sync, then every set push, then pulls. Records are
 /// read and written one at a time (in JSON too), so memory does not grow
 /// with the number of syncs. Stops quietly when stdout is closed.
-pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
+fn status(store: &Store, json: bool) -> Result<Exit, Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut broken = Vec::new();
@@ -156,7 +78,11 @@ pub fn status(store: &Store, json: bool) -> Result<u8, Failure> {
         status_table(store, &mut out, &mut broken)
     };
     let _ = written.and_then(|()| out.flush());
-    Ok(if broken.is_empty() { 0 } else { 4 })
+    Ok(if broken.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::StoreUnusable
+    })
 }
 
 fn status_json(
@@ -174,7 +100,7 @@ fn status_json(
                 continue;
             }
         };
-        let interrupted_at = (r.status == Status::Running).then(|| fmt_time(r.updated_at));
+        let interrupted_at = (r.status == Status::Running).then(|| rfc3339(r.updated_at));
         let value = serde_json::json!({
             "id": r.id, "kind": r.kind,
             "platform": r.labels.get("platform"), "account": r.labels.get("account"),
@@ -182,7 +108,7 @@ fn status_json(
             "interrupted_at": interrupted_at,
             "effects_run": r.effects_run, "failed_effects": r.failed_effects,
             "last_error": r.last_error, "labels": r.labels,
-            "created_at": fmt_time(r.created_at), "updated_at": fmt_time(r.updated_at),
+            "created_at": rfc3339(r.created_at), "updated_at": rfc3339(r.updated_at),
             "entities": push_entities(&r),
         });
         write!(out, "{}\n    ", if first { "" } else { "," })?;
@@ -196,7 +122,7 @@ fn status_json(
         first = false;
         serde_json::to_writer(&mut *out, &set)?;
     }
-    let pulls = crate::pull_cli::pull_statuses(&pull_records(store, broken));
+    let pulls = crate::pulling::pull_statuses(&pull_records(store, broken));
     write!(out, "\n  ],\n  \"pulls\": ")?;
     serde_json::to_writer(&mut *out, &pulls)?;
     write!(out, ",\n  \"unreadable\": ")?;
@@ -255,7 +181,7 @@ fn set_rows(store: &Store, broken: &mut Vec<String>) -> Vec<serde_json::Value> {
                 .collect();
             serde_json::json!({
                 "name": set.name, "platform": set.platform, "account": set.account,
-                "content_hash": set.content_hash, "started_at": fmt_time(set.started_at),
+                "content_hash": set.content_hash, "started_at": rfc3339(set.started_at),
                 "syncs": syncs,
             })
         })
@@ -353,37 +279,8 @@ fn status_table(
         }
     }
     out.flush()?;
-    crate::pull_cli::print_pull_section(&pull_records(store, broken));
+    crate::pulling::print_pull_section(&pull_records(store, broken));
     Ok(())
-}
-
-pub fn history(store: &Store, sync: &str, json: bool) -> Result<u8, Failure> {
-    let entries = store.history(sync)?;
-    if entries.is_empty() {
-        return Err(Failure::usage(format!(
-            "no sync `{sync}` in {}",
-            store.path().display()
-        )));
-    }
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&entries).unwrap_or_default()
-        );
-    } else {
-        for e in entries {
-            outln!(
-                "#{:<3} {}  {:<16} → {:<16} {} ⇒ {}",
-                e.seq,
-                fmt_time(e.at),
-                e.from,
-                e.to,
-                e.effect.as_deref().unwrap_or("(no effect run)"),
-                e.outcome
-            );
-        }
-    }
-    Ok(0)
 }
 
 /// For push syncs: every entity with its platform id and result (`null` otherwise).
@@ -398,23 +295,4 @@ fn push_entities(record: &adsync::store::Record) -> serde_json::Value {
         .unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     }
-}
-
-/// A table's time: UTC, to the second.
-fn short_time(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-fn fmt_time(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -1,105 +1,36 @@
-//! Reddit-specific command-line pieces: the `--reddit-*` flags that build the
-//! HTTP adapter, and `adsync fake-server reddit`.
+//! `adsync fake-server reddit|amazon`: a local fake of a platform's API on
+//! 127.0.0.1, for trying adsync out and for scripted tests.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use adsync::platform::amazon::{FakeAmazon, FakeAmazonConfig, Generator};
 use adsync::platform::reddit::fake_server::{self, Fault, FaultKind};
-use adsync::platform::reddit::{
-    AccessToken, ConfigError, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter,
-    RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
-};
+use adsync::platform::reddit::{FakeReddit, FakeRedditConfig, ENV_BASE_URL, ENV_TOKEN};
 
-use crate::Failure;
+use crate::exit::Exit;
+use crate::failure::Failure;
 
-/// Parses a token into its redacting wrapper, so that not even `Debug` of the
-/// parsed command line shows it.
-fn parse_token(raw: &str) -> Result<AccessToken, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Err("the token must not be empty".into());
-    }
-    Ok(AccessToken::new(raw))
-}
-
-/// Flags of `--platform reddit` (ignored by other platforms).
+/// Arguments of `adsync fake-server`.
 #[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Reddit (--platform reddit)")]
-pub struct RedditArgs {
-    /// The Reddit Ads API root.
-    #[arg(long = "reddit-base-url", env = ENV_BASE_URL, default_value = DEFAULT_BASE_URL)]
-    base_url: String,
-    /// The OAuth2 bearer token. Prefer the environment variable: a flag shows
-    /// in the process list. Never logged or stored.
-    #[arg(long = "reddit-token", env = ENV_TOKEN, hide_env_values = true, value_parser = parse_token)]
-    token: Option<AccessToken>,
-    /// The User-Agent sent with every request (Reddit requires one).
-    #[arg(long = "reddit-user-agent", env = ENV_USER_AGENT)]
-    user_agent: Option<String>,
-    /// Timeout of every HTTP request, in seconds.
-    #[arg(long = "reddit-timeout-secs", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout_secs: u64,
-    /// Client-side read budget per ad account, per minute.
-    #[arg(long = "reddit-reads-per-min", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
-    reads_per_min: u32,
-    /// Client-side write budget per ad account, per minute.
-    #[arg(long = "reddit-writes-per-min", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
-    writes_per_min: u32,
+pub struct Args {
+    #[command(subcommand)]
+    platform: Platform,
 }
 
-impl RedditArgs {
-    /// The API base URL of these flags (never a credential: it is recorded
-    /// in checkpoints so that `resume` needs no flags).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// The adapter these flags describe, at API base URL `base_url` (the
-    /// flag's, or a checkpoint's); a missing token or a bad URL is a usage error.
-    pub fn adapter_at(&self, base_url: &str) -> Result<Arc<RedditAdapter>, Failure> {
-        let defaults = RedditConfig::default();
-        let config = RedditConfig {
-            base_url: base_url.to_string(),
-            token: Some(self.token.clone().ok_or_else(|| {
-                Failure::usage(format!(
-                    "--platform reddit needs a token: set {ENV_TOKEN} (or --reddit-token)"
-                ))
-            })?),
-            user_agent: self
-                .user_agent
-                .clone()
-                .unwrap_or_else(|| defaults.user_agent.clone()),
-            timeout: Duration::from_secs(self.timeout_secs),
-            rate: RatePolicy {
-                reads: self.reads_per_min,
-                writes: self.writes_per_min,
-                window: Duration::from_secs(60),
-            },
-            ..defaults
-        };
-        RedditAdapter::new(config)
-            .map(Arc::new)
-            .map_err(|e| Failure::usage(config_message(&e)))
-    }
+#[derive(Debug, clap::Subcommand)]
+enum Platform {
+    /// A local Reddit Ads API v3 on 127.0.0.1, with fault injection.
+    Reddit(RedditArgs),
+    /// A local Amazon Ads Sponsored Products v3 (list endpoints, `/_admin`).
+    Amazon(AmazonArgs),
 }
 
-/// A configuration error, naming the flag and variable the bad value came from
-/// (never a token's value).
-fn config_message(e: &ConfigError) -> String {
-    match e {
-        ConfigError::BaseUrl { .. } => format!("--reddit-base-url / {ENV_BASE_URL}: {e}"),
-        ConfigError::MissingToken => {
-            format!("--platform reddit needs a token: set {ENV_TOKEN} (or --reddit-token)")
-        }
-        ConfigError::EmptyUserAgent | ConfigError::InvalidUserAgent { .. } => {
-            format!("--reddit-user-agent / {ENV_USER_AGENT}: {e}")
-        }
-        ConfigError::InvalidToken => format!(
-            "{ENV_TOKEN} / --reddit-token: the token contains a newline or another character \
-             not allowed in an HTTP header (its value is not shown)"
-        ),
-        ConfigError::Client(_) => e.to_string(),
+/// `adsync fake-server`: serves until Ctrl-C.
+pub async fn run(args: Args) -> Result<Exit, Failure> {
+    match args.platform {
+        Platform::Reddit(args) => args.run().await,
+        Platform::Amazon(args) => amazon(args).await,
     }
 }
 
@@ -107,7 +38,7 @@ fn config_message(e: &ConfigError) -> String {
 /// adsync out and for scripted tests. Faults can also be added while it runs
 /// through `POST /__admin/faults`; `GET /__admin/entities` lists what it holds.
 #[derive(Debug, clap::Args)]
-pub struct FakeServerArgs {
+pub struct RedditArgs {
     /// The port on 127.0.0.1 (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -155,7 +86,7 @@ pub struct FakeServerArgs {
     clock_offset_secs: Option<i64>,
 }
 
-impl FakeServerArgs {
+impl RedditArgs {
     fn config(&self) -> FakeRedditConfig {
         FakeRedditConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], self.port)),
@@ -211,18 +142,14 @@ impl FakeServerArgs {
     }
 
     /// Serves in the foreground until Ctrl-C.
-    pub async fn run(self) -> Result<u8, Failure> {
+    async fn run(self) -> Result<Exit, Failure> {
         let config = self.config();
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
-            .map_err(|e| Failure {
-                code: 1,
-                message: format!("cannot listen on {}: {e}", config.bind),
-            })?;
-        let addr = listener.local_addr().map_err(|e| Failure {
-            code: 1,
-            message: e.to_string(),
-        })?;
+            .map_err(|e| Failure::failed(format!("cannot listen on {}: {e}", config.bind)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::failed(e.to_string()))?;
         let fake = FakeReddit::new(config);
         for fault in self.faults() {
             fake.inject(fault);
@@ -245,10 +172,76 @@ impl FakeServerArgs {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| Failure {
-            code: 1,
-            message: format!("fake Reddit server: {e}"),
-        })?;
-        Ok(0)
+        .map_err(|e| Failure::failed(format!("fake Reddit server: {e}")))?;
+        Ok(Exit::Ok)
     }
+}
+
+/// Arguments of `adsync fake-server amazon`.
+#[derive(Debug, clap::Args)]
+pub struct AmazonArgs {
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Accepted bearer token.
+    #[arg(long, default_value = "fake-token")]
+    token: String,
+    /// Accepted client id.
+    #[arg(long, default_value = "fake-client-id")]
+    client_id: String,
+    /// Profile to serve (repeat for several; each gets the same generated data).
+    #[arg(long = "profile", default_value = "1")]
+    profiles: Vec<String>,
+    /// Generated campaigns per profile.
+    #[arg(long, default_value_t = 20)]
+    campaigns: usize,
+    /// Generated ad groups per campaign.
+    #[arg(long, default_value_t = 5)]
+    ad_groups_per_campaign: usize,
+    /// Generated keywords per ad group.
+    #[arg(long, default_value_t = 10)]
+    keywords_per_ad_group: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// `adsync fake-server amazon`: serves until interrupted (Ctrl-C / SIGTERM).
+async fn amazon(args: AmazonArgs) -> Result<Exit, Failure> {
+    let data = Generator {
+        campaigns: args.campaigns,
+        ad_groups_per_campaign: args.ad_groups_per_campaign,
+        keywords_per_ad_group: args.keywords_per_ad_group,
+        seed: args.seed,
+    }
+    .generate();
+    let mut config = FakeAmazonConfig {
+        port: args.port,
+        token: args.token,
+        client_id: args.client_id,
+        ..FakeAmazonConfig::default()
+    };
+    for profile in &args.profiles {
+        config = config.with_profile(profile.clone(), data.clone());
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| Failure::usage(format!("cannot bind 127.0.0.1:{}: {e}", args.port)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let counts = data.campaigns.len() + data.ad_groups.len() + data.keywords.len();
+    outln!("http://{addr}");
+    errln!(
+        "fake Amazon Ads on http://{addr}: profiles {:?}, {counts} entities each ({} keywords); admin API under /_admin; Ctrl-C stops",
+        args.profiles,
+        data.keywords.len()
+    );
+    let fake = FakeAmazon::new(config);
+    adsync::platform::amazon::fake_server::serve(listener, fake, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| Failure::failed(format!("fake server: {e}")))?;
+    Ok(Exit::Ok)
 }

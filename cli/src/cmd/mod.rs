@@ -1,0 +1,13 @@
+//! One module per subcommand: its clap arguments and the function that runs it.
+
+pub mod demo;
+pub mod fake_server;
+pub mod history;
+pub mod machines;
+pub mod pull;
+pub mod push;
+pub mod resolve;
+pub mod resume;
+pub mod show;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,123 @@
+//! `adsync pull`: a profile's campaigns, ad groups and keywords into the store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adsync::clock::{Clock, SystemClock};
+use adsync::platform::amazon::{
+    AmazonClient, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
+};
+use adsync::pull::{AmazonPullEffects, PullMachine, PullMode, PullPolicy, Puller, AMAZON};
+use adsync::runner::Runner;
+use adsync::store::Store;
+
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::pulling::{client_host, run_pull, PullPlatform};
+
+/// Arguments of `adsync pull`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to pull from.
+    #[arg(long, value_enum, default_value = "amazon")]
+    platform: PullPlatform,
+    /// The advertising profile (Amazon-Advertising-API-Scope).
+    #[arg(long)]
+    profile: String,
+    /// API host (NA, -eu, -fe, or a fake server).
+    #[arg(long, env = "ADSYNC_AMAZON_HOST", default_value = DEFAULT_HOST)]
+    host: String,
+    /// Login with Amazon client id.
+    #[arg(long, env = "ADSYNC_AMAZON_CLIENT_ID")]
+    client_id: String,
+    /// Access token. Prefer the environment variable ADSYNC_AMAZON_TOKEN: a
+    /// flag shows in the process list.
+    #[arg(long, env = "ADSYNC_AMAZON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Entities per page (maxResults).
+    #[arg(long, default_value_t = DEFAULT_MAX_RESULTS)]
+    page_size: u32,
+    /// Starting request rate (requests per second; lowered on 429, raised slowly).
+    #[arg(long, default_value_t = ThrottleConfig::default().initial_rate)]
+    rate: f64,
+    /// Highest request rate.
+    #[arg(long, default_value_t = ThrottleConfig::default().max_rate)]
+    max_rate: f64,
+    /// Discard a failed pull's staged pages and start over (default: resume it).
+    #[arg(long)]
+    restart: bool,
+    /// Print the final status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `adsync pull`.
+pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+    let PullPlatform::Amazon = args.platform;
+    if args.page_size == 0 {
+        return Err(Failure::usage("--page-size must be at least 1"));
+    }
+    if !(args.rate > 0.0 && args.max_rate >= args.rate) {
+        return Err(Failure::usage("need 0 < --rate <= --max-rate"));
+    }
+    let throttle = ThrottleConfig {
+        initial_rate: args.rate,
+        max_rate: args.max_rate,
+        min_rate: ThrottleConfig::default().min_rate.min(args.rate),
+        ..ThrottleConfig::default()
+    };
+    // Checked here rather than by clap, whose message names only the flag: the
+    // variable is the way to pass a token that `ps` does not show.
+    let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        Failure::usage(
+            "no Amazon Ads access token: set ADSYNC_AMAZON_TOKEN (or pass --token, which shows in the process list)",
+        )
+    })?;
+    let config = AmazonConfig::new(args.client_id.clone(), token)
+        .with_host(args.host.clone())
+        .with_throttle(throttle)
+        .with_timeout(Duration::from_secs(30));
+    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
+    let store = Store::open_from_async(db).await.map_err(Failure::from)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
+    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
+    if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
+        runner = runner.with_hook(hook);
+    }
+    let policy = PullPolicy {
+        page_size: args.page_size,
+        ..PullPolicy::default()
+    };
+    let host = client_host(&args.host);
+    let puller = Puller::new(Arc::new(runner), AMAZON, clock)
+        .with_policy(policy)
+        .with_labels(std::collections::BTreeMap::from([(
+            "host".to_string(),
+            host,
+        )]));
+    let mode = if args.restart {
+        PullMode::Restart
+    } else {
+        PullMode::ResumeOrStart
+    };
+    let db = crate::suggest::absolute(db);
+    let hint = crate::suggest::command_line([
+        "adsync",
+        "--db",
+        db.as_str(),
+        "pull",
+        "--profile",
+        args.profile.as_str(),
+        "--host",
+        args.host.as_str(),
+        "--client-id",
+        args.client_id.as_str(),
+    ]);
+    // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
+    let interrupts =
+        crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
+    let code = run_pull(&puller, &args.profile, mode, args.json, &interrupts).await?;
+    Ok(interrupts.finish().unwrap_or(code))
+}

@@ -1,0 +1,66 @@
+//! `adsync push`: a campaign-set file, one sync per campaign.
+
+use std::path::{Path, PathBuf};
+
+use adsync::model::CampaignSet;
+use adsync::store::Store;
+
+use crate::endpoint::{open_adapter, Endpoint};
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::platform_args::PlatformArgs;
+use crate::progress::progress_observer;
+use crate::pushing::open_pusher;
+use crate::report::finish;
+use crate::signals;
+use crate::suggest::{absolute, command_line};
+
+/// Arguments of `adsync push`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The campaign-set JSON file.
+    set: PathBuf,
+    /// The ad account to push to.
+    #[arg(long)]
+    account: String,
+    #[command(flatten)]
+    platform: PlatformArgs,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `adsync push`.
+pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+    let Args {
+        set,
+        account,
+        platform,
+        json,
+    } = args;
+    // Parse and validate everything before the store is even opened:
+    // bad input writes nothing.
+    let parsed = CampaignSet::from_file(&set).map_err(|e| Failure::usage(e.to_string()))?;
+    if account.trim().is_empty() {
+        return Err(Failure::usage(
+            "--account must name an ad account, not be empty",
+        ));
+    }
+    let endpoint = Endpoint::of_flags(db, &platform);
+    let adapter = open_adapter(&platform, &endpoint)?;
+    let store = Store::open_from_async(db).await?;
+    let set_file = std::path::absolute(&set).unwrap_or(set);
+    // Every sync records its endpoint, so `resume --all` needs no flags.
+    let db = absolute(store.path());
+    let interrupts = signals::Interrupts::install(
+        adsync::runner::StopSignal::new(),
+        command_line(["adsync", "--db", db.as_str(), "resume", "--all"]),
+    );
+    let pusher = open_pusher(store, adapter, interrupts.stop_signal())
+        .with_labels(endpoint.labels(&set_file.to_string_lossy()));
+    let ids = pusher.start(&parsed, &account).await?;
+    let observer = progress_observer(&pusher, &ids, json).await;
+    let report = pusher.run_all_observed(&ids, observer).await;
+    let code = finish(&report, json);
+    Ok(interrupts.finish().unwrap_or(code))
+}

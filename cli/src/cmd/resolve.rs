@@ -1,0 +1,82 @@
+//! `adsync resolve`: settles a sync that needs attention, by adopting an
+//! entity that exists or recording that it does not.
+
+use std::path::Path;
+
+use adsync::machine::Status;
+use adsync::push::PushOutcome;
+use adsync::store::Store;
+
+use crate::endpoint::{endpoint_of, open_adapter};
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::platform_args::{Given, PlatformArgs};
+use crate::pushing::read_only_runner;
+use crate::suggest::resume_command;
+
+/// Arguments of `adsync resolve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The parked sync.
+    sync: String,
+    /// The platform id of the entity to adopt.
+    #[arg(long, conflicts_with = "absent", required_unless_present = "absent")]
+    adopt: Option<String>,
+    /// The entity does not exist on the platform: create it on resume.
+    #[arg(long)]
+    absent: bool,
+    /// Where to verify an adopted id: taken from the sync's checkpoint;
+    /// flags stand in for syncs started before it was recorded, and must
+    /// agree with it when given. Credentials come from the environment.
+    #[command(flatten)]
+    platform: PlatformArgs,
+}
+
+/// `adsync resolve`; `given` says which platform flags were not defaulted.
+pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
+    let Args {
+        sync,
+        adopt,
+        absent,
+        platform: platform_args,
+    } = args;
+    let store = Store::open_existing_from_async(db).await?;
+    let runner = read_only_runner(store);
+    let checkpoint = runner.get(&sync).await?;
+    let resume = resume_command(db, &sync);
+    match checkpoint.record.status {
+        Status::NeedsAttention => {}
+        status @ (Status::Succeeded | Status::Failed) => {
+            return Err(Failure::usage(format!(
+                "sync `{sync}` has finished ({status}); nothing to resolve"
+            )))
+        }
+        Status::Running => {
+            return Err(Failure::usage(format!(
+            "sync `{sync}` does not need attention: it is unfinished, and `{resume}` continues it"
+        )))
+        }
+    }
+    let outcome = match (adopt, absent) {
+        (Some(id), _) => {
+            let endpoint = endpoint_of(db, &sync, &checkpoint.record, &platform_args, given)?;
+            let adapter = open_adapter(&platform_args, &endpoint)?;
+            adsync::push::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
+                .await
+                .map_err(|e| Failure {
+                    exit: if e.is_refusal() {
+                        Exit::BadInput
+                    } else {
+                        Exit::SyncFailed
+                    },
+                    message: format!("sync `{sync}`: not adopting {id}: {e}; nothing was recorded"),
+                })?;
+            PushOutcome::OperatorAdopt { id }
+        }
+        (None, true) => PushOutcome::OperatorAbsent,
+        (None, false) => return Err(Failure::usage("pass --adopt <id> or --absent")),
+    };
+    let t = runner.resolve(&sync, outcome).await?;
+    outln!("{sync}: {} → {}; run `{resume}` to continue", t.from, t.to);
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,93 @@
+//! [`Failure`]: an error on its way to stderr, with the exit it maps to, and
+//! the mapping of the library's errors onto exits.
+
+use adsync::pull::PullError;
+use adsync::push::PushError;
+use adsync::runner::RunError;
+use adsync::store::StoreError;
+
+use crate::exit::Exit;
+
+/// An error with the exit code it maps to.
+pub struct Failure {
+    /// How the process ends.
+    pub exit: Exit,
+    /// What went wrong, printed after `error: ` (never a secret).
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input or usage (exit 2): the message says what and where.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            exit: Exit::BadInput,
+            message: message.into(),
+        }
+    }
+
+    /// The command itself failed (exit 1), not because of its input.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            exit: Exit::SyncFailed,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Self {
+        let exit = match &e {
+            RunError::Store(_) | RunError::CorruptState { .. } | RunError::StateVersion { .. } => {
+                Exit::StoreUnusable
+            }
+            RunError::UnknownSync(_) | RunError::WrongKind { .. } => Exit::BadInput,
+            _ => Exit::SyncFailed,
+        };
+        Failure {
+            exit,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        // No store at the path given is a mistyped --db: a usage error, not
+        // a store that cannot be used.
+        let exit = match e {
+            StoreError::NotFound { .. } => Exit::BadInput,
+            _ => Exit::StoreUnusable,
+        };
+        Failure {
+            exit,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<PushError> for Failure {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::Run(e) => e.into(),
+            // Nothing failed: the push was refused before it started.
+            PushError::Unfinished { .. } => Failure::usage(e.to_string()),
+            PushError::NeedsAttention { .. } => Failure {
+                exit: Exit::NeedsAttention,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<PullError> for Failure {
+    fn from(e: PullError) -> Self {
+        match e {
+            PullError::Run(e) => e.into(),
+            PullError::InvalidProfile(_) => Failure::usage(e.to_string()),
+            PullError::Snapshot(_) => Failure {
+                exit: Exit::StoreUnusable,
+                message: e.to_string(),
+            },
+        }
+    }
+}

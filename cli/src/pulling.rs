@@ -1,0 +1,189 @@
+//! Pulls shared by `adsync pull`, `adsync resume` and `adsync show`/`status`:
+//! running one to its end, resuming one from its checkpoint, printing statuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adsync::clock::{Clock, SystemClock};
+use adsync::machine::Machine;
+use adsync::platform::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
+use adsync::pull::{
+    AmazonPullEffects, PullMachine, PullMode, PullStatus, Puller, SyncState, AMAZON,
+};
+use adsync::runner::Runner;
+use adsync::store::{Record, Store};
+use clap::ValueEnum;
+
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::format::rfc3339_or_dash;
+use crate::signals::Interrupts;
+
+/// Platforms that can be pulled from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPlatform {
+    /// Amazon Ads, Sponsored Products v3.
+    Amazon,
+}
+
+/// The host as the client uses it (no trailing slash).
+pub fn client_host(host: &str) -> String {
+    host.trim_end_matches('/').to_string()
+}
+
+/// `adsync resume` of pull sync `id`: host and profile from its checkpoint,
+/// credentials from the environment only. Missing credentials are a usage
+/// error (exit 2) naming the variables.
+///
+/// The pull stops at the next step boundary once `interrupts` has seen a signal;
+/// the caller prints how to continue.
+pub async fn resume(
+    store: Arc<Store>,
+    id: &str,
+    json: bool,
+    interrupts: &Interrupts,
+) -> Result<Exit, Failure> {
+    let key = id.to_string();
+    let record = store
+        .blocking(move |store| store.record(&key))
+        .await
+        .map_err(Failure::from)?
+        .map_err(Failure::from)?
+        .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", store.path().display())))?;
+    let Some(profile) = record.labels.get("profile").cloned() else {
+        return Err(Failure::usage(format!("pull `{id}` names no profile")));
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (Some(client_id), Some(token)) =
+        (env("ADSYNC_AMAZON_CLIENT_ID"), env("ADSYNC_AMAZON_TOKEN"))
+    else {
+        return Err(Failure::usage(
+            "needs Amazon credentials: set ADSYNC_AMAZON_TOKEN and ADSYNC_AMAZON_CLIENT_ID",
+        ));
+    };
+    let host = match (record.labels.get("host"), env("ADSYNC_AMAZON_HOST")) {
+        (Some(recorded), Some(given)) if client_host(&given) != *recorded => {
+            return Err(Failure::usage(format!(
+                "pull `{id}` was made from {recorded}, but ADSYNC_AMAZON_HOST is {given}: unset it or set it to {recorded}"
+            )))
+        }
+        (Some(recorded), _) => recorded.clone(),
+        (None, Some(given)) => given,
+        (None, None) => DEFAULT_HOST.to_string(),
+    };
+    let config = AmazonConfig::new(client_id, token)
+        .with_host(host)
+        .with_timeout(Duration::from_secs(30));
+    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
+    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
+    if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
+        runner = runner.with_hook(hook);
+    }
+    let runner = runner.with_stop(interrupts.stop_signal().clone());
+    let puller = Puller::new(Arc::new(runner), AMAZON, clock);
+    run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
+}
+
+/// Runs `profile`'s pull to its end (or to the stop a signal asks for),
+/// printing phase changes and every 100th page; a signal decides the exit.
+pub async fn run_pull(
+    puller: &Puller,
+    profile: &str,
+    mode: PullMode,
+    json: bool,
+    interrupts: &Interrupts,
+) -> Result<Exit, Failure> {
+    let status = puller
+        .pull_observed(profile, mode, &move |t| {
+            // Phase changes, failures, and every 100th page as progress.
+            if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
+            {
+                outln!(
+                    "[{}] #{} {} → {}: {}",
+                    t.sync,
+                    t.seq,
+                    t.from,
+                    t.to,
+                    PullMachine::describe_outcome(&t.outcome)
+                );
+            }
+        })
+        .await;
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            // A stop surfaces as the run's error; the signal decides the code.
+            return match interrupts.signalled() {
+                Some(code) => Ok(code),
+                None => Err(e.into()),
+            };
+        }
+    };
+    print_statuses(std::slice::from_ref(&status), json);
+    let code = match status.state {
+        SyncState::Completed => Exit::Ok,
+        _ => Exit::SyncFailed,
+    };
+    Ok(interrupts.signalled().unwrap_or(code))
+}
+
+/// Prints pull statuses: a few lines each, or one JSON array.
+pub fn print_statuses(statuses: &[PullStatus], json: bool) {
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(statuses).unwrap_or_default()
+        );
+        return;
+    }
+    for s in statuses {
+        outln!(
+            "{} ({} profile {}): {} (phase {}, pull #{})",
+            s.sync,
+            s.platform,
+            s.profile_id,
+            s.state,
+            s.phase,
+            s.run
+        );
+        outln!(
+            "  started {}  finished {}  last success {}",
+            rfc3339_or_dash(Some(s.started_at)),
+            rfc3339_or_dash(s.finished_at),
+            rfc3339_or_dash(s.last_success_at)
+        );
+        match &s.counts {
+            Some(c) => outln!("  persisted: {c}"),
+            None => outln!("  persisted: nothing yet"),
+        }
+        outln!(
+            "  this pull: {} pages, {} entities staged",
+            s.pages.total(),
+            s.fetched.total()
+        );
+        if let Some(e) = &s.last_error {
+            outln!("  last error: {e}");
+        }
+    }
+}
+
+/// The pull syncs among a store's readable records, for `adsync status`.
+pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
+    records
+        .iter()
+        .filter(|r| r.kind == PullMachine::KIND)
+        .filter_map(|r| adsync::runner::decode_checkpoint::<PullMachine>(r.clone()).ok())
+        .map(|c| PullStatus::from_checkpoint(&c))
+        .collect()
+}
+
+/// The pull section of `adsync status` (human output).
+pub fn print_pull_section(records: &[Record]) {
+    let statuses = pull_statuses(records);
+    if !statuses.is_empty() {
+        outln!("\npull syncs:");
+        print_statuses(&statuses, false);
+    }
+}
