@@ -85,6 +85,7 @@ mod recovery;
 mod wal;
 mod writer;
 
+pub use crate::status::Status;
 pub use commit::{Commit, Write};
 pub use error::StoreError;
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};

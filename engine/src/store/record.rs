@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::clock::Timestamp;
-use crate::machine::Status;
+use crate::status::Status;
 
 /// Layout version of [`Record`] that this adsync writes; bumped on
 /// incompatible changes.
@@ -91,7 +91,7 @@ pub struct Record {
     pub state: Box<serde_json::value::RawValue>,
     /// The part of the state fixed when the sync started (a push's entity specs
     /// and work plan), if the machine splits one out
-    /// ([`crate::machine::Machine::encode_plan`]). Stored once under its own key
+    /// (the machine's `encode_plan`). Stored once under its own key
     /// (`p/<sync id>`), not in every checkpoint: checkpoints then carry only
     /// progress, so their size does not grow with the campaign. The store fills
     /// it in when it reads a record; [`Commit::plan`] writes it.
@@ -101,7 +101,7 @@ pub struct Record {
     /// keys (`s/<sync id>\0<n BE>`, [`Commit::segment`]), in segment order:
     /// parts of its state that no longer change, so each is written once
     /// instead of with every later checkpoint
-    /// ([`crate::machine::Machine::encode_segments`]). Like the plan, filled
+    /// (the machine's `encode_segments`). Like the plan, filled
     /// in by the store when it reads a record.
     #[serde(skip)]
     pub segments: Vec<(u32, Arc<serde_json::value::RawValue>)>,
