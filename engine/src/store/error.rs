@@ -1,6 +1,12 @@
 //! The store's errors.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The error underneath a [`StoreError`] (sled's, the operating system's, a
+/// task's). Shared, not owned: [`StoreError`] is `Clone` because one result
+/// answers every committer of a group.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Errors of the store. Each names the file or the sync concerned.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -10,14 +16,21 @@ pub enum StoreError {
     Locked {
         /// The store's directory.
         path: PathBuf,
+        /// sled's error, which reports the held lock.
+        #[source]
+        source: Arc<sled::Error>,
     },
-    /// sled failed.
+    /// sled, the log's file or a store thread failed.
     #[error("store {path}: {message}")]
     Io {
         /// The store's directory.
         path: PathBuf,
-        /// sled's error.
+        /// What failed, with the cause's own text (so the message reads
+        /// whole without walking [`std::error::Error::source`]).
         message: String,
+        /// The cause, when there is an error value to keep.
+        #[source]
+        source: Option<Cause>,
     },
     /// A record does not decode.
     #[error("sync `{sync}` has a corrupt checkpoint: {detail}")]
@@ -88,7 +101,26 @@ pub enum StoreError {
         files: String,
         /// Where sled found it, when it says.
         at: String,
+        /// sled's corruption error.
+        #[source]
+        source: Arc<sled::Error>,
     },
+}
+
+impl StoreError {
+    /// The error underneath, itself rather than behind its shared handle:
+    /// `source()` gives the `Arc` that holds it (so a whole commit group can
+    /// share one cause), which reads the same but downcasts only to the `Arc`;
+    /// this one downcasts to `std::io::Error`, `sled::Error` and so on.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            StoreError::Locked { source, .. } | StoreError::SledCorrupt { source, .. } => {
+                Some(source.as_ref())
+            }
+            StoreError::Io { source, .. } => source.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// The two ids of [`StoreError::LogMismatch`], in words.
@@ -104,6 +136,7 @@ fn describe_ids(expected: &Option<String>, found: &Option<String>) -> String {
         (None, None) => "neither has a store id".to_string(),
     }
 }
+
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -112,6 +145,7 @@ pub(super) fn log_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
         message: format!("write-ahead log: {e}"),
+        source: Some(Arc::new(e)),
     }
 }
 
@@ -127,11 +161,13 @@ pub(super) fn open_error(path: &Path, e: sled::Error) -> StoreError {
     {
         StoreError::Locked {
             path: path.to_path_buf(),
+            source: Arc::new(e),
         }
     } else {
         StoreError::Io {
             path: path.to_path_buf(),
             message,
+            source: Some(Arc::new(e)),
         }
     }
 }
@@ -144,10 +180,12 @@ pub(super) fn io_error(path: &Path, e: sled::Error) -> StoreError {
             path: path.to_path_buf(),
             files: sled_files(path),
             at: at.map(|at| format!(" at {at}")).unwrap_or_default(),
+            source: Arc::new(e),
         },
         e => StoreError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
+            source: Some(Arc::new(e)),
         },
     }
 }
@@ -166,4 +204,44 @@ fn sled_files(path: &Path) -> String {
         return "its files".to_string();
     }
     names.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::Path;
+
+    use super::{io_error, log_error};
+
+    /// An I/O failure keeps its cause for `source()`, and its message reads
+    /// as it did before the cause was kept.
+    #[test]
+    fn an_io_failure_keeps_its_cause_and_its_message() {
+        let path = Path::new("/stores/a");
+        let disk = || std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+
+        let error = log_error(path, disk());
+        assert_eq!(
+            error.to_string(),
+            "store /stores/a: write-ahead log: no space left"
+        );
+        let source = error.source().expect("the I/O error is the source");
+        assert_eq!(source.to_string(), "no space left");
+        let io = error
+            .cause()
+            .and_then(|c| c.downcast_ref::<std::io::Error>())
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+        // A clone (one per committer of a group) keeps the same cause.
+        assert!(error.clone().source().is_some());
+
+        let error = io_error(path, sled::Error::Io(disk()));
+        assert_eq!(
+            error.to_string(),
+            format!("store /stores/a: {}", sled::Error::Io(disk()))
+        );
+        assert!(error.source().is_some(), "sled's error is the source");
+        let sled = error.cause().and_then(|c| c.downcast_ref::<sled::Error>());
+        assert!(matches!(sled, Some(sled::Error::Io(_))), "{sled:?}");
+    }
 }

@@ -87,7 +87,7 @@ mod writer;
 
 pub use crate::status::Status;
 pub use commit::{Commit, Write};
-pub use error::StoreError;
+pub use error::{Cause, StoreError};
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};
 pub use writer::WriterStats;
 
@@ -177,6 +177,7 @@ impl Store {
             .map_err(|e| StoreError::Io {
                 path: path.to_path_buf(),
                 message: format!("opening task failed: {e}"),
+                source: Some(Arc::new(e)),
             })?
     }
 
@@ -228,6 +229,7 @@ impl Store {
                 .map_err(|e| StoreError::Io {
                     path: path.clone(),
                     message: format!("cannot start thread {name}: {e}"),
+                    source: Some(Arc::new(e)),
                 })
         };
         // The writer closes the applier when it is done with it.
@@ -265,6 +267,7 @@ impl Store {
             .map_err(|e| StoreError::Io {
                 path: self.path.clone(),
                 message: format!("store task failed: {e}"),
+                source: Some(Arc::new(e)),
             })
     }
     /// The latest record of sync `id`, if it exists.

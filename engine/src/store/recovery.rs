@@ -1,6 +1,7 @@
 //! Recovery at open: sled's lock, torn snapshots, the log's replay and its checks.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::applier::apply_payloads;
 use super::error::{hex, io_error, log_error, open_error};
@@ -133,6 +134,7 @@ fn open_log(path: &Path, db: &sled::Db, capacity: u64) -> Result<(Wal, Vec<Vec<u
         e => StoreError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
+            source: Some(Arc::new(e)),
         },
     })?;
     let mismatch = |found: Option<wal::StoreId>| StoreError::LogMismatch {
