@@ -1,7 +1,7 @@
 //! The applier: the thread that makes durable groups visible in sled.
 
+use parking_lot::MutexGuard;
 use std::collections::BTreeMap;
-use std::sync::MutexGuard;
 
 use super::commit::split_history_key;
 use super::error::io_error;
@@ -74,7 +74,7 @@ impl Applying {
 
 impl Shared {
     pub(super) fn applying(&self) -> MutexGuard<'_, Applying> {
-        self.apply.lock().unwrap_or_else(|p| p.into_inner())
+        self.apply.lock()
     }
 
     /// Hands a durable group (its log record's payload) to the applier.
@@ -103,10 +103,7 @@ impl Shared {
                 // It may be holding back a batch that is not full yet.
                 self.to_apply.notify_one();
             }
-            applying = self
-                .applied
-                .wait(applying)
-                .unwrap_or_else(|p| p.into_inner());
+            self.applied.wait(&mut applying);
             applying.waiters -= 1;
         }
         match &applying.failed {
@@ -129,17 +126,14 @@ pub(super) fn applier_thread(shared: &Shared) {
                     return; // and nothing is pending
                 }
                 applying.applier_waiting = true;
-                applying = shared
-                    .to_apply
-                    .wait(applying)
-                    .unwrap_or_else(|p| p.into_inner());
+                shared.to_apply.wait(&mut applying);
                 applying.applier_waiting = false;
             }
             std::mem::take(&mut applying.pending)
         };
         let result = {
             // One lock for the batch: a reader sees none or all of it.
-            let _visible = shared.visibility.write().unwrap_or_else(|p| p.into_inner());
+            let _visible = shared.visibility.write();
             apply_payloads(&shared.tree, batch.iter().map(Vec::as_slice))
         };
         let mut applying = shared.applying();

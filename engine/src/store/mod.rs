@@ -74,8 +74,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 mod applier;
 mod commit;
@@ -444,11 +446,7 @@ impl Store {
     /// applier so the read sees whole groups.
     fn visible(&self) -> Result<RwLockReadGuard<'_, ()>, StoreError> {
         self.shared.wait_applied()?;
-        Ok(self
-            .shared
-            .visibility
-            .read()
-            .unwrap_or_else(|p| p.into_inner()))
+        Ok(self.shared.visibility.read())
     }
 
     /// Iterates machine-owned data under `x/<prefix>`, as `(key without "x/", value)`.
@@ -471,24 +469,19 @@ impl Store {
     /// The highest seq of sync `id` whose commit has been flushed, as seen by
     /// the writer thread (used by the write-ahead tests).
     pub fn durable_seq(&self, id: &str) -> Option<u64> {
-        self.shared
-            .durable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .copied()
+        self.shared.durable.lock().get(id).copied()
     }
 
     /// Commits and flushes counted by the writer so far.
     pub fn writer_stats(&self) -> WriterStats {
-        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
+        *self.shared.stats.lock()
     }
 
     /// Stops the writer after it has committed everything queued, and flushes.
     pub fn close(&self) {
         self.shared.queue().closed = true;
         self.shared.queued.notify_all();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads = std::mem::take(&mut *self.threads.lock());
         for handle in threads.into_iter().rev() {
             let _ = handle.join();
         }

@@ -1,8 +1,8 @@
 //! The group-commit writer: leaders, followers and the queue.
 
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock, TryLockError};
 
 use serde::Serialize;
 
@@ -70,7 +70,7 @@ pub(super) struct Queue {
 
 impl Shared {
     pub(super) fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        self.queue.lock()
     }
 
     /// The writer, for an async committer to lead its own group: only while
@@ -84,11 +84,7 @@ impl Shared {
 
     /// The writer, if no other leader holds it right now.
     pub(super) fn try_lead(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(writer) => Some(writer),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        self.writer.try_lock()
     }
 }
 
@@ -179,7 +175,7 @@ pub(super) fn writer_thread(shared: &Shared) {
             let mut queue = shared.queue();
             while queue.jobs.is_empty() && !queue.closed {
                 queue.writer_waiting = true;
-                queue = shared.queued.wait(queue).unwrap_or_else(|p| p.into_inner());
+                shared.queued.wait(&mut queue);
                 queue.writer_waiting = false;
             }
             if queue.jobs.is_empty() {
@@ -187,14 +183,14 @@ pub(super) fn writer_thread(shared: &Shared) {
             }
         }
         // Wait out a leading committer: it may take these jobs with its own.
-        let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = shared.writer.lock();
         let jobs = take_group(&mut shared.queue());
         if !jobs.is_empty() {
             let _ = writer.commit_group(shared, None, jobs);
         }
     }
     // Closing: make sled hold everything, so the next open replays nothing.
-    let mut writer = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+    let mut writer = shared.writer.lock();
     if writer.failed.is_none() && writer.checkpoint(shared).is_err() {
         tracing::warn!(
             store = %shared.path.display(),
@@ -249,11 +245,11 @@ impl Writer {
         if let Err(error) = &result {
             self.failed = Some(error.clone());
         } else {
-            let mut durable = shared.durable.lock().unwrap_or_else(|p| p.into_inner());
+            let mut durable = shared.durable.lock();
             for (id, seq) in marks {
                 durable.insert(id, seq);
             }
-            let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stats = shared.stats.lock();
             stats.commits += count as u64;
             stats.flushes += 1;
         }
@@ -290,7 +286,7 @@ impl Writer {
             // log) made durable by sled's flush.
             shared.wait_applied()?;
             {
-                let _visible = shared.visibility.write().unwrap_or_else(|p| p.into_inner());
+                let _visible = shared.visibility.write();
                 let mut batch = sled::Batch::default();
                 for write in groups().flatten() {
                     match write {
