@@ -91,7 +91,6 @@ pub use crate::status::Status;
 pub use commit::{Commit, Write};
 pub use error::{Cause, StoreError};
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};
-pub use writer::WriterStats;
 
 use applier::{applier_thread, Applying};
 use commit::{
@@ -101,6 +100,10 @@ use commit::{
 use error::io_error;
 use record::{decode_record, is_history_run, StoredEntry};
 use writer::{writer_thread, Queue, Shared, Writer};
+#[cfg(any(test, feature = "testing"))]
+pub use writer::WriterStats;
+#[cfg(not(any(test, feature = "testing")))]
+use writer::WriterStats;
 
 /// The sled-backed checkpoint store. Cheap to share behind an `Arc`.
 pub struct Store {
@@ -468,11 +471,13 @@ impl Store {
 
     /// The highest seq of sync `id` whose commit has been flushed, as seen by
     /// the writer thread (used by the write-ahead tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn durable_seq(&self, id: &str) -> Option<u64> {
         self.shared.durable.lock().get(id).copied()
     }
 
-    /// Commits and flushes counted by the writer so far.
+    /// Commits and flushes counted by the writer so far (tests and benches).
+    #[cfg(any(test, feature = "testing"))]
     pub fn writer_stats(&self) -> WriterStats {
         *self.shared.stats.lock()
     }
