@@ -42,24 +42,19 @@ pub(super) struct Applying {
 
 /// How many durable groups wait before the applier is woken, when nobody is
 /// reading. Readers and checkpoints wake it at once (they need every
-/// acknowledged group applied). Why wait at all, measured on the 2-core VM
-/// this was built on:
-/// - each wake-up costs a futex call and a context switch on the other core:
-///   waking it for every group made a lone committer's commit cost 1.23× a
-///   raw `fdatasync`, against 1.12× applying inline and 1.00× not applying;
+/// acknowledged group applied). Why wait at all:
+/// - each wake-up costs a futex call and a context switch on the other core,
+///   on the lone committer's path;
 /// - a batch is applied with only the last write per key and each sync's
 ///   history entries joined into one value (see [`apply`]), so sled logs far
-///   less, and sled's log writes compete with the log's syncs for the disk:
-///   a one-campaign push loop went from 8.6 KB to 5.1 KB written per commit
-///   (4 KiB of it the log's page) and from 1.47× to 1.30× a raw `fdatasync`
-///   per side effect.
+///   less, and sled's log writes compete with the log's syncs for the disk.
 ///
-/// 256 bounds what a reader may have to wait for (a few milliseconds of
-/// sled inserts); batches larger than that did not write less.
+/// 256 bounds what a reader may have to wait for; batches larger than that
+/// did not write less. docs/performance.md has the measurements.
 pub(super) const APPLY_BATCH: usize = 256;
 
 /// The largest hand-over buffer kept for reuse (see [`Applying`]): a
-/// one-commit group's payload is 1–2 KB; a large group's buffer is rare
+/// one-commit group's payload is well under this; a large group's buffer is rare
 /// enough to allocate each time, and not worth holding on to.
 const SPARE_CAPACITY: usize = 8 * 1024;
 

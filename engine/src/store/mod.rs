@@ -33,7 +33,7 @@
 //! Making a group *visible* in sled is the applier thread's job: it applies
 //! durable groups, in log order, while leaders sync the next ones (sled
 //! inserts cost as much CPU as the sync's wait, so doing both in one thread
-//! halved group-commit throughput). It is woken once per 256 groups, or by a
+//! made every sync wait for the inserts before it). It is woken once per 256 groups, or by a
 //! reader, not per group: each wake-up cost the committer more than the
 //! inserts themselves, and a batch writes less to sled (only the last write
 //! to each key; each sync's consecutive history entries as one value).
@@ -45,8 +45,8 @@
 //! and when the store closes, after the applier has caught up; opening a store
 //! replays the log into sled first. Why a log beside sled (`src/store/wal.rs`):
 //! sled 0.34 makes each batch durable on its own with `sync_file_range`, which
-//! cost about three raw `fdatasync`s per commit here and does not flush the
-//! drive's cache.
+//! costs several raw `fdatasync`s per commit (docs/performance.md) and does
+//! not flush the drive's cache.
 //!
 //! sled's `flush_async` is never used: in sled 0.34.7 it deadlocks when several
 //! tasks await it at once (sled issue #1308).
@@ -99,11 +99,11 @@ use commit::{
 };
 use error::io_error;
 use record::{decode_record, is_history_run, StoredEntry};
-use writer::{writer_thread, Queue, Shared, Writer};
 #[cfg(any(test, feature = "testing"))]
 pub use writer::WriterStats;
 #[cfg(not(any(test, feature = "testing")))]
 use writer::WriterStats;
+use writer::{writer_thread, Queue, Shared, Writer};
 
 /// The sled-backed checkpoint store. Cheap to share behind an `Arc`.
 pub struct Store {
@@ -127,7 +127,7 @@ impl std::fmt::Debug for Store {
 /// Preallocated, so it counts in the store's size whatever the store holds;
 /// but each time it fills, the writer waits for sled to be flushed, and with
 /// many syncs committing at once a smaller log made those waits frequent
-/// enough to halve group-commit throughput (docs/performance.md has the runs).
+/// enough to cost group-commit throughput (docs/performance.md has the runs).
 const WAL_CAPACITY: u64 = 8 << 20;
 
 impl Store {

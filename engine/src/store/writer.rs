@@ -129,8 +129,8 @@ impl Store {
     /// one, the calling task leads: it writes its commit itself inside
     /// [`tokio::task::block_in_place`], which first hands the worker's other
     /// tasks to another thread. That saves two thread hand-offs per commit (to
-    /// the writer thread and back): one sync went from 1.90–1.96× to 1.82× a raw
-    /// `fdatasync` per side effect (A/B in one process). Under concurrent load,
+    /// the writer thread and back), which a lone sync pays on every side effect
+    /// (docs/performance.md). Under concurrent load,
     /// when another leader is writing, or on a current-thread runtime, the
     /// commit queues for the writer thread and shares the next group's flush;
     /// leading there too gave the worker's core away on every group for no gain.
