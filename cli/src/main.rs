@@ -490,7 +490,7 @@ pub(crate) fn absolute(path: &std::path::Path) -> String {
 }
 
 /// A runner for commands that apply outcomes but never perform effects.
-fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
+fn read_only_runner(store: Store) -> Runner<PushMachine> {
     struct NoEffects;
     #[async_trait::async_trait]
     impl adsync::runner::Effects<PushMachine> for NoEffects {
@@ -601,7 +601,7 @@ fn open_adapter(args: &PlatformArgs, endpoint: &Endpoint) -> Result<Arc<dyn Push
 }
 
 fn open_pusher(
-    store: Arc<Store>,
+    store: Store,
     adapter: Arc<dyn PushAdapter>,
     stop: &adsync::runner::StopSignal,
 ) -> Pusher {

@@ -145,7 +145,7 @@ impl From<PullError> for Failure {
     }
 }
 
-fn reader(store: Arc<Store>) -> Result<Puller, Failure> {
+fn reader(store: Store) -> Result<Puller, Failure> {
     // Reading needs no platform: the effects are never run.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let client = AmazonClient::new(AmazonConfig::new("-", "-"))
@@ -237,7 +237,7 @@ fn client_host(host: &str) -> String {
 /// The pull stops at the next step boundary once `interrupts` has seen a signal;
 /// the caller prints how to continue.
 pub async fn resume(
-    store: Arc<Store>,
+    store: Store,
     id: &str,
     json: bool,
     interrupts: &crate::signals::Interrupts,

@@ -105,8 +105,17 @@ pub use writer::WriterStats;
 use writer::WriterStats;
 use writer::{writer_thread, Queue, Shared, Writer};
 
-/// The sled-backed checkpoint store. Cheap to share behind an `Arc`.
+/// The sled-backed checkpoint store: a handle, cheap to clone, that every
+/// part of a program shares. All clones are the same store; it closes
+/// (writes everything queued, flushes sled) when the last one is dropped, or
+/// at once with [`Store::close`].
+#[derive(Clone)]
 pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What the handles of one store share.
+struct Inner {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
@@ -117,7 +126,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -140,7 +149,7 @@ impl Store {
     /// let store = adsync_engine::store::Store::open(dir.path().join("adsync.db")).unwrap();
     /// assert!(store.list().is_empty());
     /// ```
-    pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let db = recovery::open_sled(&path)?;
         Self::from_db(path, db, WAL_CAPACITY)
@@ -149,7 +158,7 @@ impl Store {
     /// Opens the store in directory `path` only if there is one: for commands
     /// that read, so that a mistyped path is an error naming it
     /// ([`StoreError::NotFound`]), not a new empty store.
-    pub fn open_existing(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         // sled writes `conf` first when it creates a store, and `db` with it.
         if !(path.join("conf").is_file() || path.join("db").is_file()) {
@@ -161,21 +170,21 @@ impl Store {
     }
 
     /// [`Store::open_existing`] from async code (see [`Store::open_from_async`]).
-    pub async fn open_existing_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+    pub async fn open_existing_from_async(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_on_blocking_pool(path.as_ref(), Store::open_existing).await
     }
 
     /// [`Store::open`] from async code. Opening blocks (sled's open, the log's
     /// replay or preallocation), so it runs on tokio's blocking pool.
-    pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+    pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_on_blocking_pool(path.as_ref(), Store::open).await
     }
 
     /// Runs `open` (which blocks on sled) on tokio's blocking pool.
     async fn open_on_blocking_pool(
         path: &Path,
-        open: fn(PathBuf) -> Result<Arc<Self>, StoreError>,
-    ) -> Result<Arc<Self>, StoreError> {
+        open: fn(PathBuf) -> Result<Self, StoreError>,
+    ) -> Result<Self, StoreError> {
         let owned = path.to_path_buf();
         tokio::task::spawn_blocking(move || open(owned))
             .await
@@ -187,7 +196,7 @@ impl Store {
     }
 
     /// A store in a temporary directory that disappears when dropped (tests).
-    pub fn temporary() -> Result<Arc<Self>, StoreError> {
+    pub fn temporary() -> Result<Self, StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "adsync-temporary-{}-{}",
@@ -203,7 +212,7 @@ impl Store {
         Self::from_db(path, db, 256 * 1024)
     }
 
-    fn from_db(path: PathBuf, db: sled::Db, wal_capacity: u64) -> Result<Arc<Self>, StoreError> {
+    fn from_db(path: PathBuf, db: sled::Db, wal_capacity: u64) -> Result<Self, StoreError> {
         let tree = db
             .open_tree("checkpoints")
             .map_err(|e| io_error(&path, e))?;
@@ -242,24 +251,27 @@ impl Store {
             spawn("adsync-store-applier", applier_thread)?,
             spawn("adsync-store-writer", writer_thread)?,
         ];
-        Ok(Arc::new(Store {
-            path,
-            db,
-            tree,
-            threads: Mutex::new(threads),
-            shared,
-        }))
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                tree,
+                threads: Mutex::new(threads),
+                shared,
+            }),
+        })
     }
 
     /// The store's directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
+
     /// Runs `f` with this store on tokio's blocking pool: sled calls may block on
     /// I/O and must stay off the async worker threads. The outer error is the
     /// blocking task itself failing (it panicked or the runtime is shutting down).
     pub async fn blocking<T, E>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
     ) -> Result<Result<T, E>, StoreError>
     where
@@ -270,7 +282,7 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Io {
-                path: self.path.clone(),
+                path: self.inner.path.clone(),
                 message: format!("store task failed: {e}"),
                 source: Some(Arc::new(e)),
             })
@@ -279,9 +291,10 @@ impl Store {
     pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let _visible = self.visible()?;
         match self
+            .inner
             .tree
             .get(record_key(id))
-            .map_err(|e| io_error(&self.path, e))?
+            .map_err(|e| io_error(&self.inner.path, e))?
         {
             None => Ok(None),
             Some(bytes) => self.with_plan(self.decode_record(id, &bytes)?).map(Some),
@@ -302,14 +315,15 @@ impl Store {
                 .map_err(|e| corrupt(e.to_string()))
         };
         let plan = self
+            .inner
             .tree
             .get(plan_key(&record.id))
-            .map_err(|e| io_error(&self.path, e))?;
+            .map_err(|e| io_error(&self.inner.path, e))?;
         let plan = plan.map(|bytes| raw("plan", &bytes)).transpose()?;
         let prefix = segment_prefix(&record.id);
         let mut segments = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+        for item in self.inner.tree.scan_prefix(&prefix) {
+            let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
             let n = <[u8; 4]>::try_from(&key[prefix.len()..])
                 .map(u32::from_be_bytes)
                 .map_err(|_| StoreError::Corrupt {
@@ -330,10 +344,11 @@ impl Store {
             Ok(guard) => guard,
             Err(error) => return vec![Err(error)],
         };
-        self.tree
+        self.inner
+            .tree
             .scan_prefix(b"r/")
             .map(|item| {
-                let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+                let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
                 let id = String::from_utf8_lossy(&key[2..]).into_owned();
                 self.with_plan(self.decode_record(&id, &bytes)?)
             })
@@ -356,9 +371,9 @@ impl Store {
             Err(error) => (None, Some(Err(error))),
         };
         let scan = visible.map(|guard| {
-            self.tree.scan_prefix(b"r/").map(move |item| {
+            self.inner.tree.scan_prefix(b"r/").map(move |item| {
                 let _visible = &guard;
-                let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+                let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
                 let id = String::from_utf8_lossy(&key[2..]).into_owned();
                 let record = self.decode_record(&id, &bytes)?;
                 if with_plans {
@@ -375,16 +390,17 @@ impl Store {
     #[cfg(any(test, feature = "testing"))]
     pub fn raw_tree(&self) -> Result<&sled::Tree, StoreError> {
         drop(self.visible()?);
-        Ok(&self.tree)
+        Ok(&self.inner.tree)
     }
 
     /// Decodes record `bytes` of sync `id`, with its head for format 2 (the
     /// caller holds the visibility lock).
     fn decode_record(&self, id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
         decode_record(id, bytes, || {
-            self.tree
+            self.inner
+                .tree
                 .get(head_key(id))
-                .map_err(|e| io_error(&self.path, e))
+                .map_err(|e| io_error(&self.inner.path, e))
         })
     }
 
@@ -392,8 +408,8 @@ impl Store {
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let _visible = self.visible()?;
         let mut entries: Vec<HistoryEntry> = Vec::new();
-        for item in self.tree.scan_prefix(history_prefix(id)) {
-            let (key, bytes) = item.map_err(|e| io_error(&self.path, e))?;
+        for item in self.inner.tree.scan_prefix(history_prefix(id)) {
+            let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
             let corrupt = |detail: String| StoreError::Corrupt {
                 sync: id.to_string(),
                 detail: format!("history entry: {detail}"),
@@ -429,9 +445,10 @@ impl Store {
     pub fn index(&self, key: &str) -> Result<Option<String>, StoreError> {
         let _visible = self.visible()?;
         Ok(self
+            .inner
             .tree
             .get(index_key(key))
-            .map_err(|e| io_error(&self.path, e))?
+            .map_err(|e| io_error(&self.inner.path, e))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
@@ -439,17 +456,18 @@ impl Store {
     pub fn data(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let _visible = self.visible()?;
         Ok(self
+            .inner
             .tree
             .get(data_key(key))
-            .map_err(|e| io_error(&self.path, e))?
+            .map_err(|e| io_error(&self.inner.path, e))?
             .map(|v| v.to_vec()))
     }
 
     /// Waits for every acknowledged commit to be in sled, then holds off the
     /// applier so the read sees whole groups.
     fn visible(&self) -> Result<RwLockReadGuard<'_, ()>, StoreError> {
-        self.shared.wait_applied()?;
-        Ok(self.shared.visibility.read())
+        self.inner.shared.wait_applied()?;
+        Ok(self.inner.shared.visibility.read())
     }
 
     /// Iterates machine-owned data under `x/<prefix>`, as `(key without "x/", value)`.
@@ -461,29 +479,42 @@ impl Store {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
-        let waited = self.shared.wait_applied();
+        let waited = self.inner.shared.wait_applied();
         let failed = waited.err().map(Err).into_iter();
-        failed.chain(self.tree.scan_prefix(data_key(prefix)).map(move |item| {
-            item.map(|(k, v)| (k[2..].to_vec(), v.to_vec()))
-                .map_err(|e| io_error(&self.path, e))
-        }))
+        failed.chain(
+            self.inner
+                .tree
+                .scan_prefix(data_key(prefix))
+                .map(move |item| {
+                    item.map(|(k, v)| (k[2..].to_vec(), v.to_vec()))
+                        .map_err(|e| io_error(&self.inner.path, e))
+                }),
+        )
     }
 
     /// The highest seq of sync `id` whose commit has been flushed, as seen by
     /// the writer thread (used by the write-ahead tests).
     #[cfg(any(test, feature = "testing"))]
     pub fn durable_seq(&self, id: &str) -> Option<u64> {
-        self.shared.durable.lock().get(id).copied()
+        self.inner.shared.durable.lock().get(id).copied()
     }
 
     /// Commits and flushes counted by the writer so far (tests and benches).
     #[cfg(any(test, feature = "testing"))]
     pub fn writer_stats(&self) -> WriterStats {
-        *self.shared.stats.lock()
+        *self.inner.shared.stats.lock()
     }
 
-    /// Stops the writer after it has committed everything queued, and flushes.
+    /// Stops the writer after it has committed everything queued, and
+    /// flushes: for every handle of this store, whose commits then fail with
+    /// [`StoreError::WriterStopped`]. Dropping the last handle does the same.
     pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Inner {
+    fn close(&self) {
         self.shared.queue().closed = true;
         self.shared.queued.notify_all();
         let threads = std::mem::take(&mut *self.threads.lock());
@@ -494,7 +525,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
     }
@@ -503,7 +534,7 @@ impl Drop for Store {
 mod tests {
     use super::*;
 
-    pub(super) fn open_small(path: &Path) -> Arc<Store> {
+    pub(super) fn open_small(path: &Path) -> Store {
         let db = sled::Config::new().path(path).open().unwrap();
         Store::from_db(path.to_path_buf(), db, 64 * 1024).unwrap()
     }

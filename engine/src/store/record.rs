@@ -530,7 +530,7 @@ mod tests {
             |id: &str| -> Vec<u64> { store.history(id).unwrap().iter().map(|e| e.seq).collect() };
         assert_eq!(seqs("a"), [1, 2, 3, 4, 5]);
         assert_eq!(seqs("b"), [1, 2, 3, 4, 5]);
-        let keys = store.tree.scan_prefix(history_prefix("a")).count();
+        let keys = store.inner.tree.scan_prefix(history_prefix("a")).count();
         assert_eq!(keys, 1, "five entries applied in one batch share one key");
 
         // What a replay can leave: a single entry, then a run overlapping it
@@ -539,7 +539,7 @@ mod tests {
             let entries: Vec<_> = seqs.iter().map(|s| entry(*s)).collect();
             serde_json::to_vec(&entries).unwrap()
         };
-        let tree = &store.tree;
+        let tree = &store.inner.tree;
         tree.insert(history_key("c", 1), serde_json::to_vec(&entry(1)).unwrap())
             .unwrap();
         tree.insert(history_key("c", 2), json(&[2, 3, 4])).unwrap();
@@ -612,7 +612,7 @@ mod tests {
                 "to": "CampaignCreated"
             })
         };
-        let tree = &store.tree;
+        let tree = &store.inner.tree;
         tree.insert(history_key("b", 1), old(1).to_string().as_bytes())
             .unwrap();
         tree.insert(
@@ -690,6 +690,7 @@ mod tests {
         assert_eq!(store.history("a").unwrap(), entries);
 
         let (_, value) = store
+            .inner
             .tree
             .scan_prefix(history_prefix("a"))
             .next()
@@ -714,6 +715,7 @@ mod tests {
 
         // A follow-on with no whole entry before it is corrupt, not a panic.
         store
+            .inner
             .tree
             .insert(
                 history_key("b", 1),

@@ -97,7 +97,7 @@ impl Store {
         commit: Commit,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (reply, receiver) = tokio::sync::oneshot::channel();
-        let mut queue = self.shared.queue();
+        let mut queue = self.inner.shared.queue();
         if queue.closed {
             return Err(StoreError::WriterStopped);
         }
@@ -105,7 +105,7 @@ impl Store {
         let wake = queue.writer_waiting;
         drop(queue);
         if wake {
-            self.shared.queued.notify_one();
+            self.inner.shared.queued.notify_one();
         }
         Ok(receiver)
     }
@@ -113,13 +113,13 @@ impl Store {
     /// Writes `commit`, and everything queued, as the leader of one group.
     fn lead(&self, mut writer: MutexGuard<'_, Writer>, commit: Commit) -> Result<(), StoreError> {
         let jobs = {
-            let mut queue = self.shared.queue();
+            let mut queue = self.inner.shared.queue();
             if queue.closed {
                 return Err(StoreError::WriterStopped);
             }
             take_group(&mut queue)
         };
-        writer.commit_group(&self.shared, Some(commit), jobs)
+        writer.commit_group(&self.inner.shared, Some(commit), jobs)
     }
 
     /// Applies `commit` atomically and returns once it is flushed to disk.
@@ -140,7 +140,7 @@ impl Store {
         let on_multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if on_multi_thread {
-            if let Some(writer) = self.shared.try_lead_alone() {
+            if let Some(writer) = self.inner.shared.try_lead_alone() {
                 return tokio::task::block_in_place(move || self.lead(writer, commit));
             }
         }
@@ -151,7 +151,7 @@ impl Store {
     /// [`Store::commit`] for blocking code (not inside an async task). Leads
     /// the group itself when the store is idle.
     pub fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
-        if let Some(writer) = self.shared.try_lead() {
+        if let Some(writer) = self.inner.shared.try_lead() {
             return self.lead(writer, commit);
         }
         self.enqueue(commit)?
