@@ -56,7 +56,7 @@ fn reddit(fake: &FakeRedditHandle, attempts: u32) -> Arc<RedditAdapter> {
     )
 }
 
-fn pusher(store: Arc<Store>, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher {
+fn pusher(store: Store, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runner = Runner::<PushMachine>::new(
         store,

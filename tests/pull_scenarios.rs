@@ -75,11 +75,11 @@ fn policy(page_size: u32, machine_attempts: u32) -> PullPolicy {
 }
 
 struct Setup {
-    store: Arc<Store>,
+    store: Store,
     puller: Puller,
 }
 
-fn puller_with(store: Arc<Store>, client: AmazonClient, policy: PullPolicy) -> Setup {
+fn puller_with(store: Store, client: AmazonClient, policy: PullPolicy) -> Setup {
     let clock = Arc::new(SystemClock);
     let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
     let runner =

@@ -19,7 +19,7 @@ use common::{example_set, start_time, ACCOUNT};
 /// Wraps the real effects and checks the store before letting each one start.
 struct CheckDurable {
     inner: AdapterEffects,
-    store: Arc<Store>,
+    store: Store,
     checked: AtomicUsize,
     violations: std::sync::Mutex<Vec<String>>,
 }

@@ -117,7 +117,7 @@ impl RawFile {
 /// One store commit (a 1 KiB record + a history entry) at a time: the store's
 /// own cost per durable write, without the runner or the platform.
 struct CommitLoop {
-    store: Arc<Store>,
+    store: Store,
     commits: usize,
 }
 
@@ -143,13 +143,13 @@ impl CommitLoop {
 /// run (opening a store preallocates its log; that is not what is measured).
 struct PushLoop {
     runtime: tokio::runtime::Runtime,
-    store: Arc<Store>,
+    store: Store,
     pusher: Pusher,
     campaigns: usize,
 }
 
 impl PushLoop {
-    fn new(store: Arc<Store>) -> PushLoop {
+    fn new(store: Store) -> PushLoop {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -38,7 +38,7 @@ pub fn client_host(host: &str) -> String {
 /// The pull stops at the next step boundary once `interrupts` has seen a signal;
 /// the caller prints how to continue.
 pub async fn resume(
-    store: Arc<Store>,
+    store: Store,
     id: &str,
     json: bool,
     interrupts: &Interrupts,

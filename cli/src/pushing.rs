@@ -14,7 +14,7 @@ use crate::crash_hook::crash_hook_from_env;
 /// A pusher through `adapter` that stops at the next step once `stop` is
 /// given (and, with `test-hooks`, crashes where `ADSYNC_TEST_CRASH_AT` says).
 pub fn open_pusher(
-    store: Arc<Store>,
+    store: Store,
     adapter: Arc<dyn PushAdapter>,
     stop: &adsync::runner::StopSignal,
 ) -> Pusher {
@@ -32,7 +32,7 @@ pub fn open_pusher(
 }
 
 /// A runner for commands that apply outcomes but never perform effects.
-pub fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
+pub fn read_only_runner(store: Store) -> Runner<PushMachine> {
     struct NoEffects;
     #[async_trait::async_trait]
     impl adsync::runner::Effects<PushMachine> for NoEffects {

@@ -1,7 +1,7 @@
 //! Time as a seam: the runner asks a [`Clock`] for "now" and for backoff sleeps, so
 //! tests replace wall time with a [`ManualClock`] that advances only when asked to.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,27 +65,27 @@ impl ManualClock {
 
     /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = self.now.lock();
         *now += by;
     }
 
     /// Total time spent in [`Clock::sleep_until`] so far.
     pub fn total_slept(&self) -> Duration {
-        *self.slept.lock().unwrap_or_else(|p| p.into_inner())
+        *self.slept.lock()
     }
 }
 
 #[async_trait]
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+        *self.now.lock()
     }
 
     async fn sleep_until(&self, deadline: Timestamp) {
-        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = self.now.lock();
         if deadline > *now {
             let wait: Duration = (deadline - *now).try_into().unwrap_or(Duration::ZERO);
-            *self.slept.lock().unwrap_or_else(|p| p.into_inner()) += wait;
+            *self.slept.lock() += wait;
             *now = deadline;
         }
     }

@@ -181,4 +181,5 @@ pub mod backoff;
 pub mod clock;
 pub mod machine;
 pub mod runner;
+mod status;
 pub mod store;

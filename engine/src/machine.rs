@@ -24,9 +24,9 @@
 use std::fmt::{Debug, Display, Write as _};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use strum::{Display as StrumDisplay, IntoEnumIterator};
+use strum::IntoEnumIterator;
 
 use crate::clock::Timestamp;
 
@@ -40,29 +40,7 @@ pub struct Context {
     pub jitter: f64,
 }
 
-/// Where a sync stands, as recorded in its checkpoint.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, StrumDisplay, strum::EnumString,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Status {
-    /// Has an effect to run.
-    Running,
-    /// Finished, everything done.
-    Succeeded,
-    /// Finished with failures (see the last error).
-    Failed,
-    /// Parked: an operator must decide (see the last error for why).
-    NeedsAttention,
-}
-
-impl Status {
-    /// Whether the runner has nothing more to do on its own.
-    pub fn is_settled(self) -> bool {
-        !matches!(self, Status::Running)
-    }
-}
+pub use crate::status::Status;
 
 /// What happens next in a state.
 #[derive(Debug, Clone, PartialEq)]

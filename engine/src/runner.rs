@@ -263,7 +263,7 @@ pub struct Start<M: Machine> {
 
 /// Drives syncs of machine `M`: start, step, run, resume, and read them back.
 pub struct Runner<M: Machine> {
-    store: Arc<Store>,
+    store: Store,
     effects: Arc<dyn Effects<M>>,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
@@ -299,7 +299,7 @@ impl Drop for BusyGuard<'_> {
 
 impl<M: Machine> Runner<M> {
     /// A runner over `store`, performing effects with `effects` and reading time from `clock`.
-    pub fn new(store: Arc<Store>, effects: Arc<dyn Effects<M>>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Store, effects: Arc<dyn Effects<M>>, clock: Arc<dyn Clock>) -> Self {
         Runner {
             store,
             effects,
@@ -337,7 +337,7 @@ impl<M: Machine> Runner<M> {
     }
 
     /// The store this runner writes to.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Store {
         &self.store
     }
     /// The syncs whose first or latest committed state this runner still

@@ -20,7 +20,7 @@ pub const AMAZON: &str = "amazon";
 /// staging and persisting through the [`Store`].
 pub struct AmazonPullEffects {
     client: AmazonClient,
-    store: Arc<Store>,
+    store: Store,
     clock: Arc<dyn Clock>,
 }
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for AmazonPullEffects {
 
 impl AmazonPullEffects {
     /// Effects calling Amazon with `client` and writing to `store`.
-    pub fn new(client: AmazonClient, store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: AmazonClient, store: Store, clock: Arc<dyn Clock>) -> Self {
         AmazonPullEffects {
             client,
             store,

@@ -5,18 +5,18 @@
 //! entity's spec and parent, the work list — is fixed when the sync starts. The
 //! *progress* — phase, platform ids, results, cursor, attempts, the intent time
 //! — is what transitions change. Writing the whole state before every side
-//! effect made each step cost in proportion to the campaign (about 5 KB of JSON
-//! per step for 25 entities, in serialization, in the log's `fdatasync` and in
-//! sled), so a push was quadratic in its size. The runner now stores the plan
+//! effect made each step cost in proportion to the campaign (in serialization,
+//! in the log's `fdatasync` and in sled; docs/performance.md), so a push was
+//! quadratic in its size. The runner now stores the plan
 //! once, in the start commit ([`crate::machine::Machine::encode_plan`]), and
 //! each checkpoint holds only the progress: a few hundred bytes, and only the
 //! entities that have an id or a result are listed.
 //!
 //! Progress layout (version 2 of the push state). Each listed entity is a
 //! row `[index, platform id, result, message]`, the message being a failure's
-//! error or a skip's reason. Rows rather than objects: they were most of a
-//! checkpoint's encoding cost (callgrind: 19 k instructions per transition as
-//! objects for a 25-entity campaign, most of it escaping the repeated keys).
+//! error or a skip's reason. Rows rather than objects: objects were most of a
+//! checkpoint's encoding cost, most of it escaping the repeated keys
+//! (docs/performance.md).
 //! An entity created with an id, nearly every row of a push, is the short
 //! row `[index, platform id]` (rows in the long form, `[0,"c-1","created",null]`,
 //! as earlier versions wrote them, still read).

@@ -61,14 +61,14 @@ pub fn small_set() -> CampaignSet {
 }
 
 pub struct Harness {
-    pub store: Arc<Store>,
+    pub store: Store,
     pub platform: Arc<MemoryPlatform>,
     pub clock: Arc<ManualClock>,
     pub pusher: Pusher,
 }
 
 impl Harness {
-    pub fn new(store: Arc<Store>, platform: Arc<MemoryPlatform>, clock: Arc<ManualClock>) -> Self {
+    pub fn new(store: Store, platform: Arc<MemoryPlatform>, clock: Arc<ManualClock>) -> Self {
         let runner = Runner::<PushMachine>::new(
             store.clone(),
             Arc::new(AdapterEffects::new(platform.clone())),

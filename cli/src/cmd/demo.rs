@@ -33,7 +33,7 @@ use crate::{progress, report};
 const EXAMPLE: &str = include_str!("../../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
-fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
+fn pusher(store: Store, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
     let runner = Runner::<PushMachine>::new(
         store,
         Arc::new(AdapterEffects::new(adapter.clone())),

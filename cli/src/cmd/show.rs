@@ -50,7 +50,7 @@ pub struct Args {
     json: bool,
 }
 
-fn reader(store: Arc<Store>) -> Result<Puller, Failure> {
+fn reader(store: Store) -> Result<Puller, Failure> {
     // Reading needs no platform: the effects are never run.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let client = AmazonClient::new(AmazonConfig::new("-", "-"))

@@ -3,8 +3,9 @@
 //! ## Why a log beside sled
 //! sled 0.34's `flush` hands its log buffers to its own I/O threads, issues one
 //! `sync_file_range` per buffer (usually two per batch: the batch manifest and the
-//! items) and waits for them: measured here at about three times the cost of one
-//! `pwrite` + `fdatasync`, and `sync_file_range` does not flush the drive's cache.
+//! items) and waits for them: several times the cost of one `pwrite` +
+//! `fdatasync` (docs/performance.md), and `sync_file_range` does not flush the
+//! drive's cache.
 //! So the writer thread appends each group of commits to this log, makes it durable
 //! with one `fdatasync`, and only then applies the group to sled *without* flushing
 //! it. sled is flushed at checkpoints (log full, store closed), after which the log
@@ -61,10 +62,8 @@
 //!   (the kernel sends it with FUA, or follows it with a cache flush), with no
 //!   copy into the page cache and no separate `fdatasync`.
 //!
-//! Measured on the 2-core VM this was built on, in one run against a raw
-//! `pwrite(256 B) + fdatasync` overwriting one page: a direct append cost
-//! 1.01–1.03× that raw write, a buffered append + `fdatasync` 1.11–1.12×; a
-//! whole store commit 1.21× with direct appends and 1.34× with buffered ones.
+//! A direct append costs about what a raw `pwrite` + `fdatasync` of one page
+//! does, and less than a buffered append (docs/performance.md has the figures).
 //!
 //! Where the filesystem refuses `O_DIRECT` (tmpfs, some FUSE mounts) appends
 //! fall back to the page cache + `fdatasync`. Then the log drops the pages
