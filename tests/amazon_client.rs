@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use adsync::backoff::Backoff;
 use adsync::platform::amazon::api::{IdFilter, StateFilter};
-use adsync::platform::amazon::fake_server::{Fault, Mutation, RequestRecord, ServerRateLimit};
 use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, AmazonError, FakeAmazon, FakeAmazonConfig, FakeAmazonHandle,
-    Generator, Items, ListKind, ListRequest, SpAdGroup, SpCampaign, SpKeyword, State,
-    ThrottleConfig,
+    AmazonClient, AmazonConfig, AmazonError, Items, ListKind, ListRequest, SpAdGroup, SpCampaign,
+    SpKeyword, State, ThrottleConfig,
 };
+use adsync_fakes::amazon::{Fault, Mutation, RequestRecord, ServerRateLimit};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
 

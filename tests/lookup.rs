@@ -14,17 +14,15 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Status;
 use adsync::model::Campaign;
 use adsync::platform::memory::{Fault as MemFault, Op};
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, FakeRedditHandle, RedditAdapter, RedditConfig,
-    TokenSource,
-};
+use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig, TokenSource};
 use adsync::push::{
     verify_adoption, AdapterEffects, AdoptError, EntityResult, PushMachine, PushPhase, PushPolicy,
     Pusher,
 };
 use adsync::runner::Runner;
 use adsync::store::Store;
+use adsync_fakes::reddit::{Fault, FaultKind};
+use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use common::{small_set, Harness, ACCOUNT};
 
 fn fast_backoff(max_attempts: u32) -> Backoff {

@@ -12,10 +12,8 @@ use std::time::Duration;
 use adsync::backoff::Backoff;
 use adsync::clock::SystemClock;
 use adsync::machine::Status;
-use adsync::platform::amazon::fake_server::{Fault, Mutation, RequestRecord};
 use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator,
-    ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
+    AmazonClient, AmazonConfig, ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
 };
 use adsync::pull::{
     snapshot, AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, SyncState,
@@ -23,6 +21,8 @@ use adsync::pull::{
 };
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
+use adsync_fakes::amazon::{Fault, Mutation, RequestRecord};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
 
@@ -632,7 +632,7 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
                 let snap = snapshot::read_snapshot(&store, AMAZON, PROFILE)
                     .expect("reads")
                     .expect("exists");
-                let whole = |d: &adsync::platform::amazon::ProfileData| {
+                let whole = |d: &adsync_fakes::ProfileData| {
                     snap.campaigns == d.campaigns
                         && snap.ad_groups == d.ad_groups
                         && snap.keywords == d.keywords
@@ -669,7 +669,7 @@ async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
     };
     let config = FakeAmazonConfig::default()
         .with_profile(PROFILE, empty.generate())
-        .with_profile("999", adsync::platform::amazon::ProfileData::default());
+        .with_profile("999", adsync_fakes::ProfileData::default());
     let h = FakeAmazon::start(config).await.expect("server");
     let s = setup(&h);
     let status = s

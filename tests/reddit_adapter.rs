@@ -10,11 +10,9 @@ use adsync::model::{
     Ad, AdGroup, BidStrategy, BidType, Campaign, ConfiguredStatus, GoalType, Keyword, Objective,
     SpendGoal,
 };
-use adsync::platform::reddit::fake_server::{Fault, FaultKind, LoggedRequest};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, FakeRedditHandle, RatePolicy, RedditAdapter,
-    RedditConfig, TokenSource,
-};
+use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig, TokenSource};
+use adsync_fakes::reddit::{Fault, FaultKind, LoggedRequest};
+use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use time::OffsetDateTime;

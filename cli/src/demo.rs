@@ -18,17 +18,15 @@ use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::{Machine, Next};
 use adsync::model::CampaignSet;
-use adsync::platform::reddit::fake_server::{FakeEntities, Fault, FaultKind};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, RedditAdapter, RedditConfig,
-};
+use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig};
 use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
+use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
+use adsync_fakes::reddit::{FakeEntities, FakeReddit, FakeRedditConfig, Fault, FaultKind};
 
 use crate::{output, Failure};
 
-const EXAMPLE: &str = include_str!("../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {

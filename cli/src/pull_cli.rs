@@ -7,8 +7,8 @@ use std::time::Duration;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Machine;
 use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, Generator, SpAdGroup, SpCampaign,
-    SpKeyword, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
+    AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword, ThrottleConfig, DEFAULT_HOST,
+    DEFAULT_MAX_RESULTS,
 };
 use adsync::pull::{
     AmazonPullEffects, PullError, PullMachine, PullMode, PullPolicy, PullStatus, Puller, SyncState,
@@ -16,6 +16,7 @@ use adsync::pull::{
 };
 use adsync::runner::Runner;
 use adsync::store::{Record, Store, StoreError};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 use clap::ValueEnum;
 
 use crate::Failure;
@@ -536,7 +537,7 @@ pub async fn fake_server_amazon(args: FakeAmazonArgs) -> Result<u8, Failure> {
         data.keywords.len()
     );
     let fake = FakeAmazon::new(config);
-    adsync::platform::amazon::fake_server::serve(listener, fake, async {
+    adsync_fakes::amazon::serve(listener, fake, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await

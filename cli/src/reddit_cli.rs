@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::platform::reddit::fake_server::{self, Fault, FaultKind};
 use adsync::platform::reddit::{
-    AccessToken, ConfigError, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter,
-    RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
+    AccessToken, ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL,
+    ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
 };
+use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig, Fault, FaultKind};
 
 use crate::Failure;
 
@@ -241,7 +241,7 @@ impl FakeServerArgs {
             );
             let _ = std::io::stdout().lock().flush();
         }
-        fake_server::serve(listener, fake, async {
+        adsync_fakes::reddit::serve(listener, fake, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

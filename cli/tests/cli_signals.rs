@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
-use common::fake_reddit::FakeRedditServer;
+use adsync_fakes::blocking::FakeRedditServer;
+use adsync_fakes::reddit::{Fault, FaultKind};
 
 const TOKEN: &str = "signals-test-token";
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/campaign_set.json");

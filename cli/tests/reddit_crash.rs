@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
+use adsync_fakes::reddit::{Fault, FaultKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -47,7 +47,7 @@ const ACCOUNT: &str = "a2_crash";
 const ITERATIONS: u64 = 16;
 const DEFAULT_SEED: u64 = 0x5eed_0003;
 
-type Server = common::fake_reddit::FakeRedditServer;
+type Server = adsync_fakes::blocking::FakeRedditServer;
 
 fn adsync(dir: &Path, server: &Server, args: &[&str], crash_at: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));

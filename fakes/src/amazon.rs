@@ -49,8 +49,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::api::{ListKind, ListRequest, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
-use super::generator::ProfileData;
+use crate::generator::ProfileData;
+use adsync::platform::amazon::api::{
+    ListKind, ListRequest, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State,
+};
 
 /// A server-side token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

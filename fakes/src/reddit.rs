@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use adsync::platform::reddit::fake_server::{Fault, FaultKind, FakeReddit, FakeRedditConfig};
+//! use adsync_fakes::reddit::{Fault, FaultKind, FakeReddit, FakeRedditConfig};
 //!
 //! let fake = FakeReddit::start(FakeRedditConfig::default()).await?;
 //! println!("Reddit Ads API at {}", fake.base_url()); // http://127.0.0.1:PORT/api/v3
