@@ -10,7 +10,7 @@ use adsync::platform::amazon::{
     AmazonClient, AmazonConfig, AmazonError, Items, ListKind, ListRequest, SpAdGroup, SpCampaign,
     SpKeyword, State, ThrottleConfig,
 };
-use adsync_fakes::amazon::{Fault, Mutation, RequestRecord, ServerRateLimit};
+use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord, ServerRateLimit};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
@@ -336,7 +336,7 @@ async fn the_client_sends_the_media_type_and_maps_415() {
     // …and maps a 415 (say, after an API version bump) to its own variant, unretried.
     h.clear_requests();
     h.inject(
-        Fault::Reject {
+        AmazonFault::Reject {
             status: 415,
             code: "UNSUPPORTED_MEDIA_TYPE".into(),
             message: "v3 is retired".into(),
@@ -398,7 +398,7 @@ async fn retry_after_is_honoured() {
     let h = server(small()).await;
     let c = client(&h);
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: Some(1),
         },
         1,
@@ -423,7 +423,7 @@ async fn retry_after_is_honoured() {
 
     // A Retry-After longer than the client is willing to sleep comes back at once.
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: Some(3600),
         },
         1,
@@ -457,7 +457,7 @@ async fn throttled_without_retry_after_backs_off_exponentially_then_succeeds() {
     };
     let c = AmazonClient::new(config(&h).with_backoff(backoff)).expect("client");
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: None,
         },
         2,
@@ -496,7 +496,7 @@ async fn a_429_storm_is_ridden_out_with_the_rate_lowered_then_recovering() {
     let c = AmazonClient::new(config(&h).with_throttle(throttle).with_backoff(backoff))
         .expect("client");
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: None,
         },
         4,
@@ -531,7 +531,7 @@ async fn retries_are_bounded_then_throttled() {
     let h = server(small()).await;
     let c = AmazonClient::new(config(&h).with_backoff(fast_backoff(3))).expect("client");
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: None,
         },
         10,
@@ -670,14 +670,14 @@ async fn the_servers_dynamic_throttling_is_absorbed() {
 async fn server_errors_and_timeouts_are_retried_then_transient() {
     let h = server(small()).await;
     let c = client(&h);
-    h.inject(Fault::ServerError { status: 503 }, 2);
+    h.inject(AmazonFault::ServerError { status: 503 }, 2);
     c.list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await
         .expect("retried");
     assert_eq!(statuses(&h.requests()), [503, 503, 200]);
 
     h.clear_requests();
-    h.inject(Fault::ServerError { status: 500 }, 10);
+    h.inject(AmazonFault::ServerError { status: 500 }, 10);
     let err = c
         .list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await
@@ -694,7 +694,7 @@ async fn server_errors_and_timeouts_are_retried_then_transient() {
 
     // A response slower than the timeout is retried.
     let c = AmazonClient::new(config(&h).with_timeout(Duration::from_millis(300))).expect("client");
-    h.inject(Fault::Delay { ms: 1000 }, 1);
+    h.inject(AmazonFault::Delay { ms: 1000 }, 1);
     let started = Instant::now();
     c.list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await
@@ -728,7 +728,7 @@ async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
     let h = server(small()).await;
     let c = client(&h);
 
-    h.inject(Fault::InvalidJson, 1);
+    h.inject(AmazonFault::InvalidJson, 1);
     let err = c
         .list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await
@@ -742,7 +742,7 @@ async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
         .await
         .expect("page 1");
     let token = first.next_token.expect("more pages");
-    h.inject(Fault::MissingField, 1);
+    h.inject(AmazonFault::MissingField, 1);
     let err = c
         .list_page(PROFILE, ListKind::Keywords, Some(&token), 5)
         .await
@@ -763,7 +763,7 @@ async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
     }
     assert!(err.to_string().contains(&token), "the page is named: {err}");
 
-    h.inject(Fault::UnknownEnum, 1);
+    h.inject(AmazonFault::UnknownEnum, 1);
     let err = c
         .list_page(PROFILE, ListKind::AdGroups, None, 5)
         .await
@@ -825,7 +825,7 @@ async fn logs_name_path_status_latency_and_page_but_never_the_token() {
         ..config(&h)
     })
     .expect("client");
-    h.inject(Fault::ServerError { status: 500 }, 1);
+    h.inject(AmazonFault::ServerError { status: 500 }, 1);
     let first = c
         .list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await

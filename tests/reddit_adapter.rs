@@ -11,7 +11,7 @@ use adsync::model::{
     SpendGoal,
 };
 use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig, TokenSource};
-use adsync_fakes::reddit::{Fault, FaultKind, LoggedRequest};
+use adsync_fakes::reddit::{LoggedRequest, RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -521,7 +521,7 @@ async fn unauthorized_refreshes_once_then_succeeds() {
 #[tokio::test]
 async fn unauthorized_twice_is_permanent_without_leaking_the_token() {
     let (fake, adapter) = setup().await;
-    fake.inject(Fault::new(FaultKind::Unauthorized).times(2));
+    fake.inject(RedditFault::new(RedditFaultKind::Unauthorized).times(2));
     match adapter.create(&account(), &campaign("Never Made")).await {
         Err(e @ AdapterError::Permanent { .. }) => {
             let text = format!("{e} {e:?}");
@@ -539,7 +539,7 @@ async fn unauthorized_twice_is_permanent_without_leaking_the_token() {
 async fn throttled_with_retry_after_waits_then_succeeds() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: Some(1),
@@ -569,7 +569,7 @@ async fn throttled_with_retry_after_waits_then_succeeds() {
 async fn throttled_with_only_ratelimit_reset_waits_then_succeeds() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: None,
@@ -596,7 +596,7 @@ async fn throttled_with_only_ratelimit_reset_waits_then_succeeds() {
 async fn throttled_without_headers_backs_off_then_succeeds_or_gives_up_transient() {
     let (fake, adapter) = setup().await;
     let throttle = || {
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: None,
@@ -706,7 +706,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
         .await
         .expect("c");
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 503,
             after_apply: false,
             retry_after_secs: None,
@@ -722,7 +722,11 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     assert_eq!(found.len(), 1);
     assert_eq!(count(&fake.requests(), "GET", "/campaigns", Some(503)), 2);
 
-    fake.inject(Fault::new(FaultKind::Drop).method("GET").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Drop)
+            .method("GET")
+            .times(1),
+    );
     let found = adapter
         .find(&account(), EntityKind::Campaign, "Flaky Reads", long_ago())
         .await
@@ -730,7 +734,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     assert_eq!(found[0].id, cid);
 
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: false,
             retry_after_secs: None,
@@ -753,7 +757,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     );
 
     // Persistent 5xx on reads: bounded, then Transient.
-    fake.inject(Fault::new(FaultKind::Status {
+    fake.inject(RedditFault::new(RedditFaultKind::Status {
         status: 502,
         after_apply: false,
         retry_after_secs: None,
@@ -774,7 +778,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
 async fn server_error_on_create_is_unknown_and_never_resent() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: true,
             retry_after_secs: None,
@@ -811,7 +815,7 @@ async fn lost_create_response_is_unknown_and_find_settles_it() {
         .expect("c");
     let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
     fake.inject(
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains("/ad_groups")
             .times(1),
@@ -857,7 +861,7 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
     })
     .expect("adapter");
     fake.inject(
-        Fault::new(FaultKind::LoseResponse {
+        RedditFault::new(RedditFaultKind::LoseResponse {
             withhold_ms: Some(1_000),
         })
         .method("POST")
@@ -873,7 +877,7 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
     assert_eq!(fake.entities().campaigns.len(), 1);
     // A slow read times out too, but reads are simply retried.
     fake.inject(
-        Fault::new(FaultKind::Latency { ms: 600 })
+        RedditFault::new(RedditFaultKind::Latency { ms: 600 })
             .method("GET")
             .times(1),
     );
@@ -896,7 +900,11 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
 #[tokio::test]
 async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
     let (fake, adapter) = setup().await;
-    fake.inject(Fault::new(FaultKind::Garble).method("POST").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Garble)
+            .method("POST")
+            .times(1),
+    );
     match adapter.create(&account(), &campaign("Garbled One")).await {
         Err(AdapterError::Unknown { message }) => {
             assert!(
@@ -908,7 +916,7 @@ async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
         other => panic!("expected Unknown, got {other:?}"),
     }
     fake.inject(
-        Fault::new(FaultKind::RawBody {
+        RedditFault::new(RedditFaultKind::RawBody {
             body: r#"{"data": {}}"#.into(),
         })
         .method("POST")
@@ -922,7 +930,11 @@ async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
     assert_eq!(fake.entities().campaigns.len(), 2);
     assert_eq!(count(&fake.requests(), "POST", "", None), 2);
 
-    fake.inject(Fault::new(FaultKind::Garble).method("GET").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Garble)
+            .method("GET")
+            .times(1),
+    );
     match adapter
         .find(&account(), EntityKind::Campaign, "Garbled One", long_ago())
         .await
@@ -1024,7 +1036,7 @@ async fn logs_show_requests_but_never_the_token() {
     let (fake, adapter) = setup().await;
     fake.expire_token_once();
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: true,
             retry_after_secs: None,

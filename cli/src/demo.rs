@@ -23,7 +23,9 @@ use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
 use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
-use adsync_fakes::reddit::{FakeEntities, FakeReddit, FakeRedditConfig, Fault, FaultKind};
+use adsync_fakes::reddit::{
+    FakeEntities, FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind,
+};
 
 use crate::{output, Failure};
 
@@ -61,7 +63,7 @@ pub async fn run() -> Result<u8, Failure> {
     .await
     .map_err(|e| failed("cannot start the fake Reddit server")(e.to_string()))?;
     fake.inject(
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains("/ad_groups")
             .times(1),

@@ -9,7 +9,7 @@ use adsync::platform::reddit::{
     AccessToken, ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL,
     ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
 };
-use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig, Fault, FaultKind};
+use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind};
 
 use crate::Failure;
 
@@ -170,21 +170,21 @@ impl FakeServerArgs {
         }
     }
 
-    fn faults(&self) -> Vec<Fault> {
+    fn faults(&self) -> Vec<RedditFault> {
         let mut faults = Vec::new();
         if let Some(n) = self.lose_create_responses {
             faults.push(
-                Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+                RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
                     .method("POST")
                     .times(n),
             );
         }
         if let Some(n) = self.drop_connections {
-            faults.push(Fault::new(FaultKind::Drop).times(n));
+            faults.push(RedditFault::new(RedditFaultKind::Drop).times(n));
         }
         if let Some(n) = self.fail_5xx {
             faults.push(
-                Fault::new(FaultKind::Status {
+                RedditFault::new(RedditFaultKind::Status {
                     status: 500,
                     after_apply: false,
                     retry_after_secs: None,
@@ -195,7 +195,7 @@ impl FakeServerArgs {
         }
         if let Some(n) = self.throttle {
             faults.push(
-                Fault::new(FaultKind::Status {
+                RedditFault::new(RedditFaultKind::Status {
                     status: 429,
                     after_apply: false,
                     retry_after_secs: (!self.no_retry_after).then_some(1),
@@ -205,7 +205,7 @@ impl FakeServerArgs {
             );
         }
         if let Some(ms) = self.latency_ms {
-            faults.push(Fault::new(FaultKind::Latency { ms }));
+            faults.push(RedditFault::new(RedditFaultKind::Latency { ms }));
         }
         faults
     }

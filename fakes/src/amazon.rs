@@ -20,7 +20,7 @@
 //!   changeable at run time; a request over it gets **429** with
 //!   `{"code":"THROTTLED",...}` and a `Retry-After` header on the endpoints
 //!   configured in [`FakeAmazonConfig::retry_after`] only.
-//! * **Faults** ([`Fault`]): the next *n* list calls (after the auth and media
+//! * **Faults** ([`AmazonFault`]): the next *n* list calls (after the auth and media
 //!   type checks) answer 429 (a "storm"), a 5xx, a delay, a chosen error status,
 //!   or a garbled 200 (invalid JSON, missing field, unknown enum value).
 //! * **Admin** (no auth, loopback only, under `/_admin`): `GET|DELETE
@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -43,6 +43,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -142,7 +143,7 @@ impl FakeAmazonConfig {
 /// A fault served instead of (or before) the normal answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Fault {
+pub enum AmazonFault {
     /// 429 `{"code":"THROTTLED"}`, with `Retry-After` when given.
     Throttle {
         /// Seconds for the `Retry-After` header.
@@ -273,7 +274,7 @@ impl Mutation {
 
 /// Entity counts of a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub struct ProfileCounts {
     /// Campaigns.
     pub campaigns: usize,
     /// Ad groups.
@@ -303,7 +304,7 @@ struct Control {
     rate_limit: Option<ServerRateLimit>,
     tokens: f64,
     refilled_at: Instant,
-    faults: VecDeque<Fault>,
+    faults: VecDeque<AmazonFault>,
     log: Vec<RequestRecord>,
     request_ids: u64,
 }
@@ -442,15 +443,12 @@ impl FakeAmazon {
             .with_state(self.clone())
     }
 
-    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
-        self.shared
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.shared.control.lock()
     }
 
     /// Queues `fault` for the next `count` list calls (after already queued faults).
-    pub fn inject(&self, fault: Fault, count: usize) {
+    pub fn inject(&self, fault: AmazonFault, count: usize) {
         let mut c = self.control();
         c.faults.extend(std::iter::repeat_n(fault, count));
     }
@@ -491,8 +489,8 @@ impl FakeAmazon {
     }
 
     /// Entity counts of a profile.
-    pub fn counts(&self, profile_id: &str) -> Option<Counts> {
-        self.read().get(profile_id).map(|p| Counts {
+    pub fn counts(&self, profile_id: &str) -> Option<ProfileCounts> {
+        self.read().get(profile_id).map(|p| ProfileCounts {
             campaigns: p.campaigns.len(),
             ad_groups: p.ad_groups.len(),
             keywords: p.keywords.len(),
@@ -504,12 +502,12 @@ impl FakeAmazon {
         self.write().insert(profile_id.into(), data);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ProfileData>> {
-        self.shared.data.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, ProfileData>> {
+        self.shared.data.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ProfileData>> {
-        self.shared.data.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, ProfileData>> {
+        self.shared.data.write()
     }
 
     /// Applies a data change; errors name what was not found.
@@ -903,15 +901,15 @@ impl FakeAmazon {
         let mut garble = None;
         match fault {
             None => {}
-            Some(Fault::Throttle { retry_after_secs }) => {
+            Some(AmazonFault::Throttle { retry_after_secs }) => {
                 return throttled(retry_after_secs);
             }
-            Some(Fault::ServerError { status }) => {
+            Some(AmazonFault::ServerError { status }) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return error_body(status, "INTERNAL_ERROR", "Injected server error", &rid);
             }
-            Some(Fault::Reject {
+            Some(AmazonFault::Reject {
                 status,
                 code,
                 message,
@@ -923,7 +921,7 @@ impl FakeAmazon {
                 )
                     .into_response();
             }
-            Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Some(AmazonFault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Some(other) => garble = Some(other),
         }
         if !self.take_token() {
@@ -992,14 +990,14 @@ impl FakeAmazon {
             body
         };
         let body = match garble {
-            Some(Fault::InvalidJson) => full[..full.len() / 2].to_owned(),
-            Some(fault @ (Fault::MissingField | Fault::UnknownEnum)) => {
+            Some(AmazonFault::InvalidJson) => full[..full.len() / 2].to_owned(),
+            Some(fault @ (AmazonFault::MissingField | AmazonFault::UnknownEnum)) => {
                 let mut value: Value = serde_json::from_str(&full).unwrap_or(Value::Null);
                 match value[kind.items_key()]
                     .get_mut(0)
                     .and_then(Value::as_object_mut)
                 {
-                    Some(first) if fault == Fault::MissingField => {
+                    Some(first) if fault == AmazonFault::MissingField => {
                         first.remove("state");
                     }
                     Some(first) => {
@@ -1055,7 +1053,7 @@ fn throttled(retry_after_secs: Option<u32>) -> Response {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InjectFaults {
     /// The fault.
-    pub fault: Fault,
+    pub fault: AmazonFault,
     /// For how many of the next list calls.
     pub count: usize,
 }
