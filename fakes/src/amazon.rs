@@ -5,6 +5,8 @@
 //! and `Amazon-Advertising-API-Scope` naming a known profile (else **403**), and the
 //! endpoint's vendor media type on both `Content-Type` and `Accept` (else **415**;
 //! the fake is stricter than Amazon about a missing `Accept`, on purpose).
+//! Paths, media types and request bodies are read with the fake's own
+//! [`wire`] types, so a client that misspells them gets a 400/415, not a mirror.
 //!
 //! * **Paging.** `maxResults` in `1..=max_page_size` (default 1000; absent →
 //!   `default_page_size`, 100); anything else is **400**. `nextToken` is opaque
@@ -51,9 +53,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::generator::ProfileData;
-use adsync::platform::amazon::api::{
-    ListKind, ListRequest, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State,
-};
+
+pub mod wire;
+
+use adsync::platform::amazon::api::{ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
+use wire::{items_key, media_type, path, ListRequest};
 
 /// A server-side token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -667,7 +671,7 @@ impl Filters {
             states: req
                 .state_filter
                 .as_ref()
-                .map(|f| f.include.iter().copied().collect()),
+                .map(|f| f.include.iter().map(|s| s.to_data()).collect()),
         }
     }
 
@@ -691,22 +695,18 @@ impl Filters {
 
     /// FNV-1a over the filters, so a token cannot be replayed with other filters.
     fn fingerprint(req: &ListRequest) -> u64 {
-        let only_filters = ListRequest {
-            max_results: None,
-            next_token: None,
-            ..req.clone()
-        };
-        let bytes = serde_json::to_vec(&only_filters).unwrap_or_default();
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        req.filter_key()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
     }
 }
 
 fn encode_token(kind: ListKind, profile_id: &str, fingerprint: u64, last_id: &str) -> String {
     let plain = format!(
         "v1|{}|{profile_id}|{fingerprint:016x}|{last_id}",
-        kind.items_key()
+        items_key(kind)
     );
     plain.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -723,7 +723,7 @@ fn decode_token(token: &str, kind: ListKind, profile_id: &str, fingerprint: u64)
     let plain = String::from_utf8(bytes?).ok()?;
     let mut parts = plain.splitn(5, '|');
     let ok = parts.next() == Some("v1")
-        && parts.next() == Some(kind.items_key())
+        && parts.next() == Some(items_key(kind))
         && parts.next() == Some(profile_id)
         && parts.next() == Some(format!("{fingerprint:016x}").as_str());
     if !ok {
@@ -822,7 +822,7 @@ impl FakeAmazon {
         let mut record = RequestRecord {
             at,
             method: Method::POST.to_string(),
-            path: kind.path().to_owned(),
+            path: path(kind).to_owned(),
             status: 0,
             profile_id: header_str(&headers, "Amazon-Advertising-API-Scope"),
             next_token: request.as_ref().ok().and_then(|r| r.next_token.clone()),
@@ -832,7 +832,7 @@ impl FakeAmazon {
         };
         let response = self.answer(kind, &headers, request, &record).await;
         record.status = response.status().as_u16();
-        tracing::debug!(path = kind.path(), status = record.status, "fake amazon");
+        tracing::debug!(path = path(kind), status = record.status, "fake amazon");
         self.log(record);
         response
     }
@@ -881,15 +881,15 @@ impl FakeAmazon {
                 &rid,
             );
         }
-        if !media_type_ok(record.content_type.as_deref(), kind.media_type())
-            || !media_type_ok(record.accept.as_deref(), kind.media_type())
+        if !media_type_ok(record.content_type.as_deref(), media_type(kind))
+            || !media_type_ok(record.accept.as_deref(), media_type(kind))
         {
             return error_body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
                 &format!(
                     "Content-Type and Accept must be {} (got {:?} / {:?})",
-                    kind.media_type(),
+                    media_type(kind),
                     record.content_type,
                     record.accept
                 ),
@@ -978,10 +978,7 @@ impl FakeAmazon {
                 ListKind::AdGroups => to_json(page_of(&p.ad_groups, last_id, &filters, max)),
                 ListKind::Keywords => to_json(page_of(&p.keywords, last_id, &filters, max)),
             };
-            let mut body = format!(
-                "{{\"totalResults\":{total},\"{}\":{items}",
-                kind.items_key()
-            );
+            let mut body = format!("{{\"totalResults\":{total},\"{}\":{items}", items_key(kind));
             if let Some(last) = last {
                 let token = encode_token(kind, &profile_id, fingerprint, &last);
                 body.push_str(&format!(",\"nextToken\":\"{token}\""));
@@ -993,7 +990,7 @@ impl FakeAmazon {
             Some(AmazonFault::InvalidJson) => full[..full.len() / 2].to_owned(),
             Some(fault @ (AmazonFault::MissingField | AmazonFault::UnknownEnum)) => {
                 let mut value: Value = serde_json::from_str(&full).unwrap_or(Value::Null);
-                match value[kind.items_key()]
+                match value[items_key(kind)]
                     .get_mut(0)
                     .and_then(Value::as_object_mut)
                 {
@@ -1005,7 +1002,7 @@ impl FakeAmazon {
                     }
                     None => {
                         if let Some(o) = value.as_object_mut() {
-                            o.remove(kind.items_key());
+                            o.remove(items_key(kind));
                         }
                     }
                 }
@@ -1017,7 +1014,7 @@ impl FakeAmazon {
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(kind.media_type()),
+                HeaderValue::from_static(media_type(kind)),
             )],
             body,
         )
