@@ -18,14 +18,13 @@ use std::time::{Duration, Instant};
 
 use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, Generator, SpKeyword, ThrottleConfig,
-};
+use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpKeyword, ThrottleConfig};
 use adsync::pull::{
     AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, AMAZON,
 };
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 
 const PROFILE: &str = "1000000001";
 

@@ -24,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
-use adsync::model::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Objective};
-use adsync::platform::reddit::fake_server::FakeEntities;
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter, RedditConfig,
-};
+use adsync::model::CampaignSet;
+use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig};
 use adsync::push::{AdapterEffects, PushMachine, Pusher};
 use adsync::runner::Runner;
 use adsync::store::Store;
+use adsync_fakes::fixtures::{campaign, Shape};
+use adsync_fakes::reddit::FakeEntities;
+use adsync_fakes::{FakeReddit, FakeRedditConfig};
 
 const CAMPAIGNS: usize = 20;
 const GROUPS: usize = 7;
@@ -40,37 +40,12 @@ const WRITES_PER_SECOND: u32 = 200;
 const READS_PER_SECOND: u32 = 400;
 const TOKEN: &str = "bench-token";
 
-fn campaign(i: usize) -> Campaign {
-    Campaign {
-        id: format!("c{i}"),
-        name: format!("Campaign {i}"),
-        objective: Objective::Clicks,
-        status: ConfiguredStatus::Paused,
-        goal: None,
-        ad_groups: (0..GROUPS)
-            .map(|g| AdGroup {
-                id: format!("c{i}g{g}"),
-                name: format!("Group {g}"),
-                status: ConfiguredStatus::Paused,
-                bid_strategy: None,
-                bid_type: None,
-                bid_value_micros: None,
-                start_time: None,
-                end_time: None,
-                ads: (0..ADS)
-                    .map(|a| Ad {
-                        id: format!("c{i}g{g}a{a}"),
-                        name: format!("Ad {a}"),
-                        post_id: format!("t3_{i}x{g}x{a}"),
-                        click_url: None,
-                        status: ConfiguredStatus::Paused,
-                    })
-                    .collect(),
-                keywords: Vec::new(),
-            })
-            .collect(),
-    }
-}
+/// 7 ad groups × 6 ads, no keywords: 50 entities a campaign.
+const SHAPE: Shape = Shape {
+    ad_groups: GROUPS,
+    ads: ADS,
+    keywords: 0,
+};
 
 struct Round {
     wall: Duration,
@@ -85,7 +60,7 @@ struct Round {
 async fn round(n: usize, fractional_reset: bool) -> Round {
     let set = CampaignSet {
         name: "bench".into(),
-        campaigns: (0..CAMPAIGNS).map(campaign).collect(),
+        campaigns: (0..CAMPAIGNS).map(|i| campaign(i, SHAPE)).collect(),
     };
     let entities = CAMPAIGNS * (1 + GROUPS * (1 + ADS));
     let window = Duration::from_secs(1);

@@ -41,11 +41,11 @@
 //!
 //! * [`push`] — campaign → ad groups → ads → keywords to a platform, every platform id
 //!   checkpointed before children are touched; adapters in [`platform::memory`] and
-//!   [`platform::reddit`] (HTTP, with a fake Reddit Ads server).
+//!   [`platform::reddit`] (HTTP; its fake is in the `adsync-fakes` crate).
 //! * [`pull`] — an Amazon Ads profile's campaigns, ad groups and keywords, page by
 //!   page (each page staged in the checkpoint that records its `nextToken`), then
-//!   persisted as a new snapshot generation made current in one commit; client and
-//!   fake server in [`platform::amazon`].
+//!   persisted as a new snapshot generation made current in one commit;
+//!   client in [`platform::amazon`] (its fake is in `adsync-fakes`).
 //!
 //! Time comes through [`clock::Clock`], so tests run on a [`clock::ManualClock`];
 //! rate limits through [`ratelimit::RateLimiter`], backoff through [`backoff::Backoff`].

@@ -14,17 +14,15 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Status;
 use adsync::model::Campaign;
 use adsync::platform::memory::{Fault as MemFault, Op};
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, FakeRedditHandle, RedditAdapter, RedditConfig,
-    TokenSource,
-};
+use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig, TokenSource};
 use adsync::push::{
     verify_adoption, AdapterEffects, AdoptError, EntityResult, PushMachine, PushPhase, PushPolicy,
     Pusher,
 };
 use adsync::runner::Runner;
 use adsync::store::Store;
+use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
+use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use common::{small_set, Harness, ACCOUNT};
 
 fn fast_backoff(max_attempts: u32) -> Backoff {
@@ -72,7 +70,7 @@ fn pusher(store: Store, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher 
 
 fn lose_first_ad_group_create(fake: &FakeRedditHandle) {
     fake.inject(
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains("/ad_groups")
             .times(1),
@@ -122,7 +120,7 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
         lose_first_ad_group_create(&fake);
         // Adapter: 2 tries per call; machine: 2 calls. 4 GETs spend every retry.
         fake.inject(
-            Fault::new(FaultKind::Status {
+            RedditFault::new(RedditFaultKind::Status {
                 status: 503,
                 after_apply: false,
                 retry_after_secs: None,
@@ -507,7 +505,7 @@ async fn error_texts_do_not_repeat_themselves() {
         other => panic!("{other:?}"),
     }
     // 401 with a fixed token: no "even after refreshing".
-    fake.inject(Fault::new(FaultKind::Unauthorized).times(2));
+    fake.inject(RedditFault::new(RedditFaultKind::Unauthorized).times(2));
     let spec = EntitySpec::Campaign(Campaign {
         ad_groups: vec![],
         ..small_set().campaigns[0].clone()
@@ -530,7 +528,7 @@ async fn error_texts_do_not_repeat_themselves() {
         .as_str()
         .expect("id")
         .to_string();
-    fake.inject(Fault::new(FaultKind::Status {
+    fake.inject(RedditFault::new(RedditFaultKind::Status {
         status: 500,
         after_apply: false,
         retry_after_secs: None,

@@ -12,10 +12,8 @@ use std::time::Duration;
 use adsync::backoff::Backoff;
 use adsync::clock::SystemClock;
 use adsync::machine::Status;
-use adsync::platform::amazon::fake_server::{Fault, Mutation, RequestRecord};
 use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator,
-    ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
+    AmazonClient, AmazonConfig, ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
 };
 use adsync::pull::{
     snapshot, AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, SyncState,
@@ -23,6 +21,8 @@ use adsync::pull::{
 };
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
+use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
 
@@ -327,13 +327,13 @@ async fn step_until(s: &Setup, stop: impl Fn(&adsync::pull::PullState) -> bool) 
 #[tokio::test]
 async fn bad_responses_fail_clearly_and_persist_nothing() {
     for (fault, name, expected) in [
-        (Fault::InvalidJson, "invalid_json", "invalid response"),
+        (AmazonFault::InvalidJson, "invalid_json", "invalid response"),
         (
-            Fault::MissingField,
+            AmazonFault::MissingField,
             "missing_field",
             "missing field `state`",
         ),
-        (Fault::UnknownEnum, "unknown_enum", "SUSPENDED"),
+        (AmazonFault::UnknownEnum, "unknown_enum", "SUSPENDED"),
     ] {
         let h = server().await;
         let s = setup(&h);
@@ -404,13 +404,13 @@ async fn a_429_storm_is_ridden_out() {
     // 2 with Retry-After (1 s would be slow: 0 s), then 3 without: more than the
     // client's 3 attempts, so the machine's own retry is needed too.
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: Some(0),
         },
         2,
     );
     h.inject(
-        Fault::Throttle {
+        AmazonFault::Throttle {
             retry_after_secs: None,
         },
         2,
@@ -446,7 +446,7 @@ async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume() {
     })
     .await;
     // Client: 3 attempts per call; machine: 2 calls → 6 failures fail the pull.
-    h.inject(Fault::ServerError { status: 503 }, 6);
+    h.inject(AmazonFault::ServerError { status: 503 }, 6);
     let id = s.puller.sync_id(PROFILE);
     let checkpoint = s.puller.runner().run(&id).await.expect("runs");
     assert_eq!(checkpoint.record.status, Status::Failed);
@@ -479,7 +479,7 @@ async fn restart_mode_discards_a_failed_pulls_staging() {
         .await
         .expect("begin");
     step_until(&s, |st| st.phase == PullPhase::FetchingAdGroups).await;
-    h.inject(Fault::UnknownEnum, 1);
+    h.inject(AmazonFault::UnknownEnum, 1);
     let id = s.puller.sync_id(PROFILE);
     s.puller.runner().run(&id).await.expect("runs");
     h.clear_requests();
@@ -632,7 +632,7 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
                 let snap = snapshot::read_snapshot(&store, AMAZON, PROFILE)
                     .expect("reads")
                     .expect("exists");
-                let whole = |d: &adsync::platform::amazon::ProfileData| {
+                let whole = |d: &adsync_fakes::ProfileData| {
                     snap.campaigns == d.campaigns
                         && snap.ad_groups == d.ad_groups
                         && snap.keywords == d.keywords
@@ -669,7 +669,7 @@ async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
     };
     let config = FakeAmazonConfig::default()
         .with_profile(PROFILE, empty.generate())
-        .with_profile("999", adsync::platform::amazon::ProfileData::default());
+        .with_profile("999", adsync_fakes::ProfileData::default());
     let h = FakeAmazon::start(config).await.expect("server");
     let s = setup(&h);
     let status = s

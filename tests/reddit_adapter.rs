@@ -10,11 +10,9 @@ use adsync::model::{
     Ad, AdGroup, BidStrategy, BidType, Campaign, ConfiguredStatus, GoalType, Keyword, Objective,
     SpendGoal,
 };
-use adsync::platform::reddit::fake_server::{Fault, FaultKind, LoggedRequest};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, FakeRedditHandle, RatePolicy, RedditAdapter,
-    RedditConfig, TokenSource,
-};
+use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig, TokenSource};
+use adsync_fakes::reddit::{LoggedRequest, RedditFault, RedditFaultKind};
+use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -523,7 +521,7 @@ async fn unauthorized_refreshes_once_then_succeeds() {
 #[tokio::test]
 async fn unauthorized_twice_is_permanent_without_leaking_the_token() {
     let (fake, adapter) = setup().await;
-    fake.inject(Fault::new(FaultKind::Unauthorized).times(2));
+    fake.inject(RedditFault::new(RedditFaultKind::Unauthorized).times(2));
     match adapter.create(&account(), &campaign("Never Made")).await {
         Err(e @ AdapterError::Permanent { .. }) => {
             let text = format!("{e} {e:?}");
@@ -541,7 +539,7 @@ async fn unauthorized_twice_is_permanent_without_leaking_the_token() {
 async fn throttled_with_retry_after_waits_then_succeeds() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: Some(1),
@@ -571,7 +569,7 @@ async fn throttled_with_retry_after_waits_then_succeeds() {
 async fn throttled_with_only_ratelimit_reset_waits_then_succeeds() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: None,
@@ -598,7 +596,7 @@ async fn throttled_with_only_ratelimit_reset_waits_then_succeeds() {
 async fn throttled_without_headers_backs_off_then_succeeds_or_gives_up_transient() {
     let (fake, adapter) = setup().await;
     let throttle = || {
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 429,
             after_apply: false,
             retry_after_secs: None,
@@ -708,7 +706,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
         .await
         .expect("c");
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 503,
             after_apply: false,
             retry_after_secs: None,
@@ -724,7 +722,11 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     assert_eq!(found.len(), 1);
     assert_eq!(count(&fake.requests(), "GET", "/campaigns", Some(503)), 2);
 
-    fake.inject(Fault::new(FaultKind::Drop).method("GET").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Drop)
+            .method("GET")
+            .times(1),
+    );
     let found = adapter
         .find(&account(), EntityKind::Campaign, "Flaky Reads", long_ago())
         .await
@@ -732,7 +734,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     assert_eq!(found[0].id, cid);
 
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: false,
             retry_after_secs: None,
@@ -755,7 +757,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
     );
 
     // Persistent 5xx on reads: bounded, then Transient.
-    fake.inject(Fault::new(FaultKind::Status {
+    fake.inject(RedditFault::new(RedditFaultKind::Status {
         status: 502,
         after_apply: false,
         retry_after_secs: None,
@@ -776,7 +778,7 @@ async fn server_errors_and_dropped_connections_on_reads_and_updates_are_retried(
 async fn server_error_on_create_is_unknown_and_never_resent() {
     let (fake, adapter) = setup().await;
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: true,
             retry_after_secs: None,
@@ -813,7 +815,7 @@ async fn lost_create_response_is_unknown_and_find_settles_it() {
         .expect("c");
     let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
     fake.inject(
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains("/ad_groups")
             .times(1),
@@ -859,7 +861,7 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
     })
     .expect("adapter");
     fake.inject(
-        Fault::new(FaultKind::LoseResponse {
+        RedditFault::new(RedditFaultKind::LoseResponse {
             withhold_ms: Some(1_000),
         })
         .method("POST")
@@ -875,7 +877,7 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
     assert_eq!(fake.entities().campaigns.len(), 1);
     // A slow read times out too, but reads are simply retried.
     fake.inject(
-        Fault::new(FaultKind::Latency { ms: 600 })
+        RedditFault::new(RedditFaultKind::Latency { ms: 600 })
             .method("GET")
             .times(1),
     );
@@ -898,7 +900,11 @@ async fn create_response_withheld_past_the_timeout_is_unknown() {
 #[tokio::test]
 async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
     let (fake, adapter) = setup().await;
-    fake.inject(Fault::new(FaultKind::Garble).method("POST").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Garble)
+            .method("POST")
+            .times(1),
+    );
     match adapter.create(&account(), &campaign("Garbled One")).await {
         Err(AdapterError::Unknown { message }) => {
             assert!(
@@ -910,7 +916,7 @@ async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
         other => panic!("expected Unknown, got {other:?}"),
     }
     fake.inject(
-        Fault::new(FaultKind::RawBody {
+        RedditFault::new(RedditFaultKind::RawBody {
             body: r#"{"data": {}}"#.into(),
         })
         .method("POST")
@@ -924,7 +930,11 @@ async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
     assert_eq!(fake.entities().campaigns.len(), 2);
     assert_eq!(count(&fake.requests(), "POST", "", None), 2);
 
-    fake.inject(Fault::new(FaultKind::Garble).method("GET").times(1));
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Garble)
+            .method("GET")
+            .times(1),
+    );
     match adapter
         .find(&account(), EntityKind::Campaign, "Garbled One", long_ago())
         .await
@@ -964,137 +974,6 @@ async fn connect_failure_is_transient_even_for_creates() {
         }
         other => panic!("expected Transient, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn fake_server_follows_the_platform_notes_and_admin_api_works() {
-    let fake = FakeReddit::start(FakeRedditConfig::default())
-        .await
-        .expect("fake");
-    let base = fake.base_url();
-    let token = fake.config().token.clone();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let send = |req: reqwest::RequestBuilder| async move { req.send().await.expect("sent") };
-
-    // Missing required fields and unknown enum values: 400 with field messages.
-    let resp = send(
-        http.post(format!("{base}/ad_accounts/{ACCOUNT}/campaigns"))
-            .bearer_auth(&token)
-            .header("User-Agent", "t")
-            .json(&json!({"data": {"name": "Okay Name", "objective": "SHOUTING"}})),
-    )
-    .await;
-    assert_eq!(resp.status(), 400);
-    let body: Value = resp.json().await.expect("json");
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|f| f["field"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(fields, vec!["objective", "configured_status"]);
-    assert_eq!(body["error"]["code"], json!(400));
-
-    // A valid create, then the bare-path rules.
-    let resp = send(
-        http.post(format!("{base}/ad_accounts/{ACCOUNT}/campaigns"))
-            .bearer_auth(&token)
-            .header("User-Agent", "t")
-            .json(&json!({"data": {"name": "Okay Name", "objective": "CLICKS", "configured_status": "PAUSED"}})),
-    )
-    .await;
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.expect("json");
-    let id = created["data"]["id"].as_str().expect("id").to_string();
-    assert!(created["data"]["created_at"].as_str().is_some());
-    for (method, url) in [
-        (reqwest::Method::PUT, format!("{base}/campaigns/{id}")),
-        (
-            reqwest::Method::GET,
-            format!("{base}/ad_accounts/{ACCOUNT}/campaigns/{id}"),
-        ),
-        (
-            reqwest::Method::GET,
-            format!("{base}/ad_accounts/{ACCOUNT}/ads/{id}"),
-        ),
-        (reqwest::Method::DELETE, format!("{base}/campaigns/{id}")),
-    ] {
-        let resp = send(
-            http.request(method.clone(), &url)
-                .bearer_auth(&token)
-                .header("User-Agent", "t"),
-        )
-        .await;
-        assert_eq!(resp.status(), 404, "{method} {url}");
-    }
-    let resp = send(
-        http.get(format!("{base}/campaigns/{id}"))
-            .bearer_auth(&token)
-            .header("User-Agent", "t"),
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers().contains_key("x-ratelimit-remaining"));
-    // Auth and User-Agent are required.
-    assert_eq!(
-        send(
-            http.get(format!("{base}/campaigns/{id}"))
-                .header("User-Agent", "t")
-        )
-        .await
-        .status(),
-        401
-    );
-    assert_eq!(
-        send(
-            http.get(format!("{base}/campaigns/{id}"))
-                .bearer_auth(&token)
-        )
-        .await
-        .status(),
-        400
-    );
-
-    // Admin HTTP API: inject a fault, see it hit, read entities and the log.
-    let admin = format!("http://{}/__admin", fake.addr());
-    let resp = send(http.post(format!("{admin}/faults")).json(&json!({
-        "method": "GET", "times": 1, "kind": {"type": "status", "status": 503}
-    })))
-    .await;
-    assert_eq!(resp.status(), 204);
-    let resp = send(
-        http.get(format!("{base}/campaigns/{id}"))
-            .bearer_auth(&token)
-            .header("User-Agent", "t"),
-    )
-    .await;
-    assert_eq!(resp.status(), 503);
-    let entities: Value = send(http.get(format!("{admin}/entities")))
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(entities["campaigns"].as_array().map(Vec::len), Some(1));
-    let log: Vec<LoggedRequest> = send(http.get(format!("{admin}/requests")))
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        log.last().and_then(|r| r.fault.clone()),
-        Some("status_503".to_string())
-    );
-    assert_eq!(log.len(), fake.requests().len());
-
-    // Only loopback.
-    assert!(FakeReddit::start(FakeRedditConfig {
-        bind: "0.0.0.0:0".parse().expect("addr"),
-        ..FakeRedditConfig::default()
-    })
-    .await
-    .is_err());
-    fake.shutdown().await;
 }
 
 #[tokio::test]
@@ -1157,7 +1036,7 @@ async fn logs_show_requests_but_never_the_token() {
     let (fake, adapter) = setup().await;
     fake.expire_token_once();
     fake.inject(
-        Fault::new(FaultKind::Status {
+        RedditFault::new(RedditFaultKind::Status {
             status: 500,
             after_apply: true,
             retry_after_secs: None,

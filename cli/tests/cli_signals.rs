@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
-use common::fake_reddit::FakeRedditServer;
+use adsync_fakes::blocking::FakeRedditServer;
+use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 
 const TOKEN: &str = "signals-test-token";
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/campaign_set.json");
@@ -185,7 +185,7 @@ fn verbose_logs_one_plain_line_per_effect() {
 fn interrupted_push(signal: i32) -> (FakeRedditServer, tempfile::TempDir, Output) {
     let fake = FakeRedditServer::start(TOKEN);
     fake.fake()
-        .inject(Fault::new(FaultKind::Latency { ms: 150 }));
+        .inject(RedditFault::new(RedditFaultKind::Latency { ms: 150 }));
     let dir = tempfile::tempdir().expect("tempdir");
     let child: Child = reddit_push(&dir.path().join("adsync.db"), &fake)
         .stdout(Stdio::piped())
@@ -277,7 +277,7 @@ fn a_second_signal_exits_at_once() {
         .expect("adsync starts");
     // Every request now hangs far longer than the test waits.
     fake.fake()
-        .inject(Fault::new(FaultKind::Latency { ms: 60_000 }));
+        .inject(RedditFault::new(RedditFaultKind::Latency { ms: 60_000 }));
     let deadline = Instant::now() + Duration::from_secs(30);
     while fake.requests() < 1 {
         assert!(Instant::now() < deadline, "the push never got going");

@@ -205,7 +205,7 @@ async fn a_stopped_lookup_needs_no_attention_and_resume_finishes_it() {
 /// before any request, naming where it came from (never the token itself).
 #[test]
 fn unsendable_user_agent_or_token_is_a_usage_error_before_any_request() {
-    let server = common::fake_reddit::FakeRedditServer::start("cli-token-3b9e");
+    let server = adsync_fakes::blocking::FakeRedditServer::start("cli-token-3b9e");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("adsync.db");
     let set = dir.path().join("set.json");

@@ -9,12 +9,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use adsync::platform::amazon::fake_server::{Mutation, RequestRecord};
-use adsync::platform::amazon::{
-    FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ListKind, ProfileData,
-};
+use adsync::platform::amazon::ListKind;
 use adsync::pull::{snapshot, ProfileSnapshot, PullMachine, AMAZON};
 use adsync::store::Store;
+use adsync_fakes::amazon::{Mutation, RequestRecord};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
 
 const PROFILE: &str = "271828";
 const PAGE: usize = 4;

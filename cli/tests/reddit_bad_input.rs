@@ -11,7 +11,7 @@ use adsync::store::Store;
 
 const TOKEN: &str = "bad-input-token-91c2";
 
-type Server = common::fake_reddit::FakeRedditServer;
+type Server = adsync_fakes::blocking::FakeRedditServer;
 
 fn adsync(server: &Server, db: &Path, args: &[&str], token: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));

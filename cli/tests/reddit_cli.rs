@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use adsync::platform::reddit::fake_server::FakeEntities;
+use adsync_fakes::reddit::FakeEntities;
 
 /// The fake server child; killed (by its own pid) when dropped.
 struct FakeProcess {

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use adsync::platform::reddit::fake_server::{Fault, FaultKind};
+use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -47,7 +47,7 @@ const ACCOUNT: &str = "a2_crash";
 const ITERATIONS: u64 = 16;
 const DEFAULT_SEED: u64 = 0x5eed_0003;
 
-type Server = common::fake_reddit::FakeRedditServer;
+type Server = adsync_fakes::blocking::FakeRedditServer;
 
 fn adsync(dir: &Path, server: &Server, args: &[&str], crash_at: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));
@@ -111,14 +111,14 @@ fn run_and_kill_after(cmd: &mut Command, delay: Duration, outputs: &mut Vec<Outp
     }
 }
 
-fn random_faults(rng: &mut StdRng) -> Vec<(String, Fault)> {
+fn random_faults(rng: &mut StdRng) -> Vec<(String, RedditFault)> {
     let paths = ["/campaigns", "/ad_groups", "/ads"];
     let mut faults = Vec::new();
     // Always at least one lost create response.
     let path = paths[rng.random_range(0..paths.len())];
     faults.push((
         format!("lost response to a POST {path}"),
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains(path)
             .times(1),
@@ -129,7 +129,7 @@ fn random_faults(rng: &mut StdRng) -> Vec<(String, Fault)> {
         let times = rng.random_range(1..=2);
         faults.push((
             format!("500 ×{times} on {method} (applied first: {after_apply})"),
-            Fault::new(FaultKind::Status {
+            RedditFault::new(RedditFaultKind::Status {
                 status: 500,
                 after_apply,
                 retry_after_secs: None,
@@ -148,7 +148,7 @@ fn random_faults(rng: &mut StdRng) -> Vec<(String, Fault)> {
         };
         faults.push((
             format!("429 {label} on {method}"),
-            Fault::new(FaultKind::Status {
+            RedditFault::new(RedditFaultKind::Status {
                 status: 429,
                 after_apply: false,
                 retry_after_secs,
@@ -161,7 +161,9 @@ fn random_faults(rng: &mut StdRng) -> Vec<(String, Fault)> {
     if rng.random_bool(0.4) {
         faults.push((
             "dropped connection on a GET".into(),
-            Fault::new(FaultKind::Drop).method("GET").times(1),
+            RedditFault::new(RedditFaultKind::Drop)
+                .method("GET")
+                .times(1),
         ));
     }
     faults

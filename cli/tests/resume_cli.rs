@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::fake_reddit::FakeRedditServer;
+use adsync_fakes::blocking::FakeRedditServer;
 
 const SET: &str = r#"{"name": "two", "campaigns": [
   {"id": "c1", "name": "Campaign one", "objective": "CLICKS", "ad_groups": [

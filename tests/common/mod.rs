@@ -1,7 +1,6 @@
 //! Shared test fixtures: a store, a scriptable in-memory platform, paused time.
+//! The campaign sets are `adsync_fakes::fixtures`, shared with benches and the demo.
 #![allow(dead_code)]
-
-pub mod fake_reddit;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,11 +8,13 @@ use std::sync::Arc;
 
 use adsync::adapter::KeywordModel;
 use adsync::clock::ManualClock;
-use adsync::model::CampaignSet;
 use adsync::platform::memory::MemoryPlatform;
 use adsync::push::{AdapterEffects, PushMachine, Pusher, SetReport};
 use adsync::runner::Runner;
 use adsync::store::{HistoryEntry, Store};
+
+#[allow(unused_imports)]
+pub use adsync_fakes::fixtures::{example_set, small_set, TWO_CAMPAIGNS};
 
 pub const ACCOUNT: &str = "a2_test";
 
@@ -29,35 +30,8 @@ pub fn open_raw_sled(db: &Path) -> sled::Db {
         .expect("sled opens once the store is dropped")
 }
 
-/// A two-campaign set (9 entities) for the tests that kill a real push.
-pub const TWO_CAMPAIGNS: &str = r#"{"name": "crash", "campaigns": [
-  {"id": "c1", "name": "Campaign one", "objective": "CLICKS", "ad_groups": [
-    {"id": "g1", "name": "Group one", "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_1"}],
-     "keywords": [{"id": "k1", "text": "shoes"}]},
-    {"id": "g2", "name": "Group two", "ads": [{"id": "a2", "name": "Ad two", "post_id": "t3_2"}]}]},
-  {"id": "c2", "name": "Campaign two", "objective": "IMPRESSIONS", "ad_groups": [
-    {"id": "g3", "name": "Group three", "keywords": [{"id": "k3", "text": "boots"}]}]}]}"#;
-
 pub fn start_time() -> time::OffsetDateTime {
     time::macros::datetime!(2026-03-01 09:00 UTC)
-}
-
-/// The example set shipped in `examples/`.
-pub fn example_set() -> CampaignSet {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campaign_set.json");
-    CampaignSet::from_file(path).expect("example set parses")
-}
-
-/// A one-campaign set: campaign c1 → ad group g1 → ad a1, keywords k1, k2.
-pub fn small_set() -> CampaignSet {
-    CampaignSet::from_json(
-        r#"{"name": "small", "campaigns": [{"id": "c1", "name": "Campaign one", "objective": "CLICKS",
-            "ad_groups": [{"id": "g1", "name": "Group one",
-                "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_one"}],
-                "keywords": [{"id": "k1", "text": "shoes"}, {"id": "k2", "text": "boots"}]}]}]}"#,
-        "small.json",
-    )
-    .expect("small set parses")
 }
 
 pub struct Harness {

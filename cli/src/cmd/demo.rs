@@ -18,19 +18,19 @@ use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::{Machine, Next};
 use adsync::model::CampaignSet;
-use adsync::platform::reddit::fake_server::{FakeEntities, Fault, FaultKind};
-use adsync::platform::reddit::{
-    AccessToken, FakeReddit, FakeRedditConfig, RedditAdapter, RedditConfig,
-};
+use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig};
 use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
 use adsync::runner::{Runner, Step};
 use adsync::store::Store;
+use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
+use adsync_fakes::reddit::{
+    FakeEntities, FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind,
+};
 
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::{progress, report};
 
-const EXAMPLE: &str = include_str!("../../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Store, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
@@ -63,7 +63,7 @@ pub async fn run() -> Result<Exit, Failure> {
     .await
     .map_err(|e| failed("cannot start the fake Reddit server")(e.to_string()))?;
     fake.inject(
-        Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
             .method("POST")
             .path_contains("/ad_groups")
             .times(1),

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adsync::platform::amazon::{FakeAmazon, FakeAmazonConfig, Generator};
-use adsync::platform::reddit::fake_server::{self, Fault, FaultKind};
-use adsync::platform::reddit::{FakeReddit, FakeRedditConfig, ENV_BASE_URL, ENV_TOKEN};
+use adsync::platform::reddit::{ENV_BASE_URL, ENV_TOKEN};
+use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 
 use crate::exit::Exit;
 use crate::failure::Failure;
@@ -101,21 +101,21 @@ impl RedditArgs {
         }
     }
 
-    fn faults(&self) -> Vec<Fault> {
+    fn faults(&self) -> Vec<RedditFault> {
         let mut faults = Vec::new();
         if let Some(n) = self.lose_create_responses {
             faults.push(
-                Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+                RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
                     .method("POST")
                     .times(n),
             );
         }
         if let Some(n) = self.drop_connections {
-            faults.push(Fault::new(FaultKind::Drop).times(n));
+            faults.push(RedditFault::new(RedditFaultKind::Drop).times(n));
         }
         if let Some(n) = self.fail_5xx {
             faults.push(
-                Fault::new(FaultKind::Status {
+                RedditFault::new(RedditFaultKind::Status {
                     status: 500,
                     after_apply: false,
                     retry_after_secs: None,
@@ -126,7 +126,7 @@ impl RedditArgs {
         }
         if let Some(n) = self.throttle {
             faults.push(
-                Fault::new(FaultKind::Status {
+                RedditFault::new(RedditFaultKind::Status {
                     status: 429,
                     after_apply: false,
                     retry_after_secs: (!self.no_retry_after).then_some(1),
@@ -136,7 +136,7 @@ impl RedditArgs {
             );
         }
         if let Some(ms) = self.latency_ms {
-            faults.push(Fault::new(FaultKind::Latency { ms }));
+            faults.push(RedditFault::new(RedditFaultKind::Latency { ms }));
         }
         faults
     }
@@ -168,7 +168,7 @@ impl RedditArgs {
             );
             let _ = std::io::stdout().lock().flush();
         }
-        fake_server::serve(listener, fake, async {
+        adsync_fakes::reddit::serve(listener, fake, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
@@ -238,7 +238,7 @@ async fn amazon(args: AmazonArgs) -> Result<Exit, Failure> {
         data.keywords.len()
     );
     let fake = FakeAmazon::new(config);
-    adsync::platform::amazon::fake_server::serve(listener, fake, async {
+    adsync_fakes::amazon::serve(listener, fake, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await

@@ -14,18 +14,15 @@
 //!   client with AIMD: 429 halves the rate and pauses everyone for `Retry-After`
 //!   (or a jittered exponential backoff when the header is absent); sustained
 //!   success raises it again step by step.
-//! * [`fake_server`] — [`FakeAmazon`], a loopback axum server following
-//!   `docs/platforms/amazon.md` (auth, media types, pagination, token-bucket throttling,
-//!   injected faults, request log, admin API), for tests and
-//!   `adsync fake-server amazon`.
-//! * [`generator`] — deterministic profiles of any size.
+//!
+//! The fake server that tests run this client against, and the profile
+//! generator, live in the `adsync-fakes` crate (`fakes/`), with wire types of
+//! their own.
 //!
 //! Follows `docs/platforms/amazon.md`, the API facts adsync relies on.
 
 pub mod api;
 pub mod client;
-pub mod fake_server;
-pub mod generator;
 pub mod throttle;
 
 pub use api::{
@@ -36,6 +33,4 @@ pub use client::{
     AmazonClient, AmazonConfig, AmazonError, PageRef, PlatformMessage, Secret, DEFAULT_HOST,
     DEFAULT_MAX_RESULTS,
 };
-pub use fake_server::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle};
-pub use generator::{Generator, ProfileData};
 pub use throttle::{Throttle, ThrottleConfig};

@@ -13,12 +13,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use adsync::platform::reddit::fake_server::{Fault, FaultKind, FakeReddit, FakeRedditConfig};
+//! use adsync_fakes::reddit::{RedditFault, RedditFaultKind, FakeReddit, FakeRedditConfig};
 //!
 //! let fake = FakeReddit::start(FakeRedditConfig::default()).await?;
 //! println!("Reddit Ads API at {}", fake.base_url()); // http://127.0.0.1:PORT/api/v3
 //! // The next POST creating a campaign is stored, but its response is lost.
-//! fake.inject(Fault::new(FaultKind::LoseResponse { withhold_ms: None })
+//! fake.inject(RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
 //!     .method("POST").path_contains("/campaigns").times(1));
 //! // … run the adapter …
 //! assert_eq!(fake.entities().campaigns.len(), 1);
@@ -30,7 +30,7 @@
 //!
 //! | method & path              | effect                                              |
 //! |----------------------------|-----------------------------------------------------|
-//! | `POST /__admin/faults`     | add a [`Fault`] (JSON), answers 204                 |
+//! | `POST /__admin/faults`     | add a [`RedditFault`] (JSON), answers 204                 |
 //! | `GET /__admin/faults`      | the pending faults                                  |
 //! | `DELETE /__admin/faults`   | clear all faults                                    |
 //! | `GET /__admin/entities`    | every entity held: [`FakeEntities`]                 |
@@ -43,7 +43,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Bytes};
@@ -52,6 +52,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HOST, RETRY_AFTER, U
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use parking_lot::{Mutex, MutexGuard};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -115,7 +116,7 @@ impl Default for FakeRedditConfig {
 
 /// One injected misbehaviour, applied to the next matching requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fault {
+pub struct RedditFault {
     /// Only requests with this method (e.g. `"POST"`), if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -126,13 +127,13 @@ pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
     /// What happens.
-    pub kind: FaultKind,
+    pub kind: RedditFaultKind,
 }
 
-impl Fault {
+impl RedditFault {
     /// A fault hitting every request until cleared (narrow it with the builders).
-    pub fn new(kind: FaultKind) -> Self {
-        Fault {
+    pub fn new(kind: RedditFaultKind) -> Self {
+        RedditFault {
             method: None,
             path_contains: None,
             times: None,
@@ -171,10 +172,10 @@ impl Fault {
     }
 }
 
-/// The misbehaviours a [`Fault`] can inject.
+/// The misbehaviours a [`RedditFault`] can inject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum FaultKind {
+pub enum RedditFaultKind {
     /// Answer `status` with an error body. With `after_apply` the request is
     /// processed first (a create is stored) and only the answer is the error.
     /// `retry_after_secs` / `reset_secs` add `Retry-After` /
@@ -398,7 +399,7 @@ struct Inner {
     next_id: u64,
     entities: Vec<Stored>,
     page_tokens: HashMap<String, usize>,
-    faults: Vec<Fault>,
+    faults: Vec<RedditFault>,
     log: Vec<(u64, LoggedRequest)>,
     log_seq: u64,
     reads: Window,
@@ -517,7 +518,7 @@ impl FakeReddit {
     }
 
     /// Adds a fault; faults are tried in insertion order, one per request.
-    pub fn inject(&self, fault: Fault) {
+    pub fn inject(&self, fault: RedditFault) {
         self.lock().faults.push(fault);
     }
 
@@ -527,13 +528,13 @@ impl FakeReddit {
     }
 
     /// The pending faults (with their remaining `times`).
-    pub fn faults(&self) -> Vec<Fault> {
+    pub fn faults(&self) -> Vec<RedditFault> {
         self.lock().faults.clone()
     }
 
     /// Makes exactly the next API request fail with 401 (an expired token).
     pub fn expire_token_once(&self) {
-        self.inject(Fault::new(FaultKind::Unauthorized).times(1));
+        self.inject(RedditFault::new(RedditFaultKind::Unauthorized).times(1));
     }
 
     /// Changes the bearer token requests must carry.
@@ -628,10 +629,10 @@ struct ConnKill(Arc<Notify>);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
-    fn take_fault(&self, method: &Method, path: &str) -> Option<FaultKind> {
+    fn take_fault(&self, method: &Method, path: &str) -> Option<RedditFaultKind> {
         let mut inner = self.lock();
         let i = inner.faults.iter().position(|f| f.matches(method, path))?;
         let fault = &mut inner.faults[i];
@@ -646,7 +647,7 @@ impl Shared {
     }
 
     /// Logs a request on arrival (status unknown yet) and returns its sequence number.
-    fn log_start(&self, method: &Method, path: String, fault: Option<&FaultKind>) -> u64 {
+    fn log_start(&self, method: &Method, path: String, fault: Option<&RedditFaultKind>) -> u64 {
         let at = now_rfc3339();
         let mut inner = self.lock();
         inner.log_seq += 1;
@@ -673,15 +674,15 @@ impl Shared {
     }
 }
 
-fn fault_name(f: &FaultKind) -> String {
+fn fault_name(f: &RedditFaultKind) -> String {
     match f {
-        FaultKind::Status { status, .. } => format!("status_{status}"),
-        FaultKind::Latency { .. } => "latency".into(),
-        FaultKind::Drop => "drop".into(),
-        FaultKind::LoseResponse { .. } => "lose_response".into(),
-        FaultKind::Garble => "garble".into(),
-        FaultKind::RawBody { .. } => "raw_body".into(),
-        FaultKind::Unauthorized => "unauthorized".into(),
+        RedditFaultKind::Status { status, .. } => format!("status_{status}"),
+        RedditFaultKind::Latency { .. } => "latency".into(),
+        RedditFaultKind::Drop => "drop".into(),
+        RedditFaultKind::LoseResponse { .. } => "lose_response".into(),
+        RedditFaultKind::Garble => "garble".into(),
+        RedditFaultKind::RawBody { .. } => "raw_body".into(),
+        RedditFaultKind::Unauthorized => "unauthorized".into(),
     }
 }
 
@@ -788,9 +789,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let fault = shared.take_fault(&method, &path);
     let seq = shared.log_start(&method, logged_path, fault.as_ref());
     match &fault {
-        Some(FaultKind::Latency { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
-        Some(FaultKind::Drop) => return drop_connection(kill).await,
-        Some(FaultKind::Status {
+        Some(RedditFaultKind::Latency { ms }) => {
+            tokio::time::sleep(Duration::from_millis(*ms)).await
+        }
+        Some(RedditFaultKind::Drop) => return drop_connection(kill).await,
+        Some(RedditFaultKind::Status {
             status,
             after_apply: false,
             retry_after_secs,
@@ -803,12 +806,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         _ => {}
     }
 
-    let unauthorized = matches!(fault, Some(FaultKind::Unauthorized));
+    let unauthorized = matches!(fault, Some(RedditFaultKind::Unauthorized));
     let reply = api(&shared, &parts, &bytes, unauthorized);
     let processed = reply.status.is_success();
 
     let response = match &fault {
-        Some(FaultKind::Status {
+        Some(RedditFaultKind::Status {
             status,
             after_apply: true,
             retry_after_secs,
@@ -818,7 +821,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             r.headers.extend(reply.headers);
             r.into_response()
         }
-        Some(FaultKind::LoseResponse { withhold_ms }) if processed => {
+        Some(RedditFaultKind::LoseResponse { withhold_ms }) if processed => {
             // Logged without a status: the client gets no (timely) answer.
             match withhold_ms {
                 None => return drop_connection(kill).await,
@@ -828,12 +831,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 }
             }
         }
-        Some(FaultKind::Garble) if processed => {
+        Some(RedditFaultKind::Garble) if processed => {
             let text = reply.body.to_string();
             let cut: String = text.chars().take(text.chars().count() / 2).collect();
             raw_response(reply.status, reply.headers, format!("{cut}\u{0}}}garbage"))
         }
-        Some(FaultKind::RawBody { body }) if processed => {
+        Some(RedditFaultKind::RawBody { body }) if processed => {
             raw_response(reply.status, reply.headers, body.clone())
         }
         _ => reply.into_response(),
@@ -884,7 +887,7 @@ fn injected_status(status: u16, retry_after: Option<u64>, reset: Option<u64>) ->
 fn admin(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Response {
     let ok = || StatusCode::NO_CONTENT.into_response();
     match (method.as_str(), path.trim_end_matches('/')) {
-        ("POST", "/faults") => match serde_json::from_slice::<Fault>(body) {
+        ("POST", "/faults") => match serde_json::from_slice::<RedditFault>(body) {
             Ok(f) => {
                 shared.lock().faults.push(f);
                 ok()

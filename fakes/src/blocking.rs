@@ -1,9 +1,11 @@
 //! A fake Reddit Ads server on its own runtime, for tests that drive the real
 //! `adsync` binary from plain (non-async) test code.
 
-use adsync::platform::reddit::fake_server::FakeEntities;
-use adsync::platform::reddit::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
+use crate::reddit::{FakeEntities, FakeReddit, FakeRedditConfig, FakeRedditHandle};
 
+/// A [`FakeReddit`] with a one-worker tokio runtime of its own, so a plain
+/// `#[test]` can start it, run the binary against it and read what it holds
+/// without being async itself. [`stop`](Self::stop) shuts it down.
 pub struct FakeRedditServer {
     runtime: tokio::runtime::Runtime,
     fake: Option<FakeRedditHandle>,
@@ -32,6 +34,7 @@ impl FakeRedditServer {
         }
     }
 
+    /// The running server, to inject faults or read its request log.
     pub fn fake(&self) -> &FakeRedditHandle {
         self.fake.as_ref().expect("running")
     }
@@ -48,6 +51,8 @@ impl FakeRedditServer {
             .expect("admin endpoint answers")
     }
 
+    /// Shuts the server down and waits for it; dropping without `stop` leaves
+    /// the runtime to end its task.
     pub fn stop(mut self) {
         if let Some(fake) = self.fake.take() {
             self.runtime.block_on(fake.shutdown());

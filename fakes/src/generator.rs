@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{
+use adsync::platform::amazon::api::{
     Budget, BudgetType, MatchType, SpAdGroup, SpCampaign, SpKeyword, State, TargetingType,
 };
 
@@ -27,7 +27,7 @@ pub struct ProfileData {
 /// keywords_per_ad_group`.
 ///
 /// ```
-/// use adsync::platform::amazon::Generator;
+/// use adsync_fakes::generator::Generator;
 /// let data = Generator { campaigns: 3, ad_groups_per_campaign: 2, keywords_per_ad_group: 4, seed: 7 }
 ///     .generate();
 /// assert_eq!((data.campaigns.len(), data.ad_groups.len(), data.keywords.len()), (3, 6, 24));

@@ -5,6 +5,8 @@
 //! and `Amazon-Advertising-API-Scope` naming a known profile (else **403**), and the
 //! endpoint's vendor media type on both `Content-Type` and `Accept` (else **415**;
 //! the fake is stricter than Amazon about a missing `Accept`, on purpose).
+//! Paths, media types and request bodies are read with the fake's own
+//! [`wire`] types, so a client that misspells them gets a 400/415, not a mirror.
 //!
 //! * **Paging.** `maxResults` in `1..=max_page_size` (default 1000; absent →
 //!   `default_page_size`, 100); anything else is **400**. `nextToken` is opaque
@@ -20,7 +22,7 @@
 //!   changeable at run time; a request over it gets **429** with
 //!   `{"code":"THROTTLED",...}` and a `Retry-After` header on the endpoints
 //!   configured in [`FakeAmazonConfig::retry_after`] only.
-//! * **Faults** ([`Fault`]): the next *n* list calls (after the auth and media
+//! * **Faults** ([`AmazonFault`]): the next *n* list calls (after the auth and media
 //!   type checks) answer 429 (a "storm"), a 5xx, a delay, a chosen error status,
 //!   or a garbled 200 (invalid JSON, missing field, unknown enum value).
 //! * **Admin** (no auth, loopback only, under `/_admin`): `GET|DELETE
@@ -34,7 +36,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -43,14 +45,19 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::api::{ListKind, ListRequest, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
-use super::generator::ProfileData;
+use crate::generator::ProfileData;
+
+pub mod wire;
+
+use adsync::platform::amazon::api::{ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
+use wire::{items_key, media_type, path, ListRequest};
 
 /// A server-side token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -140,7 +147,7 @@ impl FakeAmazonConfig {
 /// A fault served instead of (or before) the normal answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Fault {
+pub enum AmazonFault {
     /// 429 `{"code":"THROTTLED"}`, with `Retry-After` when given.
     Throttle {
         /// Seconds for the `Retry-After` header.
@@ -271,7 +278,7 @@ impl Mutation {
 
 /// Entity counts of a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub struct ProfileCounts {
     /// Campaigns.
     pub campaigns: usize,
     /// Ad groups.
@@ -301,7 +308,7 @@ struct Control {
     rate_limit: Option<ServerRateLimit>,
     tokens: f64,
     refilled_at: Instant,
-    faults: VecDeque<Fault>,
+    faults: VecDeque<AmazonFault>,
     log: Vec<RequestRecord>,
     request_ids: u64,
 }
@@ -440,15 +447,12 @@ impl FakeAmazon {
             .with_state(self.clone())
     }
 
-    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
-        self.shared
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.shared.control.lock()
     }
 
     /// Queues `fault` for the next `count` list calls (after already queued faults).
-    pub fn inject(&self, fault: Fault, count: usize) {
+    pub fn inject(&self, fault: AmazonFault, count: usize) {
         let mut c = self.control();
         c.faults.extend(std::iter::repeat_n(fault, count));
     }
@@ -489,8 +493,8 @@ impl FakeAmazon {
     }
 
     /// Entity counts of a profile.
-    pub fn counts(&self, profile_id: &str) -> Option<Counts> {
-        self.read().get(profile_id).map(|p| Counts {
+    pub fn counts(&self, profile_id: &str) -> Option<ProfileCounts> {
+        self.read().get(profile_id).map(|p| ProfileCounts {
             campaigns: p.campaigns.len(),
             ad_groups: p.ad_groups.len(),
             keywords: p.keywords.len(),
@@ -502,12 +506,12 @@ impl FakeAmazon {
         self.write().insert(profile_id.into(), data);
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ProfileData>> {
-        self.shared.data.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, ProfileData>> {
+        self.shared.data.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ProfileData>> {
-        self.shared.data.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, ProfileData>> {
+        self.shared.data.write()
     }
 
     /// Applies a data change; errors name what was not found.
@@ -667,7 +671,7 @@ impl Filters {
             states: req
                 .state_filter
                 .as_ref()
-                .map(|f| f.include.iter().copied().collect()),
+                .map(|f| f.include.iter().map(|s| s.to_data()).collect()),
         }
     }
 
@@ -691,22 +695,18 @@ impl Filters {
 
     /// FNV-1a over the filters, so a token cannot be replayed with other filters.
     fn fingerprint(req: &ListRequest) -> u64 {
-        let only_filters = ListRequest {
-            max_results: None,
-            next_token: None,
-            ..req.clone()
-        };
-        let bytes = serde_json::to_vec(&only_filters).unwrap_or_default();
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        req.filter_key()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
     }
 }
 
 fn encode_token(kind: ListKind, profile_id: &str, fingerprint: u64, last_id: &str) -> String {
     let plain = format!(
         "v1|{}|{profile_id}|{fingerprint:016x}|{last_id}",
-        kind.items_key()
+        items_key(kind)
     );
     plain.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -723,7 +723,7 @@ fn decode_token(token: &str, kind: ListKind, profile_id: &str, fingerprint: u64)
     let plain = String::from_utf8(bytes?).ok()?;
     let mut parts = plain.splitn(5, '|');
     let ok = parts.next() == Some("v1")
-        && parts.next() == Some(kind.items_key())
+        && parts.next() == Some(items_key(kind))
         && parts.next() == Some(profile_id)
         && parts.next() == Some(format!("{fingerprint:016x}").as_str());
     if !ok {
@@ -822,7 +822,7 @@ impl FakeAmazon {
         let mut record = RequestRecord {
             at,
             method: Method::POST.to_string(),
-            path: kind.path().to_owned(),
+            path: path(kind).to_owned(),
             status: 0,
             profile_id: header_str(&headers, "Amazon-Advertising-API-Scope"),
             next_token: request.as_ref().ok().and_then(|r| r.next_token.clone()),
@@ -832,7 +832,7 @@ impl FakeAmazon {
         };
         let response = self.answer(kind, &headers, request, &record).await;
         record.status = response.status().as_u16();
-        tracing::debug!(path = kind.path(), status = record.status, "fake amazon");
+        tracing::debug!(path = path(kind), status = record.status, "fake amazon");
         self.log(record);
         response
     }
@@ -881,15 +881,15 @@ impl FakeAmazon {
                 &rid,
             );
         }
-        if !media_type_ok(record.content_type.as_deref(), kind.media_type())
-            || !media_type_ok(record.accept.as_deref(), kind.media_type())
+        if !media_type_ok(record.content_type.as_deref(), media_type(kind))
+            || !media_type_ok(record.accept.as_deref(), media_type(kind))
         {
             return error_body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
                 &format!(
                     "Content-Type and Accept must be {} (got {:?} / {:?})",
-                    kind.media_type(),
+                    media_type(kind),
                     record.content_type,
                     record.accept
                 ),
@@ -901,15 +901,15 @@ impl FakeAmazon {
         let mut garble = None;
         match fault {
             None => {}
-            Some(Fault::Throttle { retry_after_secs }) => {
+            Some(AmazonFault::Throttle { retry_after_secs }) => {
                 return throttled(retry_after_secs);
             }
-            Some(Fault::ServerError { status }) => {
+            Some(AmazonFault::ServerError { status }) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return error_body(status, "INTERNAL_ERROR", "Injected server error", &rid);
             }
-            Some(Fault::Reject {
+            Some(AmazonFault::Reject {
                 status,
                 code,
                 message,
@@ -921,7 +921,7 @@ impl FakeAmazon {
                 )
                     .into_response();
             }
-            Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Some(AmazonFault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
             Some(other) => garble = Some(other),
         }
         if !self.take_token() {
@@ -978,10 +978,7 @@ impl FakeAmazon {
                 ListKind::AdGroups => to_json(page_of(&p.ad_groups, last_id, &filters, max)),
                 ListKind::Keywords => to_json(page_of(&p.keywords, last_id, &filters, max)),
             };
-            let mut body = format!(
-                "{{\"totalResults\":{total},\"{}\":{items}",
-                kind.items_key()
-            );
+            let mut body = format!("{{\"totalResults\":{total},\"{}\":{items}", items_key(kind));
             if let Some(last) = last {
                 let token = encode_token(kind, &profile_id, fingerprint, &last);
                 body.push_str(&format!(",\"nextToken\":\"{token}\""));
@@ -990,14 +987,14 @@ impl FakeAmazon {
             body
         };
         let body = match garble {
-            Some(Fault::InvalidJson) => full[..full.len() / 2].to_owned(),
-            Some(fault @ (Fault::MissingField | Fault::UnknownEnum)) => {
+            Some(AmazonFault::InvalidJson) => full[..full.len() / 2].to_owned(),
+            Some(fault @ (AmazonFault::MissingField | AmazonFault::UnknownEnum)) => {
                 let mut value: Value = serde_json::from_str(&full).unwrap_or(Value::Null);
-                match value[kind.items_key()]
+                match value[items_key(kind)]
                     .get_mut(0)
                     .and_then(Value::as_object_mut)
                 {
-                    Some(first) if fault == Fault::MissingField => {
+                    Some(first) if fault == AmazonFault::MissingField => {
                         first.remove("state");
                     }
                     Some(first) => {
@@ -1005,7 +1002,7 @@ impl FakeAmazon {
                     }
                     None => {
                         if let Some(o) = value.as_object_mut() {
-                            o.remove(kind.items_key());
+                            o.remove(items_key(kind));
                         }
                     }
                 }
@@ -1017,7 +1014,7 @@ impl FakeAmazon {
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(kind.media_type()),
+                HeaderValue::from_static(media_type(kind)),
             )],
             body,
         )
@@ -1053,7 +1050,7 @@ fn throttled(retry_after_secs: Option<u32>) -> Response {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InjectFaults {
     /// The fault.
-    pub fault: Fault,
+    pub fault: AmazonFault,
     /// For how many of the next list calls.
     pub count: usize,
 }
