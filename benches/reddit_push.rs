@@ -29,8 +29,7 @@ use adsync::platform::reddit::fake_server::FakeEntities;
 use adsync::platform::reddit::{
     AccessToken, FakeReddit, FakeRedditConfig, RatePolicy, RedditAdapter, RedditConfig,
 };
-use adsync::push::{AdapterEffects, PushMachine, Pusher};
-use adsync::runner::Runner;
+use adsync::push::Pusher;
 use adsync::store::Store;
 
 const CAMPAIGNS: usize = 20;
@@ -121,12 +120,7 @@ async fn round(n: usize, fractional_reset: bool) -> Round {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(dir.path().join("adsync.db")).expect("store");
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    let pusher = Pusher::new(Arc::new(runner), adapter.as_ref(), clock);
+    let pusher = Pusher::new(store, adapter.clone(), clock);
     let account = format!("a2_bench{n}");
 
     let start = Instant::now();

@@ -22,8 +22,8 @@ use adsync::platform::reddit::fake_server::{FakeEntities, Fault, FaultKind};
 use adsync::platform::reddit::{
     AccessToken, FakeReddit, FakeRedditConfig, RedditAdapter, RedditConfig,
 };
-use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
-use adsync::runner::{Runner, Step};
+use adsync::push::{PushEffect, PushMachine, Pusher};
+use adsync::runner::Step;
 use adsync::store::Store;
 
 use crate::{output, Failure};
@@ -32,12 +32,7 @@ const EXAMPLE: &str = include_str!("../../examples/campaign_set.json");
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Arc<Store>, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    Pusher::new(Arc::new(runner), adapter.as_ref(), clock.clone())
+    Pusher::new(store, adapter.clone(), clock.clone())
 }
 
 fn failed(context: &str) -> impl Fn(String) -> Failure + '_ {
@@ -99,7 +94,7 @@ pub async fn run() -> Result<u8, Failure> {
         let ids = p.start(&set, ACCOUNT).await?;
         let first = &ids[0];
         // Step the first campaign until an ad create is the next durable effect.
-        while let Step::Transitioned(t) = p.runner().step(first).await? {
+        while let Step::Transitioned(t) = p.step(first).await? {
             print(&t);
             if let Next::Effect(PushEffect::Create { parent, spec }) = PushMachine::next(&t.state) {
                 if spec.kind() == EntityKind::Ad {

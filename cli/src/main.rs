@@ -22,7 +22,7 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Status;
 use adsync::model::CampaignSet;
 use adsync::platform::memory::MemoryPlatform;
-use adsync::push::{AdapterEffects, PushError, PushMachine, PushOutcome, Pusher, SetReport};
+use adsync::push::{PushError, PushMachine, PushOutcome, Pusher, SetReport};
 #[cfg(feature = "test-hooks")]
 use adsync::runner::{HookPoint, HookWhen};
 use adsync::runner::{RunError, Runner};
@@ -491,19 +491,7 @@ pub(crate) fn absolute(path: &std::path::Path) -> String {
 
 /// A runner for commands that apply outcomes but never perform effects.
 fn read_only_runner(store: Arc<Store>) -> Runner<PushMachine> {
-    struct NoEffects;
-    #[async_trait::async_trait]
-    impl adsync::runner::Effects<PushMachine> for NoEffects {
-        async fn perform(&self, _sync: &str, _effect: &adsync::push::PushEffect) -> PushOutcome {
-            PushOutcome::Failed {
-                error: adsync::adapter::AdapterError::Transient {
-                    message: "no platform configured".into(),
-                    retry_after: None,
-                },
-            }
-        }
-    }
-    Runner::new(store, Arc::new(NoEffects), Arc::new(SystemClock))
+    Runner::new(store, Arc::new(SystemClock))
 }
 
 /// The command that resumes sync `id`, pushed to `platform`.
@@ -606,16 +594,12 @@ fn open_pusher(
     stop: &adsync::runner::StopSignal,
 ) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut runner = Runner::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    if let Some(hook) = crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
-    let runner = runner.with_stop(stop.clone());
-    Pusher::new(Arc::new(runner), adapter.as_ref(), clock)
+    Pusher::new(store, adapter, clock).with_runner(|mut runner| {
+        if let Some(hook) = crash_hook_from_env() {
+            runner = runner.with_hook(hook);
+        }
+        runner.with_stop(stop.clone())
+    })
 }
 
 /// The endpoint a push sync was started against, from its labels; flags that

@@ -10,11 +10,7 @@ use adsync::platform::amazon::{
     AmazonClient, AmazonConfig, FakeAmazon, FakeAmazonConfig, Generator, SpAdGroup, SpCampaign,
     SpKeyword, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
 };
-use adsync::pull::{
-    AmazonPullEffects, PullError, PullMachine, PullMode, PullPolicy, PullStatus, Puller, SyncState,
-    AMAZON,
-};
-use adsync::runner::Runner;
+use adsync::pull::{PullError, PullMachine, PullMode, PullPolicy, PullStatus, Puller, SyncState};
 use adsync::store::{Record, Store, StoreError};
 use clap::ValueEnum;
 
@@ -150,9 +146,7 @@ fn reader(store: Arc<Store>) -> Result<Puller, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let client = AmazonClient::new(AmazonConfig::new("-", "-"))
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    Ok(Puller::new(Arc::new(runner), AMAZON, clock))
+    Ok(Puller::new(store, client, clock))
 }
 
 /// `adsync pull`.
@@ -184,17 +178,16 @@ pub async fn pull(db: &std::path::Path, args: PullArgs) -> Result<u8, Failure> {
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
     let store = Store::open_from_async(db).await.map_err(store_failure)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    if let Some(hook) = crate::crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
     let policy = PullPolicy {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
     let host = client_host(&args.host);
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock)
+    let puller = Puller::new(store, client, clock)
+        .with_runner(|runner| match crate::crash_hook_from_env() {
+            Some(hook) => runner.with_hook(hook),
+            None => runner,
+        })
         .with_policy(policy)
         .with_labels(std::collections::BTreeMap::from([(
             "host".to_string(),
@@ -278,13 +271,13 @@ pub async fn resume(
         .with_timeout(Duration::from_secs(30));
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    if let Some(hook) = crate::crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
-    let runner = runner.with_stop(interrupts.stop_signal().clone());
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock);
+    let stop = interrupts.stop_signal().clone();
+    let puller = Puller::new(store, client, clock).with_runner(|mut runner| {
+        if let Some(hook) = crate::crash_hook_from_env() {
+            runner = runner.with_hook(hook);
+        }
+        runner.with_stop(stop)
+    });
     run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
 }
 
@@ -381,7 +374,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
     records
         .iter()
         .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| adsync::runner::decode_checkpoint::<PullMachine>(r.clone()).ok())
+        .filter_map(|r| adsync::runner::Checkpoint::<PullMachine>::try_from(r.clone()).ok())
         .map(|c| PullStatus::from_checkpoint(&c))
         .collect()
 }

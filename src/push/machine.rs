@@ -12,7 +12,9 @@ use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
 use crate::backoff::Backoff;
 use crate::clock::Timestamp;
-use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::machine::{
+    reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
+};
 use crate::model::{Campaign, Keyword};
 
 /// The push machine definition (see [`crate::push`]).
@@ -630,14 +632,6 @@ impl PushState {
 /// (A create's intent is always a real, recent time.)
 const GONE_LOOKUP_SINCE: Timestamp = Timestamp::UNIX_EPOCH;
 
-fn reject(
-    state: &PushState,
-    outcome: &PushOutcome,
-    reason: &str,
-) -> Result<PushState, TransitionError> {
-    Err(TransitionError::new::<PushMachine>(state, outcome, reason))
-}
-
 impl Machine for PushMachine {
     const KIND: &'static str = "push";
     /// Version 2: checkpoints hold progress only; the plan is stored once
@@ -647,62 +641,9 @@ impl Machine for PushMachine {
     type Effect = PushEffect;
     type Outcome = PushOutcome;
     type Phase = PushPhase;
-    type OutcomeKind = PushOutcomeKind;
 
     fn phase(state: &PushState) -> PushPhase {
         state.phase
-    }
-
-    fn encode_plan(state: &PushState) -> Option<serde_json::Result<Box<RawValue>>> {
-        Some(super::checkpoint::encode_plan(state))
-    }
-
-    fn encode_checkpoint(state: &PushState) -> serde_json::Result<Box<RawValue>> {
-        super::checkpoint::encode_progress(state)
-    }
-
-    fn encode_segments(
-        prev: Option<&PushState>,
-        state: &PushState,
-    ) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
-        super::checkpoint::encode_segments(prev, state)
-    }
-
-    fn decode_checkpoint(
-        plan: Option<&RawValue>,
-        segments: &[(u32, std::sync::Arc<RawValue>)],
-        checkpoint: &RawValue,
-    ) -> Result<PushState, String> {
-        super::checkpoint::decode(plan, segments, checkpoint)
-    }
-
-    fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
-        match outcome {
-            PushOutcome::Created { .. } => PushOutcomeKind::Created,
-            PushOutcome::Updated => PushOutcomeKind::Updated,
-            PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
-            PushOutcome::Found { matches } => match matches.len() {
-                0 => PushOutcomeKind::FoundNone,
-                1 => PushOutcomeKind::FoundOne,
-                _ => PushOutcomeKind::FoundMany,
-            },
-            PushOutcome::Failed {
-                error: AdapterError::Transient { .. },
-            } => PushOutcomeKind::Transient,
-            PushOutcome::Failed {
-                error: AdapterError::Permanent { .. },
-            } => PushOutcomeKind::Permanent,
-            PushOutcome::Failed {
-                error: AdapterError::Unknown { .. },
-            } => PushOutcomeKind::Unknown,
-            PushOutcome::Failed {
-                error: AdapterError::NotFound { .. },
-            } => PushOutcomeKind::NotFound,
-            PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
-            PushOutcome::Resumed => PushOutcomeKind::Resumed,
-            PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
-            PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
-        }
     }
 
     fn next(state: &PushState) -> Next<PushEffect> {
@@ -791,7 +732,7 @@ impl Machine for PushMachine {
         let s = state.clone();
         match state.phase {
             PushPhase::Synced | PushPhase::Failed => {
-                reject(state, outcome, "the sync has finished")
+                reject::<Self>(state, outcome, "the sync has finished")
             }
             PushPhase::LookupDeferred => match outcome {
                 O::Resumed => {
@@ -801,7 +742,7 @@ impl Machine for PushMachine {
                     s.retry_at = None;
                     Ok(s)
                 }
-                _ => reject(
+                _ => reject::<Self>(
                     state,
                     outcome,
                     "the sync stopped because the platform was unavailable; a new run looks the entity up again",
@@ -809,7 +750,7 @@ impl Machine for PushMachine {
             },
             PushPhase::NeedsAttention => {
                 let Some(entity) = state.pending_create() else {
-                    return reject(state, outcome, "nothing is pending a decision");
+                    return reject::<Self>(state, outcome, "nothing is pending a decision");
                 };
                 match outcome {
                     O::OperatorAdopt { id } => {
@@ -823,7 +764,7 @@ impl Machine for PushMachine {
                         s.last_error = None;
                         Ok(s)
                     }
-                    _ => reject(
+                    _ => reject::<Self>(
                         state,
                         outcome,
                         "the sync waits for an operator: adopt an id or declare the entity absent",
@@ -832,7 +773,7 @@ impl Machine for PushMachine {
             }
             PushPhase::OutcomeUnknown => {
                 let Some(entity) = state.pending_create() else {
-                    return reject(state, outcome, "no create is pending");
+                    return reject::<Self>(state, outcome, "no create is pending");
                 };
                 match outcome {
                     O::Found { matches } => match matches.as_slice() {
@@ -885,12 +826,12 @@ impl Machine for PushMachine {
                             "cannot tell whether {what} was created: look-up rejected: {error}"
                         )))
                     }
-                    O::Interrupted | O::Resumed => reject(
+                    O::Interrupted | O::Resumed => reject::<Self>(
                         state,
                         outcome,
                         "a look-up is repeatable and is simply run again",
                     ),
-                    _ => reject(state, outcome, "the pending effect is a look-up"),
+                    _ => reject::<Self>(state, outcome, "the pending effect is a look-up"),
                 }
             }
             PushPhase::Pending
@@ -898,7 +839,7 @@ impl Machine for PushMachine {
             | PushPhase::AdGroupsCreated
             | PushPhase::AdsCreated => {
                 let Some(work) = state.current().cloned() else {
-                    return reject(state, outcome, "no work is pending");
+                    return reject::<Self>(state, outcome, "no work is pending");
                 };
                 let create = state.pending_create();
                 match (outcome, &work) {
@@ -908,7 +849,7 @@ impl Machine for PushMachine {
                             s.set_result(entity, EntityResult::Created, Some(id.clone()));
                             Ok(s.advance(ctx))
                         }
-                        None => reject(state, outcome, "the pending effect is not a create"),
+                        None => reject::<Self>(state, outcome, "the pending effect is not a create"),
                     },
                     (O::Updated, Work::Upsert { entity }) if create.is_none() => {
                         let mut s = s;
@@ -916,7 +857,7 @@ impl Machine for PushMachine {
                         Ok(s.advance(ctx))
                     }
                     (O::Updated, _) => {
-                        reject(state, outcome, "the pending effect is not an update")
+                        reject::<Self>(state, outcome, "the pending effect is not an update")
                     }
                     (O::KeywordsSet, Work::SetKeywords { keywords, .. }) => {
                         let mut s = s;
@@ -926,9 +867,9 @@ impl Machine for PushMachine {
                         Ok(s.advance(ctx))
                     }
                     (O::KeywordsSet, _) => {
-                        reject(state, outcome, "the pending effect does not set keywords")
+                        reject::<Self>(state, outcome, "the pending effect does not set keywords")
                     }
-                    (O::Found { .. }, _) => reject(state, outcome, "no look-up is pending"),
+                    (O::Found { .. }, _) => reject::<Self>(state, outcome, "no look-up is pending"),
                     (
                         O::Failed {
                             error: AdapterError::Unknown { .. },
@@ -948,7 +889,7 @@ impl Machine for PushMachine {
                         }
                         Ok(s)
                     }
-                    (O::Interrupted, _) => reject(
+                    (O::Interrupted, _) => reject::<Self>(
                         state,
                         outcome,
                         "the pending effect is repeatable and is simply run again",
@@ -977,7 +918,7 @@ impl Machine for PushMachine {
                         ));
                         Ok(s)
                     }
-                    (O::Resumed, _) => reject(state, outcome, "the sync has not stopped"),
+                    (O::Resumed, _) => reject::<Self>(state, outcome, "the sync has not stopped"),
                     // An update or keyword set is idempotent: an unknown outcome is retried like a transient one.
                     (
                         O::Failed {
@@ -993,7 +934,7 @@ impl Machine for PushMachine {
                         _,
                     ) => Ok(s.fail_current(error.to_string(), ctx)),
                     (O::OperatorAdopt { .. } | O::OperatorAbsent, _) => {
-                        reject(state, outcome, "no operator decision is pending")
+                        reject::<Self>(state, outcome, "no operator decision is pending")
                     }
                 }
             }
@@ -1095,6 +1036,64 @@ impl Machine for PushMachine {
             PushOutcome::Resumed => "resumed: look the entity up again".into(),
             PushOutcome::OperatorAdopt { id } => format!("operator: adopt {id}"),
             PushOutcome::OperatorAbsent => "operator: absent, create it".into(),
+        }
+    }
+}
+
+impl CheckpointCodec for PushMachine {
+    fn encode_plan(state: &PushState) -> Option<serde_json::Result<Box<RawValue>>> {
+        Some(super::checkpoint::encode_plan(state))
+    }
+
+    fn encode_checkpoint(state: &PushState) -> serde_json::Result<Box<RawValue>> {
+        super::checkpoint::encode_progress(state)
+    }
+
+    fn encode_segments(
+        prev: Option<&PushState>,
+        state: &PushState,
+    ) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
+        super::checkpoint::encode_segments(prev, state)
+    }
+
+    fn decode_checkpoint(
+        plan: Option<&RawValue>,
+        segments: &[(u32, std::sync::Arc<RawValue>)],
+        checkpoint: &RawValue,
+    ) -> Result<PushState, String> {
+        super::checkpoint::decode(plan, segments, checkpoint)
+    }
+}
+
+impl MachineDocs for PushMachine {
+    type OutcomeKind = PushOutcomeKind;
+
+    fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
+        match outcome {
+            PushOutcome::Created { .. } => PushOutcomeKind::Created,
+            PushOutcome::Updated => PushOutcomeKind::Updated,
+            PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
+            PushOutcome::Found { matches } => match matches.len() {
+                0 => PushOutcomeKind::FoundNone,
+                1 => PushOutcomeKind::FoundOne,
+                _ => PushOutcomeKind::FoundMany,
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Transient { .. },
+            } => PushOutcomeKind::Transient,
+            PushOutcome::Failed {
+                error: AdapterError::Permanent { .. },
+            } => PushOutcomeKind::Permanent,
+            PushOutcome::Failed {
+                error: AdapterError::Unknown { .. },
+            } => PushOutcomeKind::Unknown,
+            PushOutcome::Failed {
+                error: AdapterError::NotFound { .. },
+            } => PushOutcomeKind::NotFound,
+            PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
+            PushOutcome::Resumed => PushOutcomeKind::Resumed,
+            PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
+            PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
         }
     }
 
