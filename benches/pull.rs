@@ -19,10 +19,8 @@ use std::time::{Duration, Instant};
 use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpKeyword, ThrottleConfig};
-use adsync::pull::{
-    AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, AMAZON,
-};
-use adsync::runner::{Runner, Step};
+use adsync::pull::{PullMode, PullPhase, PullPolicy, Puller};
+use adsync::runner::Step;
 use adsync::store::Store;
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 
@@ -51,7 +49,7 @@ async fn step_until(puller: &Puller, stop: PullPhase) -> usize {
         if checkpoint.state.phase == stop {
             return steps;
         }
-        match puller.runner().step(&id).await.expect("step") {
+        match puller.step(&id).await.expect("step") {
             Step::Settled(status) => panic!(
                 "settled ({status}) before {stop}: {:?}",
                 checkpoint.record.last_error
@@ -157,9 +155,7 @@ fn main() {
             ..ThrottleConfig::default()
         });
     let client = AmazonClient::new(config).expect("client");
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let runner = Runner::<PullMachine>::new(store.clone(), Arc::new(effects), clock.clone());
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock).with_policy(PullPolicy {
+    let puller = Puller::new(store.clone(), client, clock).with_policy(PullPolicy {
         page_size,
         ..PullPolicy::default()
     });

@@ -26,8 +26,7 @@ use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::model::CampaignSet;
 use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig};
-use adsync::push::{AdapterEffects, PushMachine, Pusher};
-use adsync::runner::Runner;
+use adsync::push::Pusher;
 use adsync::store::Store;
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::reddit::FakeEntities;
@@ -96,12 +95,7 @@ async fn round(n: usize, fractional_reset: bool) -> Round {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(dir.path().join("adsync.db")).expect("store");
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    let pusher = Pusher::new(Arc::new(runner), adapter.as_ref(), clock);
+    let pusher = Pusher::new(store, adapter.clone(), clock);
     let account = format!("a2_bench{n}");
 
     let start = Instant::now();

@@ -57,8 +57,8 @@
 //! use adsync::clock::ManualClock;
 //! use adsync::model::CampaignSet;
 //! use adsync::platform::memory::MemoryPlatform;
-//! use adsync::push::{AdapterEffects, PushMachine, Pusher};
-//! use adsync::runner::{Runner, Step};
+//! use adsync::push::Pusher;
+//! use adsync::runner::Step;
 //! use adsync::store::Store;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -75,24 +75,21 @@
 //! let store = Store::open_from_async(dir.path().join("adsync.db")).await?;
 //! let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
 //! let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-//! let runner = Arc::new(Runner::<PushMachine>::new(
-//!     store.clone(),
-//!     Arc::new(AdapterEffects::new(platform.clone())),
-//!     clock.clone(),
-//! ));
-//! let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
+//! // The pusher builds its runner; the platform both performs the effects and
+//! // names what the syncs record.
+//! let pusher = Pusher::new(store, platform.clone(), clock);
 //!
 //! // One durable sync per campaign, in its first state (Pending).
 //! let ids = pusher.start(&set, "a2_account").await?;
 //!
 //! // Step: each call runs exactly one side effect and checkpoints its result.
-//! while let Step::Transitioned(t) = runner.step(&ids[0]).await? {
+//! while let Step::Transitioned(t) = pusher.step(&ids[0]).await? {
 //!     println!("{:?} → {:?} after {:?}", t.from, t.to, t.outcome);
 //! }
 //!
-//! // After a crash, a new process calls `runner.resume(id)` (or
+//! // After a crash, a new process calls `pusher.run(id)` (or
 //! // `pusher.resume_all()`), which continues from the last checkpoint.
-//! let done = runner.resume(&ids[0]).await?;
+//! let done = pusher.run(&ids[0]).await?;
 //! assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
 //! assert_eq!(platform.creations(), 3); // campaign, ad group, ad — once each
 //! # Ok(())

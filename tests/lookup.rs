@@ -15,11 +15,7 @@ use adsync::machine::Status;
 use adsync::model::Campaign;
 use adsync::platform::memory::{Fault as MemFault, Op};
 use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig, TokenSource};
-use adsync::push::{
-    verify_adoption, AdapterEffects, AdoptError, EntityResult, PushMachine, PushPhase, PushPolicy,
-    Pusher,
-};
-use adsync::runner::Runner;
+use adsync::push::{verify_adoption, AdoptError, EntityResult, PushPhase, PushPolicy, Pusher};
 use adsync::store::Store;
 use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
@@ -56,16 +52,12 @@ fn reddit(fake: &FakeRedditHandle, attempts: u32) -> Arc<RedditAdapter> {
 
 fn pusher(store: Store, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    )
-    .with_seed(3);
-    Pusher::new(Arc::new(runner), adapter.as_ref(), clock).with_policy(PushPolicy {
-        backoff: fast_backoff(attempts),
-        ..PushPolicy::default()
-    })
+    Pusher::new(store, adapter.clone(), clock)
+        .with_runner(|runner| runner.with_seed(3))
+        .with_policy(PushPolicy {
+            backoff: fast_backoff(attempts),
+            ..PushPolicy::default()
+        })
 }
 
 fn lose_first_ad_group_create(fake: &FakeRedditHandle) {
@@ -164,7 +156,7 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
         } else {
             p
         };
-        let done = p.runner().resume(&ids[0]).await.expect("resume");
+        let done = p.run(&ids[0]).await.expect("resume");
         assert_eq!(done.record.status, Status::Succeeded, "{:?}", done.record);
         let held = fake.entities();
         assert_eq!(held.ad_groups.len(), 1, "{held:?}");

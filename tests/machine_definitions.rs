@@ -5,17 +5,13 @@ mod common;
 
 use std::path::Path;
 
-use adsync::machine::{Machine, TransitionTable};
+use adsync::machine::{Machine, MachineDocs, TransitionTable};
 use adsync::push::PushMachine;
 use strum::IntoEnumIterator;
 
 /// Derives `M`'s table and checks totality: every phase × every outcome kind
 /// has a row, accepted or rejected.
-fn total_table<M: Machine>() -> TransitionTable
-where
-    M::Phase: IntoEnumIterator,
-    M::OutcomeKind: IntoEnumIterator,
-{
+fn total_table<M: MachineDocs>() -> TransitionTable {
     let table = TransitionTable::derive::<M>().expect("samples cover every phase and outcome kind");
     for phase in M::Phase::iter() {
         for kind in M::OutcomeKind::iter() {

@@ -15,11 +15,8 @@ use adsync::machine::Status;
 use adsync::platform::amazon::{
     AmazonClient, AmazonConfig, ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
 };
-use adsync::pull::{
-    snapshot, AmazonPullEffects, PullMachine, PullMode, PullPhase, PullPolicy, Puller, SyncState,
-    AMAZON,
-};
-use adsync::runner::{Runner, Step};
+use adsync::pull::{snapshot, PullMode, PullPhase, PullPolicy, Puller, SyncState, AMAZON};
+use adsync::runner::Step;
 use adsync::store::Store;
 use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
@@ -81,10 +78,9 @@ struct Setup {
 
 fn puller_with(store: Store, client: AmazonClient, policy: PullPolicy) -> Setup {
     let clock = Arc::new(SystemClock);
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let runner =
-        Runner::<PullMachine>::new(store.clone(), Arc::new(effects), clock.clone()).with_seed(3);
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock).with_policy(policy);
+    let puller = Puller::new(store.clone(), client, clock)
+        .with_runner(|runner| runner.with_seed(3))
+        .with_policy(policy);
     Setup { store, puller }
 }
 
@@ -317,7 +313,7 @@ async fn step_until(s: &Setup, stop: impl Fn(&adsync::pull::PullState) -> bool) 
         if stop(&checkpoint.state) {
             return;
         }
-        match s.puller.runner().step(&id).await.expect("step") {
+        match s.puller.step(&id).await.expect("step") {
             Step::Settled(status) => panic!("settled ({status}) before the stop condition"),
             Step::Transitioned(_) => {}
         }
@@ -348,7 +344,7 @@ async fn bad_responses_fail_clearly_and_persist_nothing() {
         .await;
         h.inject(fault, 1);
         let id = s.puller.sync_id(PROFILE);
-        let checkpoint = s.puller.runner().run(&id).await.expect("runs");
+        let checkpoint = s.puller.run(&id).await.expect("runs");
         assert_eq!(checkpoint.record.status, Status::Failed, "{name}");
         let error = checkpoint.record.last_error.clone().unwrap_or_default();
         assert!(error.contains(expected), "{name}: {error}");
@@ -417,7 +413,6 @@ async fn a_429_storm_is_ridden_out() {
     );
     let checkpoint = s
         .puller
-        .runner()
         .run(&s.puller.sync_id(PROFILE))
         .await
         .expect("runs");
@@ -448,7 +443,7 @@ async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume() {
     // Client: 3 attempts per call; machine: 2 calls → 6 failures fail the pull.
     h.inject(AmazonFault::ServerError { status: 503 }, 6);
     let id = s.puller.sync_id(PROFILE);
-    let checkpoint = s.puller.runner().run(&id).await.expect("runs");
+    let checkpoint = s.puller.run(&id).await.expect("runs");
     assert_eq!(checkpoint.record.status, Status::Failed);
     let error = checkpoint.record.last_error.clone().unwrap_or_default();
     assert!(error.contains("gave up after 2 attempt(s)"), "{error}");
@@ -481,7 +476,7 @@ async fn restart_mode_discards_a_failed_pulls_staging() {
     step_until(&s, |st| st.phase == PullPhase::FetchingAdGroups).await;
     h.inject(AmazonFault::UnknownEnum, 1);
     let id = s.puller.sync_id(PROFILE);
-    s.puller.runner().run(&id).await.expect("runs");
+    s.puller.run(&id).await.expect("runs");
     h.clear_requests();
     let status = s
         .puller

@@ -27,7 +27,7 @@ async fn push_small(h: &Harness) -> String {
 fn ids(h: &Harness, sync: &str) -> Vec<(String, String)> {
     let record = h.store.record(sync).unwrap().unwrap();
     let checkpoint =
-        adsync::runner::decode_checkpoint::<adsync::push::PushMachine>(record).unwrap();
+        adsync::runner::Checkpoint::<adsync::push::PushMachine>::try_from(record).unwrap();
     checkpoint.state.platform_ids().into_iter().collect()
 }
 
@@ -165,7 +165,7 @@ async fn s6_lost_response_then_restart_adopts_the_entity() {
         let h = Harness::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
         let ids = h.pusher.start(&small_set(), ACCOUNT).await.unwrap();
         let sync = ids[0].clone();
-        let Step::Transitioned(t) = h.runner().step(&sync).await.unwrap() else {
+        let Step::Transitioned(t) = h.pusher.step(&sync).await.unwrap() else {
             panic!("campaign create step")
         };
         assert_eq!(t.to, PushPhase::CampaignCreated);
@@ -185,7 +185,7 @@ async fn s6_lost_response_then_restart_adopts_the_entity() {
 
     // Process 2: resume from the checkpoint.
     let h = Harness::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
-    let done = h.runner().resume(&sync).await.unwrap();
+    let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
     let group = &done.state.entities[1];
     assert_eq!(
@@ -326,7 +326,7 @@ async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it() {
         .resolve(&sync, PushOutcome::OperatorAdopt { id: "cmp_2".into() })
         .await
         .unwrap();
-    let done = h.runner().resume(&sync).await.unwrap();
+    let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
     assert_eq!(done.state.entities[0].platform_id.as_deref(), Some("cmp_2"));
     snap!("ambiguous_lookup_operator_adopts", trace(&h, &sync));
@@ -419,7 +419,8 @@ async fn an_entity_removed_then_put_back_is_not_created_twice() {
     // c1, g1, a1, k1, k2: each created once.
     assert_eq!(h.platform.creations(), 5);
     let last = h.store.record("c1-3").unwrap().unwrap();
-    let checkpoint = adsync::runner::decode_checkpoint::<adsync::push::PushMachine>(last).unwrap();
+    let checkpoint =
+        adsync::runner::Checkpoint::<adsync::push::PushMachine>::try_from(last).unwrap();
     assert!(checkpoint
         .state
         .entities

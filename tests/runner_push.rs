@@ -27,19 +27,14 @@ fn memory_state(campaign: &adsync::model::Campaign) -> adsync::push::PushState {
     )
 }
 
-/// A push runner and its pusher over a temporary store and an in-memory
+/// A pusher (and its runner) over a temporary store and an in-memory
 /// platform, on a paused clock.
-fn memory_push() -> (Arc<Runner<PushMachine>>, Arc<MemoryPlatform>, Pusher) {
+fn memory_push() -> (Arc<MemoryPlatform>, Pusher) {
     let store = Store::temporary().expect("store");
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    let runner = Arc::new(Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(platform.clone())),
-        clock.clone(),
-    ));
-    let pusher = Pusher::new(runner.clone(), platform.as_ref(), clock);
-    (runner, platform, pusher)
+    let pusher = Pusher::new(store, platform.clone(), clock);
+    (platform, pusher)
 }
 
 /// A finished sync's state (its plan and every entity) must not stay in
@@ -55,7 +50,8 @@ async fn a_settled_sync_leaves_nothing_in_the_fresh_cache() {
         "inline.json",
     )
     .expect("set");
-    let (runner, platform, pusher) = memory_push();
+    let (platform, pusher) = memory_push();
+    let runner = pusher.runner();
     let report = pusher.push(&set, "a2").await.expect("push");
     assert!(report.all_synced(), "{report:?}");
     assert_eq!(platform.creations(), 4);
@@ -103,13 +99,8 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
     let store = Store::temporary().expect("store");
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    let runner = || {
-        Runner::<PushMachine>::new(
-            store.clone(),
-            Arc::new(AdapterEffects::new(platform.clone())),
-            clock.clone(),
-        )
-    };
+    let effects = AdapterEffects::new(platform.clone());
+    let runner = || Runner::<PushMachine>::new(store.clone(), clock.clone());
     let state = memory_state(&set.campaigns[0]);
     let labels = BTreeMap::from([("set_file".to_string(), "/srv/sets/spring.json".to_string())]);
     let raw = |key: &str| {
@@ -125,7 +116,7 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
         .start("c1-1", state, labels.clone(), &[])
         .await
         .expect("start");
-    let Step::Transitioned(first) = writer.step("c1-1").await.expect("step") else {
+    let Step::Transitioned(first) = writer.step("c1-1", &effects).await.expect("step") else {
         panic!("a step")
     };
     let body = raw("r/c1-1").expect("record");
@@ -155,7 +146,7 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
     assert!(raw("r/c1-1").expect("record").contains("spring.json"));
     let resumed = runner();
     assert_eq!(resumed.get("c1-1").await.expect("reads").record, old);
-    let Step::Transitioned(second) = resumed.step("c1-1").await.expect("step") else {
+    let Step::Transitioned(second) = resumed.step("c1-1", &effects).await.expect("step") else {
         panic!("a step")
     };
     let body = raw("r/c1-1").expect("record");
@@ -198,12 +189,9 @@ async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
     let store = Store::temporary().expect("store");
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    let runner = Runner::<PushMachine>::new(
-        store.clone(),
-        Arc::new(AdapterEffects::new(platform.clone())),
-        clock.clone(),
-    );
-    let reader = Runner::<PushMachine>::new(store, Arc::new(AdapterEffects::new(platform)), clock);
+    let effects = AdapterEffects::new(platform);
+    let runner = Runner::<PushMachine>::new(store.clone(), clock.clone());
+    let reader = Runner::<PushMachine>::new(store, clock);
     let state = memory_state(&set.campaigns[0]);
     runner
         .start("c1-1", state, BTreeMap::new(), &[])
@@ -211,7 +199,7 @@ async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
         .expect("start");
     let mut steps = 0;
     let mut longest = 0;
-    while let Step::Transitioned(t) = runner.step("c1-1").await.expect("step") {
+    while let Step::Transitioned(t) = runner.step("c1-1", &effects).await.expect("step") {
         steps += 1;
         let stored = reader.get("c1-1").await.expect("stored");
         assert_eq!(stored.state, t.state, "step {steps}");
@@ -248,8 +236,9 @@ async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
         "inline.json",
     )
     .expect("set");
-    let (runner, platform, pusher) = memory_push();
+    let (platform, pusher) = memory_push();
     let pusher = pusher.with_max_running(1);
+    let runner = pusher.runner();
     let ids = pusher.start(&set, "a2").await.expect("start");
     {
         let fresh = runner.fresh_syncs();

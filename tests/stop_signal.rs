@@ -17,7 +17,7 @@ async fn a_stopped_runner_starts_no_effect_and_a_new_one_finishes_the_set() {
     assert_eq!(h.platform.creations(), 0, "no effect after the signal");
     assert_eq!(report.errors.len(), ids.len(), "{:?}", report.errors);
     assert!(report.errors[0].contains("stopped"), "{:?}", report.errors);
-    match h.runner().step(&ids[0]).await {
+    match h.pusher.step(&ids[0]).await {
         Err(RunError::Stopped(id)) => assert_eq!(id, ids[0]),
         other => panic!("{other:?}"),
     }
@@ -58,8 +58,8 @@ async fn a_stop_wakes_a_sync_waiting_out_its_backoff() {
     use adsync::backoff::Backoff;
     use adsync::clock::{Clock, SystemClock};
     use adsync::platform::memory::{Fault, MemoryPlatform};
-    use adsync::push::{AdapterEffects, PushMachine, PushPolicy, Pusher};
-    use adsync::runner::Runner;
+    use adsync::push::{PushPolicy, Pusher};
+
     use adsync::store::Store;
     use std::time::{Duration, Instant};
 
@@ -67,19 +67,16 @@ async fn a_stop_wakes_a_sync_waiting_out_its_backoff() {
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     // The first call fails; its retry waits at least 30 s.
     platform.fail_call(1, Fault::Transient);
-    let runner = Runner::<PushMachine>::new(
-        Store::temporary().expect("store"),
-        Arc::new(AdapterEffects::new(platform.clone())),
-        clock.clone(),
-    );
     let pusher = Arc::new(
-        Pusher::new(Arc::new(runner), platform.as_ref(), clock).with_policy(PushPolicy {
-            backoff: Backoff {
-                base: Duration::from_secs(60),
-                ..Backoff::default()
+        Pusher::new(Store::temporary().expect("store"), platform.clone(), clock).with_policy(
+            PushPolicy {
+                backoff: Backoff {
+                    base: Duration::from_secs(60),
+                    ..Backoff::default()
+                },
+                ..PushPolicy::default()
             },
-            ..PushPolicy::default()
-        }),
+        ),
     );
     let ids = pusher.start(&small_set(), ACCOUNT).await.expect("starts");
     let running = {

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use adsync::adapter::EntityKind;
 use adsync::clock::ManualClock;
 use adsync::machine::{Machine, Next, Status};
+use adsync::model::CampaignSet;
 use adsync::platform::memory::{Fault, MemoryPlatform, Op};
 use adsync::push::{AdapterEffects, PushEffect, PushMachine, PushOutcome, Pusher};
-use adsync::runner::{decode_checkpoint, Effects, Runner};
+use adsync::runner::{Checkpoint, Effects};
+use adsync::store::Commit;
 use adsync::store::Store;
 use async_trait::async_trait;
 use common::{example_set, start_time, ACCOUNT};
@@ -26,14 +28,14 @@ struct CheckDurable {
 
 #[async_trait]
 impl Effects<PushMachine> for CheckDurable {
-    async fn perform(&self, sync: &str, effect: &PushEffect) -> PushOutcome {
+    async fn perform(&self, sync: &str, effect: &PushEffect) -> (PushOutcome, Commit) {
         let record = self
             .store
             .record(sync)
             .expect("read")
             .expect("the sync has a record");
         let durable = self.store.durable_seq(sync);
-        let state = decode_checkpoint::<PushMachine>(record.clone())
+        let state = Checkpoint::<PushMachine>::try_from(record.clone())
             .expect("decodes")
             .state;
         let named = PushMachine::next(&state);
@@ -68,21 +70,27 @@ async fn every_effect_starts_only_after_the_state_naming_it_is_durable() {
         checked: AtomicUsize::new(0),
         violations: Default::default(),
     });
-    let runner = Arc::new(Runner::<PushMachine>::new(
-        store.clone(),
-        effects.clone(),
-        clock.clone(),
-    ));
-    let pusher = Pusher::new(runner, platform.as_ref(), clock.clone());
+    let pusher = Pusher::new(store.clone(), platform.clone(), clock.clone());
+    // The pusher starts the syncs; its runner runs them through the checking effects.
+    let push = |set: CampaignSet| {
+        let (pusher, effects) = (&pusher, effects.clone());
+        async move {
+            let ids = pusher.start(&set, ACCOUNT).await.unwrap();
+            let mut done = Vec::new();
+            for id in &ids {
+                done.push(pusher.runner().run(id, effects.as_ref()).await);
+            }
+            done
+        }
+    };
 
-    let report = pusher.push(&example_set(), ACCOUNT).await.unwrap();
-    assert!(report.all_synced(), "{report:?}");
+    for done in push(example_set()).await {
+        assert_eq!(done.unwrap().record.status, Status::Succeeded);
+    }
     // And a second push of the same set: the update path is checked too.
-    let report = pusher.push(&example_set(), ACCOUNT).await.unwrap();
-    assert!(report
-        .campaigns
-        .iter()
-        .all(|c| c.status == Status::Succeeded));
+    for done in push(example_set()).await {
+        assert_eq!(done.unwrap().record.status, Status::Succeeded);
+    }
 
     let violations = effects.violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "{violations:#?}");

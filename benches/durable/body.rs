@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 use adsync::clock::{Clock, SystemClock};
 use adsync::model::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
 use adsync::platform::memory::MemoryPlatform;
-use adsync::push::{AdapterEffects, PushMachine, Pusher};
-use adsync::runner::Runner;
+use adsync::push::Pusher;
 use adsync::store::Store;
 
 /// A campaign with 4 ad groups × (2 ads + 3 keywords): 25 entities, 25 side effects.
@@ -157,14 +156,9 @@ impl PushLoop {
             .expect("runtime");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-        let runner = Runner::<PushMachine>::new(
-            store.clone(),
-            Arc::new(AdapterEffects::new(platform.clone())),
-            clock.clone(),
-        );
         // The bench measures 64 syncs committing at once: all of them run,
         // whatever the default bound on a set's running syncs.
-        let pusher = Pusher::new(Arc::new(runner), platform.as_ref(), clock).with_max_running(64);
+        let pusher = Pusher::new(store.clone(), platform.clone(), clock).with_max_running(64);
         PushLoop {
             runtime,
             store,

@@ -7,10 +7,7 @@ use std::time::Duration;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Machine;
 use adsync::platform::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
-use adsync::pull::{
-    AmazonPullEffects, PullMachine, PullMode, PullStatus, Puller, SyncState, AMAZON,
-};
-use adsync::runner::Runner;
+use adsync::pull::{PullMachine, PullMode, PullStatus, Puller, SyncState};
 use adsync::store::{Record, Store};
 use clap::ValueEnum;
 
@@ -76,13 +73,13 @@ pub async fn resume(
         .with_timeout(Duration::from_secs(30));
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
-    let runner = runner.with_stop(interrupts.stop_signal().clone());
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock);
+    let stop = interrupts.stop_signal().clone();
+    let puller = Puller::new(store, client, clock).with_runner(|mut runner| {
+        if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
+            runner = runner.with_hook(hook);
+        }
+        runner.with_stop(stop)
+    });
     run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
 }
 
@@ -174,7 +171,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
     records
         .iter()
         .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| adsync::runner::decode_checkpoint::<PullMachine>(r.clone()).ok())
+        .filter_map(|r| adsync::runner::Checkpoint::<PullMachine>::try_from(r.clone()).ok())
         .map(|c| PullStatus::from_checkpoint(&c))
         .collect()
 }

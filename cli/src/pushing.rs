@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use adsync::adapter::PushAdapter;
 use adsync::clock::{Clock, SystemClock};
-use adsync::push::{AdapterEffects, PushMachine, PushOutcome, Pusher};
+use adsync::push::{PushMachine, Pusher};
 use adsync::runner::Runner;
 use adsync::store::Store;
 
@@ -19,31 +19,15 @@ pub fn open_pusher(
     stop: &adsync::runner::StopSignal,
 ) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut runner = Runner::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    if let Some(hook) = crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
-    let runner = runner.with_stop(stop.clone());
-    Pusher::new(Arc::new(runner), adapter.as_ref(), clock)
+    Pusher::new(store, adapter, clock).with_runner(|mut runner| {
+        if let Some(hook) = crash_hook_from_env() {
+            runner = runner.with_hook(hook);
+        }
+        runner.with_stop(stop.clone())
+    })
 }
 
 /// A runner for commands that apply outcomes but never perform effects.
 pub fn read_only_runner(store: Store) -> Runner<PushMachine> {
-    struct NoEffects;
-    #[async_trait::async_trait]
-    impl adsync::runner::Effects<PushMachine> for NoEffects {
-        async fn perform(&self, _sync: &str, _effect: &adsync::push::PushEffect) -> PushOutcome {
-            PushOutcome::Failed {
-                error: adsync::adapter::AdapterError::Transient {
-                    message: "no platform configured".into(),
-                    retry_after: None,
-                },
-            }
-        }
-    }
-    Runner::new(store, Arc::new(NoEffects), Arc::new(SystemClock))
+    Runner::new(store, Arc::new(SystemClock))
 }

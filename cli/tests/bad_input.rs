@@ -256,7 +256,7 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
         std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
     let h = common::Harness::new(store.clone(), platform.clone(), clock);
     let before = store.record("c1-1").unwrap().unwrap();
-    let Err(error) = h.runner().step("c1-1").await else {
+    let Err(error) = h.pusher.step("c1-1").await else {
         panic!("a damaged plan must be refused")
     };
     let error = error.to_string();
@@ -272,7 +272,7 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
     assert_eq!(platform.creations(), 0, "no effect ran");
 
     // The other sync runs to the end.
-    let done = h.runner().run("c2-1").await.unwrap();
+    let done = h.pusher.run("c2-1").await.unwrap();
     assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
 
     // A missing plan is named as missing.

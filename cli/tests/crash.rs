@@ -76,7 +76,7 @@ fn check(dir: &Path, variant: &str) -> usize {
         let record = record.unwrap();
         assert_eq!(record.status, Status::Succeeded, "{variant}: {record:?}");
         transitions += store.history(&record.id).unwrap().len() - 1;
-        let checkpoint = adsync::runner::decode_checkpoint::<PushMachine>(record).unwrap();
+        let checkpoint = adsync::runner::Checkpoint::<PushMachine>::try_from(record).unwrap();
         for e in checkpoint.state.entities.iter() {
             let id = e
                 .platform_id

@@ -16,8 +16,7 @@ use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Status;
 use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::push::{AdapterEffects, PushMachine, PushPhase, PushPolicy, Pusher};
-use adsync::runner::Runner;
+use adsync::push::{PushPhase, PushPolicy, Pusher};
 use adsync::store::Store;
 use common::{small_set, ACCOUNT};
 
@@ -40,12 +39,7 @@ async fn push_in_library(
     let platform = Arc::new(MemoryPlatform::open_file(file, clock.clone()).expect("platform file"));
     script(&platform);
     let store = Store::open_from_async(db).await.expect("store");
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(platform.clone())),
-        clock.clone(),
-    );
-    let pusher = Pusher::new(Arc::new(runner), platform.as_ref(), clock).with_policy(PushPolicy {
+    let pusher = Pusher::new(store, platform.clone(), clock).with_policy(PushPolicy {
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),

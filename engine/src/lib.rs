@@ -15,14 +15,17 @@
 //!
 //! * [`machine`] — a [`machine::Machine`] is a *definition*: its states, the
 //!   effect each state names ([`machine::Machine::next`]), and a pure, total
-//!   transition `(state, outcome) → next state`. An impossible pair is a
+//!   transition `(state, outcome) → next state`. Two more traits complete it:
+//!   [`machine::CheckpointCodec`] (how states are checkpointed; the defaults
+//!   store them whole) and [`machine::MachineDocs`] (what its transition table
+//!   is derived from; the runner does not need it). An impossible pair is a
 //!   [`machine::TransitionError`], never a panic. After a restart, an effect
 //!   that must not run twice is replaced by the outcome
 //!   [`machine::Machine::on_restart`] names (so "did it happen?" becomes a
 //!   state the machine handles, typically a look-up).
 //! * [`runner`] — a [`runner::Runner`] performs one effect per
-//!   [`runner::Runner::step`], through your [`runner::Effects`], applies the
-//!   outcome and commits the next state before returning: one durable write per
+//!   [`runner::Runner::step`], through the [`runner::Effects`] you pass it,
+//!   applies the outcome and commits the next state before returning: one durable write per
 //!   side effect.
 //! * [`store`] — the checkpoint [`store::Store`]: per sync a record and its
 //!   history, written atomically; concurrent syncs share one disk flush.
@@ -38,8 +41,12 @@
 //! use std::sync::Arc;
 //!
 //! use adsync_engine::clock::SystemClock;
-//! use adsync_engine::machine::{Context, Machine, Next, Status, TransitionError};
+//! use adsync_engine::machine::{
+//!     reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
+//!     TransitionTable,
+//! };
 //! use adsync_engine::runner::{Effects, Runner, Step};
+//! use adsync_engine::store::Commit;
 //! use adsync_engine::store::Store;
 //! use serde::{Deserialize, Serialize};
 //!
@@ -81,6 +88,7 @@
 //!     Interrupted,
 //! }
 //!
+//! /// The core: what the runner steps.
 //! impl Machine for Newsletter {
 //!     const KIND: &'static str = "newsletter";
 //!     const STATE_VERSION: u32 = 1;
@@ -88,18 +96,11 @@
 //!     type Effect = Effect;
 //!     type Outcome = Outcome;
 //!     type Phase = Phase;
-//!     type OutcomeKind = OutcomeKind;
 //!
 //!     fn phase(state: &Letter) -> Phase {
 //!         match state {
 //!             Letter::Draft { .. } => Phase::Draft,
 //!             Letter::Sent { .. } => Phase::Sent,
-//!         }
-//!     }
-//!     fn outcome_kind(outcome: &Outcome) -> OutcomeKind {
-//!         match outcome {
-//!             Outcome::Sent { .. } => OutcomeKind::Sent,
-//!             Outcome::Interrupted => OutcomeKind::Interrupted,
 //!         }
 //!     }
 //!     fn next(state: &Letter) -> Next<Effect> {
@@ -115,19 +116,32 @@
 //!                 to: to.clone(),
 //!                 message_id: message_id.clone(),
 //!             }),
-//!             (Letter::Draft { .. }, Outcome::Interrupted) => Err(TransitionError::new::<Self>(
+//!             (Letter::Draft { .. }, Outcome::Interrupted) => reject::<Self>(
 //!                 state,
 //!                 outcome,
 //!                 "a real machine would look the letter up; this toy refuses",
-//!             )),
-//!             (Letter::Sent { .. }, _) => {
-//!                 Err(TransitionError::new::<Self>(state, outcome, "already sent"))
-//!             }
+//!             ),
+//!             (Letter::Sent { .. }, _) => reject::<Self>(state, outcome, "already sent"),
 //!         }
 //!     }
 //!     /// Sending twice is not allowed, so a restart must not simply resend.
 //!     fn on_restart(state: &Letter) -> Option<Outcome> {
 //!         matches!(state, Letter::Draft { .. }).then_some(Outcome::Interrupted)
+//!     }
+//! }
+//!
+//! /// Checkpoints hold the whole state: the defaults.
+//! impl CheckpointCodec for Newsletter {}
+//!
+//! /// What the transition table (`TransitionTable::derive`) is made of.
+//! impl MachineDocs for Newsletter {
+//!     type OutcomeKind = OutcomeKind;
+//!
+//!     fn outcome_kind(outcome: &Outcome) -> OutcomeKind {
+//!         match outcome {
+//!             Outcome::Sent { .. } => OutcomeKind::Sent,
+//!             Outcome::Interrupted => OutcomeKind::Interrupted,
+//!         }
 //!     }
 //!     fn describe_phase(phase: Phase) -> &'static str {
 //!         match phase {
@@ -151,27 +165,31 @@
 //!
 //! #[async_trait::async_trait]
 //! impl Effects<Newsletter> for Mailer {
-//!     async fn perform(&self, _sync: &str, effect: &Effect) -> Outcome {
+//!     async fn perform(&self, _sync: &str, effect: &Effect) -> (Outcome, Commit) {
 //!         let Effect::Send { to } = effect;
-//!         Outcome::Sent { message_id: format!("msg-for-{to}") }
+//!         // No data to commit with the checkpoint: an empty `Commit`.
+//!         (Outcome::Sent { message_id: format!("msg-for-{to}") }, Commit::new())
 //!     }
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let store = Store::temporary()?;
-//!     let runner = Runner::<Newsletter>::new(store, Arc::new(Mailer), Arc::new(SystemClock));
+//!     let runner = Runner::<Newsletter>::new(store, Arc::new(SystemClock));
 //!     // Durable before anything runs: a crash from here on resumes this sync.
 //!     runner
 //!         .start("weekly-1", Letter::Draft { to: "ann".into() }, BTreeMap::new(), &[])
 //!         .await?;
 //!     // One step = one effect, its outcome applied, the next state made durable.
-//!     while let Step::Transitioned(t) = runner.step("weekly-1").await? {
+//!     while let Step::Transitioned(t) = runner.step("weekly-1", &Mailer).await? {
 //!         println!("{} --{:?}--> {}", t.from, t.outcome, t.to);
 //!     }
 //!     let done = runner.get("weekly-1").await?;
 //!     assert_eq!(done.record.status, Status::Succeeded);
 //!     assert_eq!(done.state, Letter::Sent { to: "ann".into(), message_id: "msg-for-ann".into() });
+//!     // The table is derived from the real transition function.
+//!     let table = TransitionTable::derive::<Newsletter>()?;
+//!     assert!(table.to_markdown().contains("| Draft |  | Sent | **Sent** |"));
 //!     Ok(())
 //! # }
 //! ```

@@ -1,9 +1,14 @@
 //! Typed state machines: states, the effect each state names, outcomes, and a
 //! pure transition function.
 //!
-//! A [`Machine`] is a *definition*, not a running thing. It says:
+//! A machine is a *definition*, not a running thing, given by up to three
+//! traits: the core [`Machine`] (the transducer the runner steps),
+//! [`CheckpointCodec`] (how its states are checkpointed; the defaults store
+//! them whole) and [`MachineDocs`] (what its transition table is derived
+//! from). The core says:
 //!
-//! * which [`Machine::Phase`] a state is in (a finite enum, for tables and diagrams);
+//! * which [`Machine::Phase`] a state is in (a finite enum, recorded with every
+//!   checkpoint and used by tables and diagrams);
 //! * which effect leaves a state ([`Machine::next`]), or that the state is final;
 //! * how an outcome moves a state ([`Machine::transition`]): **pure and total**.
 //!   It does no I/O; everything it needs from the outside world (the time, a
@@ -66,8 +71,10 @@ pub struct TransitionError {
 }
 
 impl TransitionError {
-    /// Machine `M` refuses `outcome` in `state`, for `reason`.
-    pub fn new<M: Machine>(state: &M::State, outcome: &M::Outcome, reason: &str) -> Self {
+    /// Machine `M` refuses `outcome` in `state`, for `reason`. The error names
+    /// the outcome by its kind, as the transition tables do, so a refusal and
+    /// its table row read the same.
+    pub fn new<M: MachineDocs>(state: &M::State, outcome: &M::Outcome, reason: &str) -> Self {
         TransitionError {
             machine: M::KIND,
             phase: M::phase(state).to_string(),
@@ -77,7 +84,28 @@ impl TransitionError {
     }
 }
 
-/// A typed, checkpointable workflow definition. See the module docs.
+/// The answer of a transition to a `(state, outcome)` pair it does not allow:
+/// `Err` of a [`TransitionError`] naming machine, phase, outcome kind and
+/// `reason`. One helper, so every machine's refusals have the same shape.
+pub fn reject<M: MachineDocs>(
+    state: &M::State,
+    outcome: &M::Outcome,
+    reason: &str,
+) -> Result<M::State, TransitionError> {
+    Err(TransitionError::new::<M>(state, outcome, reason))
+}
+
+/// The core of a typed, checkpointable workflow: a transducer from
+/// `(state, outcome)` to the next state. See the module docs.
+///
+/// Besides the transducer itself (`next`, `transition`, `on_restart`) it holds
+/// only what the [runner](crate::runner) needs to step and to record a step:
+/// the [`Machine::Phase`] written into every record and history entry, the
+/// backoff time ([`Machine::not_before`]), whether an outcome counts as a
+/// failed effect, the error shown in status output, and the one-line
+/// descriptions that the history stores. How a state is checkpointed is
+/// [`CheckpointCodec`]; what the transition tables need is [`MachineDocs`],
+/// which the runner does not require.
 pub trait Machine: Send + Sync + 'static {
     /// Stable name stored in checkpoints (`"push"`, `"pull"`).
     const KIND: &'static str;
@@ -86,21 +114,18 @@ pub trait Machine: Send + Sync + 'static {
 
     /// The full state, with its data. Checkpointed at every transition (only
     /// its progress, for machines that split out a plan: see
-    /// [`Machine::encode_plan`]).
+    /// [`CheckpointCodec::encode_plan`]).
     type State: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// A side effect a state names.
     type Effect: Clone + Debug + PartialEq + Serialize + Send + Sync + 'static;
     /// The result of an effect (or an operator's or the runner's input).
     type Outcome: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
-    /// The finite set of phases (the "typed states" of tables and diagrams).
-    type Phase: Copy + Eq + Debug + Display + IntoEnumIterator + Send + Sync + 'static;
-    /// The finite set of outcome kinds.
-    type OutcomeKind: Copy + Eq + Debug + Display + IntoEnumIterator + Send + Sync + 'static;
+    /// The finite set of phases (the "typed states" of tables and diagrams);
+    /// the runner writes a state's phase into its record and history.
+    type Phase: Copy + Eq + Debug + Display + Send + Sync + 'static;
 
     /// The phase `state` is in.
     fn phase(state: &Self::State) -> Self::Phase;
-    /// The kind of `outcome`.
-    fn outcome_kind(outcome: &Self::Outcome) -> Self::OutcomeKind;
     /// The effect that leaves `state`, or why none does.
     fn next(state: &Self::State) -> Next<Self::Effect>;
     /// Pure, total transition.
@@ -125,14 +150,22 @@ pub trait Machine: Send + Sync + 'static {
     fn last_error(_state: &Self::State) -> Option<String> {
         None
     }
-    /// A one-line, human description of an effect, for traces and logs.
+    /// A one-line, human description of an effect, for traces, logs and the
+    /// stored history.
     fn describe_effect(effect: &Self::Effect) -> String {
         format!("{effect:?}")
     }
-    /// A one-line, human description of an outcome, for traces and logs.
+    /// A one-line, human description of an outcome, for traces, logs and the
+    /// stored history.
     fn describe_outcome(outcome: &Self::Outcome) -> String {
         format!("{outcome:?}")
     }
+}
+
+/// How the runner checkpoints a machine's state. Every method has a default
+/// that stores the whole state as JSON, so a machine that needs nothing more
+/// writes `impl CheckpointCodec for MyMachine {}`.
+pub trait CheckpointCodec: Machine {
     /// The part of `state` that is fixed when its sync starts, if the machine
     /// splits one out; `None` (the default) checkpoints whole states.
     ///
@@ -141,7 +174,7 @@ pub trait Machine: Send + Sync + 'static {
     /// syncs, in sled. A push state holds every entity's spec; written whole,
     /// each step would cost in proportion to the campaign's size. With a plan,
     /// the runner writes it once, in the start commit, and each checkpoint holds
-    /// only [`Machine::encode_checkpoint`]'s progress.
+    /// only [`CheckpointCodec::encode_checkpoint`]'s progress.
     fn encode_plan(_state: &Self::State) -> Option<serde_json::Result<Box<RawValue>>> {
         None
     }
@@ -157,10 +190,12 @@ pub trait Machine: Send + Sync + 'static {
     /// Why: a checkpoint rewritten at every step that lists everything done so
     /// far makes a sync write O(steps²) bytes. A machine whose progress grows
     /// moves the parts that no longer change into segments, written once, and
-    /// leaves only the parts still changing in [`Machine::encode_checkpoint`];
-    /// [`Machine::decode_checkpoint`] gets every segment back. The segments are
-    /// committed atomically with the checkpoint. A segment already written
-    /// must be written again whenever what it holds changes (hence `prev`).
+    /// leaves only the parts still changing in
+    /// [`CheckpointCodec::encode_checkpoint`];
+    /// [`CheckpointCodec::decode_checkpoint`] gets every segment back. The
+    /// segments are committed atomically with the checkpoint. A segment
+    /// already written must be written again whenever what it holds changes
+    /// (hence `prev`).
     fn encode_segments(
         _prev: Option<&Self::State>,
         _state: &Self::State,
@@ -177,6 +212,19 @@ pub trait Machine: Send + Sync + 'static {
     ) -> Result<Self::State, String> {
         serde_json::from_str(checkpoint.get()).map_err(|e| e.to_string())
     }
+}
+
+/// The documentation side of a machine: what [`TransitionTable`] and
+/// [`render_definition`] need to derive the complete `phase × outcome` table
+/// from the real transition function. Its phases must be enumerable; the
+/// outcome kinds also name the outcome in a [`TransitionError`] (hence
+/// [`reject`] needs this trait). The runner does not.
+pub trait MachineDocs: Machine<Phase: IntoEnumIterator> {
+    /// The finite set of outcome kinds.
+    type OutcomeKind: Copy + Eq + Debug + Display + IntoEnumIterator + Send + Sync + 'static;
+
+    /// The kind of `outcome`.
+    fn outcome_kind(outcome: &Self::Outcome) -> Self::OutcomeKind;
     /// What a phase means and which effect leaves it (for `state_machines/`).
     fn describe_phase(phase: Self::Phase) -> &'static str;
     /// Representative states, each labelled with the condition it stands for;
@@ -220,7 +268,7 @@ impl TransitionTable {
     /// Runs [`Machine::transition`] on every sample state × sample outcome.
     /// Fails when the samples miss a phase or an outcome kind, so the table is
     /// always complete.
-    pub fn derive<M: Machine>() -> Result<Self, CoverageError> {
+    pub fn derive<M: MachineDocs>() -> Result<Self, CoverageError> {
         let states = M::sample_states();
         let outcomes = M::sample_outcomes();
         let mut missing = Vec::new();
@@ -318,7 +366,10 @@ impl TransitionTable {
 /// Renders the human-readable definition of a machine: phases with their
 /// meaning, the complete table and the diagram. `state_machines/<kind>.md` holds
 /// exactly this text, and a test keeps it so.
-pub fn render_definition<M: Machine>(title: &str, intro: &str) -> Result<String, CoverageError> {
+pub fn render_definition<M: MachineDocs>(
+    title: &str,
+    intro: &str,
+) -> Result<String, CoverageError> {
     let table = TransitionTable::derive::<M>()?;
     let mut out = format!("# {title}\n\n<!-- Generated from the code by `adsync machines --markdown {kind}`; a test fails when it drifts. -->\n\n{intro}\n\n## Phases\n\n| phase | meaning, and the effect that leaves it |\n|---|---|\n", kind = M::KIND);
     for phase in M::Phase::iter() {

@@ -10,7 +10,7 @@
 //!
 //! So there is exactly one durable write per side effect, and no effect ever
 //! starts before the state naming it is on disk. A machine may split out the
-//! part of its state fixed at start ([`Machine::encode_plan`]): the runner
+//! part of its state fixed at start ([`CheckpointCodec::encode_plan`]): the runner
 //! writes that plan once, with the start, and every later checkpoint carries
 //! only the progress, so a step's cost does not grow with the sync's size.
 //!
@@ -25,30 +25,29 @@
 //! commits meet in the store's writer thread and share flushes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::machine::{CheckpointCodec, Context, Machine, Next, Status, TransitionError};
 use crate::store::{Commit, HistoryEntry, Record, Store, StoreError, RECORD_FORMAT};
 
-/// Performs the effects of machine `M`: the adapter side of the runner.
+/// Performs the effects of machine `M`: the adapter side of the runner. Only
+/// [`Runner::step`] and [`Runner::run`] take one: reading syncs and applying an
+/// operator's decision ([`Runner::resolve`]) perform no effect.
 #[async_trait]
-pub trait Effects<M: Machine>: Send + Sync + 'static {
-    /// Runs `effect` for sync `sync` and reports what came of it. Failures are
-    /// outcomes too: this never returns an error of its own.
-    async fn perform(&self, sync: &str, effect: &M::Effect) -> M::Outcome;
-
-    /// [`Effects::perform`], plus data writes that the runner commits in the
-    /// **same atomic commit** as the checkpoint recording the outcome (e.g. a
-    /// fetched page staged together with the `nextToken` that follows it). The
-    /// default performs the effect and writes nothing.
-    async fn perform_with_writes(&self, sync: &str, effect: &M::Effect) -> (M::Outcome, Commit) {
-        (self.perform(sync, effect).await, Commit::new())
-    }
+pub trait Effects<M: Machine>: Send + Sync {
+    /// Runs `effect` for sync `sync` and reports what came of it, with data
+    /// writes that the runner commits in the **same atomic commit** as the
+    /// checkpoint recording the outcome (e.g. a fetched page staged together
+    /// with the `nextToken` that follows it; most effects write nothing:
+    /// `Commit::new()`). Failures are outcomes too: this never returns an
+    /// error of its own.
+    async fn perform(&self, sync: &str, effect: &M::Effect) -> (M::Outcome, Commit);
 }
 
 /// Errors of the runner. Each names the sync concerned.
@@ -122,7 +121,7 @@ pub struct Checkpoint<M: Machine> {
     pub state: M::State,
 }
 
-/// What one [`Runner::step`] did.
+/// What one [`Runner::step`] (or [`Runner::resolve`]) did.
 pub struct Transition<M: Machine> {
     /// The sync.
     pub sync: String,
@@ -261,10 +260,13 @@ pub struct Start<M: Machine> {
     pub index: Vec<(String, String)>,
 }
 
-/// Drives syncs of machine `M`: start, step, run, resume, and read them back.
+/// Drives syncs of machine `M`: start, step, run, resolve, and read them back.
+///
+/// A runner holds no [`Effects`]: the calls that perform one ([`Runner::step`],
+/// [`Runner::run`]) take it as an argument, so a runner that only reads syncs
+/// or applies operator decisions needs none.
 pub struct Runner<M: Machine> {
     store: Store,
-    effects: Arc<dyn Effects<M>>,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
@@ -290,19 +292,15 @@ struct BusyGuard<'a> {
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
-        self.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(self.id);
+        self.busy.lock().remove(self.id);
     }
 }
 
-impl<M: Machine> Runner<M> {
-    /// A runner over `store`, performing effects with `effects` and reading time from `clock`.
-    pub fn new(store: Store, effects: Arc<dyn Effects<M>>, clock: Arc<dyn Clock>) -> Self {
+impl<M: Machine + CheckpointCodec> Runner<M> {
+    /// A runner over `store`, reading time from `clock`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Runner {
             store,
-            effects,
             clock,
             rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
             fresh: Mutex::new(HashMap::new()),
@@ -344,7 +342,7 @@ impl<M: Machine> Runner<M> {
     /// holds in memory, with that state's sequence number.
     #[cfg(any(test, feature = "testing"))]
     pub fn fresh_syncs(&self) -> Vec<(String, u64)> {
-        let fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = self.fresh.lock();
         fresh
             .iter()
             .map(|(id, c)| (id.clone(), c.record.seq))
@@ -399,7 +397,7 @@ impl<M: Machine> Runner<M> {
             });
         }
         self.store.commit(commit.merge(extra)).await?;
-        let mut fresh = self.fresh.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = self.fresh.lock();
         for checkpoint in &mut checkpoints {
             // The plan is durable now, and `state` holds it decoded. Its text
             // would otherwise ride along with every later record of this sync
@@ -466,12 +464,13 @@ impl<M: Machine> Runner<M> {
         Ok((record, commit))
     }
 
-    /// Performs exactly one transition of sync `id` (see the module docs).
+    /// Performs exactly one transition of sync `id` (see the module docs),
+    /// running its effect through `effects`.
     ///
     /// Returns [`RunError::Stopped`] without starting an effect once the
     /// runner's [`StopSignal`] is given.
-    pub async fn step(&self, id: &str) -> Result<Step<M>, RunError> {
-        self.step_waking(id, false).await
+    pub async fn step(&self, id: &str, effects: &dyn Effects<M>) -> Result<Step<M>, RunError> {
+        self.step_waking(id, effects, false).await
     }
 
     /// [`Runner::step`]; with `wake`, a sync that stopped unfinished (no
@@ -479,18 +478,19 @@ impl<M: Machine> Runner<M> {
     /// outcome [`Machine::on_restart`] names, as it is when this runner did
     /// not write its checkpoint. A run wakes on its first step only, so it
     /// never spins on a stopped sync.
-    async fn step_waking(&self, id: &str, wake: bool) -> Result<Step<M>, RunError> {
+    async fn step_waking(
+        &self,
+        id: &str,
+        effects: &dyn Effects<M>,
+        wake: bool,
+    ) -> Result<Step<M>, RunError> {
         if self.stop.is_stopped() {
             return Err(RunError::Stopped(id.to_string()));
         }
         let _guard = self.claim(id)?;
         // Taking the state out of `fresh` *before* the effect starts is what makes
         // a failure anywhere below count as "effect may have run" next time.
-        let taken = self
-            .fresh
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let taken = self.fresh.lock().remove(id);
         let (checkpoint, fresh) = match taken {
             Some(c) => (c, true),
             None => (self.get(id).await?, false),
@@ -499,24 +499,19 @@ impl<M: Machine> Runner<M> {
             Next::Settled(Status::Running) if wake || !fresh => {
                 match M::on_restart(&checkpoint.state) {
                     Some(outcome) => {
-                        return self
+                        let t = self
                             .apply(id, checkpoint, None, outcome, Commit::new())
-                            .await
+                            .await?;
+                        return Ok(Step::Transitioned(Box::new(t)));
                     }
                     None => {
-                        self.fresh
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), checkpoint);
+                        self.fresh.lock().insert(id.to_string(), checkpoint);
                         return Ok(Step::Settled(Status::Running));
                     }
                 }
             }
             Next::Settled(status) => {
-                self.fresh
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), checkpoint);
+                self.fresh.lock().insert(id.to_string(), checkpoint);
                 return Ok(Step::Settled(status));
             }
             Next::Effect(effect) => effect,
@@ -539,38 +534,28 @@ impl<M: Machine> Runner<M> {
                     // Nothing started: a fresh state stays fresh, so a later
                     // step in this process sends its effect without a look-up.
                     if fresh {
-                        self.fresh
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id.to_string(), checkpoint);
+                        self.fresh.lock().insert(id.to_string(), checkpoint);
                     }
                     return Err(RunError::Stopped(id.to_string()));
                 }
                 // Effect descriptions name entities and ids, never credentials.
                 tracing::info!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
-                let (outcome, writes) = self.effects.perform_with_writes(id, &effect).await;
+                let (outcome, writes) = effects.perform(id, &effect).await;
                 (Some(effect), outcome, writes)
             }
         };
-        self.apply(id, checkpoint, ran, outcome, writes).await
+        let t = self.apply(id, checkpoint, ran, outcome, writes).await?;
+        Ok(Step::Transitioned(Box::new(t)))
     }
 
     /// Feeds `outcome` to sync `id` without running an effect: an operator's
     /// decision for a sync that needs attention. The machine validates it.
     pub async fn resolve(&self, id: &str, outcome: M::Outcome) -> Result<Transition<M>, RunError> {
         let _guard = self.claim(id)?;
-        self.fresh
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.fresh.lock().remove(id);
         let checkpoint = self.get(id).await?;
-        match self
-            .apply(id, checkpoint, None, outcome, Commit::new())
-            .await?
-        {
-            Step::Transitioned(t) => Ok(*t),
-            Step::Settled(_) => unreachable_settled(id),
-        }
+        self.apply(id, checkpoint, None, outcome, Commit::new())
+            .await
     }
 
     async fn apply(
@@ -580,14 +565,10 @@ impl<M: Machine> Runner<M> {
         effect: Option<M::Effect>,
         outcome: M::Outcome,
         writes: Commit,
-    ) -> Result<Step<M>, RunError> {
+    ) -> Result<Transition<M>, RunError> {
         let ctx = Context {
             now: self.clock.now(),
-            jitter: self
-                .rng
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .random::<f64>(),
+            jitter: self.rng.lock().random::<f64>(),
         };
         let from = M::phase(&checkpoint.state);
         let next = M::transition(&checkpoint.state, &outcome, &ctx).map_err(|source| {
@@ -631,14 +612,14 @@ impl<M: Machine> Runner<M> {
         self.fire(id, record.seq, HookWhen::AfterCommit);
         tracing::debug!(sync = id, seq = record.seq, %from, %to, outcome = %entry.outcome, "transition");
         let seq = record.seq;
-        self.fresh.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        self.fresh.lock().insert(
             id.to_string(),
             Checkpoint {
                 record,
                 state: next.clone(),
             },
         );
-        Ok(Step::Transitioned(Box::new(Transition {
+        Ok(Transition {
             sync: id.to_string(),
             seq,
             from,
@@ -646,7 +627,7 @@ impl<M: Machine> Runner<M> {
             outcome,
             to,
             state: next,
-        })))
+        })
     }
 
     /// Takes the settled checkpoint of `id` out of `fresh`: a settled state
@@ -654,15 +635,15 @@ impl<M: Machine> Runner<M> {
     /// time, and keeping it held every finished sync's whole state (its plan
     /// included) in memory until the runner was dropped.
     fn take_settled(&self, id: &str) -> Option<Checkpoint<M>> {
-        self.fresh
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
+        self.fresh.lock().remove(id)
     }
 
-    /// Steps sync `id` until no effect leaves its state; returns the final checkpoint.
-    pub async fn run(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
-        self.run_observed(id, &|_| {}).await
+    /// Steps sync `id` through `effects` until no effect leaves its state;
+    /// returns the final checkpoint. Also what continues a sync in a new
+    /// process after a crash: its first step wakes a sync that stopped
+    /// unfinished (see [`Machine::on_restart`]).
+    pub async fn run(&self, id: &str, effects: &dyn Effects<M>) -> Result<Checkpoint<M>, RunError> {
+        self.run_observed(id, effects, &|_| {}).await
     }
 
     /// [`Runner::run`], calling `observer` after every durable transition
@@ -670,12 +651,13 @@ impl<M: Machine> Runner<M> {
     pub async fn run_observed(
         &self,
         id: &str,
+        effects: &dyn Effects<M>,
         observer: &(dyn Fn(&Transition<M>) + Send + Sync),
     ) -> Result<Checkpoint<M>, RunError> {
         let mut first = true;
         loop {
             let wake = std::mem::take(&mut first);
-            match self.step_waking(id, wake).await? {
+            match self.step_waking(id, effects, wake).await? {
                 // The checkpoint this runner just wrote (or read) is the final
                 // one: no need to read and decode it again.
                 Step::Settled(_) => match self.take_settled(id) {
@@ -685,12 +667,6 @@ impl<M: Machine> Runner<M> {
                 Step::Transitioned(t) => observer(&t),
             }
         }
-    }
-
-    /// Continues sync `id` from its checkpoint, typically in a new process after
-    /// a crash; the same as [`Runner::run`], named for what it is used for.
-    pub async fn resume(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
-        self.run(id).await
     }
 
     /// The latest checkpoint of sync `id`.
@@ -738,7 +714,7 @@ impl<M: Machine> Runner<M> {
     }
 
     fn claim<'a>(&'a self, id: &'a str) -> Result<BusyGuard<'a>, RunError> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut busy = self.busy.lock();
         if !busy.insert(id.to_string()) {
             return Err(RunError::Busy(id.to_string()));
         }
@@ -759,15 +735,6 @@ impl<M: Machine> Runner<M> {
     }
 }
 
-fn unreachable_settled<T>(id: &str) -> Result<T, RunError> {
-    // `apply` always transitions; kept total without a panic.
-    Err(RunError::CorruptState {
-        sync: id.to_string(),
-        kind: "runner",
-        detail: "apply settled".into(),
-    })
-}
-
 fn status_of<M: Machine>(state: &M::State) -> Status {
     match M::next(state) {
         Next::Effect(_) => Status::Running,
@@ -775,7 +742,7 @@ fn status_of<M: Machine>(state: &M::State) -> Status {
     }
 }
 
-fn encode_state<M: Machine>(
+fn encode_state<M: CheckpointCodec>(
     id: &str,
     state: &M::State,
 ) -> Result<Box<serde_json::value::RawValue>, RunError> {
@@ -786,7 +753,7 @@ fn encode_state<M: Machine>(
     })
 }
 
-fn encode_segments<M: Machine>(
+fn encode_segments<M: CheckpointCodec>(
     id: &str,
     prev: Option<&M::State>,
     state: &M::State,
@@ -798,7 +765,7 @@ fn encode_segments<M: Machine>(
     })
 }
 
-fn encode_plan<M: Machine>(
+fn encode_plan<M: CheckpointCodec>(
     id: &str,
     state: &M::State,
 ) -> Result<Option<Arc<serde_json::value::RawValue>>, RunError> {
@@ -813,8 +780,18 @@ fn encode_plan<M: Machine>(
     }
 }
 
-/// Decodes a record's state as machine `M`, checking kind and version.
-pub fn decode_checkpoint<M: Machine>(record: Record) -> Result<Checkpoint<M>, RunError> {
+/// Decodes a stored record (e.g. one of `Store::list`) as a sync of machine
+/// `M`; fails when the record is of another kind or state version, or its
+/// state does not decode.
+impl<M: CheckpointCodec> TryFrom<Record> for Checkpoint<M> {
+    type Error = RunError;
+
+    fn try_from(record: Record) -> Result<Self, RunError> {
+        decode_checkpoint(record)
+    }
+}
+
+fn decode_checkpoint<M: CheckpointCodec>(record: Record) -> Result<Checkpoint<M>, RunError> {
     if record.kind != M::KIND {
         return Err(RunError::WrongKind {
             sync: record.id,

@@ -70,11 +70,7 @@ fn retry_after_ms(error: &AmazonError) -> Option<u64> {
 
 #[async_trait]
 impl Effects<PullMachine> for AmazonPullEffects {
-    async fn perform(&self, sync: &str, effect: &PullEffect) -> PullOutcome {
-        self.perform_with_writes(sync, effect).await.0
-    }
-
-    async fn perform_with_writes(&self, _sync: &str, effect: &PullEffect) -> (PullOutcome, Commit) {
+    async fn perform(&self, _sync: &str, effect: &PullEffect) -> (PullOutcome, Commit) {
         match effect {
             PullEffect::ClearStaging { profile_id, keep } => {
                 let (profile, keep) = (profile_id.clone(), *keep);

@@ -7,7 +7,9 @@ use strum::{Display, EnumIter};
 
 use crate::backoff::Backoff;
 use crate::clock::Timestamp;
-use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::machine::{
+    reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
+};
 use crate::platform::amazon::ListKind;
 
 /// The pull machine (a type-level definition; see [`Machine`]).
@@ -347,10 +349,6 @@ pub enum PullOutcome {
     ResumeRequested,
 }
 
-fn reject(state: &PullState, outcome: &PullOutcome, reason: &str) -> TransitionError {
-    TransitionError::new::<PullMachine>(state, outcome, reason)
-}
-
 impl Machine for PullMachine {
     const KIND: &'static str = "pull";
     const STATE_VERSION: u32 = 1;
@@ -358,33 +356,9 @@ impl Machine for PullMachine {
     type Effect = PullEffect;
     type Outcome = PullOutcome;
     type Phase = PullPhase;
-    type OutcomeKind = PullOutcomeKind;
 
     fn phase(state: &PullState) -> PullPhase {
         state.phase
-    }
-
-    fn outcome_kind(outcome: &PullOutcome) -> PullOutcomeKind {
-        match outcome {
-            PullOutcome::StagingCleared { .. } => PullOutcomeKind::StagingCleared,
-            PullOutcome::PageFetched {
-                next_token: Some(_),
-                ..
-            } => PullOutcomeKind::PageFetched,
-            PullOutcome::PageFetched {
-                next_token: None, ..
-            } => PullOutcomeKind::LastPageFetched,
-            PullOutcome::FetchFailed {
-                transient: true, ..
-            } => PullOutcomeKind::FetchTransient,
-            PullOutcome::FetchFailed {
-                transient: false, ..
-            } => PullOutcomeKind::FetchPermanent,
-            PullOutcome::Persisted { .. } => PullOutcomeKind::Persisted,
-            PullOutcome::StoreFailed { .. } => PullOutcomeKind::StoreFailed,
-            PullOutcome::PullRequested { .. } => PullOutcomeKind::PullRequested,
-            PullOutcome::ResumeRequested => PullOutcomeKind::ResumeRequested,
-        }
     }
 
     fn next(state: &PullState) -> Next<PullEffect> {
@@ -442,7 +416,7 @@ impl Machine for PullMachine {
                 },
             ) => {
                 if phase.list_kind() != Some(*kind) {
-                    return Err(reject(state, outcome, "a page of another endpoint"));
+                    return reject::<Self>(state, outcome, "a page of another endpoint");
                 }
                 if next_token.is_some() && *next_token == state.cursor {
                     // A platform fault, not an impossible outcome: fail clearly
@@ -482,7 +456,7 @@ impl Machine for PullMachine {
                 },
             ) => {
                 if phase.list_kind() != Some(*kind) {
-                    return Err(reject(state, outcome, "a failure of another endpoint"));
+                    return reject::<Self>(state, outcome, "a failure of another endpoint");
                 }
                 let attempts = state.attempts + 1;
                 if *transient && state.policy.backoff.allows_retry(attempts) {
@@ -511,7 +485,7 @@ impl Machine for PullMachine {
             }
             (PullPhase::Persisting, PullOutcome::Persisted { snapshot }) => {
                 if snapshot.generation != state.generation() {
-                    return Err(reject(state, outcome, "a snapshot of another generation"));
+                    return reject::<Self>(state, outcome, "a snapshot of another generation");
                 }
                 Ok(PullState {
                     phase: PullPhase::Completed,
@@ -542,17 +516,15 @@ impl Machine for PullMachine {
                     failed_in: None,
                     ..state.clone()
                 }),
-                _ => Err(reject(
+                _ => reject::<Self>(
                     state,
                     outcome,
                     "the pull did not stop in a fetch or persist phase; request a new pull",
-                )),
+                ),
             },
-            (PullPhase::Completed, PullOutcome::ResumeRequested) => Err(reject(
-                state,
-                outcome,
-                "the pull completed; request a new pull",
-            )),
+            (PullPhase::Completed, PullOutcome::ResumeRequested) => {
+                reject::<Self>(state, outcome, "the pull completed; request a new pull")
+            }
             (
                 PullPhase::Idle
                 | PullPhase::FetchingCampaigns
@@ -560,30 +532,26 @@ impl Machine for PullMachine {
                 | PullPhase::FetchingKeywords
                 | PullPhase::Persisting,
                 PullOutcome::PullRequested { .. } | PullOutcome::ResumeRequested,
-            ) => Err(reject(
-                state,
-                outcome,
-                "a pull is in progress; resume it instead",
-            )),
+            ) => reject::<Self>(state, outcome, "a pull is in progress; resume it instead"),
             (PullPhase::Completed | PullPhase::Failed, _) => {
-                Err(reject(state, outcome, "the pull is finished"))
+                reject::<Self>(state, outcome, "the pull is finished")
             }
-            (PullPhase::Idle, _) => Err(reject(state, outcome, "only staging cleanup leaves Idle")),
+            (PullPhase::Idle, _) => {
+                reject::<Self>(state, outcome, "only staging cleanup leaves Idle")
+            }
             (
                 PullPhase::FetchingCampaigns
                 | PullPhase::FetchingAdGroups
                 | PullPhase::FetchingKeywords,
                 _,
-            ) => Err(reject(
+            ) => reject::<Self>(
                 state,
                 outcome,
                 "a fetch phase expects a page or a fetch failure",
-            )),
-            (PullPhase::Persisting, _) => Err(reject(
-                state,
-                outcome,
-                "persisting expects the persist result",
-            )),
+            ),
+            (PullPhase::Persisting, _) => {
+                reject::<Self>(state, outcome, "persisting expects the persist result")
+            }
         }
     }
 
@@ -673,6 +641,35 @@ impl Machine for PullMachine {
                 format!("new pull requested (maxResults {})", policy.page_size)
             }
             PullOutcome::ResumeRequested => "resume requested".to_string(),
+        }
+    }
+}
+
+impl CheckpointCodec for PullMachine {}
+
+impl MachineDocs for PullMachine {
+    type OutcomeKind = PullOutcomeKind;
+
+    fn outcome_kind(outcome: &PullOutcome) -> PullOutcomeKind {
+        match outcome {
+            PullOutcome::StagingCleared { .. } => PullOutcomeKind::StagingCleared,
+            PullOutcome::PageFetched {
+                next_token: Some(_),
+                ..
+            } => PullOutcomeKind::PageFetched,
+            PullOutcome::PageFetched {
+                next_token: None, ..
+            } => PullOutcomeKind::LastPageFetched,
+            PullOutcome::FetchFailed {
+                transient: true, ..
+            } => PullOutcomeKind::FetchTransient,
+            PullOutcome::FetchFailed {
+                transient: false, ..
+            } => PullOutcomeKind::FetchPermanent,
+            PullOutcome::Persisted { .. } => PullOutcomeKind::Persisted,
+            PullOutcome::StoreFailed { .. } => PullOutcomeKind::StoreFailed,
+            PullOutcome::PullRequested { .. } => PullOutcomeKind::PullRequested,
+            PullOutcome::ResumeRequested => PullOutcomeKind::ResumeRequested,
         }
     }
 

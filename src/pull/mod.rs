@@ -185,10 +185,11 @@ fn check_profile(profile: &str) -> Result<(), PullError> {
     }
 }
 
-/// Pulls profiles through a [`Runner`] of the [`PullMachine`] and reads what
-/// they persisted.
+/// Pulls profiles through a [`Runner`] of the [`PullMachine`], which it builds
+/// itself with its [`AmazonPullEffects`], and reads what they persisted.
 pub struct Puller {
-    runner: Arc<Runner<PullMachine>>,
+    runner: Runner<PullMachine>,
+    effects: AmazonPullEffects,
     platform: String,
     policy: PullPolicy,
     clock: Arc<dyn Clock>,
@@ -204,11 +205,18 @@ impl std::fmt::Debug for Puller {
 }
 
 impl Puller {
-    /// A puller of `platform` (e.g. [`AMAZON`]) over `runner`.
-    pub fn new(runner: Arc<Runner<PullMachine>>, platform: &str, clock: Arc<dyn Clock>) -> Self {
+    /// A puller of Amazon Ads profiles through `client`, staging and
+    /// persisting into `store`: the store its effects write to is the one its
+    /// runner checkpoints in.
+    pub fn new(
+        store: crate::store::Store,
+        client: crate::platform::amazon::AmazonClient,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Puller {
-            runner,
-            platform: platform.to_string(),
+            runner: Runner::new(store.clone(), clock.clone()),
+            effects: AmazonPullEffects::new(client, store, clock.clone()),
+            platform: AMAZON.to_string(),
             policy: PullPolicy::default(),
             clock,
             labels: BTreeMap::new(),
@@ -229,9 +237,31 @@ impl Puller {
         self
     }
 
-    /// The runner (to step a pull one transition at a time).
-    pub fn runner(&self) -> &Arc<Runner<PullMachine>> {
+    /// Configures the runner this puller built: a seed, a crash hook, a stop
+    /// signal (see [`Runner::with_seed`], [`Runner::with_hook`],
+    /// [`Runner::with_stop`]).
+    pub fn with_runner(
+        mut self,
+        configure: impl FnOnce(Runner<PullMachine>) -> Runner<PullMachine>,
+    ) -> Self {
+        self.runner = configure(self.runner);
+        self
+    }
+
+    /// The runner: reading pulls and applying requests ([`Runner::resolve`]).
+    /// Stepping goes through [`Puller::step`] and [`Puller::run`].
+    pub fn runner(&self) -> &Runner<PullMachine> {
         &self.runner
+    }
+
+    /// One transition of pull `id` ([`Runner::step`]) through this puller's effects.
+    pub async fn step(&self, id: &str) -> Result<crate::runner::Step<PullMachine>, RunError> {
+        self.runner.step(id, &self.effects).await
+    }
+
+    /// Runs pull `id` to its end ([`Runner::run`]) through this puller's effects.
+    pub async fn run(&self, id: &str) -> Result<Checkpoint<PullMachine>, RunError> {
+        self.runner.run(id, &self.effects).await
     }
 
     /// The sync id of `profile`.
@@ -278,7 +308,7 @@ impl Puller {
             self.runner.start(&id, state, labels, &[]).await?;
             return Ok(id);
         };
-        let checkpoint = crate::runner::decode_checkpoint::<PullMachine>(record)?;
+        let checkpoint = Checkpoint::<PullMachine>::try_from(record)?;
         let request = match checkpoint.state.phase {
             PullPhase::Completed => Some(PullOutcome::PullRequested {
                 policy: self.policy,
@@ -318,7 +348,10 @@ impl Puller {
         observer: &(dyn Fn(&Transition<PullMachine>) + Send + Sync),
     ) -> Result<PullStatus, PullError> {
         let id = self.begin(profile, mode).await?;
-        let checkpoint = self.runner.run_observed(&id, observer).await?;
+        let checkpoint = self
+            .runner
+            .run_observed(&id, &self.effects, observer)
+            .await?;
         Ok(PullStatus::from_checkpoint(&checkpoint))
     }
 

@@ -745,7 +745,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::machine::Machine;
+    use crate::machine::{Machine, MachineDocs};
     use crate::push::PushMachine;
 
     fn round_trip(state: &PushState) -> PushState {

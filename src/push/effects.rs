@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::adapter::{AdapterError, EntityKind, PushAdapter};
 use crate::push::machine::{PushEffect, PushMachine, PushOutcome, PushState};
 use crate::runner::Effects;
+use crate::store::Commit;
 
 /// [`Effects`] of the push machine, performed by a platform adapter.
 pub struct AdapterEffects {
@@ -23,7 +24,15 @@ impl AdapterEffects {
 
 #[async_trait]
 impl Effects<PushMachine> for AdapterEffects {
-    async fn perform(&self, _sync: &str, effect: &PushEffect) -> PushOutcome {
+    /// A push effect writes no data of its own: what it learnt (an id) is in
+    /// the outcome, which the checkpoint records.
+    async fn perform(&self, _sync: &str, effect: &PushEffect) -> (PushOutcome, Commit) {
+        (self.outcome(effect).await, Commit::new())
+    }
+}
+
+impl AdapterEffects {
+    async fn outcome(&self, effect: &PushEffect) -> PushOutcome {
         let failed = |error| PushOutcome::Failed { error };
         match effect {
             PushEffect::Create { parent, spec } => match self.adapter.create(parent, spec).await {

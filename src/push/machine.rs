@@ -12,7 +12,9 @@ use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
 use crate::backoff::Backoff;
 use crate::clock::Timestamp;
-use crate::machine::{Context, Machine, Next, Status, TransitionError};
+use crate::machine::{
+    reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
+};
 use crate::model::{Campaign, Keyword};
 
 /// The push machine definition (see [`crate::push`]).
@@ -630,14 +632,6 @@ impl PushState {
 /// (A create's intent is always a real, recent time.)
 const GONE_LOOKUP_SINCE: Timestamp = Timestamp::UNIX_EPOCH;
 
-fn reject(
-    state: &PushState,
-    outcome: &PushOutcome,
-    reason: &str,
-) -> Result<PushState, TransitionError> {
-    Err(TransitionError::new::<PushMachine>(state, outcome, reason))
-}
-
 impl Machine for PushMachine {
     const KIND: &'static str = "push";
     /// Version 2: checkpoints hold progress only; the plan is stored once
@@ -647,62 +641,9 @@ impl Machine for PushMachine {
     type Effect = PushEffect;
     type Outcome = PushOutcome;
     type Phase = PushPhase;
-    type OutcomeKind = PushOutcomeKind;
 
     fn phase(state: &PushState) -> PushPhase {
         state.phase
-    }
-
-    fn encode_plan(state: &PushState) -> Option<serde_json::Result<Box<RawValue>>> {
-        Some(super::checkpoint::encode_plan(state))
-    }
-
-    fn encode_checkpoint(state: &PushState) -> serde_json::Result<Box<RawValue>> {
-        super::checkpoint::encode_progress(state)
-    }
-
-    fn encode_segments(
-        prev: Option<&PushState>,
-        state: &PushState,
-    ) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
-        super::checkpoint::encode_segments(prev, state)
-    }
-
-    fn decode_checkpoint(
-        plan: Option<&RawValue>,
-        segments: &[(u32, std::sync::Arc<RawValue>)],
-        checkpoint: &RawValue,
-    ) -> Result<PushState, String> {
-        super::checkpoint::decode(plan, segments, checkpoint)
-    }
-
-    fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
-        match outcome {
-            PushOutcome::Created { .. } => PushOutcomeKind::Created,
-            PushOutcome::Updated => PushOutcomeKind::Updated,
-            PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
-            PushOutcome::Found { matches } => match matches.len() {
-                0 => PushOutcomeKind::FoundNone,
-                1 => PushOutcomeKind::FoundOne,
-                _ => PushOutcomeKind::FoundMany,
-            },
-            PushOutcome::Failed {
-                error: AdapterError::Transient { .. },
-            } => PushOutcomeKind::Transient,
-            PushOutcome::Failed {
-                error: AdapterError::Permanent { .. },
-            } => PushOutcomeKind::Permanent,
-            PushOutcome::Failed {
-                error: AdapterError::Unknown { .. },
-            } => PushOutcomeKind::Unknown,
-            PushOutcome::Failed {
-                error: AdapterError::NotFound { .. },
-            } => PushOutcomeKind::NotFound,
-            PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
-            PushOutcome::Resumed => PushOutcomeKind::Resumed,
-            PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
-            PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
-        }
     }
 
     fn next(state: &PushState) -> Next<PushEffect> {
@@ -788,214 +729,226 @@ impl Machine for PushMachine {
         ctx: &Context,
     ) -> Result<PushState, TransitionError> {
         use PushOutcome as O;
+        use PushPhase as P;
         let s = state.clone();
-        match state.phase {
-            PushPhase::Synced | PushPhase::Failed => {
-                reject(state, outcome, "the sync has finished")
+        // What the phase is about: the create whose outcome is pending (if
+        // any), and in the four step phases the work item at the cursor. Arms
+        // that need one come after the arm refusing its absence, so their
+        // `unwrap_or_default` never picks a default.
+        let create = state.pending_create();
+        let work = state.current();
+        // The four step phases (a pattern, so the match stays flat).
+        macro_rules! step {
+            () => {
+                P::Pending | P::CampaignCreated | P::AdGroupsCreated | P::AdsCreated
+            };
+        }
+        match (state.phase, outcome) {
+            (P::Synced | P::Failed, _) => reject::<Self>(state, outcome, "the sync has finished"),
+
+            (P::LookupDeferred, O::Resumed) => {
+                let mut s = s;
+                s.phase = P::OutcomeUnknown;
+                s.attempt = 0;
+                s.retry_at = None;
+                Ok(s)
             }
-            PushPhase::LookupDeferred => match outcome {
-                O::Resumed => {
-                    let mut s = s;
-                    s.phase = PushPhase::OutcomeUnknown;
-                    s.attempt = 0;
-                    s.retry_at = None;
-                    Ok(s)
+            (P::LookupDeferred, _) => reject::<Self>(
+                state,
+                outcome,
+                "the sync stopped because the platform was unavailable; a new run looks the entity up again",
+            ),
+
+            (P::NeedsAttention, _) if create.is_none() => {
+                reject::<Self>(state, outcome, "nothing is pending a decision")
+            }
+            (P::NeedsAttention, O::OperatorAdopt { id }) => {
+                let mut s = s;
+                if let Some(entity) = create {
+                    s.set_result(entity, EntityResult::Adopted, Some(id.clone()));
                 }
-                _ => reject(
-                    state,
-                    outcome,
-                    "the sync stopped because the platform was unavailable; a new run looks the entity up again",
-                ),
-            },
-            PushPhase::NeedsAttention => {
-                let Some(entity) = state.pending_create() else {
-                    return reject(state, outcome, "nothing is pending a decision");
-                };
-                match outcome {
-                    O::OperatorAdopt { id } => {
-                        let mut s = s;
-                        s.set_result(entity, EntityResult::Adopted, Some(id.clone()));
-                        s.last_error = None;
-                        Ok(s.advance(ctx))
-                    }
-                    O::OperatorAbsent => {
+                s.last_error = None;
+                Ok(s.advance(ctx))
+            }
+            (P::NeedsAttention, O::OperatorAbsent) => {
+                let mut s = s.back_to_create(ctx);
+                s.last_error = None;
+                Ok(s)
+            }
+            (P::NeedsAttention, _) => reject::<Self>(
+                state,
+                outcome,
+                "the sync waits for an operator: adopt an id or declare the entity absent",
+            ),
+
+            (P::OutcomeUnknown, _) if create.is_none() => {
+                reject::<Self>(state, outcome, "no create is pending")
+            }
+            (P::OutcomeUnknown, O::Found { matches }) => {
+                let entity = create.unwrap_or_default();
+                match matches.as_slice() {
+                    // Verified absent: creating now cannot duplicate.
+                    [] => Ok(s.back_to_create(ctx)),
+                    [found] if state.looking_up_gone() => {
+                        // Its old id is gone; this one has its name under its
+                        // parent: record it, then bring it to the spec.
                         let mut s = s.back_to_create(ctx);
-                        s.last_error = None;
+                        if let Some(e) = s.entity_mut(entity) {
+                            e.platform_id = Some(found.id.clone());
+                        }
                         Ok(s)
                     }
-                    _ => reject(
-                        state,
-                        outcome,
-                        "the sync waits for an operator: adopt an id or declare the entity absent",
-                    ),
-                }
-            }
-            PushPhase::OutcomeUnknown => {
-                let Some(entity) = state.pending_create() else {
-                    return reject(state, outcome, "no create is pending");
-                };
-                match outcome {
-                    O::Found { matches } => match matches.as_slice() {
-                        // Verified absent: creating now cannot duplicate.
-                        [] => Ok(s.back_to_create(ctx)),
-                        [found] if state.looking_up_gone() => {
-                            // Its old id is gone; this one has its name under its
-                            // parent: record it, then bring it to the spec.
-                            let mut s = s.back_to_create(ctx);
-                            if let Some(e) = s.entity_mut(entity) {
-                                e.platform_id = Some(found.id.clone());
-                            }
-                            Ok(s)
-                        }
-                        [found] => {
-                            let mut s = s;
-                            s.set_result(entity, EntityResult::Adopted, Some(found.id.clone()));
-                            Ok(s.advance(ctx))
-                        }
-                        many => {
-                            let ids: Vec<&str> = many.iter().map(|m| m.id.as_str()).collect();
-                            let what = state.describe(entity);
-                            Ok(s.attention(format!(
-                                "cannot tell which of {} platform entities is {what}: ids {}; adopt one or declare it absent",
-                                many.len(),
-                                ids.join(", ")
-                            )))
-                        }
-                    },
-                    O::Failed {
-                        error:
-                            error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
-                    } => {
-                        let what = state.describe(entity);
-                        // The platform could not answer: nothing is undecidable
-                        // yet, so stop where a later run asks again instead of
-                        // parking for an operator.
-                        Ok(s.retry_or(error, ctx, |s, msg| {
-                            s.defer(format!(
-                                "platform unavailable during the look-up of {what}: {msg}; \
-                                 the next resume looks it up again"
-                            ))
-                        }))
+                    [found] => {
+                        let mut s = s;
+                        s.set_result(entity, EntityResult::Adopted, Some(found.id.clone()));
+                        Ok(s.advance(ctx))
                     }
-                    O::Failed {
-                        error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
-                    } => {
+                    many => {
+                        let ids: Vec<&str> = many.iter().map(|m| m.id.as_str()).collect();
                         let what = state.describe(entity);
                         Ok(s.attention(format!(
-                            "cannot tell whether {what} was created: look-up rejected: {error}"
+                            "cannot tell which of {} platform entities is {what}: ids {}; adopt one or declare it absent",
+                            many.len(),
+                            ids.join(", ")
                         )))
                     }
-                    O::Interrupted | O::Resumed => reject(
-                        state,
-                        outcome,
-                        "a look-up is repeatable and is simply run again",
-                    ),
-                    _ => reject(state, outcome, "the pending effect is a look-up"),
                 }
             }
-            PushPhase::Pending
-            | PushPhase::CampaignCreated
-            | PushPhase::AdGroupsCreated
-            | PushPhase::AdsCreated => {
-                let Some(work) = state.current().cloned() else {
-                    return reject(state, outcome, "no work is pending");
-                };
-                let create = state.pending_create();
-                match (outcome, &work) {
-                    (O::Created { id }, _) => match create {
-                        Some(entity) => {
-                            let mut s = s;
-                            s.set_result(entity, EntityResult::Created, Some(id.clone()));
-                            Ok(s.advance(ctx))
-                        }
-                        None => reject(state, outcome, "the pending effect is not a create"),
-                    },
-                    (O::Updated, Work::Upsert { entity }) if create.is_none() => {
-                        let mut s = s;
-                        s.set_result(*entity, EntityResult::Updated, None);
-                        Ok(s.advance(ctx))
-                    }
-                    (O::Updated, _) => {
-                        reject(state, outcome, "the pending effect is not an update")
-                    }
-                    (O::KeywordsSet, Work::SetKeywords { keywords, .. }) => {
-                        let mut s = s;
-                        for &k in keywords {
-                            s.set_result(k, EntityResult::Applied, None);
-                        }
-                        Ok(s.advance(ctx))
-                    }
-                    (O::KeywordsSet, _) => {
-                        reject(state, outcome, "the pending effect does not set keywords")
-                    }
-                    (O::Found { .. }, _) => reject(state, outcome, "no look-up is pending"),
-                    (
-                        O::Failed {
-                            error: AdapterError::Unknown { .. },
-                        },
-                        _,
-                    )
-                    | (O::Interrupted, _)
-                        if create.is_some() =>
-                    {
-                        // The create may have happened: find out before anything else.
-                        let mut s = s;
-                        s.phase = PushPhase::OutcomeUnknown;
-                        s.attempt = 0;
-                        s.retry_at = None;
-                        if let O::Failed { error } = outcome {
-                            s.last_error = Some(error.to_string());
-                        }
-                        Ok(s)
-                    }
-                    (O::Interrupted, _) => reject(
-                        state,
-                        outcome,
-                        "the pending effect is repeatable and is simply run again",
-                    ),
-                    (
-                        O::Failed {
-                            error: error @ AdapterError::NotFound { .. },
-                        },
-                        Work::Upsert { entity },
-                    ) if create.is_none() => {
-                        // The recorded id is gone from the platform: forget it and
-                        // look the entity up by name alone (adopt one, create if
-                        // none, park if several), so later pushes do not fail on it.
-                        let what = state.describe(*entity);
-                        let mut s = s;
-                        let gone = s
-                            .entity_mut(*entity)
-                            .and_then(|e| e.platform_id.take())
-                            .unwrap_or_default();
-                        s.phase = PushPhase::OutcomeUnknown;
-                        s.attempt = 0;
-                        s.retry_at = None;
-                        s.intent_at = GONE_LOOKUP_SINCE;
-                        s.last_error = Some(format!(
-                            "{what}: its platform id {gone} is gone ({error}); looking it up by name"
-                        ));
-                        Ok(s)
-                    }
-                    (O::Resumed, _) => reject(state, outcome, "the sync has not stopped"),
-                    // An update or keyword set is idempotent: an unknown outcome is retried like a transient one.
-                    (
-                        O::Failed {
-                            error:
-                                error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
-                        },
-                        _,
-                    ) => Ok(s.retry_or(error, ctx, |s, msg| s.fail_current(msg, ctx))),
-                    (
-                        O::Failed {
-                            error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
-                        },
-                        _,
-                    ) => Ok(s.fail_current(error.to_string(), ctx)),
-                    (O::OperatorAdopt { .. } | O::OperatorAbsent, _) => {
-                        reject(state, outcome, "no operator decision is pending")
-                    }
+            (
+                P::OutcomeUnknown,
+                O::Failed {
+                    error: error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
+                },
+            ) => {
+                let what = state.describe(create.unwrap_or_default());
+                // The platform could not answer: nothing is undecidable
+                // yet, so stop where a later run asks again instead of
+                // parking for an operator.
+                Ok(s.retry_or(error, ctx, |s, msg| {
+                    s.defer(format!(
+                        "platform unavailable during the look-up of {what}: {msg}; \
+                         the next resume looks it up again"
+                    ))
+                }))
+            }
+            (
+                P::OutcomeUnknown,
+                O::Failed {
+                    error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
+                },
+            ) => {
+                let what = state.describe(create.unwrap_or_default());
+                Ok(s.attention(format!(
+                    "cannot tell whether {what} was created: look-up rejected: {error}"
+                )))
+            }
+            (P::OutcomeUnknown, O::Interrupted | O::Resumed) => reject::<Self>(
+                state,
+                outcome,
+                "a look-up is repeatable and is simply run again",
+            ),
+            (P::OutcomeUnknown, _) => {
+                reject::<Self>(state, outcome, "the pending effect is a look-up")
+            }
+
+            (step!(), _) if work.is_none() => {
+                reject::<Self>(state, outcome, "no work is pending")
+            }
+            (step!(), O::Created { id }) => match create {
+                Some(entity) => {
+                    let mut s = s;
+                    s.set_result(entity, EntityResult::Created, Some(id.clone()));
+                    Ok(s.advance(ctx))
                 }
+                None => reject::<Self>(state, outcome, "the pending effect is not a create"),
+            },
+            (step!(), O::Updated) => match work {
+                Some(&Work::Upsert { entity }) if create.is_none() => {
+                    let mut s = s;
+                    s.set_result(entity, EntityResult::Updated, None);
+                    Ok(s.advance(ctx))
+                }
+                _ => reject::<Self>(state, outcome, "the pending effect is not an update"),
+            },
+            (step!(), O::KeywordsSet) => match work {
+                Some(Work::SetKeywords { keywords, .. }) => {
+                    let mut s = s;
+                    for &k in keywords {
+                        s.set_result(k, EntityResult::Applied, None);
+                    }
+                    Ok(s.advance(ctx))
+                }
+                _ => reject::<Self>(state, outcome, "the pending effect does not set keywords"),
+            },
+            (step!(), O::Found { .. }) => {
+                reject::<Self>(state, outcome, "no look-up is pending")
+            }
+            (
+                step!(),
+                O::Failed {
+                    error: AdapterError::Unknown { .. },
+                }
+                | O::Interrupted,
+            ) if create.is_some() => {
+                // The create may have happened: find out before anything else.
+                let mut s = s;
+                s.phase = P::OutcomeUnknown;
+                s.attempt = 0;
+                s.retry_at = None;
+                if let O::Failed { error } = outcome {
+                    s.last_error = Some(error.to_string());
+                }
+                Ok(s)
+            }
+            (step!(), O::Interrupted) => reject::<Self>(
+                state,
+                outcome,
+                "the pending effect is repeatable and is simply run again",
+            ),
+            (
+                step!(),
+                O::Failed {
+                    error: error @ AdapterError::NotFound { .. },
+                },
+            ) if create.is_none() && matches!(work, Some(Work::Upsert { .. })) => {
+                // The recorded id is gone from the platform: forget it and
+                // look the entity up by name alone (adopt one, create if
+                // none, park if several), so later pushes do not fail on it.
+                let entity = match work {
+                    Some(&Work::Upsert { entity }) => entity,
+                    _ => create.unwrap_or_default(),
+                };
+                let what = state.describe(entity);
+                let mut s = s;
+                let gone = s
+                    .entity_mut(entity)
+                    .and_then(|e| e.platform_id.take())
+                    .unwrap_or_default();
+                s.phase = P::OutcomeUnknown;
+                s.attempt = 0;
+                s.retry_at = None;
+                s.intent_at = GONE_LOOKUP_SINCE;
+                s.last_error = Some(format!(
+                    "{what}: its platform id {gone} is gone ({error}); looking it up by name"
+                ));
+                Ok(s)
+            }
+            (step!(), O::Resumed) => reject::<Self>(state, outcome, "the sync has not stopped"),
+            // An update or keyword set is idempotent: an unknown outcome is retried like a transient one.
+            (
+                step!(),
+                O::Failed {
+                    error: error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
+                },
+            ) => Ok(s.retry_or(error, ctx, |s, msg| s.fail_current(msg, ctx))),
+            (
+                step!(),
+                O::Failed {
+                    error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
+                },
+            ) => Ok(s.fail_current(error.to_string(), ctx)),
+            (step!(), O::OperatorAdopt { .. } | O::OperatorAbsent) => {
+                reject::<Self>(state, outcome, "no operator decision is pending")
             }
         }
     }
@@ -1095,6 +1048,64 @@ impl Machine for PushMachine {
             PushOutcome::Resumed => "resumed: look the entity up again".into(),
             PushOutcome::OperatorAdopt { id } => format!("operator: adopt {id}"),
             PushOutcome::OperatorAbsent => "operator: absent, create it".into(),
+        }
+    }
+}
+
+impl CheckpointCodec for PushMachine {
+    fn encode_plan(state: &PushState) -> Option<serde_json::Result<Box<RawValue>>> {
+        Some(super::checkpoint::encode_plan(state))
+    }
+
+    fn encode_checkpoint(state: &PushState) -> serde_json::Result<Box<RawValue>> {
+        super::checkpoint::encode_progress(state)
+    }
+
+    fn encode_segments(
+        prev: Option<&PushState>,
+        state: &PushState,
+    ) -> serde_json::Result<Vec<(u32, Box<RawValue>)>> {
+        super::checkpoint::encode_segments(prev, state)
+    }
+
+    fn decode_checkpoint(
+        plan: Option<&RawValue>,
+        segments: &[(u32, std::sync::Arc<RawValue>)],
+        checkpoint: &RawValue,
+    ) -> Result<PushState, String> {
+        super::checkpoint::decode(plan, segments, checkpoint)
+    }
+}
+
+impl MachineDocs for PushMachine {
+    type OutcomeKind = PushOutcomeKind;
+
+    fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
+        match outcome {
+            PushOutcome::Created { .. } => PushOutcomeKind::Created,
+            PushOutcome::Updated => PushOutcomeKind::Updated,
+            PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
+            PushOutcome::Found { matches } => match matches.len() {
+                0 => PushOutcomeKind::FoundNone,
+                1 => PushOutcomeKind::FoundOne,
+                _ => PushOutcomeKind::FoundMany,
+            },
+            PushOutcome::Failed {
+                error: AdapterError::Transient { .. },
+            } => PushOutcomeKind::Transient,
+            PushOutcome::Failed {
+                error: AdapterError::Permanent { .. },
+            } => PushOutcomeKind::Permanent,
+            PushOutcome::Failed {
+                error: AdapterError::Unknown { .. },
+            } => PushOutcomeKind::Unknown,
+            PushOutcome::Failed {
+                error: AdapterError::NotFound { .. },
+            } => PushOutcomeKind::NotFound,
+            PushOutcome::Interrupted => PushOutcomeKind::Interrupted,
+            PushOutcome::Resumed => PushOutcomeKind::Resumed,
+            PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
+            PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
         }
     }
 

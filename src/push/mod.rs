@@ -155,9 +155,11 @@ impl SetReport {
 /// Called after every durable transition of a push sync.
 pub type Observer = Arc<dyn Fn(&crate::runner::Transition<PushMachine>) + Send + Sync>;
 
-/// Pushes campaign sets through a [`Runner`] of the [`PushMachine`].
+/// Pushes campaign sets through a [`Runner`] of the [`PushMachine`], which it
+/// builds itself, performing effects through its adapter's [`AdapterEffects`].
 pub struct Pusher {
     runner: Arc<Runner<PushMachine>>,
+    effects: Arc<AdapterEffects>,
     platform: String,
     keyword_model: crate::adapter::KeywordModel,
     policy: PushPolicy,
@@ -188,16 +190,15 @@ fn latest_key(platform: &str, account: &str, campaign: &str) -> String {
 }
 
 impl Pusher {
-    /// A pusher over `runner`; `adapter` tells the platform and keyword model.
-    pub fn new(
-        runner: Arc<Runner<PushMachine>>,
-        adapter: &dyn PushAdapter,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    /// A pusher writing to `store` and pushing through `adapter`, which both
+    /// performs the effects and names the platform and keyword model recorded
+    /// in each sync (one adapter, so the two cannot disagree).
+    pub fn new(store: Store, adapter: Arc<dyn PushAdapter>, clock: Arc<dyn Clock>) -> Self {
         Pusher {
-            runner,
+            runner: Arc::new(Runner::new(store, clock.clone())),
             platform: adapter.platform().to_string(),
             keyword_model: adapter.keyword_model(),
+            effects: Arc::new(AdapterEffects::new(adapter)),
             policy: PushPolicy::default(),
             clock,
             labels: BTreeMap::new(),
@@ -228,9 +229,41 @@ impl Pusher {
         self
     }
 
-    /// The runner (for stepping syncs one transition at a time).
-    pub fn runner(&self) -> &Arc<Runner<PushMachine>> {
+    /// Configures the runner this pusher built: a seed, a crash hook, a stop
+    /// signal shared with a signal handler (see [`Runner::with_seed`],
+    /// [`Runner::with_hook`], [`Runner::with_stop`]). Meant for building the
+    /// pusher; should a cancelled [`Pusher::run_all`] still hold the runner,
+    /// `configure` gets a new one instead, which loses nothing durable.
+    pub fn with_runner(
+        mut self,
+        configure: impl FnOnce(Runner<PushMachine>) -> Runner<PushMachine>,
+    ) -> Self {
+        let runner = Arc::try_unwrap(self.runner).unwrap_or_else(|shared| {
+            // What a runner holds in memory besides its settings is a cache of
+            // states it wrote: without it, a restart's look-up replaces a
+            // create, never a blind re-send.
+            Runner::new(shared.store().clone(), self.clock.clone())
+        });
+        self.runner = Arc::new(configure(runner));
+        self
+    }
+
+    /// The runner: reading syncs, applying an operator's decision
+    /// ([`Runner::resolve`]). Stepping goes through [`Pusher::step`] and
+    /// [`Pusher::run`], which bring this pusher's effects.
+    pub fn runner(&self) -> &Runner<PushMachine> {
         &self.runner
+    }
+
+    /// One transition of sync `id` ([`Runner::step`]) through this pusher's adapter.
+    pub async fn step(&self, id: &str) -> Result<crate::runner::Step<PushMachine>, RunError> {
+        self.runner.step(id, self.effects.as_ref()).await
+    }
+
+    /// Runs sync `id` to its end ([`Runner::run`]) through this pusher's
+    /// adapter; also how one sync is continued after a crash.
+    pub async fn run(&self, id: &str) -> Result<Checkpoint<PushMachine>, RunError> {
+        self.runner.run(id, self.effects.as_ref()).await
     }
 
     /// Starts one sync per campaign of `set` on `account` and makes them
@@ -477,6 +510,7 @@ impl Pusher {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.max_running));
         for id in ids {
             let runner = self.runner.clone();
+            let effects = self.effects.clone();
             let id = id.clone();
             let observer = observer.clone();
             let slots = slots.clone();
@@ -485,7 +519,9 @@ impl Pusher {
                 let _slot = slots.acquire_owned().await.ok();
                 (
                     id.clone(),
-                    runner.run_observed(&id, observer.as_ref()).await,
+                    runner
+                        .run_observed(&id, effects.as_ref(), observer.as_ref())
+                        .await,
                 )
             });
         }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use adsync::adapter::KeywordModel;
 use adsync::clock::ManualClock;
 use adsync::platform::memory::MemoryPlatform;
-use adsync::push::{AdapterEffects, PushMachine, Pusher, SetReport};
-use adsync::runner::Runner;
+use adsync::push::{PushMachine, Pusher, SetReport};
+use adsync::runner::{Checkpoint, Runner};
 use adsync::store::{HistoryEntry, Store};
 
 #[allow(unused_imports)]
@@ -43,13 +43,8 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(store: Store, platform: Arc<MemoryPlatform>, clock: Arc<ManualClock>) -> Self {
-        let runner = Runner::<PushMachine>::new(
-            store.clone(),
-            Arc::new(AdapterEffects::new(platform.clone())),
-            clock.clone(),
-        )
-        .with_seed(7);
-        let pusher = Pusher::new(Arc::new(runner), platform.as_ref(), clock.clone());
+        let pusher = Pusher::new(store.clone(), platform.clone(), clock.clone())
+            .with_runner(|runner| runner.with_seed(7));
         Harness {
             store,
             platform,
@@ -73,7 +68,7 @@ impl Harness {
         )
     }
 
-    pub fn runner(&self) -> &Arc<Runner<PushMachine>> {
+    pub fn runner(&self) -> &Runner<PushMachine> {
         self.pusher.runner()
     }
 
@@ -101,7 +96,7 @@ pub fn trace(h: &Harness, sync: &str) -> String {
         record.status,
         record.last_error.as_deref().unwrap_or("none")
     );
-    let checkpoint = adsync::runner::decode_checkpoint::<PushMachine>(record).expect("decodes");
+    let checkpoint = Checkpoint::<PushMachine>::try_from(record).expect("decodes");
     for e in checkpoint.state.entities.iter() {
         let _ = writeln!(
             out,

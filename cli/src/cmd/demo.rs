@@ -19,8 +19,8 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::machine::{Machine, Next};
 use adsync::model::CampaignSet;
 use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig};
-use adsync::push::{AdapterEffects, PushEffect, PushMachine, Pusher};
-use adsync::runner::{Runner, Step};
+use adsync::push::{PushEffect, PushMachine, Pusher};
+use adsync::runner::Step;
 use adsync::store::Store;
 use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
 use adsync_fakes::reddit::{
@@ -34,12 +34,7 @@ use crate::{progress, report};
 const ACCOUNT: &str = "a2_demo";
 
 fn pusher(store: Store, adapter: &Arc<RedditAdapter>, clock: &Arc<dyn Clock>) -> Pusher {
-    let runner = Runner::<PushMachine>::new(
-        store,
-        Arc::new(AdapterEffects::new(adapter.clone())),
-        clock.clone(),
-    );
-    Pusher::new(Arc::new(runner), adapter.as_ref(), clock.clone())
+    Pusher::new(store, adapter.clone(), clock.clone())
 }
 
 fn failed(context: &str) -> impl Fn(String) -> Failure + '_ {
@@ -99,7 +94,7 @@ pub async fn run() -> Result<Exit, Failure> {
         let ids = p.start(&set, ACCOUNT).await?;
         let first = &ids[0];
         // Step the first campaign until an ad create is the next durable effect.
-        while let Step::Transitioned(t) = p.runner().step(first).await? {
+        while let Step::Transitioned(t) = p.step(first).await? {
             print(&t);
             if let Next::Effect(PushEffect::Create { parent, spec }) = PushMachine::next(&t.state) {
                 if spec.kind() == EntityKind::Ad {

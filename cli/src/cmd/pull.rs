@@ -8,8 +8,7 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::platform::amazon::{
     AmazonClient, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
 };
-use adsync::pull::{AmazonPullEffects, PullMachine, PullMode, PullPolicy, Puller, AMAZON};
-use adsync::runner::Runner;
+use adsync::pull::{PullMode, PullPolicy, Puller};
 use adsync::store::Store;
 
 use crate::exit::Exit;
@@ -81,17 +80,16 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
     let store = Store::open_from_async(db).await.map_err(Failure::from)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let mut runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
-        runner = runner.with_hook(hook);
-    }
     let policy = PullPolicy {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
     let host = client_host(&args.host);
-    let puller = Puller::new(Arc::new(runner), AMAZON, clock)
+    let puller = Puller::new(store, client, clock)
+        .with_runner(|runner| match crate::crash_hook::crash_hook_from_env() {
+            Some(hook) => runner.with_hook(hook),
+            None => runner,
+        })
         .with_policy(policy)
         .with_labels(std::collections::BTreeMap::from([(
             "host".to_string(),

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use adsync::clock::{Clock, SystemClock};
 use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword};
-use adsync::pull::{AmazonPullEffects, PullMachine, Puller, AMAZON};
-use adsync::runner::Runner;
+use adsync::pull::Puller;
 use adsync::store::Store;
 use clap::ValueEnum;
 
@@ -55,9 +54,7 @@ fn reader(store: Store) -> Result<Puller, Failure> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let client = AmazonClient::new(AmazonConfig::new("-", "-"))
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let effects = AmazonPullEffects::new(client, store.clone(), clock.clone());
-    let runner = Runner::<PullMachine>::new(store, Arc::new(effects), clock.clone());
-    Ok(Puller::new(Arc::new(runner), AMAZON, clock))
+    Ok(Puller::new(store, client, clock))
 }
 
 /// `adsync show`.

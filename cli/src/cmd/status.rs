@@ -288,7 +288,7 @@ fn push_entities(record: &adsync::store::Record) -> serde_json::Value {
     if record.kind != PushMachine::KIND {
         return serde_json::Value::Null;
     }
-    match adsync::runner::decode_checkpoint::<PushMachine>(record.clone()) {
+    match adsync::runner::Checkpoint::<PushMachine>::try_from(record.clone()) {
         Ok(checkpoint) => serde_json::to_value(
             adsync::push::CampaignReport::from_checkpoint(&checkpoint).entities,
         )
