@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::model::CampaignSet;
-use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig};
+use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig};
 use adsync::push::Pusher;
+use adsync::secret::Secret;
 use adsync::store::Store;
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::reddit::FakeEntities;
@@ -76,7 +77,7 @@ async fn round(n: usize, fractional_reset: bool) -> Round {
     let adapter = Arc::new(
         RedditAdapter::new(RedditConfig {
             base_url: fake.base_url(),
-            token: Some(AccessToken::new(TOKEN)),
+            token: Some(Secret::new(TOKEN)),
             timeout: Duration::from_secs(10),
             rate: RatePolicy {
                 reads: READS_PER_SECOND,

@@ -14,8 +14,9 @@ use adsync::clock::{Clock, SystemClock};
 use adsync::machine::Status;
 use adsync::model::Campaign;
 use adsync::platform::memory::{Fault as MemFault, Op};
-use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig, TokenSource};
+use adsync::platform::reddit::{RedditAdapter, RedditConfig, TokenSource};
 use adsync::push::{verify_adoption, AdoptError, EntityResult, PushPhase, PushPolicy, Pusher};
+use adsync::secret::Secret;
 use adsync::store::Store;
 use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
@@ -41,7 +42,7 @@ fn reddit(fake: &FakeRedditHandle, attempts: u32) -> Arc<RedditAdapter> {
     Arc::new(
         RedditAdapter::new(RedditConfig {
             base_url: fake.base_url(),
-            token: Some(AccessToken::new(fake.config().token.clone())),
+            token: Some(Secret::new(fake.config().token.clone())),
             timeout: Duration::from_secs(5),
             backoff: fast_backoff(attempts),
             ..RedditConfig::default()
@@ -418,10 +419,10 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
     struct NewlineToken;
     #[async_trait::async_trait]
     impl TokenSource for NewlineToken {
-        async fn token(&self) -> Result<AccessToken, AdapterError> {
-            Ok(AccessToken::new("tok\nen-7f3a"))
+        async fn token(&self) -> Result<Secret, AdapterError> {
+            Ok(Secret::new("tok\nen-7f3a"))
         }
-        async fn refresh(&self) -> Result<AccessToken, AdapterError> {
+        async fn refresh(&self) -> Result<Secret, AdapterError> {
             self.token().await
         }
     }
@@ -453,7 +454,7 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
     assert!(fake.requests().is_empty());
 
     let bad_ua = RedditAdapter::new(RedditConfig {
-        token: Some(AccessToken::new("t")),
+        token: Some(Secret::new("t")),
         user_agent: "adsync\r\nX-Evil: 1".into(),
         ..config.clone()
     });
@@ -462,7 +463,7 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
         Err(adsync::platform::reddit::ConfigError::InvalidUserAgent { .. })
     ));
     let bad_token = RedditAdapter::new(RedditConfig {
-        token: Some(AccessToken::new("a\nb-secret")),
+        token: Some(Secret::new("a\nb-secret")),
         ..config
     });
     match bad_token {

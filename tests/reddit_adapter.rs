@@ -10,7 +10,8 @@ use adsync::model::{
     Ad, AdGroup, BidStrategy, BidType, Campaign, ConfiguredStatus, GoalType, Keyword, Objective,
     SpendGoal,
 };
-use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig, TokenSource};
+use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig, TokenSource};
+use adsync::secret::Secret;
 use adsync_fakes::reddit::{LoggedRequest, RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ const ACCOUNT: &str = "a2_test";
 fn adapter_config(fake: &FakeRedditHandle) -> RedditConfig {
     RedditConfig {
         base_url: fake.base_url(),
-        token: Some(AccessToken::new(fake.config().token.clone())),
+        token: Some(Secret::new(fake.config().token.clone())),
         user_agent: "adsync-tests/1.0".into(),
         timeout: Duration::from_secs(3),
         connect_timeout: Duration::from_secs(1),
@@ -469,17 +470,17 @@ struct RotatingToken {
 
 #[async_trait]
 impl TokenSource for RotatingToken {
-    async fn token(&self) -> Result<AccessToken, AdapterError> {
-        Ok(AccessToken::new(
+    async fn token(&self) -> Result<Secret, AdapterError> {
+        Ok(Secret::new(
             self.current.lock().map(|t| t.clone()).unwrap_or_default(),
         ))
     }
-    async fn refresh(&self) -> Result<AccessToken, AdapterError> {
+    async fn refresh(&self) -> Result<Secret, AdapterError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut t) = self.current.lock() {
             *t = self.fresh.clone();
         }
-        Ok(AccessToken::new(self.fresh.clone()))
+        Ok(Secret::new(self.fresh.clone()))
     }
 }
 
@@ -959,7 +960,7 @@ async fn connect_failure_is_transient_even_for_creates() {
     };
     let adapter = RedditAdapter::new(RedditConfig {
         base_url: format!("http://127.0.0.1:{port}/api/v3"),
-        token: Some(AccessToken::new("t")),
+        token: Some(Secret::new("t")),
         backoff: Backoff {
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),

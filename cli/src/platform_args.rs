@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::platform::reddit::{
-    AccessToken, ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL,
-    ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
+    ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL,
+    ENV_TOKEN, ENV_USER_AGENT,
 };
+use adsync::secret::Secret;
 use clap::ValueEnum;
 
 use crate::failure::Failure;
@@ -80,12 +81,12 @@ impl Given {
 
 /// Parses a token into its redacting wrapper, so that not even `Debug` of the
 /// parsed command line shows it.
-fn parse_token(raw: &str) -> Result<AccessToken, String> {
+fn parse_token(raw: &str) -> Result<Secret, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err("the token must not be empty".into());
     }
-    Ok(AccessToken::new(raw))
+    Ok(Secret::new(raw))
 }
 
 /// Flags of `--platform reddit` (ignored by other platforms).
@@ -98,7 +99,7 @@ pub struct RedditArgs {
     /// The OAuth2 bearer token. Prefer the environment variable: a flag shows
     /// in the process list. Never logged or stored.
     #[arg(long = "reddit-token", env = ENV_TOKEN, hide_env_values = true, value_parser = parse_token)]
-    token: Option<AccessToken>,
+    token: Option<Secret>,
     /// The User-Agent sent with every request (Reddit requires one).
     #[arg(long = "reddit-user-agent", env = ENV_USER_AGENT)]
     user_agent: Option<String>,

@@ -18,9 +18,10 @@ use adsync::backoff::Backoff;
 use adsync::clock::{Clock, SystemClock};
 use adsync::machine::{Machine, Next};
 use adsync::model::CampaignSet;
-use adsync::platform::reddit::{AccessToken, RedditAdapter, RedditConfig};
+use adsync::platform::reddit::{RedditAdapter, RedditConfig};
 use adsync::push::{PushEffect, PushMachine, Pusher};
 use adsync::runner::Step;
+use adsync::secret::Secret;
 use adsync::store::Store;
 use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
 use adsync_fakes::reddit::{
@@ -66,7 +67,7 @@ pub async fn run() -> Result<Exit, Failure> {
     let adapter = Arc::new(
         RedditAdapter::new(RedditConfig {
             base_url: fake.base_url(),
-            token: Some(AccessToken::new(token)),
+            token: Some(Secret::new(token)),
             timeout: Duration::from_secs(10),
             backoff: Backoff {
                 base: Duration::from_millis(50),

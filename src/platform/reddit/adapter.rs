@@ -20,7 +20,7 @@ use super::api::{
     AdGroupWrite, AdWrite, CampaignWrite, Created, EntitySummary, Envelope, ErrorEnvelope,
     ListEnvelope, Targeting, TargetingWrite,
 };
-use super::token::{AccessToken, StaticToken, TokenSource};
+use super::token::{StaticToken, TokenSource};
 use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
     PlatformEntity, PushAdapter,
@@ -29,6 +29,7 @@ use crate::backoff::Backoff;
 use crate::clock::Timestamp;
 use crate::model::Keyword;
 use crate::ratelimit::RateLimiter;
+use crate::secret::Secret;
 
 /// The production API root.
 pub const DEFAULT_BASE_URL: &str = "https://ads-api.reddit.com/api/v3";
@@ -66,7 +67,7 @@ pub struct RedditConfig {
     /// API root, e.g. `https://ads-api.reddit.com/api/v3` (no trailing slash needed).
     pub base_url: String,
     /// Bearer token used by [`RedditAdapter::new`] (a [`StaticToken`]).
-    pub token: Option<AccessToken>,
+    pub token: Option<Secret>,
     /// `User-Agent` header (Reddit requires one).
     pub user_agent: String,
     /// Whole-request timeout (connect, send, and read the response).
@@ -146,7 +147,7 @@ impl RedditConfig {
             config.base_url = url.trim().to_string();
         }
         if let Some(token) = get(ENV_TOKEN) {
-            config.token = Some(AccessToken::new(token.trim()));
+            config.token = Some(Secret::new(token.trim()));
         }
         if let Some(ua) = get(ENV_USER_AGENT) {
             config.user_agent = ua;
@@ -157,7 +158,7 @@ impl RedditConfig {
 }
 
 /// Whether `token` can be sent as `Authorization: Bearer <token>`.
-fn check_token(token: &AccessToken) -> Result<(), ConfigError> {
+fn check_token(token: &Secret) -> Result<(), ConfigError> {
     HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .map(|_| ())
         .map_err(|_| ConfigError::InvalidToken)
@@ -201,11 +202,12 @@ struct AccountLimits {
 /// ```
 /// use std::time::Duration;
 /// use adsync::adapter::{KeywordModel, PushAdapter};
-/// use adsync::platform::reddit::{AccessToken, RatePolicy, RedditAdapter, RedditConfig};
+/// use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig};
+/// use adsync::secret::Secret;
 ///
 /// let config = RedditConfig {
 ///     base_url: "http://127.0.0.1:8080/api/v3".into(),
-///     token: Some(AccessToken::new("my-token")),
+///     token: Some(Secret::new("my-token")),
 ///     user_agent: "adsync-docs/1.0".into(),
 ///     timeout: Duration::from_secs(10),
 ///     rate: RatePolicy { reads: 400, writes: 200, window: Duration::from_secs(60) },

@@ -17,4 +17,4 @@ pub use adapter::{
     ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL,
     ENV_TOKEN, ENV_USER_AGENT,
 };
-pub use token::{AccessToken, StaticToken, TokenSource};
+pub use token::{StaticToken, TokenSource};

@@ -5,25 +5,23 @@
 //! refresh-token source (`POST https://www.reddit.com/api/v1/access_token`) can
 //! implement the trait; [`StaticToken`] serves a fixed token (env var, tests).
 
+use crate::secret::Secret;
 use std::fmt;
 
 use async_trait::async_trait;
 
 use crate::adapter::AdapterError;
 
-/// A bearer token: a [`Secret`](crate::secret::Secret), so its `Debug` and `Display` never show it.
-pub type AccessToken = crate::secret::Secret;
-
 /// Where the adapter gets bearer tokens from.
 #[async_trait]
 pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     /// The current token (may be cached).
-    async fn token(&self) -> Result<AccessToken, AdapterError>;
+    async fn token(&self) -> Result<Secret, AdapterError>;
 
     /// Obtains a fresh token after the platform rejected the current one with 401,
     /// and returns it. Errors should be [`AdapterError::Permanent`] when the
     /// credentials themselves are bad, [`AdapterError::Transient`] otherwise.
-    async fn refresh(&self) -> Result<AccessToken, AdapterError>;
+    async fn refresh(&self) -> Result<Secret, AdapterError>;
 
     /// Whether [`TokenSource::refresh`] can yield a different token. When it
     /// cannot (a fixed token), a 401 fails at once instead of "refreshing".
@@ -34,22 +32,22 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
 
 /// A fixed token; it cannot be refreshed, so a 401 fails permanently at once.
 #[derive(Debug, Clone)]
-pub struct StaticToken(AccessToken);
+pub struct StaticToken(Secret);
 
 impl StaticToken {
     /// A source always answering `token`.
-    pub fn new(token: AccessToken) -> Self {
+    pub fn new(token: Secret) -> Self {
         StaticToken(token)
     }
 }
 
 #[async_trait]
 impl TokenSource for StaticToken {
-    async fn token(&self) -> Result<AccessToken, AdapterError> {
+    async fn token(&self) -> Result<Secret, AdapterError> {
         Ok(self.0.clone())
     }
 
-    async fn refresh(&self) -> Result<AccessToken, AdapterError> {
+    async fn refresh(&self) -> Result<Secret, AdapterError> {
         Ok(self.0.clone())
     }
 
@@ -64,7 +62,7 @@ mod tests {
 
     #[test]
     fn debug_and_display_redact_the_secret() {
-        let t = AccessToken::new("s3cr3t-value");
+        let t = Secret::new("s3cr3t-value");
         assert!(!format!("{t:?}").contains("s3cr3t"));
         assert!(!format!("{t}").contains("s3cr3t"));
         assert!(!format!("{:?}", StaticToken::new(t.clone())).contains("s3cr3t"));
