@@ -57,75 +57,14 @@ pub enum SnapshotError {
     Contended(String),
 }
 
-fn kind_byte(kind: ListKind) -> u8 {
-    match kind {
-        ListKind::Campaigns => b'c',
-        ListKind::AdGroups => b'g',
-        ListKind::Keywords => b'k',
-    }
-}
+mod keys;
 
-fn profile_prefix(platform: &str, profile: &str) -> Vec<u8> {
-    format!("pull/{platform}/{profile}/").into_bytes()
-}
-
-/// Prefix of every staged page of a profile.
-pub fn stage_prefix(platform: &str, profile: &str) -> Vec<u8> {
-    [profile_prefix(platform, profile).as_slice(), b"s/"].concat()
-}
-
-/// The staging key of page `page` of `kind`.
-pub fn stage_key(platform: &str, profile: &str, kind: ListKind, page: u64) -> Vec<u8> {
-    let mut k = stage_prefix(platform, profile);
-    k.push(kind_byte(kind));
-    k.extend_from_slice(&page.to_be_bytes());
-    k
-}
-
-/// Prefix of every generation of a profile.
-pub fn generations_prefix(platform: &str, profile: &str) -> Vec<u8> {
-    [profile_prefix(platform, profile).as_slice(), b"g/"].concat()
-}
-
-fn generation_prefix(platform: &str, profile: &str, generation: u64) -> Vec<u8> {
-    let mut k = generations_prefix(platform, profile);
-    k.extend_from_slice(&generation.to_be_bytes());
-    k.push(b'/');
-    k
-}
-
-fn chunk_key(
-    platform: &str,
-    profile: &str,
-    generation: u64,
-    kind: ListKind,
-    chunk: u64,
-) -> Vec<u8> {
-    let mut k = generation_prefix(platform, profile, generation);
-    k.push(b'c');
-    k.push(kind_byte(kind));
-    k.extend_from_slice(&(chunk as u32).to_be_bytes());
-    k
-}
-
-fn directory_key(platform: &str, profile: &str, generation: u64, kind: ListKind) -> Vec<u8> {
-    let mut k = generation_prefix(platform, profile, generation);
-    k.push(b'd');
-    k.push(kind_byte(kind));
-    k
-}
-
-/// The key of the generation pointer of a profile.
-pub fn current_key(platform: &str, profile: &str) -> Vec<u8> {
-    [profile_prefix(platform, profile).as_slice(), b"current"].concat()
-}
-
-/// The generation a data key (under [`generations_prefix`]) belongs to.
-pub fn generation_of(platform: &str, profile: &str, key: &[u8]) -> Option<u64> {
-    let rest = key.strip_prefix(generations_prefix(platform, profile).as_slice())?;
-    let bytes: [u8; 8] = rest.get(..8)?.try_into().ok()?;
-    Some(u64::from_be_bytes(bytes))
-}
+use keys::{chunk_key, directory_key};
+#[cfg(not(feature = "testing"))]
+pub(crate) use keys::{current_key, generation_of, generations_prefix, stage_key, stage_prefix};
+/// The key builders, for tests that look at or damage the layout (feature `testing`).
+#[cfg(feature = "testing")]
+pub use keys::{current_key, generation_of, generations_prefix, stage_key, stage_prefix};
 
 fn push_entry(out: &mut Vec<u8>, id: &[u8], json: &[u8]) {
     out.extend_from_slice(&(id.len() as u32).to_le_bytes());
