@@ -10,7 +10,9 @@ use adsync::platform::amazon::{
     AmazonClient, AmazonConfig, AmazonError, Items, ListKind, ListRequest, SpAdGroup, SpCampaign,
     SpKeyword, State, ThrottleConfig,
 };
-use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord, ServerRateLimit};
+use adsync_fakes::amazon::{
+    request_gaps, request_statuses, AmazonFault, Mutation, RequestRecord, ServerRateLimit,
+};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
@@ -72,14 +74,6 @@ fn raw() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("raw client")
-}
-
-fn gaps(log: &[RequestRecord]) -> Vec<Duration> {
-    log.windows(2).map(|w| w[1].at - w[0].at).collect()
-}
-
-fn statuses(log: &[RequestRecord]) -> Vec<u16> {
-    log.iter().map(|r| r.status).collect()
 }
 
 async fn pull_all(
@@ -389,7 +383,11 @@ async fn missing_or_wrong_credentials_are_unauthorized_and_forbidden() {
         AmazonError::Forbidden { message, .. } => assert!(message.message.contains("999")),
         other => panic!("expected Forbidden, got {other}"),
     }
-    assert_eq!(statuses(&h.requests()), [401, 403, 403], "never retried");
+    assert_eq!(
+        request_statuses(&h.requests()),
+        [401, 403, 403],
+        "never retried"
+    );
     h.shutdown().await;
 }
 
@@ -409,8 +407,8 @@ async fn retry_after_is_honoured() {
         .expect("ridden out");
     assert_eq!(page.items.len(), 10);
     let log = h.requests();
-    assert_eq!(statuses(&log), [429, 200]);
-    let gap = gaps(&log)[0];
+    assert_eq!(request_statuses(&log), [429, 200]);
+    let gap = request_gaps(&log)[0];
     assert!(gap >= Duration::from_secs(1), "waited only {gap:?}");
     assert!(
         gap < Duration::from_millis(1500),
@@ -466,8 +464,8 @@ async fn throttled_without_retry_after_backs_off_exponentially_then_succeeds() {
         .await
         .expect("ridden out");
     let log = h.requests();
-    assert_eq!(statuses(&log), [429, 429, 200]);
-    let g = gaps(&log);
+    assert_eq!(request_statuses(&log), [429, 429, 200]);
+    let g = request_gaps(&log);
     // Equal jitter: the n-th wait is in [ceiling/2, ceiling], ceiling = 100 ms · 2ⁿ⁻¹.
     assert!(g[0] >= Duration::from_millis(50), "{g:?}");
     assert!(g[1] >= Duration::from_millis(100), "{g:?}");
@@ -508,7 +506,7 @@ async fn a_429_storm_is_ridden_out_with_the_rate_lowered_then_recovering() {
     assert_eq!(page.items.len(), 20);
     // 80 → 40 → 20 → 10 → 10 (min_rate).
     assert_eq!(c.current_rate(), 10.0);
-    assert_eq!(statuses(&h.requests()), [429, 429, 429, 429, 200]);
+    assert_eq!(request_statuses(&h.requests()), [429, 429, 429, 429, 200]);
 
     let mut token = page.next_token;
     let mut pages = 0;
@@ -554,7 +552,7 @@ async fn retries_are_bounded_then_throttled() {
         other => panic!("expected Throttled, got {other}"),
     }
     assert!(err.is_transient());
-    assert_eq!(statuses(&h.requests()), [429, 429, 429]);
+    assert_eq!(request_statuses(&h.requests()), [429, 429, 429]);
     assert_eq!(h.pending_faults(), 7);
     h.shutdown().await;
 }
@@ -674,7 +672,7 @@ async fn server_errors_and_timeouts_are_retried_then_transient() {
     c.list_page(PROFILE, ListKind::Campaigns, None, 10)
         .await
         .expect("retried");
-    assert_eq!(statuses(&h.requests()), [503, 503, 200]);
+    assert_eq!(request_statuses(&h.requests()), [503, 503, 200]);
 
     h.clear_requests();
     h.inject(AmazonFault::ServerError { status: 500 }, 10);

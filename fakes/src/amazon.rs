@@ -204,6 +204,17 @@ pub struct RequestRecord {
     pub accept: Option<String>,
 }
 
+/// The time between each request of `log` and the next, in order: what a
+/// test of pacing (rate limits, `Retry-After`) asserts on.
+pub fn request_gaps(log: &[RequestRecord]) -> Vec<Duration> {
+    log.windows(2).map(|w| w[1].at - w[0].at).collect()
+}
+
+/// The status answered to each request of `log`, in order.
+pub fn request_statuses(log: &[RequestRecord]) -> Vec<u16> {
+    log.iter().map(|r| r.status).collect()
+}
+
 /// A change to the data between (or during) pulls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

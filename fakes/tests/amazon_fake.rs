@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use adsync::backoff::Backoff;
 use adsync::platform::amazon::{AmazonClient, AmazonConfig, ListKind, ThrottleConfig};
 use adsync_fakes::amazon::wire::{media_type, path};
-use adsync_fakes::amazon::RequestRecord;
+use adsync_fakes::amazon::{request_gaps, request_statuses, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
@@ -55,14 +55,6 @@ fn raw() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("raw client")
-}
-
-fn gaps(log: &[RequestRecord]) -> Vec<Duration> {
-    log.windows(2).map(|w| w[1].at - w[0].at).collect()
-}
-
-fn statuses(log: &[RequestRecord]) -> Vec<u16> {
-    log.iter().map(|r| r.status).collect()
 }
 
 fn raw_list(h: &FakeAmazonHandle, kind: ListKind) -> reqwest::RequestBuilder {
@@ -186,9 +178,9 @@ async fn admin_http_api_faults_rate_limit_log_and_counts() {
         .json()
         .await
         .expect("log json");
-    assert_eq!(statuses(&log), [502, 200, 429, 200]);
+    assert_eq!(request_statuses(&log), [502, 200, 429, 200]);
     assert!(
-        gaps(&log)[2] >= Duration::from_secs(1),
+        request_gaps(&log)[2] >= Duration::from_secs(1),
         "Retry-After from the bucket"
     );
     let counts: serde_json::Value = http
