@@ -26,7 +26,7 @@ impl Commit {
     }
 
     /// Writes `record` (and remembers that its seq is durable once committed),
-    /// in the layout of its `format` (see [`RECORD_FORMAT`]); the head of a
+    /// in the layout of its `format` (see [`RECORD_FORMAT`](super::RECORD_FORMAT)); the head of a
     /// format-2 record is written with its first checkpoint (seq 0).
     pub fn record(mut self, record: &Record) -> Result<Self, StoreError> {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt {
@@ -88,8 +88,8 @@ impl Commit {
         self
     }
 
-    /// Appends a history entry of sync `id`, in the compact layout of
-    /// [`StoredEntry`] (its seq is the key's).
+    /// Appends a history entry of sync `id`, in the store's compact history
+    /// layout (its seq is the key's).
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
         let mut bytes = Vec::with_capacity(128);
         serde_json::to_writer(&mut bytes, &StoredEntryOut(entry)).map_err(|e| {

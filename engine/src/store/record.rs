@@ -16,7 +16,7 @@ use crate::status::Status;
 /// labels: a few hundred bytes, as labels hold paths and URLs) once, as the
 /// record's *head* under `m/<sync id>`, instead of with every checkpoint.
 /// Format-1 records (every field under `r/<sync id>`) still read, and a sync
-/// started with format 1 keeps it: [`Commit::record`] writes a record in its
+/// started with format 1 keeps it: [`Commit::record`](super::Commit::record) writes a record in its
 /// own `format`.
 pub const RECORD_FORMAT: u32 = 2;
 
@@ -94,11 +94,11 @@ pub struct Record {
     /// (the machine's `encode_plan`). Stored once under its own key
     /// (`p/<sync id>`), not in every checkpoint: checkpoints then carry only
     /// progress, so their size does not grow with the campaign. The store fills
-    /// it in when it reads a record; [`Commit::plan`] writes it.
+    /// it in when it reads a record; [`Commit::plan`](super::Commit::plan) writes it.
     #[serde(skip)]
     pub plan: Option<Arc<serde_json::value::RawValue>>,
     /// Segments of the sync's progress that the machine wrote under their own
-    /// keys (`s/<sync id>\0<n BE>`, [`Commit::segment`]), in segment order:
+    /// keys (`s/<sync id>\0<n BE>`, [`Commit::segment`](super::Commit::segment)), in segment order:
     /// parts of its state that no longer change, so each is written once
     /// instead of with every later checkpoint
     /// (the machine's `encode_segments`). Like the plan, filled
