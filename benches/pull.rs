@@ -16,12 +16,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adsync::backoff::Backoff;
-use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpKeyword, ThrottleConfig};
-use adsync::pull::{PullMode, PullPhase, PullPolicy, Puller};
-use adsync::runner::Step;
-use adsync::store::Store;
+use adsync::amazon::{AmazonClient, AmazonConfig, SpKeyword, ThrottleConfig};
+use adsync::Backoff;
+use adsync::Step;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
+use adsync::{PullMode, PullPhase, PullPolicy, Puller};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 
 const PROFILE: &str = "1000000001";

@@ -22,13 +22,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adsync::backoff::Backoff;
-use adsync::clock::{Clock, SystemClock};
-use adsync::model::CampaignSet;
-use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig};
-use adsync::push::Pusher;
-use adsync::secret::Secret;
-use adsync::store::Store;
+use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
+use adsync::Backoff;
+use adsync::CampaignSet;
+use adsync::Pusher;
+use adsync::Secret;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::reddit::FakeEntities;
 use adsync_fakes::{FakeReddit, FakeRedditConfig};

@@ -1,20 +1,4 @@
 //! The platform seam: what the push engine needs from an ad platform.
-//!
-//! The trait is deliberately small and generic over the entity kind, so that an
-//! HTTP adapter (Reddit Ads), the in-memory platform used in tests, and users' own
-//! adapters all plug into the same runner. Every call reports failures as an
-//! [`AdapterError`] whose *class* drives the state machine:
-//!
-//! | class       | meaning                                              | machine does           |
-//! |-------------|------------------------------------------------------|------------------------|
-//! | `Transient` | the request was certainly **not** applied            | retry after backoff    |
-//! | `Permanent` | the platform rejected it (validation, not found…)    | fail the entity        |
-//! | `Unknown`   | it may or may not have been applied (timeout after the request was sent, dropped connection) | look the entity up, adopt it |
-//! | `NotFound`  | the entity (or its parent) does not exist on the platform | an update: look the entity up by name, adopt or create it; otherwise fail the entity |
-//!
-//! No platform here offers idempotency keys, so an adapter must never retry a
-//! create on its own after the request may have reached the server: it returns
-//! `Unknown` and lets the machine decide, durably, what happened.
 
 use std::time::Duration;
 
@@ -22,8 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 
-use crate::clock::Timestamp;
 use crate::model::{Ad, AdGroup, Campaign, Keyword};
+use adsync_engine::Timestamp;
 
 /// The four levels of the hierarchy.
 #[derive(
@@ -226,6 +210,24 @@ mod opt_duration_ms {
     }
 }
 
+/// The platform seam: what the push engine needs from an ad platform.
+///
+/// The trait is deliberately small and generic over the entity kind, so that an
+/// HTTP adapter (Reddit Ads), the in-memory platform used in tests, and users' own
+/// adapters all plug into the same runner. Every call reports failures as an
+/// [`AdapterError`] whose *class* drives the state machine:
+///
+/// | class       | meaning                                              | machine does           |
+/// |-------------|------------------------------------------------------|------------------------|
+/// | `Transient` | the request was certainly **not** applied            | retry after backoff    |
+/// | `Permanent` | the platform rejected it (validation, not found…)    | fail the entity        |
+/// | `Unknown`   | it may or may not have been applied (timeout after the request was sent, dropped connection) | look the entity up, adopt it |
+/// | `NotFound`  | the entity (or its parent) does not exist on the platform | an update: look the entity up by name, adopt or create it; otherwise fail the entity |
+///
+/// No platform here offers idempotency keys, so an adapter must never retry a
+/// create on its own after the request may have reached the server: it returns
+/// `Unknown` and lets the machine decide, durably, what happened.
+///
 /// What the push engine needs from an ad platform.
 ///
 /// Implementations: [`crate::platform::memory::MemoryPlatform`] (tests, demo) and

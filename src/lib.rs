@@ -12,54 +12,61 @@
 //!                    side effects)  log, group commit)
 //! ```
 //!
-//! 1. **[`machine`]** — a sync is a typed state machine. [`machine::Machine::transition`]
+//! 1. **machine** — a sync is a typed state machine. [`Machine::transition`]
 //!    maps `(state, outcome)` to the next state and does no I/O; an impossible pair is
-//!    a [`machine::TransitionError`], never a panic. Every non-terminal state *names*
-//!    the side effect that leaves it ([`machine::Machine::next`]). The transition table
-//!    is derived from the code ([`machine::TransitionTable`]) and published in
+//!    a [`TransitionError`], never a panic. Every non-terminal state *names*
+//!    the side effect that leaves it ([`Machine::next`]). The transition table
+//!    is derived from the code ([`TransitionTable`]) and published in
 //!    `state_machines/`.
-//! 2. **[`runner`]** — the only place side effects happen. One [`runner::Runner::step`]:
+//! 2. **runner** — the only place side effects happen. One [`Runner::step`]:
 //!    the state naming the effect is already durable → the effect runs → the outcome is
 //!    applied → the resulting state is made durable. One durable write per side effect.
 //!    What is fixed at start (a push's entity specs) is written once, so a checkpoint
 //!    carries only progress and a step's cost does not grow with the campaign.
 //!    After a restart, a state whose effect may have started is first given the
-//!    machine's restart outcome ([`machine::Machine::on_restart`]), so "outcome
+//!    machine's restart outcome ([`Machine::on_restart`]), so "outcome
 //!    unknown" is a state the machine handles (look up, adopt), never a blind retry.
-//! 3. **[`store`]** — the checkpoint store on sled: per sync a record and an
+//! 3. **store** — the checkpoint [`Store`] on sled: per sync a record and an
 //!    append-only history, committed atomically. Concurrent syncs' commits are
 //!    appended together to a write-ahead log and made durable with one write
 //!    (`O_DIRECT | O_DSYNC`, or `fdatasync` where that is refused: group commit);
 //!    a separate thread then applies them to sled, in batches. Async callers
 //!    never block a worker thread, and sled's `flush_async` is never called.
-//! 4. **[`adapter`]** — the platform seam: a small async trait
-//!    ([`adapter::PushAdapter`]) with create / update / find. [`platform::memory`] is a
+//! 4. **adapter** — the platform seam: a small async trait
+//!    ([`PushAdapter`]) with create / update / find. [`memory::MemoryPlatform`] is a
 //!    scriptable in-memory platform for tests (fail the Nth call, lose a response,
 //!    count duplicates).
 //!
-//! On top sit the concrete machines:
+//! The first three are the `adsync-engine` crate, re-exported here. On top sit
+//! the concrete machines:
 //!
-//! * [`push`] — campaign → ad groups → ads → keywords to a platform, every platform id
-//!   checkpointed before children are touched; adapters in [`platform::memory`] and
-//!   [`platform::reddit`] (HTTP; its fake is in the `adsync-fakes` crate).
-//! * [`pull`] — an Amazon Ads profile's campaigns, ad groups and keywords, page by
-//!   page (each page staged in the checkpoint that records its `nextToken`), then
-//!   persisted as a new snapshot generation made current in one commit;
-//!   client in [`platform::amazon`] (its fake is in `adsync-fakes`).
+//! * **push** ([`Pusher`], [`PushMachine`]) — campaign → ad groups → ads → keywords
+//!   to a platform, every platform id checkpointed before children are touched;
+//!   adapters in [`memory`] and [`reddit`] (HTTP; its fake is in the
+//!   `adsync-fakes` crate).
+//! * **pull** ([`Puller`], [`PullMachine`]) — an Amazon Ads profile's campaigns,
+//!   ad groups and keywords, page by page (each page staged in the checkpoint
+//!   that records its `nextToken`), then persisted as a new snapshot generation
+//!   made current in one commit; client in [`amazon`] (its fake is in
+//!   `adsync-fakes`).
 //!
-//! Time comes through [`clock::Clock`], so tests run on a [`clock::ManualClock`];
-//! rate limits through [`ratelimit::RateLimiter`], backoff through [`backoff::Backoff`].
+//! Time comes through [`Clock`], so tests run on a [`ManualClock`]; rate limits
+//! through [`RateLimiter`], backoff through [`Backoff`].
+//!
+//! ## The public API
+//!
+//! Everything public is listed at this crate's root: the engine's types, the
+//! campaign-set model, the adapter seam, push and pull. Each platform's own
+//! vocabulary (configuration, wire types, errors) is grouped in [`memory`],
+//! [`reddit`] and [`amazon`]. Accessors that only tests and benchmarks need
+//! are behind the `testing` feature.
 //!
 //! ## Example: push a campaign set, one transition at a time
 //!
 //! ```
 //! use std::sync::Arc;
-//! use adsync::clock::ManualClock;
-//! use adsync::model::CampaignSet;
-//! use adsync::platform::memory::MemoryPlatform;
-//! use adsync::push::Pusher;
-//! use adsync::runner::Step;
-//! use adsync::store::Store;
+//! use adsync::memory::MemoryPlatform;
+//! use adsync::{CampaignSet, ManualClock, Pusher, Status, Step, Store};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -90,19 +97,112 @@
 //! // After a crash, a new process calls `pusher.run(id)` (or
 //! // `pusher.resume_all()`), which continues from the last checkpoint.
 //! let done = pusher.run(&ids[0]).await?;
-//! assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
+//! assert_eq!(done.record.status, Status::Succeeded);
 //! assert_eq!(platform.creations(), 3); // campaign, ad group, ad — once each
 //! # Ok(())
 //! # }
 //! ```
 #![warn(missing_docs)]
 
-pub use adsync_engine::{backoff, clock, machine, runner, store};
+// Modules are private: the `pub use` lists below are the whole public API, so
+// the files behind them can be reorganised without breaking an embedder.
+mod adapter;
+mod model;
+mod platform;
+mod pull;
+mod push;
+mod ratelimit;
+mod secret;
 
-pub mod adapter;
-pub mod model;
-pub mod platform;
-pub mod pull;
-pub mod push;
-pub mod ratelimit;
-pub mod secret;
+// The engine (crate `adsync-engine`): machines, the runner, the checkpoint
+// store, time. Re-exported so that one dependency is enough.
+pub use adsync_engine::{
+    reject, render_definition, Backoff, Cause, Checkpoint, CheckpointCodec, Clock, Commit, Context,
+    CoverageError, Effects, HistoryEntry, Hook, HookPoint, HookWhen, Machine, MachineDocs,
+    ManualClock, Next, Record, RunError, Runner, Start, Status, Step, StopSignal, Store,
+    StoreError, SystemClock, TableRow, Timestamp, Transition, TransitionError, TransitionTable,
+    Write, RECORD_FORMAT,
+};
+
+// The desired state: a campaign set as the user writes it.
+pub use model::{
+    Ad, AdGroup, BidStrategy, BidType, Campaign, CampaignSet, ConfiguredStatus, GoalType,
+    InputError, Keyword, Objective, SpendGoal, MAX_KEYWORDS_PER_AD_GROUP, MAX_NAME_LEN,
+    MIN_NAME_LEN,
+};
+
+// The platform seam a push talks through.
+pub use adapter::{
+    AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
+    PlatformEntity, PushAdapter,
+};
+
+// Push: a campaign set to a platform.
+pub use push::{
+    set_records, verify_adoption, AdapterEffects, AdoptError, CampaignReport, Entity, EntityReport,
+    EntityResult, PushEffect, PushError, PushMachine, PushObserver, PushOutcome, PushOutcomeKind,
+    PushPhase, PushPolicy, PushState, Pusher, SetMember, SetRecord, SetReport, Target, Work,
+    DEFAULT_MAX_RUNNING,
+};
+
+// Pull: an Amazon Ads profile into a snapshot.
+pub use pull::{
+    AmazonPullEffects, ProfileSnapshot, PullCounts, PullEffect, PullError, PullMachine, PullMode,
+    PullObserver, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy, PullState, PullStatus,
+    Puller, SnapshotError, SnapshotRef, SyncState,
+};
+
+pub use ratelimit::RateLimiter;
+pub use secret::Secret;
+
+/// The in-memory platform: a [`PushAdapter`] for tests and the demo that can
+/// fail the Nth call, lose a response or be made to hold an entity, and
+/// counts duplicates.
+pub mod memory {
+    pub use crate::platform::memory::{
+        CallRecord, Fault, MemoryPlatform, Op, PlatformFileError, StoredEntity, Trigger,
+        CALL_LOG_LEN,
+    };
+}
+
+/// Reddit Ads API v3: the push adapter over HTTP.
+///
+/// [`RedditAdapter`](reddit::RedditAdapter) implements [`PushAdapter`]; build it
+/// from a [`RedditConfig`](reddit::RedditConfig) (see
+/// [`RedditConfig::from_env`](reddit::RedditConfig::from_env)). A fake serving
+/// the same API on 127.0.0.1 with fault injection is in the `adsync-fakes`
+/// crate. Both follow `docs/platforms/reddit.md`, not each other.
+pub mod reddit {
+    pub use crate::platform::reddit::{
+        ConfigError, RatePolicy, RedditAdapter, RedditConfig, StaticToken, TokenSource,
+        DEFAULT_BASE_URL, ENV_BASE_URL, ENV_TOKEN, ENV_USER_AGENT,
+    };
+}
+
+/// Amazon Ads Sponsored Products API v3: the list client a pull uses, its
+/// throttle, and the entity types a snapshot holds.
+///
+/// [`AmazonClient`](amazon::AmazonClient) lists one page at a time and waits
+/// out throttling through its [`Throttle`](amazon::Throttle). A fake serving
+/// the same API is in the `adsync-fakes` crate. Both follow
+/// `docs/platforms/amazon.md`, not each other.
+pub mod amazon {
+    pub use crate::platform::amazon::api::{IdFilter, StateFilter};
+    pub use crate::platform::amazon::{
+        AmazonClient, AmazonConfig, AmazonError, Budget, BudgetType, Items, ListKind, ListRequest,
+        MatchType, Page, PageRef, PlatformMessage, SpAdGroup, SpCampaign, SpEntity, SpKeyword,
+        State, TargetingType, Throttle, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
+    };
+}
+
+/// Accessors for tests and benchmarks: where a pull stages pages and keeps
+/// snapshot generations, read without a [`Puller`]. Behind the `testing`
+/// feature, off for embedders.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::pull::snapshot::{
+        current_key, generation_of, generations_prefix, read_snapshot, stage_key, stage_prefix,
+    };
+    pub use crate::pull::{sync_id as pull_sync_id, AMAZON};
+    pub use adsync_engine::WriterStats;
+}

@@ -1,12 +1,4 @@
 //! The campaign-set file: what the user wants to exist on a platform.
-//!
-//! A set is a tree Campaign → Ad Group → (Ads, Keywords). Every entity has a
-//! *local* id chosen by the user (stable across edits of the file) and, once it
-//! exists on the platform, a *platform* id that adsync learns and checkpoints.
-//!
-//! Parsing is strict: unknown fields, unknown enum values and missing fields are
-//! errors that name the file position and the JSON path, and nothing is written
-//! anywhere until the whole file parses and validates.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -14,6 +6,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 
+/// The campaign-set file: what the user wants to exist on a platform.
+///
+/// A set is a tree Campaign → Ad Group → (Ads, Keywords). Every entity has a
+/// *local* id chosen by the user (stable across edits of the file) and, once it
+/// exists on the platform, a *platform* id that adsync learns and checkpoints.
+///
+/// Parsing is strict: unknown fields, unknown enum values and missing fields are
+/// errors that name the file position and the JSON path, and nothing is written
+/// anywhere until the whole file parses and validates.
+///
 /// A campaign set as read from a JSON file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,7 +327,7 @@ impl CampaignSet {
     /// Parses and validates a campaign set; `origin` names the input in errors.
     ///
     /// ```
-    /// let err = adsync::model::CampaignSet::from_json(
+    /// let err = adsync::CampaignSet::from_json(
     ///     r#"{"name": "x", "campaigns": [{"id": "c1", "name": "Spring", "objective": "SHOUTING"}]}"#,
     ///     "set.json",
     /// ).unwrap_err();

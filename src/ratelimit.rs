@@ -1,24 +1,26 @@
 //! A client-side rate limiter shared by every request to one account or profile.
-//!
-//! A token bucket refilled at `rate` per second, plus two ways for the platform
-//! to steer it: [`RateLimiter::pause_until`] (a 429 said "come back later") and
-//! [`RateLimiter::observe_remaining`] (rate-limit headers say fewer requests are
-//! left than we thought). [`RateLimiter::set_rate`] lets an adaptive policy
-//! (Amazon's dynamic throttling) lower and raise the rate at run time.
-//!
-//! Time comes from `tokio::time::Instant`, so tests with paused tokio time run
-//! instantly and deterministically.
 
 use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// A client-side rate limiter shared by every request to one account or profile.
+///
+/// A token bucket refilled at `rate` per second, plus two ways for the platform
+/// to steer it: [`RateLimiter::pause_until`] (a 429 said "come back later") and
+/// [`RateLimiter::observe_remaining`] (rate-limit headers say fewer requests are
+/// left than we thought). [`RateLimiter::set_rate`] lets an adaptive policy
+/// (Amazon's dynamic throttling) lower and raise the rate at run time.
+///
+/// Time comes from `tokio::time::Instant`, so tests with paused tokio time run
+/// instantly and deterministically.
+///
 /// A shared async token bucket.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-/// use adsync::ratelimit::RateLimiter;
+/// use adsync::RateLimiter;
 /// let limiter = RateLimiter::new(10.0, 1.0); // 10 per second, no burst
 /// let start = tokio::time::Instant::now();
 /// for _ in 0..11 { limiter.acquire().await; }

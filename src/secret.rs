@@ -1,16 +1,18 @@
 //! Secrets (access tokens) that cannot leak through formatting.
-//!
-//! Principle: a secret never reaches logs, checkpoints or snapshots. A token is
-//! therefore never a bare `String`: it is a [`Secret`], whose `Debug` and
-//! `Display` print `<redacted>`, which has no `Serialize`, and whose value comes
-//! out only through [`Secret::expose`], called where a request header is built.
 
 use std::fmt;
 
+/// Secrets (access tokens) that cannot leak through formatting.
+///
+/// Principle: a secret never reaches logs, checkpoints or snapshots. A token is
+/// therefore never a bare `String`: it is a [`Secret`], whose `Debug` and
+/// `Display` print `<redacted>`, which has no `Serialize`, and whose value comes
+/// out only through [`Secret::expose`], called where a request header is built.
+///
 /// A secret value (bearer token, API key).
 ///
 /// ```
-/// let token = adsync::secret::Secret::new("Atza|abc");
+/// let token = adsync::Secret::new("Atza|abc");
 /// assert_eq!(format!("{token} {token:?}"), "<redacted> Secret(<redacted>)");
 /// assert_eq!(token.expose(), "Atza|abc");
 /// ```

@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use adsync::backoff::Backoff;
-use adsync::platform::amazon::api::{IdFilter, StateFilter};
-use adsync::platform::amazon::{
+use adsync::amazon::{
     AmazonClient, AmazonConfig, AmazonError, Items, ListKind, ListRequest, SpAdGroup, SpCampaign,
     SpKeyword, State, ThrottleConfig,
 };
+use adsync::amazon::{IdFilter, StateFilter};
+use adsync::Backoff;
 use adsync_fakes::amazon::{
     request_gaps, request_statuses, AmazonFault, Mutation, RequestRecord, ServerRateLimit,
 };
@@ -355,7 +355,7 @@ async fn missing_or_wrong_credentials_are_unauthorized_and_forbidden() {
     let kind = ListKind::Campaigns;
     h.clear_requests();
     let bad_token = AmazonClient::new(AmazonConfig {
-        token: adsync::platform::amazon::Secret::new("expired"),
+        token: adsync::Secret::new("expired"),
         ..config(&h)
     })
     .expect("client");
@@ -819,7 +819,7 @@ async fn logs_name_path_status_latency_and_page_but_never_the_token() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let h = server_with(small(), |c| c.token = TOKEN.to_owned()).await;
     let c = AmazonClient::new(AmazonConfig {
-        token: adsync::platform::amazon::Secret::new(TOKEN),
+        token: adsync::Secret::new(TOKEN),
         ..config(&h)
     })
     .expect("client");
@@ -833,7 +833,7 @@ async fn logs_name_path_status_latency_and_page_but_never_the_token() {
         .await
         .expect("page 2");
     let bad = AmazonClient::new(AmazonConfig {
-        token: adsync::platform::amazon::Secret::new(format!("{TOKEN}-wrong")),
+        token: adsync::Secret::new(format!("{TOKEN}-wrong")),
         ..config(&h)
     })
     .expect("client");

@@ -8,16 +8,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::adapter::{AdapterError, EntityKind, EntitySpec, Parent, PushAdapter};
-use adsync::backoff::Backoff;
-use adsync::clock::{Clock, SystemClock};
-use adsync::machine::Status;
-use adsync::model::Campaign;
-use adsync::platform::memory::{Fault as MemFault, Op};
-use adsync::platform::reddit::{RedditAdapter, RedditConfig, TokenSource};
-use adsync::push::{verify_adoption, AdoptError, EntityResult, PushPhase, PushPolicy, Pusher};
-use adsync::secret::Secret;
-use adsync::store::Store;
+use adsync::memory::{Fault as MemFault, Op};
+use adsync::reddit::{RedditAdapter, RedditConfig, TokenSource};
+use adsync::Backoff;
+use adsync::Campaign;
+use adsync::Secret;
+use adsync::Status;
+use adsync::Store;
+use adsync::{verify_adoption, AdoptError, EntityResult, PushPhase, PushPolicy, Pusher};
+use adsync::{AdapterError, EntityKind, EntitySpec, Parent, PushAdapter};
+use adsync::{Clock, SystemClock};
 use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use common::{small_set, Harness, ACCOUNT};
@@ -140,7 +140,7 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
             "{error}"
         );
         let checkpoint = p.runner().get(&ids[0]).await.expect("checkpoint");
-        assert_eq!(checkpoint.state.phase, PushPhase::LookupDeferred);
+        assert_eq!(checkpoint.state.phase(), PushPhase::LookupDeferred);
         // One run made exactly the look-ups its retries allow, then stopped.
         let gets = fake
             .requests()
@@ -163,7 +163,7 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
         assert_eq!(held.ad_groups.len(), 1, "{held:?}");
         assert!(held.duplicates().is_empty());
         assert_eq!(
-            done.state.entities[1].result,
+            *done.state.entities()[1].result(),
             EntityResult::Adopted,
             "the lost create was found and adopted"
         );
@@ -377,7 +377,7 @@ async fn an_adopted_id_is_verified_on_the_platform() {
             account_id: ACCOUNT.into(),
             parent_id: Some(other_campaign.clone()),
         },
-        &EntitySpec::AdGroup(adsync::model::AdGroup {
+        &EntitySpec::AdGroup(adsync::AdGroup {
             ads: vec![],
             keywords: vec![],
             ..small_set().campaigns[0].ad_groups[0].clone()
@@ -393,7 +393,7 @@ async fn an_adopted_id_is_verified_on_the_platform() {
     // Right parent, another name.
     let renamed = h.platform.insert(
         &parent,
-        &EntitySpec::AdGroup(adsync::model::AdGroup {
+        &EntitySpec::AdGroup(adsync::AdGroup {
             name: "Group two".into(),
             ads: vec![],
             keywords: vec![],
@@ -460,14 +460,14 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
     });
     assert!(matches!(
         bad_ua,
-        Err(adsync::platform::reddit::ConfigError::InvalidUserAgent { .. })
+        Err(adsync::reddit::ConfigError::InvalidUserAgent { .. })
     ));
     let bad_token = RedditAdapter::new(RedditConfig {
         token: Some(Secret::new("a\nb-secret")),
         ..config
     });
     match bad_token {
-        Err(e @ adsync::platform::reddit::ConfigError::InvalidToken) => {
+        Err(e @ adsync::reddit::ConfigError::InvalidToken) => {
             assert!(!e.to_string().contains("secret"))
         }
         other => panic!("{other:?}"),
@@ -558,7 +558,7 @@ async fn reddit_reads_an_entity_back_by_id() {
         account_id: ACCOUNT.into(),
         parent_id: Some(campaign_id.clone()),
     };
-    let group = EntitySpec::AdGroup(adsync::model::AdGroup {
+    let group = EntitySpec::AdGroup(adsync::AdGroup {
         ads: vec![],
         keywords: vec![],
         ..small_set().campaigns[0].ad_groups[0].clone()

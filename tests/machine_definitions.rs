@@ -5,8 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use adsync::machine::{Machine, MachineDocs, TransitionTable};
-use adsync::push::PushMachine;
+use adsync::PushMachine;
+use adsync::{Machine, MachineDocs, TransitionTable};
 use strum::IntoEnumIterator;
 
 /// Derives `M`'s table and checks totality: every phase × every outcome kind
@@ -63,12 +63,12 @@ fn finished_phases_accept_nothing() {
 
 #[test]
 fn state_machines_directory_matches_the_code() {
-    assert_definition_on_disk::<PushMachine>(adsync::push::definition_markdown());
+    assert_definition_on_disk::<PushMachine>(adsync::PushMachine::definition_markdown());
 }
 
 #[test]
 fn pull_transition_table_covers_every_phase_and_outcome() {
-    let table = total_table::<adsync::pull::PullMachine>();
+    let table = total_table::<adsync::PullMachine>();
     // Completed accepts only a new pull request.
     for row in table.rows.iter().filter(|r| r.phase == "Completed") {
         assert_eq!(
@@ -83,5 +83,5 @@ fn pull_transition_table_covers_every_phase_and_outcome() {
 
 #[test]
 fn pull_definition_in_state_machines_matches_the_code() {
-    assert_definition_on_disk::<adsync::pull::PullMachine>(adsync::pull::definition_markdown());
+    assert_definition_on_disk::<adsync::PullMachine>(adsync::PullMachine::definition_markdown());
 }

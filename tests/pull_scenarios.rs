@@ -9,15 +9,16 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::backoff::Backoff;
-use adsync::clock::SystemClock;
-use adsync::machine::Status;
-use adsync::platform::amazon::{
+use adsync::amazon::{
     AmazonClient, AmazonConfig, ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
 };
-use adsync::pull::{snapshot, PullMode, PullPhase, PullPolicy, Puller, SyncState, AMAZON};
-use adsync::runner::Step;
-use adsync::store::Store;
+use adsync::testing::{self as snapshot, AMAZON};
+use adsync::Backoff;
+use adsync::Status;
+use adsync::Step;
+use adsync::Store;
+use adsync::SystemClock;
+use adsync::{PullMode, PullPhase, PullPolicy, Puller, SyncState};
 use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
@@ -306,7 +307,7 @@ async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
 }
 
 /// Steps the pull until `stop` holds for its state.
-async fn step_until(s: &Setup, stop: impl Fn(&adsync::pull::PullState) -> bool) {
+async fn step_until(s: &Setup, stop: impl Fn(&adsync::PullState) -> bool) {
     let id = s.puller.sync_id(PROFILE);
     loop {
         let checkpoint = s.puller.runner().get(&id).await.expect("checkpoint");

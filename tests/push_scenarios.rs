@@ -5,13 +5,13 @@ mod common;
 
 use std::sync::Arc;
 
-use adsync::adapter::{EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
-use adsync::clock::ManualClock;
-use adsync::machine::Status;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::push::{EntityResult, PushOutcome, PushPhase};
-use adsync::runner::Step;
-use adsync::store::Store;
+use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::ManualClock;
+use adsync::Status;
+use adsync::Step;
+use adsync::Store;
+use adsync::{EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
+use adsync::{EntityResult, PushOutcome, PushPhase};
 use common::{small_set, start_time, trace, Harness, ACCOUNT};
 
 async fn push_small(h: &Harness) -> String {
@@ -26,8 +26,7 @@ async fn push_small(h: &Harness) -> String {
 
 fn ids(h: &Harness, sync: &str) -> Vec<(String, String)> {
     let record = h.store.record(sync).unwrap().unwrap();
-    let checkpoint =
-        adsync::runner::Checkpoint::<adsync::push::PushMachine>::try_from(record).unwrap();
+    let checkpoint = adsync::Checkpoint::<adsync::PushMachine>::try_from(record).unwrap();
     checkpoint.state.platform_ids().into_iter().collect()
 }
 
@@ -187,9 +186,9 @@ async fn s6_lost_response_then_restart_adopts_the_entity() {
     let h = Harness::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
     let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
-    let group = &done.state.entities[1];
+    let group = &done.state.entities()[1];
     assert_eq!(
-        (group.platform_id.as_deref(), &group.result),
+        (group.platform_id(), group.result()),
         (Some("adg_2"), &EntityResult::Adopted)
     );
     assert!(
@@ -328,7 +327,7 @@ async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it() {
         .unwrap();
     let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
-    assert_eq!(done.state.entities[0].platform_id.as_deref(), Some("cmp_2"));
+    assert_eq!(done.state.entities()[0].platform_id(), Some("cmp_2"));
     snap!("ambiguous_lookup_operator_adopts", trace(&h, &sync));
 }
 
@@ -419,13 +418,12 @@ async fn an_entity_removed_then_put_back_is_not_created_twice() {
     // c1, g1, a1, k1, k2: each created once.
     assert_eq!(h.platform.creations(), 5);
     let last = h.store.record("c1-3").unwrap().unwrap();
-    let checkpoint =
-        adsync::runner::Checkpoint::<adsync::push::PushMachine>::try_from(last).unwrap();
+    let checkpoint = adsync::Checkpoint::<adsync::PushMachine>::try_from(last).unwrap();
     assert!(checkpoint
         .state
-        .entities
+        .entities()
         .iter()
-        .all(|e| e.result == EntityResult::Updated));
+        .all(|e| *e.result() == EntityResult::Updated));
 }
 
 /// An id marked as gone is not carried over: the entity is created again.

@@ -4,14 +4,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use adsync::adapter::{AdapterError, EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
-use adsync::backoff::Backoff;
-use adsync::model::{
+use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig, TokenSource};
+use adsync::Backoff;
+use adsync::Secret;
+use adsync::{
     Ad, AdGroup, BidStrategy, BidType, Campaign, ConfiguredStatus, GoalType, Keyword, Objective,
     SpendGoal,
 };
-use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig, TokenSource};
-use adsync::secret::Secret;
+use adsync::{AdapterError, EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
 use adsync_fakes::reddit::{LoggedRequest, RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use async_trait::async_trait;

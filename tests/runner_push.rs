@@ -4,25 +4,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use adsync::clock::ManualClock;
-use adsync::machine::Status;
-use adsync::model::CampaignSet;
-use adsync::platform::memory::MemoryPlatform;
-use adsync::push::{AdapterEffects, PushMachine, Pusher};
-use adsync::runner::{Runner, Step};
-use adsync::store::{Commit, Store, RECORD_FORMAT};
+use adsync::memory::MemoryPlatform;
+use adsync::CampaignSet;
+use adsync::ManualClock;
+use adsync::Status;
+use adsync::{AdapterEffects, PushMachine, Pusher};
+use adsync::{Commit, Store, RECORD_FORMAT};
+use adsync::{Runner, Step};
 
 /// The first state of a push of `campaign` to account `a2` on the memory platform.
-fn memory_state(campaign: &adsync::model::Campaign) -> adsync::push::PushState {
-    adsync::push::PushState::new(
-        adsync::push::Target {
+fn memory_state(campaign: &adsync::Campaign) -> adsync::PushState {
+    adsync::PushState::new(
+        adsync::Target {
             platform: "memory".into(),
             account_id: "a2".into(),
-            keyword_model: adsync::adapter::KeywordModel::Entities,
+            keyword_model: adsync::KeywordModel::Entities,
         },
         campaign,
         &BTreeMap::new(),
-        adsync::push::PushPolicy::default(),
+        adsync::PushPolicy::default(),
         time::OffsetDateTime::UNIX_EPOCH,
     )
 }
@@ -250,9 +250,7 @@ async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
     assert_eq!(platform.creations(), 3);
     let calls = platform.calls();
     assert!(
-        calls
-            .iter()
-            .all(|c| c.op == adsync::platform::memory::Op::Create),
+        calls.iter().all(|c| c.op == adsync::memory::Op::Create),
         "{calls:?}"
     );
 }

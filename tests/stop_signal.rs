@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use adsync::runner::RunError;
+use adsync::RunError;
 use common::{small_set, Harness, ACCOUNT};
 
 #[tokio::test]
@@ -55,12 +55,12 @@ async fn a_stop_during_a_run_lets_the_effect_in_flight_finish_then_stops() {
 
 #[tokio::test]
 async fn a_stop_wakes_a_sync_waiting_out_its_backoff() {
-    use adsync::backoff::Backoff;
-    use adsync::clock::{Clock, SystemClock};
-    use adsync::platform::memory::{Fault, MemoryPlatform};
-    use adsync::push::{PushPolicy, Pusher};
+    use adsync::memory::{Fault, MemoryPlatform};
+    use adsync::Backoff;
+    use adsync::{Clock, SystemClock};
+    use adsync::{PushPolicy, Pusher};
 
-    use adsync::store::Store;
+    use adsync::Store;
     use std::time::{Duration, Instant};
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

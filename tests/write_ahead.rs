@@ -6,15 +6,15 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use adsync::adapter::EntityKind;
-use adsync::clock::ManualClock;
-use adsync::machine::{Machine, Next, Status};
-use adsync::model::CampaignSet;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::push::{AdapterEffects, PushEffect, PushMachine, PushOutcome, Pusher};
-use adsync::runner::{Checkpoint, Effects};
-use adsync::store::Commit;
-use adsync::store::Store;
+use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::CampaignSet;
+use adsync::Commit;
+use adsync::EntityKind;
+use adsync::ManualClock;
+use adsync::Store;
+use adsync::{AdapterEffects, PushEffect, PushMachine, PushOutcome, Pusher};
+use adsync::{Checkpoint, Effects};
+use adsync::{Machine, Next, Status};
 use async_trait::async_trait;
 use common::{example_set, start_time, ACCOUNT};
 

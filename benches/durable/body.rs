@@ -26,11 +26,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::model::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
-use adsync::platform::memory::MemoryPlatform;
-use adsync::push::Pusher;
-use adsync::store::Store;
+use adsync::memory::MemoryPlatform;
+use adsync::Pusher;
+use adsync::Store;
+use adsync::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
+use adsync::{Clock, SystemClock};
 
 /// A campaign with 4 ad groups × (2 ads + 3 keywords): 25 entities, 25 side effects.
 fn campaign(i: usize) -> Campaign {
@@ -126,7 +126,7 @@ impl CommitLoop {
         let start = Instant::now();
         for _ in 0..n {
             self.commits += 1;
-            let commit = adsync::store::Commit::new()
+            let commit = adsync::Commit::new()
                 .data(b"bench/record", value.clone())
                 .data(
                     format!("bench/h/{:08}", self.commits).as_bytes(),

@@ -7,15 +7,15 @@
 /// Without `test-hooks`: never a hook, and the variable's name is not even in
 /// the binary.
 #[cfg(not(feature = "test-hooks"))]
-pub fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
+pub fn crash_hook_from_env() -> Option<adsync::Hook> {
     None
 }
 
 /// See the other `crash_hook_from_env`: this one is compiled in with the
 /// `test-hooks` feature.
 #[cfg(feature = "test-hooks")]
-pub fn crash_hook_from_env() -> Option<adsync::runner::Hook> {
-    use adsync::runner::{HookPoint, HookWhen};
+pub fn crash_hook_from_env() -> Option<adsync::Hook> {
+    use adsync::{HookPoint, HookWhen};
 
     let spec = std::env::var("ADSYNC_TEST_CRASH_AT").ok()?;
     let (n, when) = spec.split_once(':')?;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use adsync::adapter::PushAdapter;
-use adsync::clock::SystemClock;
-use adsync::platform::memory::MemoryPlatform;
+use adsync::memory::MemoryPlatform;
+use adsync::PushAdapter;
+use adsync::SystemClock;
 
 use crate::failure::Failure;
 use crate::platform_args::{platform_name, Given, Platform, PlatformArgs};
@@ -68,11 +68,11 @@ impl Endpoint {
         match self {
             Endpoint::Memory(file) => format!(
                 "--platform memory --memory-file {}",
-                adsync::push::shell_quote(&file.to_string_lossy())
+                crate::suggest::shell_quote(&file.to_string_lossy())
             ),
             Endpoint::Reddit(url) => format!(
                 "--platform reddit --reddit-base-url {}",
-                adsync::push::shell_quote(url)
+                crate::suggest::shell_quote(url)
             ),
         }
     }
@@ -99,7 +99,7 @@ pub fn open_adapter(
 pub fn endpoint_of(
     db: &Path,
     id: &str,
-    record: &adsync::store::Record,
+    record: &adsync::Record,
     args: &PlatformArgs,
     given: Given,
 ) -> Result<Endpoint, Failure> {
@@ -120,7 +120,7 @@ pub fn endpoint_of(
             match record.labels.get("base_url") {
                 Some(url) if given.reddit_base_url && url != flag => Err(Failure::usage(format!(
                     "sync `{id}` was pushed to {url}, but the Reddit base URL given (--reddit-base-url or {}) is {flag}: drop it or give {url}",
-                    adsync::platform::reddit::ENV_BASE_URL
+                    adsync::reddit::ENV_BASE_URL
                 ))),
                 Some(url) => Ok(Endpoint::Reddit(url.clone())),
                 None => Ok(Endpoint::Reddit(flag.to_string())),

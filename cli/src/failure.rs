@@ -1,10 +1,10 @@
 //! [`Failure`]: an error on its way to stderr, with the exit it maps to, and
 //! the mapping of the library's errors onto exits.
 
-use adsync::pull::PullError;
-use adsync::push::PushError;
-use adsync::runner::RunError;
-use adsync::store::StoreError;
+use adsync::PullError;
+use adsync::PushError;
+use adsync::RunError;
+use adsync::StoreError;
 
 use crate::exit::Exit;
 
@@ -90,4 +90,32 @@ impl From<PullError> for Failure {
             },
         }
     }
+}
+
+/// A push refused because the set's campaigns have unfinished syncs started
+/// with other content, with the command that finishes them (`db` as the user
+/// gave it, so the command works when pasted); other errors as usual.
+pub fn push_refused(e: PushError, db: &std::path::Path) -> Failure {
+    let PushError::Unfinished {
+        set,
+        changed,
+        syncs,
+    } = &e
+    else {
+        return e.into();
+    };
+    let quoted = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Failure::usage(format!(
+        "set `{set}`: campaign(s) {} differ from what their unfinished syncs were started with; \
+         unfinished syncs of the set: {}. Finish them first with `{}`, then push again",
+        quoted(changed),
+        quoted(syncs),
+        crate::suggest::resume_many(db, syncs),
+    ))
 }

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::platform::reddit::{
+use adsync::reddit::{
     ConfigError, RatePolicy, RedditAdapter, RedditConfig, DEFAULT_BASE_URL, ENV_BASE_URL,
     ENV_TOKEN, ENV_USER_AGENT,
 };
-use adsync::secret::Secret;
+use adsync::Secret;
 use clap::ValueEnum;
 
 use crate::failure::Failure;

@@ -3,19 +3,23 @@
 
 use std::sync::Arc;
 
-use adsync::machine::Machine;
-use adsync::push::{Observer, PushMachine, Pusher};
+use adsync::Machine;
+use adsync::{PushMachine, PushObserver, Pusher};
 
 /// Prints transitions, with a progress bar over the syncs' entities on a terminal.
 pub async fn progress_observer(
     pusher: &Pusher,
     ids: &[String],
     json: bool,
-) -> adsync::push::Observer {
+) -> adsync::PushObserver {
     let mut syncs = Vec::new();
     for id in ids {
         if let Ok(c) = pusher.runner().get(id).await {
-            syncs.push((id.clone(), c.state.entities.len() as u64, settled(&c.state)));
+            syncs.push((
+                id.clone(),
+                c.state.entities().len() as u64,
+                settled(&c.state),
+            ));
         }
     }
     printer_with_progress(json, &syncs)
@@ -24,7 +28,7 @@ pub async fn progress_observer(
 /// [`printer`], plus a progress bar of settled entities on stderr when stderr
 /// is a terminal (never in scripts, pipes or tests). `syncs` are the syncs about
 /// to run, with how many entities each has and how many are already settled.
-fn printer_with_progress(json: bool, syncs: &[(String, u64, u64)]) -> Observer {
+fn printer_with_progress(json: bool, syncs: &[(String, u64, u64)]) -> PushObserver {
     use std::io::IsTerminal as _;
     let print = printer(json);
     let total: u64 = syncs.iter().map(|(_, n, _)| n).sum();
@@ -54,16 +58,16 @@ fn printer_with_progress(json: bool, syncs: &[(String, u64, u64)]) -> Observer {
 }
 
 /// Entities of a push state that are no longer pending.
-fn settled(state: &adsync::push::PushState) -> u64 {
+fn settled(state: &adsync::PushState) -> u64 {
     state
-        .entities
+        .entities()
         .iter()
-        .filter(|e| !matches!(e.result, adsync::push::EntityResult::Pending))
+        .filter(|e| !matches!(e.result(), adsync::EntityResult::Pending))
         .count() as u64
 }
 
 /// Prints each transition as it becomes durable (humans only; JSON prints the report at the end).
-pub fn printer(json: bool) -> Observer {
+pub fn printer(json: bool) -> PushObserver {
     Arc::new(move |t| {
         if !json {
             let effect = t

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::machine::Machine;
-use adsync::platform::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
-use adsync::pull::{PullMachine, PullMode, PullStatus, Puller, SyncState};
-use adsync::store::{Record, Store};
+use adsync::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
+use adsync::Machine;
+use adsync::{Clock, SystemClock};
+use adsync::{PullMachine, PullMode, PullStatus, Puller, SyncState};
+use adsync::{Record, Store};
 use clap::ValueEnum;
 
 use crate::exit::Exit;
@@ -171,7 +171,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
     records
         .iter()
         .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| adsync::runner::Checkpoint::<PullMachine>::try_from(r.clone()).ok())
+        .filter_map(|r| adsync::Checkpoint::<PullMachine>::try_from(r.clone()).ok())
         .map(|c| PullStatus::from_checkpoint(&c))
         .collect()
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use adsync::adapter::PushAdapter;
-use adsync::clock::{Clock, SystemClock};
-use adsync::push::{PushMachine, Pusher};
-use adsync::runner::Runner;
-use adsync::store::Store;
+use adsync::PushAdapter;
+use adsync::Runner;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
+use adsync::{PushMachine, Pusher};
 
 use crate::crash_hook::crash_hook_from_env;
 
@@ -16,7 +16,7 @@ use crate::crash_hook::crash_hook_from_env;
 pub fn open_pusher(
     store: Store,
     adapter: Arc<dyn PushAdapter>,
-    stop: &adsync::runner::StopSignal,
+    stop: &adsync::StopSignal,
 ) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Pusher::new(store, adapter, clock).with_runner(|mut runner| {

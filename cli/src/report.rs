@@ -1,7 +1,7 @@
 //! The end of a push or resume: the set's report, and the exit it implies.
 
-use adsync::machine::Status;
-use adsync::push::SetReport;
+use adsync::SetReport;
+use adsync::Status;
 
 use crate::exit::Exit;
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::runner::StopSignal;
+use adsync::StopSignal;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::exit::Exit;

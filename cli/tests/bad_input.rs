@@ -6,8 +6,8 @@ mod common;
 
 use common::adsync;
 
-use adsync::model::{CampaignSet, InputError};
-use adsync::store::{Store, StoreError};
+use adsync::{CampaignSet, InputError};
+use adsync::{Store, StoreError};
 
 fn parse(json: &str) -> InputError {
     CampaignSet::from_json(json, "set.json").unwrap_err()
@@ -145,7 +145,7 @@ fn unknown_sync_id_is_a_usage_error() {
     let out = adsync(&db, &["resume", "nope-1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!db.exists(), "resume created a store");
-    drop(adsync::store::Store::open(&db).unwrap());
+    drop(adsync::Store::open(&db).unwrap());
     let out = adsync(&db, &["resume", "nope-1", "--platform", "memory"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sync `nope-1`"));
@@ -160,9 +160,8 @@ async fn corrupt_and_future_records_are_reported_by_name_and_other_syncs_keep_wo
     {
         // A good sync, pushed and finished.
         let store = Store::open(&db).unwrap();
-        let clock = std::sync::Arc::new(adsync::clock::ManualClock::new(common::start_time()));
-        let platform =
-            std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
+        let clock = std::sync::Arc::new(adsync::ManualClock::new(common::start_time()));
+        let platform = std::sync::Arc::new(adsync::memory::MemoryPlatform::new(clock.clone()));
         let h = common::Harness::new(store, platform, clock);
         assert!(h
             .pusher
@@ -205,7 +204,7 @@ async fn corrupt_and_future_records_are_reported_by_name_and_other_syncs_keep_wo
     ));
     // The good sync is intact and readable.
     let good = store.record("c1-1").unwrap().unwrap();
-    assert_eq!(good.status, adsync::machine::Status::Succeeded);
+    assert_eq!(good.status, adsync::Status::Succeeded);
     drop(store);
 
     let out = adsync(&db, &["status"]);
@@ -237,9 +236,8 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
     set.campaigns.push(second);
     {
         let store = Store::open(&db).unwrap();
-        let clock = std::sync::Arc::new(adsync::clock::ManualClock::new(common::start_time()));
-        let platform =
-            std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
+        let clock = std::sync::Arc::new(adsync::ManualClock::new(common::start_time()));
+        let platform = std::sync::Arc::new(adsync::memory::MemoryPlatform::new(clock.clone()));
         let h = common::Harness::new(store, platform, clock);
         let ids = h.pusher.start(&set, common::ACCOUNT).await.unwrap();
         assert_eq!(ids, ["c1-1", "c2-1"]);
@@ -251,9 +249,8 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
         raw.flush().unwrap();
     }
     let store = Store::open(&db).unwrap();
-    let clock = std::sync::Arc::new(adsync::clock::ManualClock::new(common::start_time()));
-    let platform =
-        std::sync::Arc::new(adsync::platform::memory::MemoryPlatform::new(clock.clone()));
+    let clock = std::sync::Arc::new(adsync::ManualClock::new(common::start_time()));
+    let platform = std::sync::Arc::new(adsync::memory::MemoryPlatform::new(clock.clone()));
     let h = common::Harness::new(store.clone(), platform.clone(), clock);
     let before = store.record("c1-1").unwrap().unwrap();
     let Err(error) = h.pusher.step("c1-1").await else {
@@ -273,14 +270,14 @@ async fn a_damaged_or_missing_plan_is_reported_by_sync_and_nothing_is_written() 
 
     // The other sync runs to the end.
     let done = h.pusher.run("c2-1").await.unwrap();
-    assert_eq!(done.record.status, adsync::machine::Status::Succeeded);
+    assert_eq!(done.record.status, adsync::Status::Succeeded);
 
     // A missing plan is named as missing.
     let mut orphan = before.clone();
     orphan.id = "orphan-1".into();
     orphan.plan = None;
     store
-        .commit(adsync::store::Commit::new().record(&orphan).unwrap())
+        .commit(adsync::Commit::new().record(&orphan).unwrap())
         .await
         .unwrap();
     let Err(error) = h.runner().get("orphan-1").await else {

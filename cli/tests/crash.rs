@@ -15,12 +15,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use adsync::adapter::EntityKind;
-use adsync::clock::SystemClock;
-use adsync::machine::Status;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::push::PushMachine;
-use adsync::store::Store;
+use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::EntityKind;
+use adsync::PushMachine;
+use adsync::Status;
+use adsync::Store;
+use adsync::SystemClock;
 
 const LOCAL_ENTITIES: usize = 9;
 
@@ -76,11 +76,10 @@ fn check(dir: &Path, variant: &str) -> usize {
         let record = record.unwrap();
         assert_eq!(record.status, Status::Succeeded, "{variant}: {record:?}");
         transitions += store.history(&record.id).unwrap().len() - 1;
-        let checkpoint = adsync::runner::Checkpoint::<PushMachine>::try_from(record).unwrap();
-        for e in checkpoint.state.entities.iter() {
+        let checkpoint = adsync::Checkpoint::<PushMachine>::try_from(record).unwrap();
+        for e in checkpoint.state.entities().iter() {
             let id = e
-                .platform_id
-                .as_deref()
+                .platform_id()
                 .unwrap_or_else(|| panic!("{variant}: {} has no id", e.local_id()));
             let on_platform = held
                 .iter()
@@ -88,7 +87,7 @@ fn check(dir: &Path, variant: &str) -> usize {
                 .unwrap_or_else(|| panic!("{variant}: {id} not on platform"));
             assert_eq!(
                 (on_platform.kind, on_platform.name.as_str()),
-                (e.kind(), e.spec.lookup_name()),
+                (e.kind(), e.spec().lookup_name()),
                 "{variant}"
             );
             ids += 1;

@@ -11,13 +11,13 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adsync::adapter::EntityKind;
-use adsync::backoff::Backoff;
-use adsync::clock::{Clock, SystemClock};
-use adsync::machine::Status;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::push::{PushPhase, PushPolicy, Pusher};
-use adsync::store::Store;
+use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::Backoff;
+use adsync::EntityKind;
+use adsync::Status;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
+use adsync::{PushPhase, PushPolicy, Pusher};
 use common::{small_set, ACCOUNT};
 
 fn stderr(out: &Output) -> String {
@@ -55,7 +55,7 @@ async fn push_in_library(
         .await
         .expect("checkpoint")
         .state
-        .phase;
+        .phase();
     (c.sync.clone(), c.status, phase)
 }
 

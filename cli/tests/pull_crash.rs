@@ -9,9 +9,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use adsync::platform::amazon::ListKind;
-use adsync::pull::{snapshot, ProfileSnapshot, PullMachine, AMAZON};
-use adsync::store::Store;
+use adsync::amazon::ListKind;
+use adsync::testing::{self as snapshot, AMAZON};
+use adsync::Store;
+use adsync::{ProfileSnapshot, PullMachine};
 use adsync_fakes::amazon::{Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
 
@@ -108,9 +109,9 @@ fn assert_equals(snap: &ProfileSnapshot, d: &ProfileData, variant: &str) {
 
 fn checkpoints(dir: &Path) -> usize {
     let store = Store::open(dir.join("adsync.db")).expect("store opens");
-    let id = adsync::pull::sync_id(AMAZON, PROFILE);
+    let id = adsync::testing::pull_sync_id(AMAZON, PROFILE);
     let record = store.record(&id).expect("reads").expect("exists");
-    assert_eq!(record.kind, <PullMachine as adsync::machine::Machine>::KIND);
+    assert_eq!(record.kind, <PullMachine as adsync::Machine>::KIND);
     // Seq 0 (the start) is no hook point; every later checkpoint is one.
     record.seq as usize
 }

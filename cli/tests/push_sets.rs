@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use adsync::adapter::{EntityKind, EntitySpec, Parent};
-use adsync::clock::SystemClock;
-use adsync::machine::Status;
-use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-use adsync::store::Store;
+use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::Status;
+use adsync::Store;
+use adsync::SystemClock;
+use adsync::{EntityKind, EntitySpec, Parent};
 
 const CAMPAIGNS: usize = 16;
 const ACCOUNT: &str = "a2_sets";
@@ -82,7 +82,7 @@ fn started(dir: &Path) -> (Vec<(String, Status)>, bool) {
         .map(|r| r.expect("record decodes"))
         .map(|r| (r.id, r.status))
         .collect();
-    let sets = adsync::push::set_records(&store).count();
+    let sets = adsync::set_records(&store).count();
     (syncs, sets == 1)
 }
 
@@ -337,7 +337,7 @@ fn resume_all_names_syncs_needing_attention_and_exits_3() {
         MemoryPlatform::open_file(dir.join("platform.json"), Arc::new(SystemClock)).unwrap();
     // Someone else created same-named campaigns, and one create's response is
     // lost: its look-up finds two matches (which one is up to the scheduler).
-    let set = adsync::model::CampaignSet::from_json(&set_json(None), "set.json").unwrap();
+    let set = adsync::CampaignSet::from_json(&set_json(None), "set.json").unwrap();
     for campaign in &set.campaigns {
         let mut root = campaign.clone();
         root.ad_groups.clear();

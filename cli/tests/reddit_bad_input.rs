@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use adsync::store::Store;
+use adsync::Store;
 
 const TOKEN: &str = "bad-input-token-91c2";
 
@@ -105,7 +105,7 @@ fn invalid_enum_values_and_short_names_are_rejected_before_any_request() {
 fn unknown_sync_id_is_a_usage_error_without_requests() {
     let server = Server::start(TOKEN);
     let dir = tempfile::tempdir().expect("tempdir");
-    drop(adsync::store::Store::open(dir.path().join("adsync.db")).expect("store opens"));
+    drop(adsync::Store::open(dir.path().join("adsync.db")).expect("store opens"));
     let out = adsync(
         &server,
         &dir.path().join("adsync.db"),

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use adsync::clock::SystemClock;
-use adsync::platform::memory::MemoryPlatform;
-use adsync::store::{Commit, Store, StoreError};
+use adsync::memory::MemoryPlatform;
+use adsync::SystemClock;
+use adsync::{Commit, Store, StoreError};
 
 const PAGE: u64 = 4096;
 const RECORD_HEADER_LEN: u64 = 16;

@@ -6,7 +6,7 @@ mod common;
 
 use common::adsync;
 
-use adsync::model::{CampaignSet, MAX_NAME_LEN};
+use adsync::{CampaignSet, MAX_NAME_LEN};
 
 /// A one-campaign set with one ad group and one ad; `patch` edits the JSON first.
 fn set_with(patch: impl FnOnce(&mut serde_json::Value)) -> String {

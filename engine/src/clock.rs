@@ -41,7 +41,7 @@ impl Clock for SystemClock {
 /// backoff waits cost nothing and every timestamp in a trace is deterministic.
 ///
 /// ```
-/// use adsync_engine::clock::{Clock, ManualClock};
+/// use adsync_engine::{Clock, ManualClock};
 /// use time::macros::datetime;
 ///
 /// let clock = ManualClock::new(datetime!(2026-01-01 00:00 UTC));

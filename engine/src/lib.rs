@@ -13,24 +13,24 @@
 //!                    side effects)  group commit)
 //! ```
 //!
-//! * [`machine`] — a [`machine::Machine`] is a *definition*: its states, the
-//!   effect each state names ([`machine::Machine::next`]), and a pure, total
+//! * **machine** — a [`Machine`] is a *definition*: its states, the
+//!   effect each state names ([`Machine::next`]), and a pure, total
 //!   transition `(state, outcome) → next state`. Two more traits complete it:
-//!   [`machine::CheckpointCodec`] (how states are checkpointed; the defaults
-//!   store them whole) and [`machine::MachineDocs`] (what its transition table
+//!   [`CheckpointCodec`] (how states are checkpointed; the defaults
+//!   store them whole) and [`MachineDocs`] (what its transition table
 //!   is derived from; the runner does not need it). An impossible pair is a
-//!   [`machine::TransitionError`], never a panic. After a restart, an effect
+//!   [`TransitionError`], never a panic. After a restart, an effect
 //!   that must not run twice is replaced by the outcome
-//!   [`machine::Machine::on_restart`] names (so "did it happen?" becomes a
+//!   [`Machine::on_restart`] names (so "did it happen?" becomes a
 //!   state the machine handles, typically a look-up).
-//! * [`runner`] — a [`runner::Runner`] performs one effect per
-//!   [`runner::Runner::step`], through the [`runner::Effects`] you pass it,
+//! * **runner** — a [`Runner`] performs one effect per
+//!   [`Runner::step`], through the [`Effects`] you pass it,
 //!   applies the outcome and commits the next state before returning: one durable write per
 //!   side effect.
-//! * [`store`] — the checkpoint [`store::Store`]: per sync a record and its
+//! * **store** — the checkpoint [`Store`]: per sync a record and its
 //!   history, written atomically; concurrent syncs share one disk flush.
-//! * [`clock`] and [`backoff`] — time comes through a [`clock::Clock`], so
-//!   tests run on a [`clock::ManualClock`].
+//! * **clock** and **backoff** — time comes through a [`Clock`], so tests run
+//!   on a [`ManualClock`]; retries wait by a [`Backoff`].
 //!
 //! ## A machine in one page
 //!
@@ -40,14 +40,10 @@
 //! use std::collections::BTreeMap;
 //! use std::sync::Arc;
 //!
-//! use adsync_engine::clock::SystemClock;
-//! use adsync_engine::machine::{
-//!     reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
-//!     TransitionTable,
+//! use adsync_engine::{
+//!     reject, CheckpointCodec, Commit, Context, Effects, Machine, MachineDocs, Next, Runner,
+//!     Status, Step, Store, SystemClock, TransitionError, TransitionTable,
 //! };
-//! use adsync_engine::runner::{Effects, Runner, Step};
-//! use adsync_engine::store::Commit;
-//! use adsync_engine::store::Store;
 //! use serde::{Deserialize, Serialize};
 //!
 //! /// The machine: a definition, not a running thing.
@@ -195,9 +191,29 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod backoff;
-pub mod clock;
-pub mod machine;
-pub mod runner;
+// Modules are private: the list below is the whole public API, so the files
+// behind it can be reorganised without breaking an embedder.
+mod backoff;
+mod clock;
+mod machine;
+mod runner;
 mod status;
-pub mod store;
+mod store;
+
+pub use backoff::Backoff;
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use machine::{
+    reject, render_definition, CheckpointCodec, Context, CoverageError, Machine, MachineDocs, Next,
+    TableRow, TransitionError, TransitionTable,
+};
+pub use runner::{
+    Checkpoint, Effects, Hook, HookPoint, HookWhen, RunError, Runner, Start, Step, StopSignal,
+    Transition,
+};
+pub use status::Status;
+pub use store::{Cause, Commit, HistoryEntry, Record, Store, StoreError, Write, RECORD_FORMAT};
+
+/// Accessors for tests and benchmarks: the writer's counters and the raw
+/// sled tree. Behind the `testing` feature, off for embedders.
+#[cfg(feature = "testing")]
+pub use store::WriterStats;

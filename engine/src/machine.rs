@@ -1,30 +1,5 @@
 //! Typed state machines: states, the effect each state names, outcomes, and a
 //! pure transition function.
-//!
-//! A machine is a *definition*, not a running thing, given by up to three
-//! traits: the core [`Machine`] (the transducer the runner steps),
-//! [`CheckpointCodec`] (how its states are checkpointed; the defaults store
-//! them whole) and [`MachineDocs`] (what its transition table is derived
-//! from). The core says:
-//!
-//! * which [`Machine::Phase`] a state is in (a finite enum, recorded with every
-//!   checkpoint and used by tables and diagrams);
-//! * which effect leaves a state ([`Machine::next`]), or that the state is final;
-//! * how an outcome moves a state ([`Machine::transition`]): **pure and total**.
-//!   It does no I/O; everything it needs from the outside world (the time, a
-//!   random jitter sample) arrives in a [`Context`]. An impossible
-//!   `(state, outcome)` pair is a [`TransitionError`], never a panic.
-//! * what to do after a restart when the effect a state names may already have
-//!   run ([`Machine::on_restart`]): repeatable effects simply run again; a
-//!   non-repeatable one (a create, on platforms without idempotency keys) is
-//!   replaced by an outcome such as "interrupted", which the machine turns into
-//!   a look-up. That is how *outcome unknown* becomes a state instead of a retry.
-//!
-//! The [`crate::runner`] is the only code that performs effects.
-//!
-//! [`TransitionTable`] derives the complete `phase × outcome` table and a Mermaid
-//! diagram by running the real transition function on sample states, so the
-//! documentation in `state_machines/` cannot drift from the code.
 
 use std::fmt::{Debug, Display, Write as _};
 
@@ -95,11 +70,39 @@ pub fn reject<M: MachineDocs>(
     Err(TransitionError::new::<M>(state, outcome, reason))
 }
 
+/// Typed state machines: states, the effect each state names, outcomes, and a
+/// pure transition function.
+///
+/// A machine is a *definition*, not a running thing, given by up to three
+/// traits: the core [`Machine`] (the transducer the runner steps),
+/// [`CheckpointCodec`] (how its states are checkpointed; the defaults store
+/// them whole) and [`MachineDocs`] (what its transition table is derived
+/// from). The core says:
+///
+/// * which [`Machine::Phase`] a state is in (a finite enum, recorded with every
+///   checkpoint and used by tables and diagrams);
+/// * which effect leaves a state ([`Machine::next`]), or that the state is final;
+/// * how an outcome moves a state ([`Machine::transition`]): **pure and total**.
+///   It does no I/O; everything it needs from the outside world (the time, a
+///   random jitter sample) arrives in a [`Context`]. An impossible
+///   `(state, outcome)` pair is a [`TransitionError`], never a panic.
+/// * what to do after a restart when the effect a state names may already have
+///   run ([`Machine::on_restart`]): repeatable effects simply run again; a
+///   non-repeatable one (a create, on platforms without idempotency keys) is
+///   replaced by an outcome such as "interrupted", which the machine turns into
+///   a look-up. That is how *outcome unknown* becomes a state instead of a retry.
+///
+/// The [`Runner`](crate::Runner) is the only code that performs effects.
+///
+/// [`TransitionTable`] derives the complete `phase × outcome` table and a Mermaid
+/// diagram by running the real transition function on sample states, so the
+/// documentation in `state_machines/` cannot drift from the code.
+///
 /// The core of a typed, checkpointable workflow: a transducer from
-/// `(state, outcome)` to the next state. See the module docs.
+/// `(state, outcome)` to the next state.
 ///
 /// Besides the transducer itself (`next`, `transition`, `on_restart`) it holds
-/// only what the [runner](crate::runner) needs to step and to record a step:
+/// only what the [runner](crate::Runner) needs to step and to record a step:
 /// the [`Machine::Phase`] written into every record and history entry, the
 /// backoff time ([`Machine::not_before`]), whether an outcome counts as a
 /// failed effect, the error shown in status output, and the one-line

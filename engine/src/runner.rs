@@ -1,28 +1,4 @@
 //! The runner: the only place where side effects happen.
-//!
-//! One [`Runner::step`] is one transition:
-//!
-//! 1. the current state — already durable, and naming its effect — is loaded;
-//! 2. the effect runs (after its backoff time, if any);
-//! 3. the pure [`Machine::transition`] turns the outcome into the next state;
-//! 4. the next state, which names the *next* effect, is committed and flushed,
-//!    together with its history entry, as one atomic write.
-//!
-//! So there is exactly one durable write per side effect, and no effect ever
-//! starts before the state naming it is on disk. A machine may split out the
-//! part of its state fixed at start ([`CheckpointCodec::encode_plan`]): the runner
-//! writes that plan once, with the start, and every later checkpoint carries
-//! only the progress, so a step's cost does not grow with the sync's size.
-//!
-//! After a restart the runner cannot know whether the effect of a loaded state
-//! had started. It asks [`Machine::on_restart`]: repeatable effects run again;
-//! for a non-repeatable one (a create) it applies the machine's substitute
-//! outcome instead, which leads to a look-up rather than a blind re-send. The
-//! runner knows a state is "fresh" (its effect not yet started) only when this
-//! very runner wrote it and has not started its effect since.
-//!
-//! Many syncs run concurrently on one tokio runtime (one task each); their
-//! commits meet in the store's writer thread and share flushes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -260,6 +236,32 @@ pub struct Start<M: Machine> {
     pub index: Vec<(String, String)>,
 }
 
+/// The runner: the only place where side effects happen.
+///
+/// One [`Runner::step`] is one transition:
+///
+/// 1. the current state — already durable, and naming its effect — is loaded;
+/// 2. the effect runs (after its backoff time, if any);
+/// 3. the pure [`Machine::transition`] turns the outcome into the next state;
+/// 4. the next state, which names the *next* effect, is committed and flushed,
+///    together with its history entry, as one atomic write.
+///
+/// So there is exactly one durable write per side effect, and no effect ever
+/// starts before the state naming it is on disk. A machine may split out the
+/// part of its state fixed at start ([`CheckpointCodec::encode_plan`]): the runner
+/// writes that plan once, with the start, and every later checkpoint carries
+/// only the progress, so a step's cost does not grow with the sync's size.
+///
+/// After a restart the runner cannot know whether the effect of a loaded state
+/// had started. It asks [`Machine::on_restart`]: repeatable effects run again;
+/// for a non-repeatable one (a create) it applies the machine's substitute
+/// outcome instead, which leads to a look-up rather than a blind re-send. The
+/// runner knows a state is "fresh" (its effect not yet started) only when this
+/// very runner wrote it and has not started its effect since.
+///
+/// Many syncs run concurrently on one tokio runtime (one task each); their
+/// commits meet in the store's writer thread and share flushes.
+///
 /// Drives syncs of machine `M`: start, step, run, resolve, and read them back.
 ///
 /// A runner holds no [`Effects`]: the calls that perform one ([`Runner::step`],
@@ -464,7 +466,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         Ok((record, commit))
     }
 
-    /// Performs exactly one transition of sync `id` (see the module docs),
+    /// Performs exactly one transition of sync `id` (see [`Runner`]),
     /// running its effect through `effects`.
     ///
     /// Returns [`RunError::Stopped`] without starting an effect once the

@@ -56,7 +56,7 @@ use crate::generator::ProfileData;
 
 pub mod wire;
 
-use adsync::platform::amazon::api::{ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
+use adsync::amazon::{ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
 use wire::{items_key, media_type, path, ListRequest};
 
 /// A server-side token bucket.

@@ -1,7 +1,7 @@
 //! Campaign sets shared by the tests, the benches and `adsync demo`, so each is
 //! written once.
 
-use adsync::model::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
+use adsync::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
 
 /// The JSON of `examples/campaign_set.json`, the set the README and the demo push.
 pub const EXAMPLE_SET_JSON: &str = include_str!("../../examples/campaign_set.json");

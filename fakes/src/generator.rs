@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use adsync::platform::amazon::api::{
+use adsync::amazon::{
     Budget, BudgetType, MatchType, SpAdGroup, SpCampaign, SpKeyword, State, TargetingType,
 };
 

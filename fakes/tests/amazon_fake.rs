@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use adsync::backoff::Backoff;
-use adsync::platform::amazon::{AmazonClient, AmazonConfig, ListKind, ThrottleConfig};
+use adsync::amazon::{AmazonClient, AmazonConfig, ListKind, ThrottleConfig};
+use adsync::Backoff;
 use adsync_fakes::amazon::wire::{media_type, path};
 use adsync_fakes::amazon::{request_gaps, request_statuses, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};

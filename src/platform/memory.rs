@@ -1,31 +1,4 @@
 //! An in-memory ad platform for tests, the demo, and library users' own tests.
-//!
-//! It behaves like a platform without idempotency keys: every create makes a
-//! new entity, even one with a name that already exists. It can be scripted to
-//! fail a given call, and it counts creations, so a test can prove that a push
-//! never duplicated anything.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use std::sync::Arc;
-//! use adsync::adapter::{EntityKind, PushAdapter};
-//! use adsync::clock::SystemClock;
-//! use adsync::platform::memory::{Fault, MemoryPlatform, Op};
-//!
-//! let platform = MemoryPlatform::new(Arc::new(SystemClock));
-//! // The first ad group create succeeds on the platform but its response is lost.
-//! platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::LoseResponse);
-//! assert_eq!(platform.creations(), 0);
-//! # }
-//! ```
-//!
-//! [`MemoryPlatform::open_file`] keeps the platform in a file, so it outlives a
-//! killed process (crash tests, and the CLI between runs). The file is JSON
-//! lines: a snapshot of the platform on the first line, then one line per
-//! change (a call counted, an entity created, updated or removed, a fault
-//! scripted), appended before the call returns. Opening replays the changes
-//! and, when they outgrow the snapshot, compacts them into a new snapshot.
-//! A file written by earlier versions (one JSON snapshot) still opens.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -41,8 +14,8 @@ use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
     PlatformEntity, PushAdapter,
 };
-use crate::clock::{Clock, Timestamp};
 use crate::model::{Keyword, MIN_NAME_LEN};
+use adsync_engine::{Clock, Timestamp};
 
 /// Kinds of platform calls, for scripting faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +176,35 @@ impl Inner {
     }
 }
 
+/// An in-memory ad platform for tests, the demo, and library users' own tests.
+///
+/// It behaves like a platform without idempotency keys: every create makes a
+/// new entity, even one with a name that already exists. It can be scripted to
+/// fail a given call, and it counts creations, so a test can prove that a push
+/// never duplicated anything.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use adsync::{EntityKind, PushAdapter};
+/// use adsync::SystemClock;
+/// use adsync::memory::{Fault, MemoryPlatform, Op};
+///
+/// let platform = MemoryPlatform::new(Arc::new(SystemClock));
+/// // The first ad group create succeeds on the platform but its response is lost.
+/// platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::LoseResponse);
+/// assert_eq!(platform.creations(), 0);
+/// # }
+/// ```
+///
+/// [`MemoryPlatform::open_file`] keeps the platform in a file, so it outlives a
+/// killed process (crash tests, and the CLI between runs). The file is JSON
+/// lines: a snapshot of the platform on the first line, then one line per
+/// change (a call counted, an entity created, updated or removed, a fault
+/// scripted), appended before the call returns. Opening replays the changes
+/// and, when they outgrow the snapshot, compacts them into a new snapshot.
+/// A file written by earlier versions (one JSON snapshot) still opens.
+///
 /// The in-memory platform. See the module docs.
 pub struct MemoryPlatform {
     inner: Mutex<Inner>,
@@ -832,7 +834,7 @@ impl PushAdapter for MemoryPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use adsync_engine::SystemClock;
 
     fn keyword(text: &str) -> EntitySpec {
         EntitySpec::Keyword(Keyword {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::clock::Clock;
 use crate::platform::amazon::{AmazonClient, AmazonError};
 use crate::pull::machine::{PullEffect, PullMachine, PullOutcome};
 use crate::pull::snapshot;
-use crate::runner::Effects;
-use crate::store::{Commit, Store};
+use adsync_engine::Clock;
+use adsync_engine::Effects;
+use adsync_engine::{Commit, Store};
 
 /// The platform name used in keys, labels and sync ids.
 pub const AMAZON: &str = "amazon";

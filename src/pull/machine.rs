@@ -5,12 +5,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use strum::{Display, EnumIter};
 
-use crate::backoff::Backoff;
-use crate::clock::Timestamp;
-use crate::machine::{
+use crate::platform::amazon::ListKind;
+use adsync_engine::Backoff;
+use adsync_engine::Timestamp;
+use adsync_engine::{
     reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
 };
-use crate::platform::amazon::ListKind;
 
 /// The pull machine (a type-level definition; see [`Machine`]).
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +80,7 @@ pub enum PullOutcomeKind {
 
 /// Entity counts per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub struct PullCounts {
     /// Campaigns.
     pub campaigns: u64,
     /// Ad groups.
@@ -89,7 +89,7 @@ pub struct Counts {
     pub keywords: u64,
 }
 
-impl Counts {
+impl PullCounts {
     /// The count of `kind`.
     pub fn get(&self, kind: ListKind) -> u64 {
         match kind {
@@ -114,7 +114,7 @@ impl Counts {
     }
 }
 
-impl std::fmt::Display for Counts {
+impl std::fmt::Display for PullCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -130,9 +130,9 @@ pub struct SnapshotRef {
     /// The generation (the number of the pull that wrote it).
     pub generation: u64,
     /// Entities in it, per kind.
-    pub counts: Counts,
+    pub counts: PullCounts,
     /// Chunk values in it, per kind.
-    pub chunks: Counts,
+    pub chunks: PullCounts,
     /// When it became current.
     #[serde(with = "time::serde::rfc3339")]
     pub completed_at: Timestamp,
@@ -180,9 +180,9 @@ pub struct PullState {
     /// In a fetching phase: the `nextToken` of the next page (`None` = first page).
     pub cursor: Option<String>,
     /// Pages staged in this pull, per kind.
-    pub pages: Counts,
+    pub pages: PullCounts,
     /// Entities staged in this pull, per kind (before de-duplication).
-    pub fetched: Counts,
+    pub fetched: PullCounts,
     /// Failed attempts of the current page (machine-level retries).
     pub attempts: u32,
     /// When the current page may be retried.
@@ -218,8 +218,8 @@ impl PullState {
             run: previous.as_ref().map_or(1, |s| s.generation + 1),
             policy,
             cursor: None,
-            pages: Counts::default(),
-            fetched: Counts::default(),
+            pages: PullCounts::default(),
+            fetched: PullCounts::default(),
             attempts: 0,
             retry_at: None,
             started_at: now,
@@ -291,7 +291,7 @@ pub enum PullEffect {
         /// The generation to write.
         generation: u64,
         /// Pages staged, per kind.
-        pages: Counts,
+        pages: PullCounts,
         /// The snapshot it replaces.
         previous: Option<SnapshotRef>,
     },
@@ -783,8 +783,8 @@ mod samples {
         out.push(PullOutcome::Persisted {
             snapshot: SnapshotRef {
                 generation: 1,
-                counts: Counts::default(),
-                chunks: Counts::default(),
+                counts: PullCounts::default(),
+                chunks: PullCounts::default(),
                 completed_at: time::macros::datetime!(2026-01-01 00:00 UTC),
             },
         });

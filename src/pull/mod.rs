@@ -1,35 +1,5 @@
 //! Pull: bring a profile's campaigns, ad groups and keywords from a platform
 //! into the store, in two phases, resumably and atomically.
-//!
-//! One sync per (platform, profile), id `pull-<platform>-<profile>`, driven by
-//! the [`PullMachine`]:
-//!
-//! ```text
-//! Idle ─▶ FetchingCampaigns ─▶ FetchingAdGroups ─▶ FetchingKeywords ─▶ Persisting ─▶ Completed
-//!              └────────────────────┴─────────────────────┴────────────────┴──────▶ Failed
-//! ```
-//!
-//! * **Fetch.** One page per checkpoint: the page's entities are staged in the
-//!   same atomic commit as the checkpoint that records the `nextToken` of the
-//!   following page. After a crash the pull continues at the next page; no page
-//!   already staged is fetched again.
-//! * **Rate limits.** Every request of the [`AmazonClient`](crate::platform::amazon::AmazonClient)
-//!   passes one shared limiter that halves its rate on a 429 and raises it slowly;
-//!   `Retry-After` is obeyed, and a 429 without it backs off exponentially with
-//!   jitter. When the client's bounded retries are exhausted, the machine retries
-//!   the page later (bounded too), then fails with the error and **keeps** the
-//!   staged pages: pulling again resumes from the page that failed.
-//! * **Persist.** The staged pages become a new *generation* of chunk values
-//!   (sorted by id, de-duplicated: upsert by platform id), written under keys no
-//!   reader looks at; the checkpoint to Completed flips the profile's generation
-//!   pointer, deletes the previous generation and the staged pages in one atomic
-//!   commit. Readers see the previous snapshot or the new one, never a mix.
-//!   Entities no longer on the platform are simply absent from the new
-//!   generation. A crash while persisting leaves the previous snapshot current;
-//!   the resume rebuilds the generation from staging with no platform request.
-//!
-//! [`Puller`] ties it together: start or resume a pull, read its status, and
-//! query the persisted snapshot.
 
 mod effects;
 mod machine;
@@ -42,27 +12,29 @@ use serde::{Deserialize, Serialize};
 
 pub use effects::{AmazonPullEffects, AMAZON};
 pub use machine::{
-    Counts, PullEffect, PullMachine, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy,
+    PullCounts, PullEffect, PullMachine, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy,
     PullState, SnapshotRef,
 };
 pub use snapshot::{ProfileSnapshot, SnapshotError};
 
-use crate::clock::{Clock, Timestamp};
 use crate::platform::amazon::{SpAdGroup, SpCampaign, SpEntity, SpKeyword};
-use crate::runner::{Checkpoint, RunError, Runner, Transition};
+use adsync_engine::{Checkpoint, RunError, Runner, Transition};
+use adsync_engine::{Clock, Timestamp};
 
-/// The human-readable definition of the pull machine, as kept in
-/// `state_machines/pull.md` (a test keeps the file identical to this).
-pub fn definition_markdown() -> String {
-    crate::machine::render_definition::<PullMachine>(
-        "Pull machine",
-        "One sync per (platform, profile) pulls the profile's campaigns, ad groups and keywords. \
-Each fetched page is staged in the same atomic commit as the checkpoint recording the `nextToken` that follows it, \
-so a resume after a crash continues at the next page and fetches nothing twice. Persisting writes a new generation \
-of the snapshot from the staged pages (no platform request) and the checkpoint to Completed makes it current \
-atomically; a failed pull keeps its staged pages for a later resume and leaves the previous snapshot untouched.",
-    )
-    .unwrap_or_else(|e| format!("error: {e}\n"))
+impl PullMachine {
+    /// The human-readable definition of the pull machine, as kept in
+    /// `state_machines/pull.md` (a test keeps the file identical to this).
+    pub fn definition_markdown() -> String {
+        adsync_engine::render_definition::<PullMachine>(
+            "Pull machine",
+            "One sync per (platform, profile) pulls the profile's campaigns, ad groups and keywords. \
+    Each fetched page is staged in the same atomic commit as the checkpoint recording the `nextToken` that follows it, \
+    so a resume after a crash continues at the next page and fetches nothing twice. Persisting writes a new generation \
+    of the snapshot from the staged pages (no platform request) and the checkpoint to Completed makes it current \
+    atomically; a failed pull keeps its staged pages for a later resume and leaves the previous snapshot untouched.",
+        )
+        .unwrap_or_else(|e| format!("error: {e}\n"))
+    }
 }
 
 /// Errors of [`Puller`].
@@ -119,11 +91,11 @@ pub struct PullStatus {
     /// The error of the last failure (or the last retried one while syncing).
     pub last_error: Option<String>,
     /// Entities in the current snapshot.
-    pub counts: Option<Counts>,
+    pub counts: Option<PullCounts>,
     /// Entities staged by the current (or last) pull, before de-duplication.
-    pub fetched: Counts,
+    pub fetched: PullCounts,
     /// Pages staged by the current (or last) pull.
-    pub pages: Counts,
+    pub pages: PullCounts,
 }
 
 impl PullStatus {
@@ -165,7 +137,7 @@ pub enum PullMode {
 }
 
 /// Called after every durable transition of a pull.
-pub type Observer = Arc<dyn Fn(&Transition<PullMachine>) + Send + Sync>;
+pub type PullObserver = Arc<dyn Fn(&Transition<PullMachine>) + Send + Sync>;
 
 /// The sync id of the pull of `profile` on `platform`.
 pub fn sync_id(platform: &str, profile: &str) -> String {
@@ -185,6 +157,39 @@ fn check_profile(profile: &str) -> Result<(), PullError> {
     }
 }
 
+/// Pull: bring a profile's campaigns, ad groups and keywords from a platform
+/// into the store, in two phases, resumably and atomically.
+///
+/// One sync per (platform, profile), id `pull-<platform>-<profile>`, driven by
+/// the [`PullMachine`]:
+///
+/// ```text
+/// Idle ─▶ FetchingCampaigns ─▶ FetchingAdGroups ─▶ FetchingKeywords ─▶ Persisting ─▶ Completed
+///              └────────────────────┴─────────────────────┴────────────────┴──────▶ Failed
+/// ```
+///
+/// * **Fetch.** One page per checkpoint: the page's entities are staged in the
+///   same atomic commit as the checkpoint that records the `nextToken` of the
+///   following page. After a crash the pull continues at the next page; no page
+///   already staged is fetched again.
+/// * **Rate limits.** Every request of the [`AmazonClient`](crate::platform::amazon::AmazonClient)
+///   passes one shared limiter that halves its rate on a 429 and raises it slowly;
+///   `Retry-After` is obeyed, and a 429 without it backs off exponentially with
+///   jitter. When the client's bounded retries are exhausted, the machine retries
+///   the page later (bounded too), then fails with the error and **keeps** the
+///   staged pages: pulling again resumes from the page that failed.
+/// * **Persist.** The staged pages become a new *generation* of chunk values
+///   (sorted by id, de-duplicated: upsert by platform id), written under keys no
+///   reader looks at; the checkpoint to Completed flips the profile's generation
+///   pointer, deletes the previous generation and the staged pages in one atomic
+///   commit. Readers see the previous snapshot or the new one, never a mix.
+///   Entities no longer on the platform are simply absent from the new
+///   generation. A crash while persisting leaves the previous snapshot current;
+///   the resume rebuilds the generation from staging with no platform request.
+///
+/// [`Puller`] ties it together: start or resume a pull, read its status, and
+/// query the persisted snapshot.
+///
 /// Pulls profiles through a [`Runner`] of the [`PullMachine`], which it builds
 /// itself with its [`AmazonPullEffects`], and reads what they persisted.
 pub struct Puller {
@@ -209,7 +214,7 @@ impl Puller {
     /// persisting into `store`: the store its effects write to is the one its
     /// runner checkpoints in.
     pub fn new(
-        store: crate::store::Store,
+        store: adsync_engine::Store,
         client: crate::platform::amazon::AmazonClient,
         clock: Arc<dyn Clock>,
     ) -> Self {
@@ -255,7 +260,7 @@ impl Puller {
     }
 
     /// One transition of pull `id` ([`Runner::step`]) through this puller's effects.
-    pub async fn step(&self, id: &str) -> Result<crate::runner::Step<PullMachine>, RunError> {
+    pub async fn step(&self, id: &str) -> Result<adsync_engine::Step<PullMachine>, RunError> {
         self.runner.step(id, &self.effects).await
     }
 
@@ -286,7 +291,7 @@ impl Puller {
                 .runner
                 .read(move |store| {
                     snapshot::current(store, &store_platform, &store_profile).map_err(|e| {
-                        crate::store::StoreError::Corrupt {
+                        adsync_engine::StoreError::Corrupt {
                             sync: store_profile.clone(),
                             detail: e.to_string(),
                         }
@@ -380,7 +385,7 @@ impl Puller {
     async fn snap<T: Send + 'static>(
         &self,
         profile: &str,
-        f: impl FnOnce(&crate::store::Store, &str, &str) -> Result<T, SnapshotError> + Send + 'static,
+        f: impl FnOnce(&adsync_engine::Store, &str, &str) -> Result<T, SnapshotError> + Send + 'static,
     ) -> Result<T, PullError> {
         check_profile(profile)?;
         let (platform, profile) = (self.platform.clone(), profile.to_string());

@@ -26,10 +26,10 @@ use std::ops::Range;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Timestamp;
 use crate::platform::amazon::{Items, ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword};
-use crate::pull::machine::{Counts, SnapshotRef};
-use crate::store::{Commit, Store, StoreError};
+use crate::pull::machine::{PullCounts, SnapshotRef};
+use adsync_engine::Timestamp;
+use adsync_engine::{Commit, Store, StoreError};
 
 /// Entities per chunk value.
 pub const CHUNK_ENTITIES: usize = 2000;
@@ -177,11 +177,11 @@ pub fn build_generation(
     platform: &str,
     profile: &str,
     generation: u64,
-    pages: &Counts,
+    pages: &PullCounts,
     now: Timestamp,
 ) -> Result<SnapshotRef, SnapshotError> {
-    let mut counts = Counts::default();
-    let mut chunks = Counts::default();
+    let mut counts = PullCounts::default();
+    let mut chunks = PullCounts::default();
     let mut writer = ChunkWriter {
         store,
         commit: Commit::new(),
@@ -345,7 +345,7 @@ pub fn completion_writes(
     profile: &str,
     snapshot: &SnapshotRef,
     previous: Option<&SnapshotRef>,
-    pages: &Counts,
+    pages: &PullCounts,
 ) -> Result<Commit, SnapshotError> {
     let pointer = serde_json::to_vec(snapshot).map_err(|e| corrupt(profile, "pointer", e))?;
     let mut commit = Commit::new().data(&current_key(platform, profile), pointer);
@@ -608,9 +608,9 @@ mod tests {
             );
         }
         store.commit_blocking(commit).unwrap();
-        let counts = Counts {
+        let counts = PullCounts {
             keywords: pages.len() as u64,
-            ..Counts::default()
+            ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
         let snap = build_generation(&store, "amazon", "p", 1, &counts, now).unwrap();
@@ -659,9 +659,9 @@ mod tests {
             );
         }
         store.commit_blocking(commit).unwrap();
-        let counts = Counts {
+        let counts = PullCounts {
             keywords: 5,
-            ..Counts::default()
+            ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
         let snap = build_generation(&store, "amazon", "p", 3, &counts, now).unwrap();

@@ -8,7 +8,7 @@
 //! effect made each step cost in proportion to the campaign (in serialization,
 //! in the log's `fdatasync` and in sled; docs/performance.md), so a push was
 //! quadratic in its size. The runner now stores the plan
-//! once, in the start commit ([`crate::machine::Machine::encode_plan`]), and
+//! once, in the start commit ([`adsync_engine::Machine::encode_plan`]), and
 //! each checkpoint holds only the progress: a few hundred bytes, and only the
 //! entities that have an id or a result are listed.
 //!
@@ -32,7 +32,7 @@
 //! [`CHUNK`] by index, and a chunk is *sealed* once every work item still to
 //! run (from the cursor on) touches only entities of later chunks: its rows
 //! are then written once, as a segment under its own key
-//! ([`crate::machine::Machine::encode_segments`]), in the commit of the
+//! ([`adsync_engine::Machine::encode_segments`]), in the commit of the
 //! checkpoint that seals it, and the checkpoint says `"sealed": n` and lists
 //! only the rows of chunks `n` and later. Should an entity of a sealed chunk
 //! change anyway (nothing in today's transitions does), its chunk is written
@@ -47,7 +47,7 @@ use serde_json::value::RawValue;
 
 use super::machine::{Entity, EntityResult, PushPhase, PushPolicy, PushState, Target, Work};
 use crate::adapter::EntitySpec;
-use crate::clock::Timestamp;
+use adsync_engine::Timestamp;
 
 /// The plan as written: `{"target", "policy", "entities", "work"}`, each
 /// entity a [`PlannedOut`] tuple and each work item a [`WorkOut`]. The plan
@@ -745,8 +745,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::machine::{Machine, MachineDocs};
     use crate::push::PushMachine;
+    use adsync_engine::{Machine, MachineDocs};
 
     fn round_trip(state: &PushState) -> PushState {
         let plan = encode_plan(state).expect("plan encodes");
@@ -836,7 +836,7 @@ mod tests {
     /// Runs `state` to its end with every create succeeding; returns the
     /// states in order, from the first.
     fn run(state: PushState) -> Vec<PushState> {
-        use crate::machine::{Context, Next};
+        use adsync_engine::{Context, Next};
         let ctx = Context {
             now: time::OffsetDateTime::UNIX_EPOCH,
             jitter: 0.0,

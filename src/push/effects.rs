@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::adapter::{AdapterError, EntityKind, PushAdapter};
 use crate::push::machine::{PushEffect, PushMachine, PushOutcome, PushState};
-use crate::runner::Effects;
-use crate::store::Commit;
+use adsync_engine::Commit;
+use adsync_engine::Effects;
 
 /// [`Effects`] of the push machine, performed by a platform adapter.
 pub struct AdapterEffects {
@@ -129,7 +129,7 @@ impl AdoptError {
 /// Checks on the platform that `id` is the entity `state` waits a decision
 /// about: it exists, is of the right kind, under the right parent (and
 /// account), with the same name. Nothing is recorded; call it before
-/// [`crate::runner::Runner::resolve`] with [`PushOutcome::OperatorAdopt`], so
+/// [`adsync_engine::Runner::resolve`] with [`PushOutcome::OperatorAdopt`], so
 /// that a mistyped id never sticks to the campaign.
 pub async fn verify_adoption(
     adapter: &dyn PushAdapter,

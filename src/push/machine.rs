@@ -10,14 +10,14 @@ use strum::{Display, EnumIter};
 
 use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
-use crate::backoff::Backoff;
-use crate::clock::Timestamp;
-use crate::machine::{
+use crate::model::{Campaign, Keyword};
+use adsync_engine::Backoff;
+use adsync_engine::Timestamp;
+use adsync_engine::{
     reject, CheckpointCodec, Context, Machine, MachineDocs, Next, Status, TransitionError,
 };
-use crate::model::{Campaign, Keyword};
 
-/// The push machine definition (see [`crate::push`]).
+/// The push machine definition (see [`Pusher`](crate::Pusher)).
 #[derive(Debug, Clone, Copy)]
 pub struct PushMachine;
 
@@ -128,13 +128,13 @@ pub enum EntityResult {
 pub struct Entity {
     /// The desired fields (children stripped). Shared: states are cloned by
     /// every transition, and the specs never change during a sync.
-    pub spec: Arc<EntitySpec>,
+    pub(crate) spec: Arc<EntitySpec>,
     /// Index of the parent entity (`None` for the campaign).
-    pub parent: Option<usize>,
+    pub(crate) parent: Option<usize>,
     /// The platform id, recorded the moment it is known.
-    pub platform_id: Option<String>,
+    pub(crate) platform_id: Option<String>,
     /// What became of it.
-    pub result: EntityResult,
+    pub(crate) result: EntityResult,
     /// This entity's row in the last checkpoint that listed it. Not part of
     /// the entity's value: emptied whenever the entity changes.
     #[serde(skip)]
@@ -153,6 +153,28 @@ impl std::fmt::Debug for Entity {
 }
 
 impl Entity {
+    /// The desired fields, children stripped (as the set file gave them).
+    pub fn spec(&self) -> &EntitySpec {
+        &self.spec
+    }
+
+    /// Index of the parent entity in [`PushState::entities`]; `None` for the
+    /// campaign.
+    pub fn parent(&self) -> Option<usize> {
+        self.parent
+    }
+
+    /// The platform id: `Some` from the checkpoint that followed its create
+    /// (or its adoption) on, before any child is touched.
+    pub fn platform_id(&self) -> Option<&str> {
+        self.platform_id.as_deref()
+    }
+
+    /// What became of it so far.
+    pub fn result(&self) -> &EntityResult {
+        &self.result
+    }
+
     /// An entity of the plan, not created yet unless its platform id is known.
     pub(super) fn planned(
         spec: EntitySpec,
@@ -208,11 +230,11 @@ pub enum Work {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushState {
     /// The typed phase.
-    pub phase: PushPhase,
+    pub(crate) phase: PushPhase,
     /// Where the campaign goes. Fixed for the sync, so shared (see `entities`).
-    pub target: Arc<Target>,
+    pub(crate) target: Arc<Target>,
     /// Settings.
-    pub policy: PushPolicy,
+    pub(crate) policy: PushPolicy,
     /// The tree, flattened in sync order: campaign, ad groups, ads, keywords.
     ///
     /// Shared at two levels, because the runner keeps a copy of the latest
@@ -222,21 +244,21 @@ pub struct PushState {
     /// entity it changes. Copying every entity (their ids are strings) and
     /// dropping the old ones was about 9 % of a one-campaign push's
     /// instructions per step (callgrind).
-    pub entities: Arc<Vec<Arc<Entity>>>,
+    pub(crate) entities: Arc<Vec<Arc<Entity>>>,
     /// The planned work in order. Fixed for the sync, so shared.
-    pub work: Arc<Vec<Work>>,
+    pub(crate) work: Arc<Vec<Work>>,
     /// The current work item.
-    pub cursor: usize,
+    pub(crate) cursor: usize,
     /// Failed attempts of the current work item (or look-up).
-    pub attempt: u32,
+    pub(crate) attempt: u32,
     /// When the current work item was made durable: the lower bound of a look-up.
     #[serde(with = "time::serde::rfc3339")]
-    pub intent_at: Timestamp,
+    pub(crate) intent_at: Timestamp,
     /// Not before this time (backoff).
     #[serde(default, with = "time::serde::rfc3339::option")]
-    pub retry_at: Option<Timestamp>,
+    pub(crate) retry_at: Option<Timestamp>,
     /// The last error, or why the sync needs attention.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 /// A side effect named by a push state.
@@ -324,6 +346,42 @@ pub enum PushOutcome {
 }
 
 impl PushState {
+    /// The typed phase, as recorded with every checkpoint.
+    pub fn phase(&self) -> PushPhase {
+        self.phase
+    }
+
+    /// Where the campaign goes: platform, account, set.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The settings the sync was started with.
+    pub fn policy(&self) -> &PushPolicy {
+        &self.policy
+    }
+
+    /// The campaign tree flattened in sync order: campaign, ad groups, ads,
+    /// keywords; a parent always comes before its children.
+    pub fn entities(&self) -> &[Arc<Entity>] {
+        &self.entities
+    }
+
+    /// Failed attempts of the current work item (or look-up) so far.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// While backing off: the effect does not run before this time.
+    pub fn retry_at(&self) -> Option<Timestamp> {
+        self.retry_at
+    }
+
+    /// The last error, or why the sync needs attention.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
     /// The initial state of a push of `campaign`. Entities whose local id is in
     /// `known_ids` already exist on the platform and take the update path.
     pub fn new(

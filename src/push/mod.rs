@@ -1,24 +1,4 @@
 //! Push: make a campaign set exist on a platform, exactly once.
-//!
-//! Each campaign of a set is its own sync (so one campaign's failure does not
-//! stop the others), driven by the [`PushMachine`]:
-//!
-//! ```text
-//! Pending ─▶ CampaignCreated ─▶ AdGroupsCreated ─▶ AdsCreated ─▶ Synced
-//!    │              │                  │               │      └▶ Failed
-//!    └──────────────┴──── OutcomeUnknown (look up, adopt) ──▶ NeedsAttention
-//! ```
-//!
-//! * Every platform id is recorded in the checkpoint written right after its
-//!   create returned, before any child is touched.
-//! * An entity that already has a platform id (from an earlier push of the same
-//!   campaign to the same account) takes the update path: never a second create.
-//! * A create whose result is unknown (timeout, dropped connection, crash) is
-//!   followed by a look-up by exact name under its parent, created after the
-//!   intent was recorded: one match is adopted, none means create, several park
-//!   the sync as needing attention.
-//!
-//! [`Pusher`] ties it together for a whole [`CampaignSet`].
 
 mod checkpoint;
 mod effects;
@@ -36,23 +16,25 @@ pub use machine::{
 };
 
 use crate::adapter::PushAdapter;
-use crate::clock::Clock;
-use crate::machine::Status;
 use crate::model::CampaignSet;
-use crate::runner::{Checkpoint, RunError, Runner, Start};
-use crate::store::{Commit, Store};
+use adsync_engine::Clock;
+use adsync_engine::Status;
+use adsync_engine::{Checkpoint, RunError, Runner, Start};
+use adsync_engine::{Commit, Store};
 
-/// The human-readable definition of the push machine, as kept in
-/// `state_machines/push.md` (a test keeps the file identical to this).
-pub fn definition_markdown() -> String {
-    crate::machine::render_definition::<PushMachine>(
-        "Push machine",
-        "One sync pushes one campaign tree (campaign → ad groups → ads → keywords) to one ad account. \
-Every transition is checkpointed before the next effect starts; each platform id is recorded in the \
-checkpoint that follows its create, before any child is touched. After a restart, a create that may have \
-been in flight is never re-sent: the machine looks the entity up and adopts it.",
-    )
-    .unwrap_or_else(|e| format!("error: {e}\n"))
+impl PushMachine {
+    /// The human-readable definition of the push machine, as kept in
+    /// `state_machines/push.md` (a test keeps the file identical to this).
+    pub fn definition_markdown() -> String {
+        adsync_engine::render_definition::<PushMachine>(
+            "Push machine",
+            "One sync pushes one campaign tree (campaign → ad groups → ads → keywords) to one ad account. \
+    Every transition is checkpointed before the next effect starts; each platform id is recorded in the \
+    checkpoint that follows its create, before any child is touched. After a restart, a create that may have \
+    been in flight is never re-sent: the machine looks the entity up and adopts it.",
+        )
+        .unwrap_or_else(|e| format!("error: {e}\n"))
+    }
 }
 
 /// Errors of a set push, before or around the runs themselves.
@@ -62,16 +44,14 @@ pub enum PushError {
     #[error(transparent)]
     Run(#[from] RunError),
     /// Campaigns of the set have unfinished syncs started with other content.
-    #[error("set `{set}`: campaign(s) {} differ from what their unfinished syncs were started with; unfinished syncs of the set: {}. Finish them first with `{command}`, then push again", quoted(changed), quoted(syncs))]
+    #[error("set `{set}`: campaign(s) {} differ from what their unfinished syncs were started with; unfinished syncs of the set: {}. Resume them first, then push again", quoted(changed), quoted(syncs))]
     Unfinished {
         /// The set's name.
         set: String,
         /// Campaigns whose content differs from their unfinished sync's.
         changed: Vec<String>,
-        /// Every unfinished sync of the set's campaigns.
+        /// Every unfinished sync of the set's campaigns: resume these.
         syncs: Vec<String>,
-        /// The one command that finishes them (works when pasted).
-        command: String,
     },
     /// An earlier sync of this campaign is parked for an operator.
     #[error("campaign `{campaign}`: sync `{sync}` needs attention ({reason}); resolve it (`adsync resolve {sync} ...`) first")]
@@ -153,8 +133,30 @@ impl SetReport {
 }
 
 /// Called after every durable transition of a push sync.
-pub type Observer = Arc<dyn Fn(&crate::runner::Transition<PushMachine>) + Send + Sync>;
+pub type PushObserver = Arc<dyn Fn(&adsync_engine::Transition<PushMachine>) + Send + Sync>;
 
+/// Push: make a campaign set exist on a platform, exactly once.
+///
+/// Each campaign of a set is its own sync (so one campaign's failure does not
+/// stop the others), driven by the [`PushMachine`]:
+///
+/// ```text
+/// Pending ─▶ CampaignCreated ─▶ AdGroupsCreated ─▶ AdsCreated ─▶ Synced
+///    │              │                  │               │      └▶ Failed
+///    └──────────────┴──── OutcomeUnknown (look up, adopt) ──▶ NeedsAttention
+/// ```
+///
+/// * Every platform id is recorded in the checkpoint written right after its
+///   create returned, before any child is touched.
+/// * An entity that already has a platform id (from an earlier push of the same
+///   campaign to the same account) takes the update path: never a second create.
+/// * A create whose result is unknown (timeout, dropped connection, crash) is
+///   followed by a look-up by exact name under its parent, created after the
+///   intent was recorded: one match is adopted, none means create, several park
+///   the sync as needing attention.
+///
+/// [`Pusher`] ties it together for a whole [`CampaignSet`].
+///
 /// Pushes campaign sets through a [`Runner`] of the [`PushMachine`], which it
 /// builds itself, performing effects through its adapter's [`AdapterEffects`].
 pub struct Pusher {
@@ -256,7 +258,7 @@ impl Pusher {
     }
 
     /// One transition of sync `id` ([`Runner::step`]) through this pusher's adapter.
-    pub async fn step(&self, id: &str) -> Result<crate::runner::Step<PushMachine>, RunError> {
+    pub async fn step(&self, id: &str) -> Result<adsync_engine::Step<PushMachine>, RunError> {
         self.runner.step(id, self.effects.as_ref()).await
     }
 
@@ -268,11 +270,11 @@ impl Pusher {
 
     /// Starts one sync per campaign of `set` on `account` and makes them
     /// durable; returns their ids. Platform ids learnt by ANY earlier push of
-    /// the same campaign to the same account are carried over (see
-    /// [`KnownIds`]), so those entities are updated, not created again.
+    /// the same campaign to the same account are carried over (the
+    /// store keeps them per campaign and account), so those entities are updated, not created again.
     ///
     /// Every new sync's first checkpoint, the [`SetRecord`] naming them and the
-    /// updated [`KnownIds`] maps are one atomic commit: a crash leaves the whole
+    /// updated per-campaign maps of known platform ids are one atomic commit: a crash leaves the whole
     /// set started or nothing of it.
     ///
     /// A campaign whose latest sync is unfinished is continued (its id is
@@ -394,11 +396,9 @@ impl Pusher {
             });
         }
         if !changed.is_empty() {
-            let path = self.runner.store().path().to_path_buf();
             return Err(PushError::Unfinished {
                 set: set.name.clone(),
                 changed,
-                command: resume_command(&path, &unfinished),
                 syncs: unfinished,
             });
         }
@@ -414,7 +414,7 @@ impl Pusher {
         extra = extra.data(
             &set_key(&self.platform, account, &set.name),
             serde_json::to_vec(&record).map_err(|e| {
-                PushError::Run(RunError::Store(crate::store::StoreError::Corrupt {
+                PushError::Run(RunError::Store(adsync_engine::StoreError::Corrupt {
                     sync: set.name.clone(),
                     detail: format!("cannot encode the set record: {e}"),
                 }))
@@ -505,7 +505,7 @@ impl Pusher {
     /// At most [`Pusher::with_max_running`] run at once: a running sync holds
     /// its whole state (every entity of its campaign) in memory, a waiting one
     /// nothing but its id.
-    pub async fn run_all_observed(&self, ids: &[String], observer: Observer) -> SetReport {
+    pub async fn run_all_observed(&self, ids: &[String], observer: PushObserver) -> SetReport {
         let mut tasks = tokio::task::JoinSet::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(self.max_running));
         for id in ids {
@@ -579,11 +579,11 @@ pub struct SetRecord {
     pub platform: String,
     /// Account pushed to.
     pub account: String,
-    /// Content hash of the set's campaigns (see [`set_hash`]).
+    /// Content hash of the set's campaigns (FNV-1a of their canonical JSON, as hex).
     pub content_hash: String,
     /// When this push of the set started.
     #[serde(with = "time::serde::rfc3339")]
-    pub started_at: crate::clock::Timestamp,
+    pub started_at: adsync_engine::Timestamp,
     /// One sync per campaign, in the file's order.
     pub campaigns: Vec<SetMember>,
 }
@@ -593,7 +593,7 @@ pub struct SetRecord {
 pub struct SetMember {
     /// The campaign's local id.
     pub campaign: String,
-    /// Content hash of the campaign (see [`campaign_hash`]).
+    /// Content hash of the campaign (FNV-1a of its canonical JSON, as hex).
     pub content_hash: String,
     /// The sync pushing it (a new one, or an unfinished one continued).
     pub sync: String,
@@ -614,7 +614,7 @@ pub fn set_records(store: &Store) -> impl Iterator<Item = Result<SetRecord, Stri
     })
 }
 
-/// Data key (under `x/`) of the [`KnownIds`] of a campaign on an account.
+/// Data key (under `x/`) of the known-ids of a campaign on an account.
 pub fn known_ids_key(platform: &str, account: &str, campaign: &str) -> Vec<u8> {
     format!("known/{platform}/{account}/{campaign}").into_bytes()
 }
@@ -665,7 +665,7 @@ impl KnownIds {
 
     fn decode(campaign: &str, bytes: &[u8]) -> Result<Self, PushError> {
         serde_json::from_slice(bytes).map_err(|e| {
-            PushError::Run(RunError::Store(crate::store::StoreError::Corrupt {
+            PushError::Run(RunError::Store(adsync_engine::StoreError::Corrupt {
                 sync: campaign.to_string(),
                 detail: format!("known platform ids: {e}"),
             }))
@@ -703,30 +703,4 @@ fn quoted(items: &[String]) -> String {
         .map(|i| format!("`{i}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Quotes `word` for a POSIX shell when it needs it.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// `adsync --db <store> resume <syncs...>`, ready to paste.
-pub fn resume_command(store: &std::path::Path, syncs: &[String]) -> String {
-    let mut command = format!(
-        "adsync --db {} resume",
-        shell_quote(&store.to_string_lossy())
-    );
-    for sync in syncs {
-        command.push(' ');
-        command.push_str(&shell_quote(sync));
-    }
-    command
 }

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use adsync::adapter::KeywordModel;
-use adsync::clock::ManualClock;
-use adsync::platform::memory::MemoryPlatform;
-use adsync::push::{PushMachine, Pusher, SetReport};
-use adsync::runner::{Checkpoint, Runner};
-use adsync::store::{HistoryEntry, Store};
+use adsync::memory::MemoryPlatform;
+use adsync::KeywordModel;
+use adsync::ManualClock;
+use adsync::{Checkpoint, Runner};
+use adsync::{HistoryEntry, Store};
+use adsync::{PushMachine, Pusher, SetReport};
 
 #[allow(unused_imports)]
 pub use adsync_fakes::fixtures::{example_set, small_set, TWO_CAMPAIGNS};
@@ -97,14 +97,14 @@ pub fn trace(h: &Harness, sync: &str) -> String {
         record.last_error.as_deref().unwrap_or("none")
     );
     let checkpoint = Checkpoint::<PushMachine>::try_from(record).expect("decodes");
-    for e in checkpoint.state.entities.iter() {
+    for e in checkpoint.state.entities().iter() {
         let _ = writeln!(
             out,
             "  {:<9} {:<4} id={:<8} {:?}",
             e.kind().to_string(),
             e.local_id(),
-            e.platform_id.as_deref().unwrap_or("-"),
-            e.result
+            e.platform_id().unwrap_or("-"),
+            e.result()
         );
     }
     let _ = writeln!(

@@ -13,16 +13,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::adapter::{EntityKind, PushAdapter};
-use adsync::backoff::Backoff;
-use adsync::clock::{Clock, SystemClock};
-use adsync::machine::{Machine, Next};
-use adsync::model::CampaignSet;
-use adsync::platform::reddit::{RedditAdapter, RedditConfig};
-use adsync::push::{PushEffect, PushMachine, Pusher};
-use adsync::runner::Step;
-use adsync::secret::Secret;
-use adsync::store::Store;
+use adsync::reddit::{RedditAdapter, RedditConfig};
+use adsync::Backoff;
+use adsync::CampaignSet;
+use adsync::Secret;
+use adsync::Step;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
+use adsync::{EntityKind, PushAdapter};
+use adsync::{Machine, Next};
+use adsync::{PushEffect, PushMachine, Pusher};
 use adsync_fakes::fixtures::EXAMPLE_SET_JSON as EXAMPLE;
 use adsync_fakes::reddit::{
     FakeEntities, FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adsync::platform::reddit::{ENV_BASE_URL, ENV_TOKEN};
+use adsync::reddit::{ENV_BASE_URL, ENV_TOKEN};
 use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig, RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 

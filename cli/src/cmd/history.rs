@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use adsync::store::Store;
+use adsync::Store;
 
 use crate::exit::Exit;
 use crate::failure::Failure;

@@ -1,9 +1,9 @@
 //! `adsync machines`: a machine's transition table, Mermaid diagram or
 //! Markdown definition.
 
-use adsync::machine::TransitionTable;
-use adsync::pull::PullMachine;
-use adsync::push::PushMachine;
+use adsync::PullMachine;
+use adsync::PushMachine;
+use adsync::TransitionTable;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
@@ -42,9 +42,9 @@ pub fn run(args: Args) -> Result<Exit, Failure> {
     if mermaid {
         out!("{}", table.to_mermaid());
     } else if markdown && machine == "pull" {
-        out!("{}", adsync::pull::definition_markdown());
+        out!("{}", adsync::PullMachine::definition_markdown());
     } else if markdown {
-        out!("{}", adsync::push::definition_markdown());
+        out!("{}", adsync::PushMachine::definition_markdown());
     } else {
         out!("{}", table.to_markdown());
     }

@@ -4,12 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{
+use adsync::amazon::{
     AmazonClient, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
 };
-use adsync::pull::{PullMode, PullPolicy, Puller};
-use adsync::store::Store;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
+use adsync::{PullMode, PullPolicy, Puller};
 
 use crate::exit::Exit;
 use crate::failure::Failure;

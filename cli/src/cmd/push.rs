@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use adsync::model::CampaignSet;
-use adsync::store::Store;
+use adsync::CampaignSet;
+use adsync::Store;
 
 use crate::endpoint::{open_adapter, Endpoint};
 use crate::exit::Exit;
-use crate::failure::Failure;
+use crate::failure::{push_refused, Failure};
 use crate::platform_args::PlatformArgs;
 use crate::progress::progress_observer;
 use crate::pushing::open_pusher;
@@ -50,15 +50,19 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let adapter = open_adapter(&platform, &endpoint)?;
     let store = Store::open_from_async(db).await?;
     let set_file = std::path::absolute(&set).unwrap_or(set);
+    let opened_at = store.path().to_path_buf();
     // Every sync records its endpoint, so `resume --all` needs no flags.
     let db = absolute(store.path());
     let interrupts = signals::Interrupts::install(
-        adsync::runner::StopSignal::new(),
+        adsync::StopSignal::new(),
         command_line(["adsync", "--db", db.as_str(), "resume", "--all"]),
     );
     let pusher = open_pusher(store, adapter, interrupts.stop_signal())
         .with_labels(endpoint.labels(&set_file.to_string_lossy()));
-    let ids = pusher.start(&parsed, &account).await?;
+    let ids = pusher
+        .start(&parsed, &account)
+        .await
+        .map_err(|e| push_refused(e, &opened_at))?;
     let observer = progress_observer(&pusher, &ids, json).await;
     let report = pusher.run_all_observed(&ids, observer).await;
     let code = finish(&report, json);

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use adsync::machine::Status;
-use adsync::push::PushOutcome;
-use adsync::store::Store;
+use adsync::PushOutcome;
+use adsync::Status;
+use adsync::Store;
 
 use crate::endpoint::{endpoint_of, open_adapter};
 use crate::exit::Exit;
@@ -61,7 +61,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
         (Some(id), _) => {
             let endpoint = endpoint_of(db, &sync, &checkpoint.record, &platform_args, given)?;
             let adapter = open_adapter(&platform_args, &endpoint)?;
-            adsync::push::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
+            adsync::verify_adoption(adapter.as_ref(), &checkpoint.state, &id)
                 .await
                 .map_err(|e| Failure {
                     exit: if e.is_refusal() {

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use adsync::machine::Status;
-use adsync::push::{PushMachine, SetReport};
-use adsync::store::{Store, StoreError};
+use adsync::Status;
+use adsync::{PushMachine, SetReport};
+use adsync::{Store, StoreError};
 
 use crate::endpoint::{endpoint_of, open_adapter, Endpoint};
 use crate::exit::Exit;
@@ -41,7 +41,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
         json,
     } = args;
     let args = &platform;
-    use adsync::machine::Machine as _;
+    use adsync::Machine as _;
     let store = Store::open_existing_from_async(db).await?;
     let db = store.path().to_path_buf();
     let shown_db = absolute(&db);
@@ -51,8 +51,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
     } else {
         again.extend(syncs.iter().map(String::as_str));
     }
-    let interrupts =
-        signals::Interrupts::install(adsync::runner::StopSignal::new(), command_line(again));
+    let interrupts = signals::Interrupts::install(adsync::StopSignal::new(), command_line(again));
     let mut records = Vec::new();
     let mut attention = Vec::new();
     if all {
@@ -103,7 +102,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
                 .ok_or_else(|| Failure::usage(format!("no sync `{id}` in {}", db.display())))?;
             let endpoint = endpoint_of(&db, &id, &record, args, given)?;
             pushes.entry(endpoint).or_default().push(id);
-        } else if kind == adsync::pull::PullMachine::KIND {
+        } else if kind == adsync::PullMachine::KIND {
             pulls.push(id);
         } else {
             return Err(Failure::usage(format!(
@@ -153,7 +152,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
     }
     for (id, reason) in &attention {
         // The reason names the candidates (several matches) or the rejection.
-        let db = adsync::push::shell_quote(&db.to_string_lossy());
+        let db = crate::suggest::shell_quote(&db.to_string_lossy());
         errln!(
             "needs attention: `{id}`: {}; settle it with `adsync --db {db} resolve {id} --adopt <platform id>` or `adsync --db {db} resolve {id} --absent` (`adsync --db {db} history {id}` shows how it got there)",
             reason.as_deref().unwrap_or("no reason recorded"),
@@ -172,7 +171,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
 }
 
 /// `resume` of a failed sync: failed syncs are final; say how to push again.
-fn failed_is_final(db: &Path, id: &str, record: &adsync::store::Record) -> Failure {
+fn failed_is_final(db: &Path, id: &str, record: &adsync::Record) -> Failure {
     let labels = &record.labels;
     let endpoint = match (labels.get("base_url"), labels.get("memory_file")) {
         (Some(url), _) => Some(Endpoint::Reddit(url.clone())),
@@ -182,9 +181,9 @@ fn failed_is_final(db: &Path, id: &str, record: &adsync::store::Record) -> Failu
     let command = match (labels.get("set_file"), labels.get("account"), endpoint) {
         (Some(file), Some(account), Some(endpoint)) => format!(
             "`adsync --db {} push {} --account {} {}`",
-            adsync::push::shell_quote(&db.to_string_lossy()),
-            adsync::push::shell_quote(file),
-            adsync::push::shell_quote(account),
+            crate::suggest::shell_quote(&db.to_string_lossy()),
+            crate::suggest::shell_quote(file),
+            crate::suggest::shell_quote(account),
             endpoint.flags()
         ),
         _ => "`adsync push <set file> --account <account>` with the same set".to_string(),

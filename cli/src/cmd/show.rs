@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword};
-use adsync::pull::Puller;
-use adsync::store::Store;
+use adsync::amazon::{AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword};
+use adsync::Puller;
+use adsync::Store;
+use adsync::{Clock, SystemClock};
 use clap::ValueEnum;
 
 use crate::exit::Exit;
@@ -138,7 +138,7 @@ fn enum_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-async fn select<T: adsync::platform::amazon::SpEntity + Send + 'static>(
+async fn select<T: adsync::amazon::SpEntity + Send + 'static>(
     puller: &Puller,
     profile: &str,
     id: Option<&str>,

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use adsync::machine::{Machine, Status};
-use adsync::push::PushMachine;
-use adsync::store::{Record, Store};
+use adsync::PushMachine;
+use adsync::{Machine, Status};
+use adsync::{Record, Store};
 
 use crate::exit::Exit;
 use crate::failure::Failure;
@@ -135,7 +135,7 @@ fn pull_records(store: &Store, broken: &mut Vec<String>) -> Vec<Record> {
     let mut pulls = Vec::new();
     for item in store.records(false) {
         match item {
-            Ok(r) if r.kind == adsync::pull::PullMachine::KIND => {
+            Ok(r) if r.kind == adsync::PullMachine::KIND => {
                 // Read again with its plan, outside the scan.
                 pulls.push(r.id);
             }
@@ -159,7 +159,7 @@ fn pull_records(store: &Store, broken: &mut Vec<String>) -> Vec<Record> {
 /// The set pushes with their syncs' (shown) statuses.
 fn set_rows(store: &Store, broken: &mut Vec<String>) -> Vec<serde_json::Value> {
     let mut sets = Vec::new();
-    for set in adsync::push::set_records(store) {
+    for set in adsync::set_records(store) {
         match set {
             Ok(set) => sets.push(set),
             Err(e) => broken.push(e),
@@ -284,15 +284,15 @@ fn status_table(
 }
 
 /// For push syncs: every entity with its platform id and result (`null` otherwise).
-fn push_entities(record: &adsync::store::Record) -> serde_json::Value {
+fn push_entities(record: &adsync::Record) -> serde_json::Value {
     if record.kind != PushMachine::KIND {
         return serde_json::Value::Null;
     }
-    match adsync::runner::Checkpoint::<PushMachine>::try_from(record.clone()) {
-        Ok(checkpoint) => serde_json::to_value(
-            adsync::push::CampaignReport::from_checkpoint(&checkpoint).entities,
-        )
-        .unwrap_or_default(),
+    match adsync::Checkpoint::<PushMachine>::try_from(record.clone()) {
+        Ok(checkpoint) => {
+            serde_json::to_value(adsync::CampaignReport::from_checkpoint(&checkpoint).entities)
+                .unwrap_or_default()
+        }
         Err(_) => serde_json::Value::Null,
     }
 }

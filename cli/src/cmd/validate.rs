@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use adsync::model::CampaignSet;
+use adsync::CampaignSet;
 
 use crate::exit::Exit;
 use crate::failure::Failure;

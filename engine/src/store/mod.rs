@@ -1,76 +1,4 @@
 //! The checkpoint store: sled, written by one thread that group-commits.
-//!
-//! ## Layout
-//! One sled tree, `checkpoints`, with prefixed keys:
-//!
-//! | key                     | value                                        |
-//! |-------------------------|----------------------------------------------|
-//! | `r/<sync id>`           | the sync's [`Record`] (JSON; from format 2 without the fields of its head) |
-//! | `m/<sync id>`           | the head of a format-2 record: kind, start time, labels, written once |
-//! | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
-//! | `s/<sync id>\0<n BE>`   | segment `n` of the sync's progress (see [`Record::segments`]) |
-//! | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (a JSON tuple, see `StoredEntry`), or a JSON array of consecutive entries from `seq` on |
-//! | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
-//! | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
-//!
-//! A [`Commit`] is a list of writes that become durable and visible together:
-//! a record, its history entry and any data it carries land together or not at all.
-//!
-//! ## Durability and group commit
-//! [`Store::commit`] returns only once the commit is durable. Commits queue up;
-//! one *leader* at a time takes everything queued, appends it as **one record
-//! to the write-ahead log** (`adsync.wal` in the store's directory), makes that
-//! durable with **one durable write** (`O_DIRECT | O_DSYNC`; a `pwrite` +
-//! `fdatasync` where the filesystem refuses direct I/O, see `src/store/wal.rs`),
-//! and answers all its committers. Many
-//! concurrent syncs thus share one disk flush (group commit). The leader is the
-//! store's writer thread, or the committing thread itself when the store is
-//! idle: always for [`Store::commit_blocking`], and for [`Store::commit`] on a
-//! multi-thread runtime while commits come one at a time (inside
-//! `block_in_place`). Leading saves two thread hand-offs per commit. No async
-//! worker thread ever blocks on disk.
-//!
-//! Making a group *visible* in sled is the applier thread's job: it applies
-//! durable groups, in log order, while leaders sync the next ones (sled
-//! inserts cost as much CPU as the sync's wait, so doing both in one thread
-//! made every sync wait for the inserts before it). It is woken once per 256 groups, or by a
-//! reader, not per group: each wake-up cost the committer more than the
-//! inserts themselves, and a batch writes less to sled (only the last write
-//! to each key; each sync's consecutive history entries as one value).
-//! Reads first wake it and wait until every group acknowledged so far is
-//! applied, so a committer always reads its own writes, and a read never sees
-//! part of a group.
-//!
-//! sled itself is flushed (with the blocking `Db::flush`) when the log is full
-//! and when the store closes, after the applier has caught up; opening a store
-//! replays the log into sled first. Why a log beside sled (`src/store/wal.rs`):
-//! sled 0.34 makes each batch durable on its own with `sync_file_range`, which
-//! costs several raw `fdatasync`s per commit (docs/performance.md) and does
-//! not flush the drive's cache.
-//!
-//! sled's `flush_async` is never used: in sled 0.34.7 it deadlocks when several
-//! tasks await it at once (sled issue #1308).
-//!
-//! What "durable" means, honestly: an acknowledged commit survives a killed
-//! process (SIGKILL, panic, OOM) — the crash tests prove it at every checkpoint
-//! boundary. It survives a power cut when the device honours the FUA writes or
-//! cache flushes that `O_DSYNC` and `fdatasync` issue (most do; some consumer drives and virtual disks
-//! configured as "unsafe" cache do not). sled's own files are only guaranteed up
-//! to its last flush, which is why the log is replayed on open.
-//!
-//! ## Errors
-//! A store already open in another process, a record with an unknown format
-//! version, or a corrupt record each give an error naming the file or the sync;
-//! listing skips nothing silently and other syncs keep working.
-//!
-//! Opening refuses a store that would silently lose acknowledged commits, and
-//! changes nothing in it: a damaged log record followed by intact ones
-//! ([`StoreError::LogDamaged`], with its byte offset; only a torn *last*
-//! record is dropped), a missing log or one of another store
-//! ([`StoreError::LogMissing`], [`StoreError::LogMismatch`]: sled's data and
-//! the log's header share a store id), damage sled itself detects
-//! ([`StoreError::SledCorrupt`]). Commands that only read open with
-//! [`Store::open_existing`], which never creates a store.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,7 +15,6 @@ mod recovery;
 mod wal;
 mod writer;
 
-pub use crate::status::Status;
 pub use commit::{Commit, Write};
 pub use error::{Cause, StoreError};
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};
@@ -105,6 +32,80 @@ pub use writer::WriterStats;
 use writer::WriterStats;
 use writer::{writer_thread, Queue, Shared, Writer};
 
+/// The checkpoint store: sled, written by one thread that group-commits.
+///
+/// ## Layout
+/// One sled tree, `checkpoints`, with prefixed keys:
+///
+/// | key                     | value                                        |
+/// |-------------------------|----------------------------------------------|
+/// | `r/<sync id>`           | the sync's [`Record`] (JSON; from format 2 without the fields of its head) |
+/// | `m/<sync id>`           | the head of a format-2 record: kind, start time, labels, written once |
+/// | `p/<sync id>`           | the sync's plan, written once (see [`Record::plan`]) |
+/// | `s/<sync id>\0<n BE>`   | segment `n` of the sync's progress (see [`Record::segments`]) |
+/// | `h/<sync id>\0<seq BE>` | the [`HistoryEntry`] of transition `seq` (a JSON tuple, see `StoredEntry`), or a JSON array of consecutive entries from `seq` on |
+/// | `i/<key>`               | small index values (e.g. latest sync of a campaign) |
+/// | `x/<anything>`          | machine-owned data (staged pages, snapshots)  |
+///
+/// A [`Commit`] is a list of writes that become durable and visible together:
+/// a record, its history entry and any data it carries land together or not at all.
+///
+/// ## Durability and group commit
+/// [`Store::commit`] returns only once the commit is durable. Commits queue up;
+/// one *leader* at a time takes everything queued, appends it as **one record
+/// to the write-ahead log** (`adsync.wal` in the store's directory), makes that
+/// durable with **one durable write** (`O_DIRECT | O_DSYNC`; a `pwrite` +
+/// `fdatasync` where the filesystem refuses direct I/O, see `src/store/wal.rs`),
+/// and answers all its committers. Many
+/// concurrent syncs thus share one disk flush (group commit). The leader is the
+/// store's writer thread, or the committing thread itself when the store is
+/// idle: always for [`Store::commit_blocking`], and for [`Store::commit`] on a
+/// multi-thread runtime while commits come one at a time (inside
+/// `block_in_place`). Leading saves two thread hand-offs per commit. No async
+/// worker thread ever blocks on disk.
+///
+/// Making a group *visible* in sled is the applier thread's job: it applies
+/// durable groups, in log order, while leaders sync the next ones (sled
+/// inserts cost as much CPU as the sync's wait, so doing both in one thread
+/// made every sync wait for the inserts before it). It is woken once per 256 groups, or by a
+/// reader, not per group: each wake-up cost the committer more than the
+/// inserts themselves, and a batch writes less to sled (only the last write
+/// to each key; each sync's consecutive history entries as one value).
+/// Reads first wake it and wait until every group acknowledged so far is
+/// applied, so a committer always reads its own writes, and a read never sees
+/// part of a group.
+///
+/// sled itself is flushed (with the blocking `Db::flush`) when the log is full
+/// and when the store closes, after the applier has caught up; opening a store
+/// replays the log into sled first. Why a log beside sled (`src/store/wal.rs`):
+/// sled 0.34 makes each batch durable on its own with `sync_file_range`, which
+/// costs several raw `fdatasync`s per commit (docs/performance.md) and does
+/// not flush the drive's cache.
+///
+/// sled's `flush_async` is never used: in sled 0.34.7 it deadlocks when several
+/// tasks await it at once (sled issue #1308).
+///
+/// What "durable" means, honestly: an acknowledged commit survives a killed
+/// process (SIGKILL, panic, OOM) — the crash tests prove it at every checkpoint
+/// boundary. It survives a power cut when the device honours the FUA writes or
+/// cache flushes that `O_DSYNC` and `fdatasync` issue (most do; some consumer drives and virtual disks
+/// configured as "unsafe" cache do not). sled's own files are only guaranteed up
+/// to its last flush, which is why the log is replayed on open.
+///
+/// ## Errors
+/// A store already open in another process, a record with an unknown format
+/// version, or a corrupt record each give an error naming the file or the sync;
+/// listing skips nothing silently and other syncs keep working.
+///
+/// Opening refuses a store that would silently lose acknowledged commits, and
+/// changes nothing in it: a damaged log record followed by intact ones
+/// ([`StoreError::LogDamaged`], with its byte offset; only a torn *last*
+/// record is dropped), a missing log or one of another store
+/// ([`StoreError::LogMissing`], [`StoreError::LogMismatch`]: sled's data and
+/// the log's header share a store id), damage sled itself detects
+/// ([`StoreError::SledCorrupt`]). Commands that only read open with
+/// [`Store::open_existing`], which never creates a store.
+///
 /// The sled-backed checkpoint store: a handle, cheap to clone, that every
 /// part of a program shares. All clones are the same store; it closes
 /// (writes everything queued, flushes sled) when the last one is dropped, or
@@ -142,11 +143,11 @@ const WAL_CAPACITY: u64 = 8 << 20;
 impl Store {
     /// Opens (or creates) the store in directory `path`, replaying its
     /// write-ahead log. Refuses a store whose log is damaged, missing or not
-    /// its own (see the module docs on errors).
+    /// its own (see "Errors" above).
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
-    /// let store = adsync_engine::store::Store::open(dir.path().join("adsync.db")).unwrap();
+    /// let store = adsync_engine::Store::open(dir.path().join("adsync.db")).unwrap();
     /// assert!(store.list().is_empty());
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {

@@ -7,7 +7,7 @@
 //! working when Amazon grows, the fake rejects request fields the notes do not
 //! list: a client's typo must not pass silently.
 
-use adsync::platform::amazon::ListKind;
+use adsync::amazon::ListKind;
 use serde::Deserialize;
 
 /// The endpoint path of `kind`, as the notes spell it.
@@ -75,8 +75,8 @@ impl State {
 
     /// The same state in adsync's model of the data the fake holds; an explicit
     /// match, so the two spellings never come from one serde derive.
-    pub fn to_data(self) -> adsync::platform::amazon::State {
-        use adsync::platform::amazon::State as D;
+    pub fn to_data(self) -> adsync::amazon::State {
+        use adsync::amazon::State as D;
         match self {
             State::Enabled => D::Enabled,
             State::Paused => D::Paused,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::api::{decode_page, ListKind, ListRequest, Page, SpEntity};
 use super::throttle::{parse_retry_after, Throttle, ThrottleConfig, ThrottleDecision};
-use crate::backoff::Backoff;
+use adsync_engine::Backoff;
 
 /// The North America host.
 pub const DEFAULT_HOST: &str = "https://advertising-api.amazon.com";
@@ -20,13 +20,13 @@ pub const DEFAULT_HOST: &str = "https://advertising-api.amazon.com";
 /// connectors use. (The largest accepted value is not documented with certainty.)
 pub const DEFAULT_MAX_RESULTS: u32 = 100;
 
-pub use crate::secret::Secret;
+use crate::secret::Secret;
 
 /// How to reach Amazon Ads.
 ///
 /// ```
 /// use std::time::Duration;
-/// use adsync::platform::amazon::{AmazonConfig, ThrottleConfig};
+/// use adsync::amazon::{AmazonConfig, ThrottleConfig};
 ///
 /// let config = AmazonConfig::new("amzn1.application-oa2-client.abc", "Atza|secret")
 ///     .with_host("https://advertising-api-eu.amazon.com")

@@ -30,7 +30,7 @@ pub use api::{
     SpEntity, SpKeyword, State, TargetingType,
 };
 pub use client::{
-    AmazonClient, AmazonConfig, AmazonError, PageRef, PlatformMessage, Secret, DEFAULT_HOST,
+    AmazonClient, AmazonConfig, AmazonError, PageRef, PlatformMessage, DEFAULT_HOST,
     DEFAULT_MAX_RESULTS,
 };
 pub use throttle::{Throttle, ThrottleConfig};

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
 use crate::ratelimit::RateLimiter;
+use adsync_engine::Backoff;
 
 /// Rate policy settings (requests per second).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

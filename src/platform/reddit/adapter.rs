@@ -25,11 +25,11 @@ use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
     PlatformEntity, PushAdapter,
 };
-use crate::backoff::Backoff;
-use crate::clock::Timestamp;
 use crate::model::Keyword;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
+use adsync_engine::Backoff;
+use adsync_engine::Timestamp;
 
 /// The production API root.
 pub const DEFAULT_BASE_URL: &str = "https://ads-api.reddit.com/api/v3";
@@ -201,9 +201,9 @@ struct AccountLimits {
 ///
 /// ```
 /// use std::time::Duration;
-/// use adsync::adapter::{KeywordModel, PushAdapter};
-/// use adsync::platform::reddit::{RatePolicy, RedditAdapter, RedditConfig};
-/// use adsync::secret::Secret;
+/// use adsync::{KeywordModel, PushAdapter};
+/// use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
+/// use adsync::Secret;
 ///
 /// let config = RedditConfig {
 ///     base_url: "http://127.0.0.1:8080/api/v3".into(),
@@ -217,7 +217,7 @@ struct AccountLimits {
 /// assert_eq!(adapter.platform(), "reddit");
 /// assert_eq!(adapter.keyword_model(), KeywordModel::AdGroupTargeting);
 /// assert!(!format!("{adapter:?}").contains("my-token"));
-/// # Ok::<(), adsync::platform::reddit::ConfigError>(())
+/// # Ok::<(), adsync::reddit::ConfigError>(())
 /// ```
 #[derive(Debug)]
 pub struct RedditAdapter {
