@@ -1,19 +1,15 @@
 //! `adsync pull`: a profile's campaigns, ad groups and keywords into the store.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{
-    AmazonClient, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
-};
-use adsync::pull::{PullMode, PullPolicy, Puller};
+use adsync::platform::amazon::{AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS};
+use adsync::pull::{PullMode, PullPolicy};
+use adsync::runner::StopSignal;
 use adsync::store::Store;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::pulling::{client_host, run_pull, PullPlatform};
+use crate::pulling::{open_puller, run_pull, PullPlatform};
 
 /// Arguments of `adsync pull`.
 #[derive(Debug, clap::Args)]
@@ -75,26 +71,14 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     })?;
     let config = AmazonConfig::new(args.client_id.clone(), token)
         .with_host(args.host.clone())
-        .with_throttle(throttle)
-        .with_timeout(Duration::from_secs(30));
-    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
-    let store = Store::open_from_async(db).await.map_err(Failure::from)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        .with_throttle(throttle);
+    let stop = StopSignal::new();
+    let store = async { Store::open_from_async(db).await.map_err(Failure::from) };
     let policy = PullPolicy {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
-    let host = client_host(&args.host);
-    let puller = Puller::new(store, client, clock)
-        .with_runner(|runner| match crate::crash_hook::crash_hook_from_env() {
-            Some(hook) => runner.with_hook(hook),
-            None => runner,
-        })
-        .with_policy(policy)
-        .with_labels(std::collections::BTreeMap::from([(
-            "host".to_string(),
-            host,
-        )]));
+    let puller = open_puller(config, store, &stop).await?.with_policy(policy);
     let mode = if args.restart {
         PullMode::Restart
     } else {
@@ -114,8 +98,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         args.client_id.as_str(),
     ]);
     // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
-    let interrupts =
-        crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
+    let interrupts = crate::signals::Interrupts::install(stop, hint);
     let code = run_pull(&puller, &args.profile, mode, args.json, &interrupts).await?;
     Ok(interrupts.finish().unwrap_or(code))
 }

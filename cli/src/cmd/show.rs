@@ -1,11 +1,9 @@
 //! `adsync show`: what the last completed pull of a profile persisted.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use adsync::clock::{Clock, SystemClock};
-use adsync::platform::amazon::{AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword};
-use adsync::pull::Puller;
+use adsync::platform::amazon::{SpAdGroup, SpCampaign, SpKeyword};
+use adsync::pull::PullReader;
 use adsync::store::Store;
 use clap::ValueEnum;
 
@@ -49,24 +47,16 @@ pub struct Args {
     json: bool,
 }
 
-fn reader(store: Store) -> Result<Puller, Failure> {
-    // Reading needs no platform: the effects are never run.
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let client = AmazonClient::new(AmazonConfig::new("-", "-"))
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(Puller::new(store, client, clock))
-}
-
 /// `adsync show`.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let PullPlatform::Amazon = args.platform;
     let store = Store::open_existing_from_async(db)
         .await
         .map_err(Failure::from)?;
-    let puller = reader(store)?;
+    let reader = PullReader::new(store);
     let profile = args.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
-    let status = puller.status(profile).await?;
+    let status = reader.status(profile).await?;
     match args.kind {
         ShowKind::Summary => {
             let Some(status) = status else {
@@ -78,7 +68,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         ShowKind::Campaigns => {
-            let items = select::<SpCampaign>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpCampaign>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |c| {
                 format!(
                     "{:<16} {:<13} {:<7} {:>10.2} {}",
@@ -92,7 +82,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(found(args.id.as_deref(), items.len()))
         }
         ShowKind::AdGroups => {
-            let items = select::<SpAdGroup>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpAdGroup>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |g| {
                 format!(
                     "{:<16} {:<16} {:<13} {:>8.2} {}",
@@ -106,7 +96,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(found(args.id.as_deref(), items.len()))
         }
         ShowKind::Keywords => {
-            let items = select::<SpKeyword>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpKeyword>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |k| {
                 format!(
                     "{:<16} {:<16} {:<13} {:<6} {:>8} {}",
@@ -139,15 +129,15 @@ fn enum_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 async fn select<T: adsync::platform::amazon::SpEntity + Send + 'static>(
-    puller: &Puller,
+    reader: &PullReader,
     profile: &str,
     id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<T>, Failure> {
     Ok(match id {
-        Some(id) => puller.find::<T>(profile, id).await?.into_iter().collect(),
+        Some(id) => reader.find::<T>(profile, id).await?.into_iter().collect(),
         None => {
-            let mut items = puller.entities::<T>(profile).await?;
+            let mut items = reader.entities::<T>(profile).await?;
             items.truncate(limit);
             items
         }
