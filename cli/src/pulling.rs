@@ -12,19 +12,11 @@ use adsync::platform::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
 use adsync::pull::{PullMachine, PullMode, PullStatus, Puller, SyncState};
 use adsync::runner::StopSignal;
 use adsync::store::{Record, Store};
-use clap::ValueEnum;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::format::rfc3339_or_dash;
 use crate::signals::Interrupts;
-
-/// Platforms that can be pulled from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PullPlatform {
-    /// Amazon Ads, Sponsored Products v3.
-    Amazon,
-}
 
 /// The host as the client uses it (no trailing slash).
 pub fn client_host(host: &str) -> String {

@@ -9,17 +9,14 @@ use adsync::store::Store;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::pulling::{open_puller, run_pull, PullPlatform};
+use crate::platform_args::{ProfileArgs, PullPlatform};
+use crate::pulling::{open_puller, run_pull};
 
 /// Arguments of `adsync pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to pull from.
-    #[arg(long, value_enum, default_value = "amazon")]
-    platform: PullPlatform,
-    /// The advertising profile (Amazon-Advertising-API-Scope).
-    #[arg(long)]
-    profile: String,
+    #[command(flatten)]
+    pulled: ProfileArgs,
     /// API host (NA, -eu, -fe, or a fake server).
     #[arg(long, env = "ADSYNC_AMAZON_HOST", default_value = DEFAULT_HOST)]
     host: String,
@@ -49,7 +46,8 @@ pub struct Args {
 
 /// `adsync pull`.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
-    let PullPlatform::Amazon = args.platform;
+    let PullPlatform::Amazon = args.pulled.platform;
+    let profile = args.pulled.profile;
     if args.page_size == 0 {
         return Err(Failure::usage("--page-size must be at least 1"));
     }
@@ -91,7 +89,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         db.as_str(),
         "pull",
         "--profile",
-        args.profile.as_str(),
+        profile.as_str(),
         "--host",
         args.host.as_str(),
         "--client-id",
@@ -99,6 +97,6 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     ]);
     // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
     let interrupts = crate::signals::Interrupts::install(stop, hint);
-    let code = run_pull(&puller, &args.profile, mode, args.json, &interrupts).await?;
+    let code = run_pull(&puller, &profile, mode, args.json, &interrupts).await?;
     Ok(interrupts.finish().unwrap_or(code))
 }

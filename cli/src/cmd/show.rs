@@ -9,7 +9,8 @@ use clap::ValueEnum;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::pulling::{print_statuses, PullPlatform};
+use crate::platform_args::{ProfileArgs, PullPlatform};
+use crate::pulling::print_statuses;
 
 /// What `adsync show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,12 +28,8 @@ pub enum ShowKind {
 /// Arguments of `adsync show`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Platform of the pulled profile.
-    #[arg(long, value_enum, default_value = "amazon")]
-    platform: PullPlatform,
-    /// The profile.
-    #[arg(long)]
-    profile: String,
+    #[command(flatten)]
+    pulled: ProfileArgs,
     /// What to print.
     #[arg(long, value_enum, default_value = "summary")]
     kind: ShowKind,
@@ -49,12 +46,12 @@ pub struct Args {
 
 /// `adsync show`.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
-    let PullPlatform::Amazon = args.platform;
+    let PullPlatform::Amazon = args.pulled.platform;
     let store = Store::open_existing_from_async(db)
         .await
         .map_err(Failure::from)?;
     let reader = PullReader::new(store);
-    let profile = args.profile.as_str();
+    let profile = args.pulled.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
     let status = reader.status(profile).await?;
     match args.kind {
