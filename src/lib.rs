@@ -148,8 +148,8 @@ pub use push::{
 // Pull: an Amazon Ads profile into a snapshot.
 pub use pull::{
     AmazonPullEffects, ProfileSnapshot, PullCounts, PullEffect, PullError, PullMachine, PullMode,
-    PullObserver, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy, PullState, PullStatus,
-    Puller, SnapshotError, SnapshotRef, SyncState,
+    PullObserver, PullOutcome, PullOutcomeKind, PullPhase, PullPolicy, PullReader, PullState,
+    PullStatus, Puller, SnapshotError, SnapshotRef, SyncState,
 };
 
 pub use ratelimit::RateLimiter;

@@ -52,16 +52,19 @@ impl Exit {
     }
 
     /// The exit that says more when a command ran several syncs: attention
-    /// over a failure over a sync that could not be run over success; an
-    /// unusable store, a deferred sync or a signal over all of those, and the
-    /// first of two such.
+    /// over a failure over a sync that could not be run over success; a
+    /// deferred sync over those, a signal over a deferred sync (the printed
+    /// command continues both), and an unusable store over everything, since
+    /// until it is fixed nothing can continue. Of two signals, the first.
     pub fn worst(self, other: Exit) -> Exit {
         let rank = |e: Exit| match e {
             Exit::Ok => 0,
             Exit::BadInput => 1,
             Exit::SyncFailed => 2,
             Exit::NeedsAttention => 3,
-            Exit::StoreUnusable | Exit::Deferred | Exit::Interrupted(_) => 4,
+            Exit::Deferred => 4,
+            Exit::Interrupted(_) => 5,
+            Exit::StoreUnusable => 6,
         };
         if rank(other) > rank(self) {
             other
@@ -177,5 +180,36 @@ mod tests {
             Exit::NeedsAttention
         );
         assert_eq!(Exit::Deferred.worst(Exit::NeedsAttention), Exit::Deferred);
+    }
+
+    #[test]
+    fn worst_is_a_total_order_with_an_unusable_store_on_top() {
+        // Least to most telling; `worst` picks the later of any two, in
+        // either argument order.
+        let order = [
+            Exit::Ok,
+            Exit::BadInput,
+            Exit::SyncFailed,
+            Exit::NeedsAttention,
+            Exit::Deferred,
+            Exit::Interrupted(libc::SIGINT),
+            Exit::StoreUnusable,
+        ];
+        assert_eq!(order.len(), Exit::ALL.len(), "every exit is ranked");
+        for (i, &a) in order.iter().enumerate() {
+            for &b in &order[i..] {
+                assert_eq!(a.worst(b), b, "{a:?} then {b:?}");
+                assert_eq!(b.worst(a), b, "{b:?} then {a:?}");
+            }
+        }
+        assert_eq!(
+            Exit::Deferred.worst(Exit::StoreUnusable),
+            Exit::StoreUnusable
+        );
+        // Two signals: the first one decides.
+        assert_eq!(
+            Exit::Interrupted(libc::SIGTERM).worst(Exit::Interrupted(libc::SIGINT)),
+            Exit::Interrupted(libc::SIGTERM)
+        );
     }
 }

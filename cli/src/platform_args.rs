@@ -1,5 +1,6 @@
 //! The platform flags of `push`, `resume` and `resolve`: `--platform`,
-//! `--memory-file` and the `--reddit-*` flags that build the HTTP adapter.
+//! `--memory-file` and the `--reddit-*` flags that build the HTTP adapter;
+//! and those of `pull` and `show`: `--platform` and `--profile`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +37,25 @@ pub struct PlatformArgs {
     pub memory_file: Option<PathBuf>,
     #[command(flatten)]
     pub reddit: RedditArgs,
+}
+
+/// Platforms that can be pulled from (`--platform` of `pull` and `show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPlatform {
+    /// Amazon Ads, Sponsored Products v3.
+    Amazon,
+}
+
+/// The pulled profile `pull` fetches and `show` reads, written once so that
+/// both commands' help and defaults agree.
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// The platform the profile is pulled from.
+    #[arg(long, value_enum, default_value = "amazon")]
+    pub platform: PullPlatform,
+    /// The advertising profile (Amazon-Advertising-API-Scope).
+    #[arg(long)]
+    pub profile: String,
 }
 
 /// The name a platform's adapter records in checkpoints.
@@ -166,5 +186,43 @@ fn config_message(e: &ConfigError) -> String {
              not allowed in an HTTP header (its value is not shown)"
         ),
         ConfigError::Client(_) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `--platform` and `--profile` of `pull` and `show`: help, default and
+    /// whether required, as clap builds them.
+    fn profile_flags(command: &str) -> Vec<(String, Option<String>, Vec<String>, bool)> {
+        let cli = <crate::Cli as clap::CommandFactory>::command();
+        let sub = cli
+            .find_subcommand(command)
+            .unwrap_or_else(|| panic!("no `{command}` subcommand"));
+        ["platform", "profile"]
+            .iter()
+            .map(|id| {
+                let arg = sub
+                    .get_arguments()
+                    .find(|a| a.get_id() == id)
+                    .unwrap_or_else(|| panic!("`{command}` has no --{id}"));
+                (
+                    id.to_string(),
+                    arg.get_help().map(ToString::to_string),
+                    arg.get_default_values()
+                        .iter()
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .collect(),
+                    arg.is_required_set(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pull_and_show_describe_the_profile_alike() {
+        let pull = profile_flags("pull");
+        assert_eq!(pull, profile_flags("show"));
+        assert_eq!(pull[0].2, ["amazon"], "--platform defaults to amazon");
+        assert!(pull[1].3, "--profile is required");
     }
 }

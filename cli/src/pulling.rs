@@ -1,31 +1,58 @@
 //! Pulls shared by `adsync pull`, `adsync resume` and `adsync show`/`status`:
-//! running one to its end, resuming one from its checkpoint, printing statuses.
+//! building the puller a real pull runs through, running one to its end,
+//! resuming one from its checkpoint, printing statuses.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
 use adsync::Machine;
+use adsync::StopSignal;
 use adsync::{Clock, SystemClock};
 use adsync::{PullMachine, PullMode, PullStatus, Puller, SyncState};
 use adsync::{Record, Store};
-use clap::ValueEnum;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::format::rfc3339_or_dash;
 use crate::signals::Interrupts;
 
-/// Platforms that can be pulled from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PullPlatform {
-    /// Amazon Ads, Sponsored Products v3.
-    Amazon,
-}
-
 /// The host as the client uses it (no trailing slash).
 pub fn client_host(host: &str) -> String {
     host.trim_end_matches('/').to_string()
+}
+
+/// The puller every real pull runs through (`pull`, `resume`): an Amazon
+/// client of `config` with the CLI's request timeout, the system clock, and
+/// a runner that stops at the next step once `stop` is given (and, with
+/// `test-hooks`, crashes where `ADSYNC_TEST_CRASH_AT` says). A pull it
+/// creates records the client's host, so that `resume` needs no `--host`.
+///
+/// The client is built before `store` is awaited, so a client that cannot be
+/// built is a usage error that leaves no store behind.
+pub async fn open_puller(
+    config: AmazonConfig,
+    store: impl Future<Output = Result<Store, Failure>>,
+    stop: &StopSignal,
+) -> Result<Puller, Failure> {
+    // `with_host` already dropped a trailing slash: this is `client_host`.
+    let host = config.host.clone();
+    let client = AmazonClient::new(config.with_timeout(Duration::from_secs(30)))
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let store = store.await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(Puller::new(store, client, clock)
+        .with_runner(|mut runner| {
+            if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
+                runner = runner.with_hook(hook);
+            }
+            runner.with_stop(stop.clone())
+        })
+        .with_labels(std::collections::BTreeMap::from([(
+            "host".to_string(),
+            host,
+        )])))
 }
 
 /// `adsync resume` of pull sync `id`: host and profile from its checkpoint,
@@ -68,18 +95,13 @@ pub async fn resume(
         (None, Some(given)) => given,
         (None, None) => DEFAULT_HOST.to_string(),
     };
-    let config = AmazonConfig::new(client_id, token)
-        .with_host(host)
-        .with_timeout(Duration::from_secs(30));
-    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let stop = interrupts.stop_signal().clone();
-    let puller = Puller::new(store, client, clock).with_runner(|mut runner| {
-        if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
-            runner = runner.with_hook(hook);
-        }
-        runner.with_stop(stop)
-    });
+    let config = AmazonConfig::new(client_id, token).with_host(host);
+    let puller = open_puller(
+        config,
+        std::future::ready(Ok(store)),
+        interrupts.stop_signal(),
+    )
+    .await?;
     run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
 }
 
@@ -171,8 +193,7 @@ pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
     records
         .iter()
         .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| adsync::Checkpoint::<PullMachine>::try_from(r.clone()).ok())
-        .map(|c| PullStatus::from_checkpoint(&c))
+        .filter_map(|r| PullStatus::from_record(r.clone()).ok())
         .collect()
 }
 

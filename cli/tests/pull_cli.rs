@@ -1,6 +1,7 @@
 //! The pull commands end to end: `adsync fake-server amazon` in a child process
 //! on 127.0.0.1, `adsync pull`, `show`, `status` and `history` against it, the
-//! admin endpoint changing the data between pulls, and no token in the store.
+//! admin endpoint changing the data between pulls, reading with no
+//! credentials, and no token in the store.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -190,6 +191,19 @@ fn pull_show_status_history_against_the_fake_server_binary() {
     let history = String::from_utf8_lossy(&out.stdout);
     assert!(history.contains("401 unauthorized"), "{history}");
     assert!(history.contains("generation 2 is current"), "{history}");
+
+    // Reading needs no platform: with no Amazon variable at all (and the fake
+    // server gone), `show` and `status` print what they printed with them.
+    drop(server);
+    for args in [
+        &["show", "--profile", PROFILE, "--json"][..],
+        &["show", "--profile", PROFILE, "--kind", "keywords", "--json"],
+        &["status", "--json"],
+    ] {
+        let bare = common::adsync(&db, args);
+        assert!(bare.status.success(), "{args:?}: {bare:?}");
+        assert_eq!(json(&bare), json(&adsync(&db, args, TOKEN)), "{args:?}");
+    }
 
     // The token is in no checkpoint, history entry or snapshot.
     assert!(!files_contain(&db, TOKEN.as_bytes()));

@@ -122,6 +122,12 @@ impl PullStatus {
             pages: s.pages,
         }
     }
+
+    /// The status a stored record tells: an error if it is not a pull
+    /// checkpoint this version can decode (another kind, another state version).
+    pub fn from_record(record: adsync_engine::Record) -> Result<Self, RunError> {
+        Checkpoint::<PullMachine>::try_from(record).map(|c| PullStatus::from_checkpoint(&c))
+    }
 }
 
 /// How [`Puller::begin`] treats a failed earlier pull.
@@ -195,7 +201,7 @@ fn check_profile(profile: &str) -> Result<(), PullError> {
 pub struct Puller {
     runner: Runner<PullMachine>,
     effects: AmazonPullEffects,
-    platform: String,
+    reader: PullReader,
     policy: PullPolicy,
     clock: Arc<dyn Clock>,
     labels: BTreeMap<String, String>,
@@ -204,7 +210,7 @@ pub struct Puller {
 impl std::fmt::Debug for Puller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Puller")
-            .field("platform", &self.platform)
+            .field("platform", &self.reader.platform)
             .finish_non_exhaustive()
     }
 }
@@ -220,8 +226,8 @@ impl Puller {
     ) -> Self {
         Puller {
             runner: Runner::new(store.clone(), clock.clone()),
-            effects: AmazonPullEffects::new(client, store, clock.clone()),
-            platform: AMAZON.to_string(),
+            effects: AmazonPullEffects::new(client, store.clone(), clock.clone()),
+            reader: PullReader::new(store),
             policy: PullPolicy::default(),
             clock,
             labels: BTreeMap::new(),
@@ -271,7 +277,13 @@ impl Puller {
 
     /// The sync id of `profile`.
     pub fn sync_id(&self, profile: &str) -> String {
-        sync_id(&self.platform, profile)
+        self.reader.sync_id(profile)
+    }
+
+    /// The reader of what this puller's pulls recorded and persisted; the
+    /// read methods below are its.
+    pub fn reader(&self) -> &PullReader {
+        &self.reader
     }
 
     /// Makes a pull of `profile` ready to run and returns its sync id: creates
@@ -286,7 +298,8 @@ impl Puller {
             self.runner.read(move |store| store.record(&key)).await?
         };
         let Some(record) = existing else {
-            let (store_platform, store_profile) = (self.platform.clone(), profile.to_string());
+            let (store_platform, store_profile) =
+                (self.reader.platform.clone(), profile.to_string());
             let previous = self
                 .runner
                 .read(move |store| {
@@ -299,7 +312,7 @@ impl Puller {
                 })
                 .await?;
             let state = PullState::new(
-                &self.platform,
+                &self.reader.platform,
                 profile,
                 self.policy,
                 previous,
@@ -307,7 +320,7 @@ impl Puller {
             );
             let mut labels = self.labels.clone();
             labels.extend([
-                ("platform".to_string(), self.platform.clone()),
+                ("platform".to_string(), self.reader.platform.clone()),
                 ("profile".to_string(), profile.to_string()),
             ]);
             self.runner.start(&id, state, labels, &[]).await?;
@@ -362,26 +375,111 @@ impl Puller {
 
     /// The sync status of `profile`; `None` if it was never pulled.
     pub async fn status(&self, profile: &str) -> Result<Option<PullStatus>, PullError> {
-        check_profile(profile)?;
-        match self.runner.get(&self.sync_id(profile)).await {
-            Ok(checkpoint) => Ok(Some(PullStatus::from_checkpoint(&checkpoint))),
-            Err(RunError::UnknownSync(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        self.reader.status(profile).await
     }
 
     /// The status of every pulled profile (of every platform), by sync id.
     pub async fn statuses(&self) -> Result<Vec<PullStatus>, PullError> {
-        Ok(self
-            .runner
-            .list()
-            .await?
+        self.reader.statuses().await
+    }
+
+    /// The whole current snapshot of `profile`; `None` if no pull completed.
+    pub async fn snapshot(&self, profile: &str) -> Result<Option<ProfileSnapshot>, PullError> {
+        self.reader.snapshot(profile).await
+    }
+
+    /// The persisted campaigns of `profile`, sorted by id (empty if never pulled).
+    pub async fn campaigns(&self, profile: &str) -> Result<Vec<SpCampaign>, PullError> {
+        self.reader.entities(profile).await
+    }
+
+    /// The persisted ad groups of `profile`, sorted by id.
+    pub async fn ad_groups(&self, profile: &str) -> Result<Vec<SpAdGroup>, PullError> {
+        self.reader.entities(profile).await
+    }
+
+    /// The persisted keywords of `profile`, sorted by id.
+    pub async fn keywords(&self, profile: &str) -> Result<Vec<SpKeyword>, PullError> {
+        self.reader.entities(profile).await
+    }
+
+    /// The persisted entities of one kind, sorted by id.
+    pub async fn entities<T: SpEntity + Send + 'static>(
+        &self,
+        profile: &str,
+    ) -> Result<Vec<T>, PullError> {
+        self.reader.entities(profile).await
+    }
+
+    /// One persisted entity by platform id.
+    pub async fn find<T: SpEntity + Send + 'static>(
+        &self,
+        profile: &str,
+        id: &str,
+    ) -> Result<Option<T>, PullError> {
+        self.reader.find(profile, id).await
+    }
+}
+
+/// Reads what pulls recorded (their statuses) and persisted (the snapshots)
+/// from a store alone: no platform client, no runner, no effect, so reading
+/// needs no credentials. Every read runs on the blocking pool. A [`Puller`]'s
+/// read methods are its reader's.
+#[derive(Debug, Clone)]
+pub struct PullReader {
+    store: adsync_engine::Store,
+    platform: String,
+}
+
+impl PullReader {
+    /// A reader of the Amazon Ads pulls in `store` (the platform every
+    /// [`Puller`] pulls from).
+    pub fn new(store: adsync_engine::Store) -> Self {
+        PullReader {
+            store,
+            platform: AMAZON.to_string(),
+        }
+    }
+
+    /// The sync id of `profile`.
+    pub fn sync_id(&self, profile: &str) -> String {
+        sync_id(&self.platform, profile)
+    }
+
+    async fn read<T: Send + 'static, E: Into<PullError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&adsync_engine::Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, PullError> {
+        self.store
+            .blocking(f)
+            .await
+            .map_err(|e| PullError::Run(RunError::Store(e)))?
+            .map_err(Into::into)
+    }
+
+    /// The sync status of `profile`; `None` if it was never pulled.
+    pub async fn status(&self, profile: &str) -> Result<Option<PullStatus>, PullError> {
+        check_profile(profile)?;
+        let id = self.sync_id(profile);
+        let record = self
+            .read(move |store| store.record(&id).map_err(RunError::Store))
+            .await?;
+        Ok(record.map(PullStatus::from_record).transpose()?)
+    }
+
+    /// The status of every pulled profile (of every platform), by sync id;
+    /// records that cannot be read or decoded are left out.
+    pub async fn statuses(&self) -> Result<Vec<PullStatus>, PullError> {
+        let records = self.read(|store| Ok::<_, PullError>(store.list())).await?;
+        Ok(records
             .into_iter()
-            .filter_map(|c| c.ok())
-            .map(|c| PullStatus::from_checkpoint(&c))
+            .filter_map(Result::ok)
+            .filter(|r| r.kind == <PullMachine as adsync_engine::Machine>::KIND)
+            .filter_map(|r| PullStatus::from_record(r).ok())
             .collect())
     }
 
+    /// Runs `f` on `profile`'s snapshot, with this reader's platform.
     async fn snap<T: Send + 'static>(
         &self,
         profile: &str,
@@ -389,12 +487,7 @@ impl Puller {
     ) -> Result<T, PullError> {
         check_profile(profile)?;
         let (platform, profile) = (self.platform.clone(), profile.to_string());
-        Ok(self
-            .runner
-            .store()
-            .blocking(move |store| f(store, &platform, &profile))
-            .await
-            .map_err(|e| PullError::Run(RunError::Store(e)))??)
+        self.read(move |store| f(store, &platform, &profile)).await
     }
 
     /// The whole current snapshot of `profile`; `None` if no pull completed.
@@ -402,22 +495,7 @@ impl Puller {
         self.snap(profile, snapshot::read_snapshot).await
     }
 
-    /// The persisted campaigns of `profile`, sorted by id (empty if never pulled).
-    pub async fn campaigns(&self, profile: &str) -> Result<Vec<SpCampaign>, PullError> {
-        self.entities(profile).await
-    }
-
-    /// The persisted ad groups of `profile`, sorted by id.
-    pub async fn ad_groups(&self, profile: &str) -> Result<Vec<SpAdGroup>, PullError> {
-        self.entities(profile).await
-    }
-
-    /// The persisted keywords of `profile`, sorted by id.
-    pub async fn keywords(&self, profile: &str) -> Result<Vec<SpKeyword>, PullError> {
-        self.entities(profile).await
-    }
-
-    /// The persisted entities of one kind, sorted by id.
+    /// The persisted entities of one kind, sorted by id (empty if never pulled).
     pub async fn entities<T: SpEntity + Send + 'static>(
         &self,
         profile: &str,
@@ -429,7 +507,8 @@ impl Puller {
             .unwrap_or_default())
     }
 
-    /// One persisted entity by platform id.
+    /// One persisted entity by platform id; `None` if the current snapshot
+    /// has none with that id.
     pub async fn find<T: SpEntity + Send + 'static>(
         &self,
         profile: &str,

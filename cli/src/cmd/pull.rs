@@ -1,29 +1,22 @@
 //! `adsync pull`: a profile's campaigns, ad groups and keywords into the store.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use adsync::amazon::{
-    AmazonClient, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
-};
+use adsync::amazon::{AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS};
+use adsync::StopSignal;
 use adsync::Store;
-use adsync::{Clock, SystemClock};
-use adsync::{PullMode, PullPolicy, Puller};
+use adsync::{PullMode, PullPolicy};
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::pulling::{client_host, run_pull, PullPlatform};
+use crate::platform_args::{ProfileArgs, PullPlatform};
+use crate::pulling::{open_puller, run_pull};
 
 /// Arguments of `adsync pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to pull from.
-    #[arg(long, value_enum, default_value = "amazon")]
-    platform: PullPlatform,
-    /// The advertising profile (Amazon-Advertising-API-Scope).
-    #[arg(long)]
-    profile: String,
+    #[command(flatten)]
+    pulled: ProfileArgs,
     /// API host (NA, -eu, -fe, or a fake server).
     #[arg(long, env = "ADSYNC_AMAZON_HOST", default_value = DEFAULT_HOST)]
     host: String,
@@ -53,7 +46,8 @@ pub struct Args {
 
 /// `adsync pull`.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
-    let PullPlatform::Amazon = args.platform;
+    let PullPlatform::Amazon = args.pulled.platform;
+    let profile = args.pulled.profile;
     if args.page_size == 0 {
         return Err(Failure::usage("--page-size must be at least 1"));
     }
@@ -75,26 +69,14 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     })?;
     let config = AmazonConfig::new(args.client_id.clone(), token)
         .with_host(args.host.clone())
-        .with_throttle(throttle)
-        .with_timeout(Duration::from_secs(30));
-    let client = AmazonClient::new(config).map_err(|e| Failure::usage(e.to_string()))?;
-    let store = Store::open_from_async(db).await.map_err(Failure::from)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        .with_throttle(throttle);
+    let stop = StopSignal::new();
+    let store = async { Store::open_from_async(db).await.map_err(Failure::from) };
     let policy = PullPolicy {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
-    let host = client_host(&args.host);
-    let puller = Puller::new(store, client, clock)
-        .with_runner(|runner| match crate::crash_hook::crash_hook_from_env() {
-            Some(hook) => runner.with_hook(hook),
-            None => runner,
-        })
-        .with_policy(policy)
-        .with_labels(std::collections::BTreeMap::from([(
-            "host".to_string(),
-            host,
-        )]));
+    let puller = open_puller(config, store, &stop).await?.with_policy(policy);
     let mode = if args.restart {
         PullMode::Restart
     } else {
@@ -107,15 +89,14 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         db.as_str(),
         "pull",
         "--profile",
-        args.profile.as_str(),
+        profile.as_str(),
         "--host",
         args.host.as_str(),
         "--client-id",
         args.client_id.as_str(),
     ]);
     // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
-    let interrupts =
-        crate::signals::Interrupts::install(puller.runner().stop_signal().clone(), hint);
-    let code = run_pull(&puller, &args.profile, mode, args.json, &interrupts).await?;
+    let interrupts = crate::signals::Interrupts::install(stop, hint);
+    let code = run_pull(&puller, &profile, mode, args.json, &interrupts).await?;
     Ok(interrupts.finish().unwrap_or(code))
 }

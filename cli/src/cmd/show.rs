@@ -1,17 +1,16 @@
 //! `adsync show`: what the last completed pull of a profile persisted.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use adsync::amazon::{AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword};
-use adsync::Puller;
+use adsync::amazon::{SpAdGroup, SpCampaign, SpKeyword};
+use adsync::PullReader;
 use adsync::Store;
-use adsync::{Clock, SystemClock};
 use clap::ValueEnum;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::pulling::{print_statuses, PullPlatform};
+use crate::platform_args::{ProfileArgs, PullPlatform};
+use crate::pulling::print_statuses;
 
 /// What `adsync show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,12 +28,8 @@ pub enum ShowKind {
 /// Arguments of `adsync show`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Platform of the pulled profile.
-    #[arg(long, value_enum, default_value = "amazon")]
-    platform: PullPlatform,
-    /// The profile.
-    #[arg(long)]
-    profile: String,
+    #[command(flatten)]
+    pulled: ProfileArgs,
     /// What to print.
     #[arg(long, value_enum, default_value = "summary")]
     kind: ShowKind,
@@ -49,24 +44,16 @@ pub struct Args {
     json: bool,
 }
 
-fn reader(store: Store) -> Result<Puller, Failure> {
-    // Reading needs no platform: the effects are never run.
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let client = AmazonClient::new(AmazonConfig::new("-", "-"))
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    Ok(Puller::new(store, client, clock))
-}
-
 /// `adsync show`.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
-    let PullPlatform::Amazon = args.platform;
+    let PullPlatform::Amazon = args.pulled.platform;
     let store = Store::open_existing_from_async(db)
         .await
         .map_err(Failure::from)?;
-    let puller = reader(store)?;
-    let profile = args.profile.as_str();
+    let reader = PullReader::new(store);
+    let profile = args.pulled.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
-    let status = puller.status(profile).await?;
+    let status = reader.status(profile).await?;
     match args.kind {
         ShowKind::Summary => {
             let Some(status) = status else {
@@ -78,7 +65,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(Exit::Ok)
         }
         ShowKind::Campaigns => {
-            let items = select::<SpCampaign>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpCampaign>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |c| {
                 format!(
                     "{:<16} {:<13} {:<7} {:>10.2} {}",
@@ -92,7 +79,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(found(args.id.as_deref(), items.len()))
         }
         ShowKind::AdGroups => {
-            let items = select::<SpAdGroup>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpAdGroup>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |g| {
                 format!(
                     "{:<16} {:<16} {:<13} {:>8.2} {}",
@@ -106,7 +93,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             Ok(found(args.id.as_deref(), items.len()))
         }
         ShowKind::Keywords => {
-            let items = select::<SpKeyword>(&puller, profile, args.id.as_deref(), limit).await?;
+            let items = select::<SpKeyword>(&reader, profile, args.id.as_deref(), limit).await?;
             print_items(&items, args.json, |k| {
                 format!(
                     "{:<16} {:<16} {:<13} {:<6} {:>8} {}",
@@ -139,15 +126,15 @@ fn enum_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 async fn select<T: adsync::amazon::SpEntity + Send + 'static>(
-    puller: &Puller,
+    reader: &PullReader,
     profile: &str,
     id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<T>, Failure> {
     Ok(match id {
-        Some(id) => puller.find::<T>(profile, id).await?.into_iter().collect(),
+        Some(id) => reader.find::<T>(profile, id).await?.into_iter().collect(),
         None => {
-            let mut items = puller.entities::<T>(profile).await?;
+            let mut items = reader.entities::<T>(profile).await?;
             items.truncate(limit);
             items
         }
