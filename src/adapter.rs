@@ -140,7 +140,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// A failed platform call, classified for the state machine (see the module docs).
+/// A failed platform call, classified for the state machine (see [`PushAdapter`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "class", rename_all = "snake_case")]
 pub enum AdapterError {
@@ -237,16 +237,33 @@ pub trait PushAdapter: Send + Sync + 'static {
     /// A short platform name stored in checkpoints (`"reddit"`, `"memory"`).
     fn platform(&self) -> &str;
 
-    /// How this platform stores keywords.
+    /// How this platform stores keywords. Read once by
+    /// [`Pusher::new`](crate::push::Pusher::new) and recorded in every sync it
+    /// starts, so it must not change for one platform.
     fn keyword_model(&self) -> KeywordModel;
 
     /// Creates one entity under `parent` and returns its platform id.
     ///
     /// Must not retry by itself once the request may have reached the platform:
     /// return [`AdapterError::Unknown`] instead.
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::Transient`] only when the request certainly was not
+    /// applied; [`AdapterError::Unknown`] when it may have been;
+    /// [`AdapterError::Permanent`] or [`AdapterError::NotFound`] (the parent)
+    /// when the platform refused it. The machine acts on the class (see
+    /// [`PushAdapter`]).
     async fn create(&self, parent: &Parent, spec: &EntitySpec) -> Result<String, AdapterError>;
 
-    /// Brings the entity `id` to `spec` (idempotent).
+    /// Brings the entity `id` to `spec` (idempotent, so the machine may send
+    /// it again after any failure).
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::NotFound`] when `id` is gone from the platform (the
+    /// machine then looks the entity up by name); the other classes as for
+    /// [`PushAdapter::create`].
     async fn update(
         &self,
         parent: &Parent,

@@ -16,7 +16,9 @@ use strum::{Display, EnumIter, EnumString, IntoStaticStr};
 /// errors that name the file position and the JSON path, and nothing is written
 /// anywhere until the whole file parses and validates.
 ///
-/// A campaign set as read from a JSON file.
+/// A campaign set as read from a JSON file: the input of a push. Unknown
+/// fields are refused, and [`CampaignSet::from_json`] validates what serde
+/// cannot, so a set that parses is one the platform should accept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSet {
@@ -36,10 +38,11 @@ pub struct Campaign {
     pub name: String,
     /// What the campaign optimizes for.
     pub objective: Objective,
-    /// Desired delivery status.
+    /// Desired delivery status; `PAUSED` when the file leaves it out, so
+    /// nothing starts spending unless the file says so.
     #[serde(default = "ConfiguredStatus::paused")]
     pub status: ConfiguredStatus,
-    /// Optional spend goal.
+    /// Spend goal; `None` leaves the platform's default (no goal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<SpendGoal>,
     /// Ad groups under this campaign.
@@ -51,10 +54,10 @@ pub struct Campaign {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpendGoal {
-    /// Daily or lifetime.
+    /// Daily or lifetime (the JSON field is `type`).
     #[serde(rename = "type")]
     pub goal_type: GoalType,
-    /// Amount in micros.
+    /// Amount in micros of the ad account's currency.
     pub value_micros: u64,
 }
 
@@ -66,7 +69,8 @@ pub struct AdGroup {
     pub id: String,
     /// Name on the platform (at least 3 characters).
     pub name: String,
-    /// Desired delivery status.
+    /// Desired delivery status; `PAUSED` when the file leaves it out, so
+    /// nothing starts spending unless the file says so.
     #[serde(default = "ConfiguredStatus::paused")]
     pub status: ConfiguredStatus,
     /// How bids are placed.
@@ -75,13 +79,13 @@ pub struct AdGroup {
     /// What a bid pays for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid_type: Option<BidType>,
-    /// Bid in micros.
+    /// Bid in micros of the ad account's currency, per [`AdGroup::bid_type`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid_value_micros: Option<u64>,
-    /// ISO 8601 start time.
+    /// Start time, RFC 3339 (the ISO 8601 form Reddit takes); validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
-    /// ISO 8601 end time.
+    /// End time, RFC 3339; validated to be after `start_time` when both are set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
     /// Ads in this group.
@@ -102,10 +106,11 @@ pub struct Ad {
     pub name: String,
     /// The promoted post (`t3_…`).
     pub post_id: String,
-    /// Landing page.
+    /// Landing page: an absolute http(s) URL (validated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub click_url: Option<String>,
-    /// Desired delivery status.
+    /// Desired delivery status; `PAUSED` when the file leaves it out, so
+    /// nothing starts spending unless the file says so.
     #[serde(default = "ConfiguredStatus::paused")]
     pub status: ConfiguredStatus,
 }
@@ -116,7 +121,8 @@ pub struct Ad {
 pub struct Keyword {
     /// Local id, unique in the set.
     pub id: String,
-    /// The keyword itself.
+    /// The keyword as targeted; also what a look-up matches it by, so it is
+    /// unique in its ad group.
     pub text: String,
 }
 
@@ -179,7 +185,7 @@ impl ConfiguredStatus {
     }
 }
 
-/// Spend goal kinds.
+/// What a [`SpendGoal`] caps: spend per day or over the campaign's life.
 #[derive(
     Debug,
     Clone,
@@ -202,7 +208,8 @@ pub enum GoalType {
     LifetimeSpend,
 }
 
-/// Bid strategies.
+/// How the platform places an ad group's bids (Reddit Ads v3 names): with no
+/// bid, a manual bid, maximized volume, or a target cost per result.
 #[derive(
     Debug,
     Clone,
@@ -227,7 +234,7 @@ pub enum BidStrategy {
     TargetCpx,
 }
 
-/// Bid types.
+/// What a bid pays for: per click, per thousand impressions, or per view.
 #[derive(
     Debug,
     Clone,
@@ -254,10 +261,10 @@ pub enum BidType {
 /// Why a campaign-set file was rejected. Every variant says where.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    /// The file could not be read.
+    /// The file could not be read (missing, unreadable, not UTF-8).
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The file.
+        /// The path as given.
         path: String,
         /// The I/O error.
         source: std::io::Error,
@@ -314,7 +321,12 @@ impl CampaignSet {
             .sum()
     }
 
-    /// Reads and validates a campaign-set file.
+    /// Reads and validates a campaign-set file; errors name it by `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::Read`] if the file cannot be read; otherwise as
+    /// [`CampaignSet::from_json`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, InputError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
@@ -336,6 +348,12 @@ impl CampaignSet {
     /// ```
     ///
     /// A UTF-8 byte-order mark at the start (editors on Windows write one) is skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::Syntax`] (with line, column and JSON path) for malformed
+    /// JSON, an unknown field or enum value, a missing field or trailing text;
+    /// [`InputError::Invalid`] for a rule [`CampaignSet::validate`] checks.
     pub fn from_json(text: &str, origin: &str) -> Result<Self, InputError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         // serde would say "invalid type: sequence, expected struct CampaignSet";
@@ -371,6 +389,10 @@ impl CampaignSet {
     /// unique local ids; unique sibling names (a look-up by name after a lost
     /// response must be unambiguous); RFC 3339 times with `end_time` after
     /// `start_time`; absolute http(s) click URLs; `t3_` post ids.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::Invalid`] naming the JSON path of the first rule broken.
     pub fn validate(&self, origin: &str) -> Result<(), InputError> {
         let invalid = |json_path: String, message: String| InputError::Invalid {
             origin: origin.to_string(),

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 /// Time comes from `tokio::time::Instant`, so tests with paused tokio time run
 /// instantly and deterministically.
 ///
-/// A shared async token bucket.
+/// An async token bucket shared by every request to one platform budget
+/// (`&self` methods; put it in an `Arc`). Waits use tokio's clock, so tests
+/// with paused tokio time run instantly.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

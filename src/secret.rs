@@ -20,7 +20,8 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret.
+    /// Wraps `value`; from here on it formats as `<redacted>` and cannot be
+    /// serialized.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }

@@ -10,10 +10,12 @@ use time::OffsetDateTime;
 /// A point in time, UTC. Serialized as RFC 3339 in checkpoints.
 pub type Timestamp = OffsetDateTime;
 
-/// Where the engine gets the time from.
+/// Where the engine gets the time from: the runner reads every timestamp it
+/// records and sleeps every backoff through one, so a test can swap in a
+/// [`ManualClock`] and run backoffs instantly.
 #[async_trait]
 pub trait Clock: Send + Sync + 'static {
-    /// The current time.
+    /// The current time, UTC. Called once per transition; must not block.
     fn now(&self) -> Timestamp;
     /// Waits until `deadline` (returns at once when it has passed).
     async fn sleep_until(&self, deadline: Timestamp);
@@ -63,7 +65,8 @@ impl ManualClock {
         }
     }
 
-    /// Moves time forward by `by`.
+    /// Moves time forward by `by` without counting it as slept (see
+    /// [`ManualClock::total_slept`]): time passing outside the machine.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock();
         *now += by;

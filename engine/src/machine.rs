@@ -14,7 +14,9 @@ use crate::clock::Timestamp;
 /// on the world, so transitions stay pure and replayable.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Context {
-    /// When the outcome was applied.
+    /// The runner's [`Clock`](crate::clock::Clock) reading when the outcome
+    /// was applied: the time a machine computes backoff deadlines from, and
+    /// the history entry's time.
     pub now: Timestamp,
     /// A uniform sample in `[0, 1)` for backoff jitter.
     pub jitter: f64,
@@ -22,12 +24,15 @@ pub struct Context {
 
 pub use crate::status::Status;
 
-/// What happens next in a state.
+/// What [`Machine::next`] says about a state: the effect the runner runs
+/// next, or the status the sync rests in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next<E> {
-    /// Run this effect.
+    /// The runner runs this effect (after [`Machine::not_before`], if any)
+    /// and applies its outcome with [`Machine::transition`].
     Effect(E),
-    /// No effect leaves this state (final, or parked for an operator).
+    /// No effect leaves this state (final, or parked for an operator); the
+    /// status is the one written into the sync's record.
     Settled(Status),
 }
 
@@ -35,11 +40,12 @@ pub enum Next<E> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{machine}: outcome `{outcome}` is impossible in phase `{phase}`: {reason}")]
 pub struct TransitionError {
-    /// The machine's kind.
+    /// [`Machine::KIND`] of the machine that refused.
     pub machine: &'static str,
-    /// The phase of the state.
+    /// The state's [`Machine::Phase`], displayed: the row of the transition table.
     pub phase: String,
-    /// The kind of the outcome.
+    /// The outcome's [`MachineDocs::OutcomeKind`], displayed: the column of
+    /// the transition table (the outcome's data is left out).
     pub outcome: String,
     /// Why the pair is impossible.
     pub reason: String,
@@ -119,19 +125,34 @@ pub trait Machine: Send + Sync + 'static {
     /// its progress, for machines that split out a plan: see
     /// [`CheckpointCodec::encode_plan`]).
     type State: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
-    /// A side effect a state names.
+    /// A side effect a state names, handed to the runner's
+    /// [`Effects`](crate::runner::Effects). Never checkpointed: the state names
+    /// it again after a restart; history stores
+    /// [`Machine::describe_effect`]'s text.
     type Effect: Clone + Debug + PartialEq + Serialize + Send + Sync + 'static;
-    /// The result of an effect (or an operator's or the runner's input).
+    /// What came of an effect, failures included (a failure is an outcome, not
+    /// an error); also what an operator feeds in ([`Runner::resolve`](crate::runner::Runner::resolve))
+    /// and what [`Machine::on_restart`] substitutes.
     type Outcome: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The finite set of phases (the "typed states" of tables and diagrams);
     /// the runner writes a state's phase into its record and history.
     type Phase: Copy + Eq + Debug + Display + Send + Sync + 'static;
 
-    /// The phase `state` is in.
+    /// The phase `state` is in: what the record and each history entry store
+    /// of it, so status output can be read without decoding states.
     fn phase(state: &Self::State) -> Self::Phase;
     /// The effect that leaves `state`, or why none does.
     fn next(state: &Self::State) -> Next<Self::Effect>;
-    /// Pure, total transition.
+    /// The state after `outcome` in `state`. Pure: no I/O, and the time and
+    /// randomness it may use come in `ctx`, so the same inputs always give
+    /// the same state. Total: an outcome the state does not allow is an
+    /// error, never a panic.
+    ///
+    /// # Errors
+    ///
+    /// A [`TransitionError`] (build it with [`reject`]) for a pair the machine
+    /// does not allow; the runner then writes nothing and returns it to its
+    /// caller.
     fn transition(
         state: &Self::State,
         outcome: &Self::Outcome,
@@ -141,15 +162,20 @@ pub trait Machine: Send + Sync + 'static {
     /// running it again is unsafe, the outcome to apply instead; `None` when the
     /// effect is repeatable.
     fn on_restart(state: &Self::State) -> Option<Self::Outcome>;
-    /// The earliest time the effect may run (backoff); `None` for "now".
+    /// The earliest time the effect may run (backoff); `None` for "now". The
+    /// runner sleeps on its clock until then, and a stop signal cuts the wait
+    /// short.
     fn not_before(_state: &Self::State) -> Option<Timestamp> {
         None
     }
-    /// Whether `outcome` reports a failed effect (counted in the record).
+    /// Whether `outcome` reports a failed effect: counted in the record's
+    /// `failed_effects` (only for outcomes of effects that ran). Default: never.
     fn is_failure(_outcome: &Self::Outcome) -> bool {
         false
     }
-    /// The error worth showing in status output, if any.
+    /// The error worth showing in status output, if any: written into the
+    /// record's `last_error` at every checkpoint, so listing syncs needs no
+    /// state decoding. Must hold no secret. Default: none.
     fn last_error(_state: &Self::State) -> Option<String> {
         None
     }
@@ -181,7 +207,12 @@ pub trait CheckpointCodec: Machine {
     fn encode_plan(_state: &Self::State) -> Option<serde_json::Result<Box<RawValue>>> {
         None
     }
-    /// What a checkpoint stores of `state` (default: all of it).
+    /// What a checkpoint stores of `state` (default: all of it, as JSON).
+    ///
+    /// # Errors
+    ///
+    /// serde's error if `state` does not serialize; the runner reports it as
+    /// `RunError::CorruptState` and writes nothing.
     fn encode_checkpoint(state: &Self::State) -> serde_json::Result<Box<RawValue>> {
         serde_json::value::to_raw_value(state)
     }
@@ -199,6 +230,11 @@ pub trait CheckpointCodec: Machine {
     /// segments are committed atomically with the checkpoint. A segment
     /// already written must be written again whenever what it holds changes
     /// (hence `prev`).
+    ///
+    /// # Errors
+    ///
+    /// serde's error if a segment does not serialize, reported as for
+    /// [`CheckpointCodec::encode_checkpoint`].
     fn encode_segments(
         _prev: Option<&Self::State>,
         _state: &Self::State,
@@ -206,8 +242,12 @@ pub trait CheckpointCodec: Machine {
         Ok(Vec::new())
     }
     /// Rebuilds a state from a checkpoint and, for machines that split them
-    /// out, the sync's plan and its progress segments (in segment order). The
-    /// error says what does not fit.
+    /// out, the sync's plan and its progress segments (in segment order).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what does not fit (the default gives serde's); the
+    /// runner reports it as `RunError::CorruptState` naming the sync.
     fn decode_checkpoint(
         _plan: Option<&RawValue>,
         _segments: &[(u32, std::sync::Arc<RawValue>)],
@@ -223,7 +263,8 @@ pub trait CheckpointCodec: Machine {
 /// outcome kinds also name the outcome in a [`TransitionError`] (hence
 /// [`reject`] needs this trait). The runner does not.
 pub trait MachineDocs: Machine<Phase: IntoEnumIterator> {
-    /// The finite set of outcome kinds.
+    /// The outcome kinds, data left out: the columns of the transition table,
+    /// and how a [`TransitionError`] names an outcome.
     type OutcomeKind: Copy + Eq + Debug + Display + IntoEnumIterator + Send + Sync + 'static;
 
     /// The kind of `outcome`.
@@ -233,7 +274,8 @@ pub trait MachineDocs: Machine<Phase: IntoEnumIterator> {
     /// Representative states, each labelled with the condition it stands for;
     /// together they must cover every phase (checked by [`TransitionTable::derive`]).
     fn sample_states() -> Vec<(String, Self::State)>;
-    /// Representative outcomes covering every outcome kind.
+    /// Representative outcomes; together they must cover every outcome kind
+    /// (checked by [`TransitionTable::derive`]).
     fn sample_outcomes() -> Vec<Self::Outcome>;
 }
 
@@ -253,7 +295,7 @@ pub struct TableRow {
 /// The complete `phase × outcome` table of a machine, derived from its code.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransitionTable {
-    /// The machine's kind.
+    /// [`Machine::KIND`] of the machine it was derived from.
     pub machine: String,
     /// Every sample state × every sample outcome.
     pub rows: Vec<TableRow>,
@@ -269,8 +311,12 @@ pub struct CoverageError {
 
 impl TransitionTable {
     /// Runs [`Machine::transition`] on every sample state × sample outcome.
-    /// Fails when the samples miss a phase or an outcome kind, so the table is
-    /// always complete.
+    /// Pure: nothing is run, only the transition function is called.
+    ///
+    /// # Errors
+    ///
+    /// [`CoverageError`], naming what is missing, when the samples miss a
+    /// phase or an outcome kind: a table is complete or not derived at all.
     pub fn derive<M: MachineDocs>() -> Result<Self, CoverageError> {
         let states = M::sample_states();
         let outcomes = M::sample_outcomes();
@@ -368,7 +414,12 @@ impl TransitionTable {
 
 /// Renders the human-readable definition of a machine: phases with their
 /// meaning, the complete table and the diagram. `state_machines/<kind>.md` holds
-/// exactly this text, and a test keeps it so.
+/// exactly this text, and a test keeps it so. `title` becomes the heading,
+/// `intro` the paragraph under it (Markdown).
+///
+/// # Errors
+///
+/// [`CoverageError`] as [`TransitionTable::derive`].
 pub fn render_definition<M: MachineDocs>(
     title: &str,
     intro: &str,

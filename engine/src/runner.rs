@@ -29,10 +29,11 @@ pub trait Effects<M: Machine>: Send + Sync {
 /// Errors of the runner. Each names the sync concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The store failed.
+    /// A store read or commit failed; the [`StoreError`] names the file or
+    /// sync and keeps its cause.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// No such sync.
+    /// The store holds no record with this id.
     #[error("no sync `{0}` in the store")]
     UnknownSync(String),
     /// A sync with this id exists already.
@@ -41,11 +42,11 @@ pub enum RunError {
     /// The sync belongs to another machine.
     #[error("sync `{sync}` is a `{found}` sync, not `{expected}`")]
     WrongKind {
-        /// The sync.
+        /// The sync's id.
         sync: String,
-        /// Its kind.
+        /// The kind its record holds.
         found: String,
-        /// The kind asked for.
+        /// This runner's [`Machine::KIND`].
         expected: &'static str,
     },
     /// The state was written by another version of the machine.
@@ -53,26 +54,29 @@ pub enum RunError {
         "sync `{sync}` has {kind} state version {found}; this adsync reads version {expected}"
     )]
     StateVersion {
-        /// The sync.
+        /// The sync's id.
         sync: String,
-        /// Machine kind.
+        /// [`Machine::KIND`].
         kind: &'static str,
-        /// Version found.
+        /// The state version its record holds.
         found: u32,
-        /// Version understood.
+        /// This build's [`Machine::STATE_VERSION`].
         expected: u32,
     },
-    /// The state does not decode.
+    /// A state does not decode from its checkpoint (or, when writing, does
+    /// not encode).
     #[error("sync `{sync}` has a corrupt {kind} state: {detail}")]
     CorruptState {
-        /// The sync.
+        /// The sync's id.
         sync: String,
-        /// Machine kind.
+        /// [`Machine::KIND`].
         kind: &'static str,
-        /// What failed.
+        /// The codec's message: what does not fit, and where.
         detail: String,
     },
-    /// Another task is stepping this sync right now.
+    /// Another task is stepping (or resolving) this sync on the same runner
+    /// right now; this call did nothing. The guard is per runner: it does not
+    /// see another runner over the same store.
     #[error("sync `{0}` is being stepped by another task")]
     Busy(String),
     /// [`StopSignal::stop`] was called: the sync's latest checkpoint is durable
@@ -82,14 +86,15 @@ pub enum RunError {
     /// The machine refused the outcome; nothing was written.
     #[error("sync `{sync}`: {source}")]
     Transition {
-        /// The sync.
+        /// The sync's id.
         sync: String,
         /// The machine's refusal.
         source: TransitionError,
     },
 }
 
-/// A sync's latest checkpoint, decoded.
+/// A sync's checkpoint, decoded: what [`Runner::get`] and [`Runner::run`]
+/// return.
 pub struct Checkpoint<M: Machine> {
     /// The stored record (status, counts, timestamps, labels).
     pub record: Record,
@@ -99,15 +104,17 @@ pub struct Checkpoint<M: Machine> {
 
 /// What one [`Runner::step`] (or [`Runner::resolve`]) did.
 pub struct Transition<M: Machine> {
-    /// The sync.
+    /// The sync's id.
     pub sync: String,
-    /// Sequence number of the new state.
+    /// The new state's sequence number: its history entry's, and its record's
+    /// [`Record::seq`].
     pub seq: u64,
     /// Phase before.
     pub from: M::Phase,
     /// The effect that ran; `None` when the runner applied a restart outcome instead.
     pub effect: Option<M::Effect>,
-    /// What came of it.
+    /// The outcome applied: the effect's, the operator's ([`Runner::resolve`])
+    /// or the restart substitute ([`Machine::on_restart`]).
     pub outcome: M::Outcome,
     /// Phase after.
     pub to: M::Phase,
@@ -120,7 +127,9 @@ pub struct Transition<M: Machine> {
 pub enum Step<M: Machine> {
     /// One transition was applied and made durable.
     Transitioned(Box<Transition<M>>),
-    /// No effect leaves the current state.
+    /// No effect leaves the current state: nothing was run or written. A
+    /// sync settled as [`Status::Running`] stopped unfinished; a later
+    /// [`Runner::run`] wakes it (its first step asks [`Machine::on_restart`]).
     Settled(Status),
 }
 
@@ -169,7 +178,7 @@ pub enum HookWhen {
 /// A checkpoint boundary, passed to a [`Hook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookPoint {
-    /// The sync.
+    /// The sync's id.
     pub sync: String,
     /// The seq of the checkpoint about to be / just written.
     pub seq: u64,
@@ -232,7 +241,8 @@ pub struct Start<M: Machine> {
     pub state: M::State,
     /// Labels for listing (platform, account, ...).
     pub labels: BTreeMap<String, String>,
-    /// Index entries written with it.
+    /// Index entries (`key`, `value`) written in the same commit, readable
+    /// with [`Store::index`] (e.g. a key that finds the sync by its source).
     pub index: Vec<(String, String)>,
 }
 
@@ -299,7 +309,11 @@ impl Drop for BusyGuard<'_> {
 }
 
 impl<M: Machine + CheckpointCodec> Runner<M> {
-    /// A runner over `store`, reading time from `clock`.
+    /// A runner over `store`, reading time from `clock` (every timestamp it
+    /// records, every backoff wait). It starts with no sync in memory: a sync
+    /// it did not write itself is treated on its first step as possibly
+    /// interrupted ([`Machine::on_restart`]). Cheap; it holds no effects and
+    /// opens nothing. The crate docs show one stepping a machine end to end.
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Runner {
             store,
@@ -352,7 +366,14 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     }
 
     /// Creates sync `id` in `state` and makes it durable, with `labels` for
-    /// listing and `index` entries written in the same atomic commit.
+    /// listing and `index` entries written in the same atomic commit. When it
+    /// returns, the sync survives a crash; no effect has run.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::AlreadyExists`] if the store has a sync `id`;
+    /// [`RunError::CorruptState`] if the state does not encode;
+    /// [`RunError::Store`] if the commit fails (then nothing was written).
     pub async fn start(
         &self,
         id: &str,
@@ -376,6 +397,11 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// commit, together with `extra` writes (e.g. a record of the group they
     /// form): a crash leaves all of them or none. Each sync's first checkpoint
     /// is durable before any of their effects can start, as with [`Runner::start`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::start`]; [`RunError::AlreadyExists`] also when `starts`
+    /// names one id twice. On any error none of the syncs was written.
     pub async fn start_many(
         &self,
         starts: Vec<Start<M>>,
@@ -469,8 +495,24 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// Performs exactly one transition of sync `id` (see [`Runner`]),
     /// running its effect through `effects`.
     ///
-    /// Returns [`RunError::Stopped`] without starting an effect once the
-    /// runner's [`StopSignal`] is given.
+    /// Returns [`Step::Transitioned`] once the next state is durable, or
+    /// [`Step::Settled`] when no effect leaves the current state. Waits out the
+    /// state's backoff ([`Machine::not_before`]) on the runner's clock first.
+    ///
+    /// # Errors
+    ///
+    /// - [`RunError::Stopped`]: the [`StopSignal`] was given before the effect
+    ///   started (also while waiting out a backoff); nothing was run or written.
+    /// - [`RunError::Busy`]: another task is stepping `id` on this runner.
+    /// - [`RunError::UnknownSync`], [`RunError::WrongKind`],
+    ///   [`RunError::StateVersion`], [`RunError::CorruptState`]: the stored
+    ///   checkpoint cannot be loaded as a state of `M`; nothing was run.
+    /// - [`RunError::Transition`]: the machine refused the outcome; the effect
+    ///   (if one ran) is not undone, nothing was written.
+    /// - [`RunError::Store`]: a read or the commit failed. The effect may have
+    ///   run without its outcome being durable; the sync stays at its last
+    ///   durable state, and the next step treats that state's effect as
+    ///   possibly started ([`Machine::on_restart`]).
     pub async fn step(&self, id: &str, effects: &dyn Effects<M>) -> Result<Step<M>, RunError> {
         self.step_waking(id, effects, false).await
     }
@@ -552,6 +594,13 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
 
     /// Feeds `outcome` to sync `id` without running an effect: an operator's
     /// decision for a sync that needs attention. The machine validates it.
+    /// Returns once the resulting state is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Transition`] if the machine refuses `outcome` in the sync's
+    /// state (nothing is written); otherwise as [`Runner::step`], less
+    /// [`RunError::Stopped`].
     pub async fn resolve(&self, id: &str, outcome: M::Outcome) -> Result<Transition<M>, RunError> {
         let _guard = self.claim(id)?;
         self.fresh.lock().remove(id);
@@ -644,12 +693,23 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// returns the final checkpoint. Also what continues a sync in a new
     /// process after a crash: its first step wakes a sync that stopped
     /// unfinished (see [`Machine::on_restart`]).
+    ///
+    /// # Errors
+    ///
+    /// The first error of a step (see [`Runner::step`]); every transition
+    /// before it is durable, so calling `run` again continues from there. A
+    /// [`RunError::Stopped`] is the normal end of a run asked to stop.
     pub async fn run(&self, id: &str, effects: &dyn Effects<M>) -> Result<Checkpoint<M>, RunError> {
         self.run_observed(id, effects, &|_| {}).await
     }
 
     /// [`Runner::run`], calling `observer` after every durable transition
-    /// (progress output, logs).
+    /// (progress output, logs). The observer runs on the stepping task, so
+    /// the next effect waits for it: keep it short.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::run`].
     pub async fn run_observed(
         &self,
         id: &str,
@@ -671,7 +731,14 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         }
     }
 
-    /// The latest checkpoint of sync `id`.
+    /// The latest durable checkpoint of sync `id`, read from the store on the
+    /// blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::UnknownSync`] if there is none; [`RunError::WrongKind`],
+    /// [`RunError::StateVersion`] or [`RunError::CorruptState`] if its record
+    /// is not a state of `M`; [`RunError::Store`] if the read fails.
     pub async fn get(&self, id: &str) -> Result<Checkpoint<M>, RunError> {
         let record = self
             .load_record(id)
@@ -691,7 +758,13 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             .collect())
     }
 
-    /// The transition history of sync `id`.
+    /// The transition history of sync `id`, oldest first, starting with its
+    /// start (seq 0).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::UnknownSync`] if it has no history; [`RunError::Store`] if
+    /// the read fails.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, RunError> {
         let key = id.to_string();
         let entries = self.read(move |store| store.history(&key)).await?;

@@ -64,13 +64,13 @@ pub enum Trigger {
 /// An entity held by the platform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEntity {
-    /// Platform id.
+    /// Platform id, as `create` returned it.
     pub id: String,
-    /// Level.
+    /// Campaign, ad group, ad or keyword.
     pub kind: EntityKind,
-    /// Account.
+    /// The ad account it was created in.
     pub account_id: String,
-    /// Parent's platform id.
+    /// Parent's platform id; `None` for campaigns.
     pub parent_id: Option<String>,
     /// Name (keyword: text).
     pub name: String,
@@ -79,10 +79,11 @@ pub struct StoredEntity {
     /// Keyword targeting (ad groups, targeting model).
     #[serde(default)]
     pub keywords: Vec<String>,
-    /// Creation time.
+    /// Creation time, from the platform's clock.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
-    /// Updates applied.
+    /// Updates applied to it so far (each `update` that reached it, and each
+    /// keyword-targeting update of an ad group).
     pub updates: u64,
 }
 
@@ -205,7 +206,9 @@ impl Inner {
 /// and, when they outgrow the snapshot, compacts them into a new snapshot.
 /// A file written by earlier versions (one JSON snapshot) still opens.
 ///
-/// The in-memory platform. See the module docs.
+/// The in-memory platform: a [`PushAdapter`]
+/// without idempotency, scriptable faults and duplicate counting. Shared behind an `Arc`: the pusher calls it while the test
+/// inspects it.
 pub struct MemoryPlatform {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
@@ -375,7 +378,9 @@ pub struct PlatformFileError {
 }
 
 impl MemoryPlatform {
-    /// An empty platform whose keywords are entities.
+    /// An empty platform whose keywords are entities, held in memory only.
+    /// `clock` dates each entity's creation, which a look-up after a lost
+    /// response compares with the time the create was intended.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         MemoryPlatform {
             inner: Mutex::new(Inner::default()),
@@ -393,7 +398,12 @@ impl MemoryPlatform {
 
     /// A platform kept in `path`: loaded when it exists (a torn last line,
     /// left by a kill, is dropped; any other damaged line is an error), then
-    /// every change appended to it. See the module docs.
+    /// every change appended to it. See [`MemoryPlatform`].
+    ///
+    /// # Errors
+    ///
+    /// [`PlatformFileError`] naming the file if it cannot be read, created or
+    /// written, or holds a damaged line that is not the last.
     pub fn open_file(
         path: impl AsRef<Path>,
         clock: Arc<dyn Clock>,
@@ -456,6 +466,11 @@ impl MemoryPlatform {
     }
 
     /// Makes call number `n` (1-based, all kinds) fail with `fault`.
+    ///
+    /// # Panics
+    ///
+    /// When file-backed and the file cannot be written: the platform would
+    /// otherwise hold what its file does not.
     pub fn fail_call(&self, n: u64, fault: Fault) {
         let mut inner = self.lock();
         self.record(|| Change::Fault(Trigger::NthCall(n), fault.clone()));
@@ -465,6 +480,11 @@ impl MemoryPlatform {
     }
 
     /// Makes the next `op` call on `kind` (or on any kind) fail with `fault`.
+    ///
+    /// # Panics
+    ///
+    /// When file-backed and the file cannot be written: the platform would
+    /// otherwise hold what its file does not.
     pub fn fail_next(&self, op: Op, kind: Option<EntityKind>, fault: Fault) {
         let mut inner = self.lock();
         self.record(|| Change::Fault(Trigger::Next { op, kind }, fault.clone()));

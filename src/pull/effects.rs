@@ -33,7 +33,10 @@ impl std::fmt::Debug for AmazonPullEffects {
 }
 
 impl AmazonPullEffects {
-    /// Effects calling Amazon with `client` and writing to `store`.
+    /// Effects calling Amazon with `client` and writing to `store`, which must
+    /// be the store the pull's runner checkpoints in: a page is staged in the
+    /// same commit as the checkpoint recording its `nextToken`.
+    /// [`Puller::new`](crate::pull::Puller::new) builds its own.
     pub fn new(client: AmazonClient, store: Store, clock: Arc<dyn Clock>) -> Self {
         AmazonPullEffects {
             client,

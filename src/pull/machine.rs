@@ -185,7 +185,7 @@ pub struct PullState {
     pub fetched: PullCounts,
     /// Failed attempts of the current page (machine-level retries).
     pub attempts: u32,
-    /// When the current page may be retried.
+    /// When the current page may be retried (backoff); `None`: at once.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub retry_at: Option<Timestamp>,
     /// When this pull started.
@@ -198,12 +198,16 @@ pub struct PullState {
     pub last_error: Option<String>,
     /// The phase a failed pull stopped in (where a resume continues).
     pub failed_in: Option<PullPhase>,
-    /// The profile's current persisted snapshot.
+    /// The profile's current persisted snapshot; `None` until a pull of it
+    /// completes. A running or failed pull leaves it as it was.
     pub snapshot: Option<SnapshotRef>,
 }
 
 impl PullState {
-    /// The state of the first pull of a profile.
+    /// The state of the first pull of a profile's sync, phase `Idle`, at
+    /// `now`. `previous` is a snapshot already current for the profile (left
+    /// by an earlier sync): it stays current, and this pull's generation
+    /// follows it.
     pub fn new(
         platform: &str,
         profile_id: &str,

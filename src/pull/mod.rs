@@ -40,10 +40,10 @@ impl PullMachine {
 /// Errors of [`Puller`].
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    /// The runner or the store failed.
+    /// The runner or the store failed; the runner's error names the sync.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// The snapshot could not be read.
+    /// A persisted snapshot could not be read (a damaged chunk or directory).
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     /// The profile id cannot be used (it is part of store keys).
@@ -67,13 +67,13 @@ pub enum SyncState {
 /// The sync status of one profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullStatus {
-    /// The sync id.
+    /// The sync id (one per platform and profile, see [`Puller::sync_id`]).
     pub sync: String,
-    /// Platform.
+    /// The platform pulled from (`amazon`).
     pub platform: String,
-    /// Profile.
+    /// The advertising profile pulled.
     pub profile_id: String,
-    /// Syncing / completed / failed.
+    /// Whether a pull is under way, and how the last one ended.
     pub state: SyncState,
     /// The machine's phase.
     pub phase: PullPhase,
@@ -82,7 +82,7 @@ pub struct PullStatus {
     /// When the current (or last) pull started.
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: Timestamp,
-    /// When it completed or failed.
+    /// When it completed or failed; `None` while it runs.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<Timestamp>,
     /// When the current snapshot was completed (the last successful pull).
@@ -218,7 +218,22 @@ impl std::fmt::Debug for Puller {
 impl Puller {
     /// A puller of Amazon Ads profiles through `client`, staging and
     /// persisting into `store`: the store its effects write to is the one its
-    /// runner checkpoints in.
+    /// runner checkpoints in. Cheap: it sends no request and writes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use adsync::{clock::SystemClock, platform::amazon::{AmazonClient, AmazonConfig},
+    ///     pull::Puller, store::Store};
+    ///
+    /// let client = AmazonClient::new(AmazonConfig::new("client-id", "token"))?;
+    /// let puller = Puller::new(Store::temporary()?, client, Arc::new(SystemClock));
+    /// // A profile never pulled has no status (and nothing was sent to Amazon).
+    /// assert!(puller.status("1234567890").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(
         store: adsync_engine::Store,
         client: crate::platform::amazon::AmazonClient,
@@ -265,17 +280,29 @@ impl Puller {
         &self.runner
     }
 
-    /// One transition of pull `id` ([`Runner::step`]) through this puller's effects.
+    /// One transition of pull `id` ([`Runner::step`]) through this puller's
+    /// effects: at most one page fetched or one persisting step, durable on
+    /// return.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::step`]; Amazon's failures are outcomes, not errors.
     pub async fn step(&self, id: &str) -> Result<adsync_engine::Step<PullMachine>, RunError> {
         self.runner.step(id, &self.effects).await
     }
 
-    /// Runs pull `id` to its end ([`Runner::run`]) through this puller's effects.
+    /// Runs pull `id` to its end ([`Runner::run`]) through this puller's
+    /// effects; also how an interrupted pull continues after a crash.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::run`]: every transition before the error is durable.
     pub async fn run(&self, id: &str) -> Result<Checkpoint<PullMachine>, RunError> {
         self.runner.run(id, &self.effects).await
     }
 
-    /// The sync id of `profile`.
+    /// The sync id of `profile` on this puller's platform: one sync per
+    /// profile, reused by every later pull of it.
     pub fn sync_id(&self, profile: &str) -> String {
         self.reader.sync_id(profile)
     }
@@ -289,7 +316,14 @@ impl Puller {
     /// Makes a pull of `profile` ready to run and returns its sync id: creates
     /// the sync on first use, requests a new pull after a completed one, and
     /// resumes (or, with [`PullMode::Restart`], restarts) a failed one. An
-    /// interrupted pull is left as it is, to be resumed.
+    /// interrupted pull is left as it is, to be resumed. Durable on return;
+    /// nothing is sent to Amazon.
+    ///
+    /// # Errors
+    ///
+    /// [`PullError::InvalidProfile`] if `profile` cannot be part of a store
+    /// key; [`PullError::Run`] if the store fails or the sync's record does
+    /// not decode.
     pub async fn begin(&self, profile: &str, mode: PullMode) -> Result<String, PullError> {
         check_profile(profile)?;
         let id = self.sync_id(profile);
@@ -353,7 +387,13 @@ impl Puller {
         Ok(id)
     }
 
-    /// Begins (see [`Puller::begin`]) and runs a pull of `profile` to its end.
+    /// Begins (see [`Puller::begin`]) and runs a pull of `profile` to its end;
+    /// the status tells how it ended (a failed pull is a status, not an error).
+    ///
+    /// # Errors
+    ///
+    /// As [`Puller::begin`], and [`PullError::Run`] if a step fails (see
+    /// [`Runner::step`]).
     pub async fn pull(&self, profile: &str, mode: PullMode) -> Result<PullStatus, PullError> {
         self.pull_observed(profile, mode, &|_| {}).await
     }
@@ -374,6 +414,11 @@ impl Puller {
     }
 
     /// The sync status of `profile`; `None` if it was never pulled.
+    ///
+    /// # Errors
+    ///
+    /// [`PullError::InvalidProfile`], or [`PullError::Run`] if the store
+    /// fails or the record does not decode.
     pub async fn status(&self, profile: &str) -> Result<Option<PullStatus>, PullError> {
         self.reader.status(profile).await
     }

@@ -31,7 +31,9 @@ use crate::pull::machine::{PullCounts, SnapshotRef};
 use adsync_engine::Timestamp;
 use adsync_engine::{Commit, Store, StoreError};
 
-/// Entities per chunk value.
+/// Entities per chunk value (the last chunk of a kind holds the rest). A
+/// reader finds an entity by id through the chunk directory and decodes one
+/// chunk, not the whole kind.
 pub const CHUNK_ENTITIES: usize = 2000;
 /// Bytes of chunk values written per commit while persisting.
 const COMMIT_BYTES: usize = 4 << 20;
@@ -39,20 +41,21 @@ const COMMIT_BYTES: usize = 4 << 20;
 /// Errors of staging, persisting and reading snapshots.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// The store failed.
+    /// The store failed; its error names the store and keeps the cause.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored data does not decode.
     #[error("profile {profile}: corrupt {what}: {detail}")]
     Corrupt {
-        /// Profile.
+        /// The profile whose data it is.
         profile: String,
-        /// Which value.
+        /// Which value (a staged page, a chunk, the generation pointer, …).
         what: String,
-        /// What failed.
+        /// The decoder's message.
         detail: String,
     },
-    /// The snapshot kept changing while it was read.
+    /// The snapshot kept changing while it was read: every attempt saw a new
+    /// generation made current under it (pulls completing back to back).
     #[error("profile {0}: the snapshot changed during every read attempt")]
     Contended(String),
 }

@@ -405,8 +405,8 @@ pub(crate) fn encode_segments(
 /// An entity's encoded progress row, kept with the entity, so a checkpoint
 /// encodes only the rows its transition changed and copies the others.
 /// Encoding every row at every step made each checkpoint cost O(entities) in
-/// escaping and formatting: about a fifth of a one-campaign push's
-/// instructions per step (callgrind).
+/// escaping and formatting, a cost every step paid again for rows that had
+/// not changed (docs/performance.md has the figure).
 ///
 /// [`PushState::entity_mut`] empties it, and a row is used only while the
 /// entity still holds what it was encoded from, so a stale row is never

@@ -16,7 +16,9 @@ pub struct AdapterEffects {
 }
 
 impl AdapterEffects {
-    /// Effects performed by `adapter`.
+    /// Effects performed by `adapter`. [`Pusher::new`](crate::push::Pusher::new)
+    /// builds its own; build one directly only to drive a
+    /// [`Runner`](adsync_engine::Runner) of the push machine yourself.
     pub fn new(adapter: Arc<dyn PushAdapter>) -> Self {
         AdapterEffects { adapter }
     }
@@ -131,6 +133,14 @@ impl AdoptError {
 /// account), with the same name. Nothing is recorded; call it before
 /// [`adsync_engine::Runner::resolve`] with [`PushOutcome::OperatorAdopt`], so
 /// that a mistyped id never sticks to the campaign.
+///
+/// # Errors
+///
+/// [`AdoptError::NothingPending`] if `state` waits for no decision;
+/// [`AdoptError::Missing`], [`AdoptError::WrongParent`] or
+/// [`AdoptError::WrongName`] if the id is refused (see
+/// [`AdoptError::is_refusal`]); [`AdoptError::Platform`] if the platform
+/// could not be asked.
 pub async fn verify_adoption(
     adapter: &dyn PushAdapter,
     state: &PushState,

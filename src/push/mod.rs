@@ -40,7 +40,8 @@ impl PushMachine {
 /// Errors of a set push, before or around the runs themselves.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    /// The runner or the store failed.
+    /// The runner or the store failed (a read, the start commit, a record
+    /// that does not decode); the runner's error names the sync.
     #[error(transparent)]
     Run(#[from] RunError),
     /// Campaigns of the set have unfinished syncs started with other content.
@@ -68,11 +69,13 @@ pub enum PushError {
 /// How one campaign's sync ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CampaignReport {
-    /// The sync.
+    /// The sync's id (`adsync status`, `history` and `resolve` take it).
     pub sync: String,
     /// The campaign's local id.
     pub campaign: String,
-    /// Final status.
+    /// Its status when its run ended: `Succeeded`, `Failed`, or
+    /// `NeedsAttention` (parked for an operator, see `last_error`). A run that
+    /// was stopped before the end is in [`SetReport::errors`] instead.
     pub status: Status,
     /// The error worth showing, if any.
     pub last_error: Option<String>,
@@ -83,18 +86,20 @@ pub struct CampaignReport {
 /// One entity in a [`CampaignReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EntityReport {
-    /// Level.
+    /// Campaign, ad group, ad or keyword.
     pub kind: crate::adapter::EntityKind,
-    /// Local id.
+    /// Its id in the campaign-set file.
     pub local_id: String,
-    /// Platform id, if it exists.
+    /// Its id on the platform; `None` until it is created or adopted (and
+    /// always for keywords that live on their ad group's targeting).
     pub platform_id: Option<String>,
     /// What became of it.
     pub result: EntityResult,
 }
 
 impl CampaignReport {
-    /// The report of a push checkpoint.
+    /// The report of a push checkpoint, final or not: reads the state only,
+    /// so it works on syncs listed from the store.
     pub fn from_checkpoint(checkpoint: &Checkpoint<PushMachine>) -> Self {
         CampaignReport {
             sync: checkpoint.record.id.clone(),
@@ -126,7 +131,8 @@ pub struct SetReport {
 }
 
 impl SetReport {
-    /// Whether every campaign synced.
+    /// Whether every campaign's sync succeeded and no sync failed to run to
+    /// its end (`errors` is empty).
     pub fn all_synced(&self) -> bool {
         self.errors.is_empty() && self.campaigns.iter().all(|c| c.status == Status::Succeeded)
     }
@@ -194,7 +200,9 @@ fn latest_key(platform: &str, account: &str, campaign: &str) -> String {
 impl Pusher {
     /// A pusher writing to `store` and pushing through `adapter`, which both
     /// performs the effects and names the platform and keyword model recorded
-    /// in each sync (one adapter, so the two cannot disagree).
+    /// in each sync (one adapter, so the two cannot disagree). Cheap: it opens
+    /// nothing and calls no platform; `clock` dates every checkpoint and
+    /// times every backoff. The crate docs show one pushing a set.
     pub fn new(store: Store, adapter: Arc<dyn PushAdapter>, clock: Arc<dyn Clock>) -> Self {
         Pusher {
             runner: Arc::new(Runner::new(store, clock.clone())),
@@ -257,13 +265,24 @@ impl Pusher {
         &self.runner
     }
 
-    /// One transition of sync `id` ([`Runner::step`]) through this pusher's adapter.
+    /// One transition of sync `id` ([`Runner::step`]) through this pusher's
+    /// adapter: at most one platform call, its outcome durable on return.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::step`]. Platform failures are not errors: they are
+    /// outcomes the push machine retries, looks up or parks on.
     pub async fn step(&self, id: &str) -> Result<adsync_engine::Step<PushMachine>, RunError> {
         self.runner.step(id, self.effects.as_ref()).await
     }
 
     /// Runs sync `id` to its end ([`Runner::run`]) through this pusher's
     /// adapter; also how one sync is continued after a crash.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::run`]: every transition before the error is durable, and
+    /// running the sync again continues from there.
     pub async fn run(&self, id: &str) -> Result<Checkpoint<PushMachine>, RunError> {
         self.runner.run(id, self.effects.as_ref()).await
     }
@@ -282,6 +301,12 @@ impl Pusher {
     /// of the same set with the same content; with other content the whole push
     /// is refused ([`PushError::Unfinished`]). Nothing is started when any
     /// campaign has a parked sync.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Unfinished`] and [`PushError::NeedsAttention`] as above;
+    /// [`PushError::Run`] if a store read or the start commit fails. On any
+    /// error nothing was started.
     pub async fn start(&self, set: &CampaignSet, account: &str) -> Result<Vec<String>, PushError> {
         let now = self.clock.now();
         let mut starts = Vec::new();
@@ -471,7 +496,12 @@ impl Pusher {
     /// `campaign` on `account`) as gone from the platform, so no later push
     /// carries it over (the entity will be created again). This is the place
     /// for code that learns an id is gone (an update answered 404 and a
-    /// look-up found nothing, or an operator's decision).
+    /// look-up found nothing, or an operator's decision). Durable on return.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Run`] if the campaign's stored ids do not decode or the
+    /// store fails; then nothing was changed.
     pub async fn forget_platform_id(
         &self,
         account: &str,
@@ -496,6 +526,8 @@ impl Pusher {
     }
 
     /// Runs the given syncs concurrently to the end and reports on each.
+    /// Never fails as a whole: a sync that cannot run to its end (store error,
+    /// stop signal) is listed in [`SetReport::errors`] and the others go on.
     pub async fn run_all(&self, ids: &[String]) -> SetReport {
         self.run_all_observed(ids, Arc::new(|_| {})).await
     }
@@ -543,13 +575,24 @@ impl Pusher {
         report
     }
 
-    /// Starts and runs a whole set.
+    /// Starts and runs a whole set: [`Pusher::start`], then [`Pusher::run_all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pusher::start`]; once the syncs are started, failures are in the
+    /// report instead.
     pub async fn push(&self, set: &CampaignSet, account: &str) -> Result<SetReport, PushError> {
         let ids = self.start(set, account).await?;
         Ok(self.run_all(&ids).await)
     }
 
-    /// The ids of every unfinished push sync in the store.
+    /// The ids of every unfinished push sync in the store (status running;
+    /// parked syncs are not included: they wait for an operator). A record
+    /// that does not decode is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Run`] if the store cannot be listed.
     pub async fn unfinished(&self) -> Result<Vec<String>, PushError> {
         Ok(self
             .runner
@@ -562,7 +605,28 @@ impl Pusher {
             .collect())
     }
 
-    /// Resumes every unfinished push sync in the store (after a crash).
+    /// Resumes every unfinished push sync in the store (after a crash), each
+    /// from its last durable checkpoint; a create that may have been in flight
+    /// is looked up, not sent again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use adsync::{clock::SystemClock, platform::memory::MemoryPlatform, push::Pusher, store::Store};
+    ///
+    /// let clock = Arc::new(SystemClock);
+    /// let pusher = Pusher::new(Store::temporary()?, Arc::new(MemoryPlatform::new(clock.clone())), clock);
+    /// // Nothing was pushed into this store, so there is nothing to resume.
+    /// let report = pusher.resume_all().await?;
+    /// assert!(report.campaigns.is_empty() && report.all_synced());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Pusher::unfinished`]; failures of the runs are in the report.
     pub async fn resume_all(&self) -> Result<SetReport, PushError> {
         let ids = self.unfinished().await?;
         Ok(self.run_all(&ids).await)
@@ -575,7 +639,7 @@ impl Pusher {
 pub struct SetRecord {
     /// The set's name (from its file).
     pub name: String,
-    /// Platform pushed to.
+    /// Platform pushed to ([`PushAdapter::platform`]).
     pub platform: String,
     /// Account pushed to.
     pub account: String,

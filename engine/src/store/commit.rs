@@ -20,7 +20,9 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// An empty commit.
+    /// An empty commit: writes nothing (what an effect returns when it has no
+    /// data to commit with its checkpoint). Build one up with the methods
+    /// below, which lay out the keys.
     pub fn new() -> Self {
         Self::default()
     }
@@ -28,6 +30,10 @@ impl Commit {
     /// Writes `record` (and remembers that its seq is durable once committed),
     /// in the layout of its `format` (see [`RECORD_FORMAT`](super::RECORD_FORMAT)); the head of a
     /// format-2 record is written with its first checkpoint (seq 0).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] naming the sync if the record does not encode.
     pub fn record(mut self, record: &Record) -> Result<Self, StoreError> {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt {
             sync: record.id.clone(),
@@ -90,6 +96,10 @@ impl Commit {
 
     /// Appends a history entry of sync `id`, in the store's compact history
     /// layout (its seq is the key's).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] naming the sync if the entry does not encode.
     pub fn history(mut self, id: &str, entry: &HistoryEntry) -> Result<Self, StoreError> {
         let mut bytes = Vec::with_capacity(128);
         serde_json::to_writer(&mut bytes, &StoredEntryOut(entry)).map_err(|e| {
@@ -103,7 +113,8 @@ impl Commit {
         Ok(self)
     }
 
-    /// Sets index entry `key` to `value`.
+    /// Sets index entry `key` to `value` (key `i/<key>`): a small value a
+    /// caller finds by a name it knows, read with [`Store::index`](super::Store::index).
     pub fn index(mut self, key: &str, value: &str) -> Self {
         self.writes
             .push(Write::Put(index_key(key), value.as_bytes().to_vec()));
@@ -130,7 +141,8 @@ impl Commit {
         self
     }
 
-    /// Number of writes in the commit.
+    /// Number of writes in the commit (each put or delete, the record and
+    /// history entry included).
     pub fn len(&self) -> usize {
         self.writes.len()
     }

@@ -37,7 +37,7 @@ pub enum StoreError {
     Corrupt {
         /// The sync (or key) concerned.
         sync: String,
-        /// What failed.
+        /// The decoder's message: what does not fit.
         detail: String,
     },
     /// A record was written by another version of adsync.
@@ -45,9 +45,9 @@ pub enum StoreError {
     UnsupportedFormat {
         /// The sync concerned.
         sync: String,
-        /// The version found.
+        /// The record's `format`.
         found: u64,
-        /// The version understood.
+        /// The newest format this build reads ([`RECORD_FORMAT`](super::RECORD_FORMAT)).
         supported: u64,
     },
     /// The writer thread is gone (the store is shutting down).

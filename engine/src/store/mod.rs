@@ -143,13 +143,26 @@ const WAL_CAPACITY: u64 = 8 << 20;
 impl Store {
     /// Opens (or creates) the store in directory `path`, replaying its
     /// write-ahead log. Refuses a store whose log is damaged, missing or not
-    /// its own (see "Errors" above).
+    /// its own (see "Errors" above). Blocks on disk: from async
+    /// code use [`Store::open_from_async`]. When it returns, every commit
+    /// acknowledged before a crash is readable.
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
     /// let store = adsync_engine::Store::open(dir.path().join("adsync.db")).unwrap();
     /// assert!(store.list().is_empty());
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Locked`]: another process has it open (a lock held by
+    ///   a store just dropped in this process is waited for briefly first).
+    /// - [`StoreError::LogDamaged`], [`StoreError::LogMissing`],
+    ///   [`StoreError::LogMismatch`]: its log cannot be replayed safely;
+    ///   nothing was changed on disk.
+    /// - [`StoreError::SledCorrupt`]: sled's own files are damaged.
+    /// - [`StoreError::Io`]: the directory, the log or a store thread could
+    ///   not be created or read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let db = recovery::open_sled(&path)?;
@@ -159,6 +172,11 @@ impl Store {
     /// Opens the store in directory `path` only if there is one: for commands
     /// that read, so that a mistyped path is an error naming it
     /// ([`StoreError::NotFound`]), not a new empty store.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when `path` holds no sled store; otherwise as
+    /// [`Store::open`].
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         // sled writes `conf` first when it creates a store, and `db` with it.
@@ -171,12 +189,22 @@ impl Store {
     }
 
     /// [`Store::open_existing`] from async code (see [`Store::open_from_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open_existing`], and [`StoreError::Io`] if the blocking
+    /// task fails.
     pub async fn open_existing_from_async(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_on_blocking_pool(path.as_ref(), Store::open_existing).await
     }
 
     /// [`Store::open`] from async code. Opening blocks (sled's open, the log's
     /// replay or preallocation), so it runs on tokio's blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`], and [`StoreError::Io`] if the blocking task fails
+    /// (it panicked, or the runtime is shutting down).
     pub async fn open_from_async(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_on_blocking_pool(path.as_ref(), Store::open).await
     }
@@ -196,7 +224,13 @@ impl Store {
             })?
     }
 
-    /// A store in a temporary directory that disappears when dropped (tests).
+    /// A store in a temporary directory that disappears when dropped (tests,
+    /// examples). Its log is small, so it checkpoints sled more often than a
+    /// store from [`Store::open`]; nothing survives the process.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if sled, the log or a store thread cannot be set up.
     pub fn temporary() -> Result<Self, StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
@@ -263,7 +297,8 @@ impl Store {
         })
     }
 
-    /// The store's directory.
+    /// The directory the store was opened at: sled's files and the log
+    /// (`adsync.wal`); what store errors name.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -288,7 +323,14 @@ impl Store {
                 source: Some(Arc::new(e)),
             })
     }
-    /// The latest record of sync `id`, if it exists.
+    /// The latest record of sync `id` (plan and segments filled in), `None`
+    /// if there is no such sync. Blocks until every acknowledged commit is
+    /// visible: call it off async worker threads ([`Store::blocking`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] or [`StoreError::UnsupportedFormat`] if the
+    /// record does not decode; [`StoreError::Io`] if sled fails.
     pub fn record(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let _visible = self.visible()?;
         match self

@@ -62,13 +62,15 @@ pub struct Record {
     pub id: String,
     /// The machine kind (`push`, `pull`).
     pub kind: String,
-    /// The machine's state layout version.
+    /// The state version of the machine that wrote `state`; a runner built
+    /// for another version refuses to decode it.
     pub state_version: u32,
     /// Transitions applied so far (0 = just started).
     pub seq: u64,
     /// The phase of `state`.
     pub phase: String,
-    /// Running / succeeded / failed / needs attention.
+    /// Where the sync stands; anything but `Running` means the runner has
+    /// nothing more to do on its own.
     pub status: Status,
     /// Effects run so far, in this sync.
     pub effects_run: u64,
@@ -141,7 +143,8 @@ impl PartialEq for Record {
     }
 }
 
-/// One applied transition.
+/// One applied transition, kept as text (phases and the machine's
+/// descriptions), so reading a history needs no machine to decode it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// Sequence number of the state this transition produced.
@@ -149,12 +152,13 @@ pub struct HistoryEntry {
     /// When it was applied.
     #[serde(with = "time::serde::rfc3339")]
     pub at: Timestamp,
-    /// Phase before.
+    /// Phase before (empty for the entry of the sync's start, seq 0).
     pub from: String,
-    /// The effect that ran (none when the runner applied an outcome without
+    /// The machine's description of the effect that ran (none when the runner applied an outcome without
     /// running the effect, e.g. after a restart).
     pub effect: Option<String>,
-    /// What came of it.
+    /// The machine's description of the outcome applied (`started` for the
+    /// entry of the sync's start).
     pub outcome: String,
     /// Phase after.
     pub to: String,

@@ -134,6 +134,13 @@ impl Store {
     /// when another leader is writing, or on a current-thread runtime, the
     /// commit queues for the writer thread and shares the next group's flush;
     /// leading there too gave the worker's core away on every group for no gain.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] if the log write, its sync or sled failed: the commit
+    /// may or may not be on disk, and the store refuses every later commit
+    /// (after a failed sync nothing about the file is certain; reopen it).
+    /// [`StoreError::WriterStopped`] once the store is closed.
     pub async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         // block_in_place panics on a current-thread runtime: there the commit
         // always goes to the writer thread.
@@ -149,7 +156,12 @@ impl Store {
             .map_err(|_| StoreError::WriterStopped)?
     }
     /// [`Store::commit`] for blocking code (not inside an async task). Leads
-    /// the group itself when the store is idle.
+    /// the group itself when the store is idle. Blocks until durable; may panic
+    /// if called inside an async task (tokio forbids blocking receives there).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::commit`].
     pub fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
         if let Some(writer) = self.inner.shared.try_lead() {
             return self.lead(writer, commit);

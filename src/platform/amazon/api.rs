@@ -331,12 +331,12 @@ impl SpEntity for SpKeyword {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListCampaignsResponse {
-    /// Count over all pages.
+    /// Matching entities over all pages (`totalResults`); Amazon may omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_results: Option<u64>,
-    /// This page.
+    /// The entities on this page.
     pub campaigns: Vec<SpCampaign>,
-    /// Next page token.
+    /// The `nextToken` that requests the following page; `None` on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -345,12 +345,12 @@ pub struct ListCampaignsResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListAdGroupsResponse {
-    /// Count over all pages.
+    /// Matching entities over all pages (`totalResults`); Amazon may omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_results: Option<u64>,
-    /// This page.
+    /// The entities on this page.
     pub ad_groups: Vec<SpAdGroup>,
-    /// Next page token.
+    /// The `nextToken` that requests the following page; `None` on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -359,12 +359,12 @@ pub struct ListAdGroupsResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListKeywordsResponse {
-    /// Count over all pages.
+    /// Matching entities over all pages (`totalResults`); Amazon may omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_results: Option<u64>,
-    /// This page.
+    /// The entities on this page.
     pub keywords: Vec<SpKeyword>,
-    /// Next page token.
+    /// The `nextToken` that requests the following page; `None` on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }

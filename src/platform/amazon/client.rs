@@ -49,7 +49,8 @@ pub struct AmazonConfig {
     /// Retry policy for 429 without `Retry-After`, 5xx and connection errors;
     /// `max_attempts` bounds the attempts of one call.
     pub backoff: Backoff,
-    /// Rate policy.
+    /// Rate policy: the starting rate and how 429s lower it (shared by every
+    /// clone of the client built from this config).
     pub throttle: ThrottleConfig,
 }
 
@@ -67,7 +68,12 @@ impl AmazonConfig {
     }
 
     /// Reads `ADSYNC_AMAZON_HOST` (optional, default NA), `ADSYNC_AMAZON_CLIENT_ID`
-    /// and `ADSYNC_AMAZON_TOKEN`.
+    /// and `ADSYNC_AMAZON_TOKEN`; values are trimmed.
+    ///
+    /// # Errors
+    ///
+    /// [`AmazonError::Config`] naming the first required variable that is
+    /// unset or blank (never its value).
     pub fn from_env() -> Result<Self, AmazonError> {
         fn var(name: &str) -> Result<String, AmazonError> {
             match std::env::var(name) {
@@ -212,7 +218,7 @@ pub enum AmazonError {
     /// 400: the request is invalid (bad `maxResults`, unknown `nextToken`, …).
     #[error("{page}: 400 bad request: {message}")]
     BadRequest {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// The platform's explanation.
         message: Box<PlatformMessage>,
@@ -220,7 +226,7 @@ pub enum AmazonError {
     /// 401: the token is missing, expired or wrong.
     #[error("{page}: 401 unauthorized: {message}")]
     Unauthorized {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// The platform's explanation.
         message: Box<PlatformMessage>,
@@ -228,7 +234,7 @@ pub enum AmazonError {
     /// 403: client id or profile scope missing or not allowed.
     #[error("{page}: 403 forbidden: {message}")]
     Forbidden {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// The platform's explanation.
         message: Box<PlatformMessage>,
@@ -236,7 +242,7 @@ pub enum AmazonError {
     /// 415: the vendor media type was refused.
     #[error("{page}: 415 unsupported media type: {message}")]
     UnsupportedMediaType {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// The platform's explanation.
         message: Box<PlatformMessage>,
@@ -244,7 +250,7 @@ pub enum AmazonError {
     /// Any other non-retryable status.
     #[error("{page}: HTTP {status}: {message}")]
     Http {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// The status code.
         status: u16,
@@ -256,7 +262,7 @@ pub enum AmazonError {
     #[error("{page}: throttled (429) after {attempts} attempt(s){}: {message}",
         retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
     Throttled {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// Attempts made.
         attempts: u32,
@@ -269,7 +275,7 @@ pub enum AmazonError {
     /// is a read, so the caller may retry it later from the same `nextToken`.
     #[error("{page}: transient failure after {attempts} attempt(s): {last}")]
     Transient {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// Attempts made.
         attempts: u32,
@@ -279,7 +285,7 @@ pub enum AmazonError {
     /// A 2xx response that does not match the documented shape.
     #[error("{page}: invalid response at `{path}`: {message}; body starts: {body}")]
     Decode {
-        /// Where.
+        /// The endpoint and page of the failed call.
         page: PageRef,
         /// JSON path of the offending field (`campaigns[3].state`), `.` for the root.
         path: String,
@@ -333,6 +339,22 @@ struct Inner {
 
 impl AmazonClient {
     /// Builds a client (rustls; system proxies apply except to a loopback host).
+    /// Sends nothing: the first request goes out with the first list call, so
+    /// a wrong token shows up there as [`AmazonError::Unauthorized`].
+    ///
+    /// ```
+    /// use adsync::amazon::{AmazonClient, AmazonConfig};
+    ///
+    /// let config = AmazonConfig::new("amzn1.application-oa2-client.example", "Atza|token")
+    ///     .with_host("http://127.0.0.1:9/");
+    /// let client = AmazonClient::new(config).unwrap();
+    /// assert_eq!(client.config().host, "http://127.0.0.1:9");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`AmazonError::Config`] if the HTTP client cannot be built (e.g. no
+    /// TLS backend, or an unusable proxy setting).
     pub fn new(config: AmazonConfig) -> Result<Self, AmazonError> {
         let http = crate::platform::http_client_builder(&config.host)
             .timeout(config.timeout)
@@ -350,7 +372,8 @@ impl AmazonClient {
         })
     }
 
-    /// The configuration.
+    /// The configuration it was built with (its token still redacted in
+    /// `Debug`).
     pub fn config(&self) -> &AmazonConfig {
         &self.inner.config
     }

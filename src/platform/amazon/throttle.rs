@@ -28,7 +28,8 @@ use adsync_engine::Backoff;
 /// Rate policy settings (requests per second).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ThrottleConfig {
-    /// Starting rate.
+    /// Rate of a new client, before any 429 or run of successes moves it
+    /// (clamped into `[min_rate, max_rate]`).
     pub initial_rate: f64,
     /// Lowest rate a 429 can push the client to.
     pub min_rate: f64,
@@ -121,7 +122,8 @@ impl Throttle {
         self.streak.lock()
     }
 
-    /// Waits for permission to send one request.
+    /// Waits for permission to send one request: a token of the shared
+    /// bucket, after any pause a 429 imposed on every request of the client.
     pub async fn acquire(&self) {
         self.limiter.acquire().await;
     }
@@ -131,7 +133,7 @@ impl Throttle {
         self.limiter.rate()
     }
 
-    /// The settings.
+    /// The settings it was built with (the current rate is [`Throttle::rate`]).
     pub fn config(&self) -> &ThrottleConfig {
         &self.config
     }

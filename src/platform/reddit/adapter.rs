@@ -47,7 +47,7 @@ pub struct RatePolicy {
     pub reads: u32,
     /// POST/PATCH requests per window.
     pub writes: u32,
-    /// The window.
+    /// The window the two budgets refill over (Reddit: 60 s).
     pub window: Duration,
 }
 
@@ -72,7 +72,8 @@ pub struct RedditConfig {
     pub user_agent: String,
     /// Whole-request timeout (connect, send, and read the response).
     pub timeout: Duration,
-    /// Connect timeout.
+    /// Connect timeout: how long establishing a connection may take, within
+    /// `timeout`.
     pub connect_timeout: Duration,
     /// Client-side rate limits, shared per ad account.
     pub rate: RatePolicy,
@@ -254,6 +255,24 @@ struct Call<'a> {
 
 impl RedditAdapter {
     /// An adapter using the configured token ([`RedditConfig::token`]).
+    /// Sends nothing; every setting that could make a request fail to be
+    /// built is checked here, so a push never stops on configuration halfway.
+    ///
+    /// ```
+    /// use adsync::reddit::{RedditAdapter, RedditConfig};
+    /// use adsync::Secret;
+    ///
+    /// let config = RedditConfig { token: Some(Secret::new("token")), ..RedditConfig::default() };
+    /// assert!(RedditAdapter::new(config).is_ok());
+    /// // Without a token there is no adapter, and no request "may have been sent".
+    /// assert!(RedditAdapter::new(RedditConfig::default()).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::MissingToken`] without a token;
+    /// [`ConfigError::InvalidToken`] if it cannot be a header value; otherwise
+    /// as [`RedditAdapter::with_token_source`].
     pub fn new(config: RedditConfig) -> Result<Self, ConfigError> {
         let token = config.token.clone().ok_or(ConfigError::MissingToken)?;
         check_token(&token)?;
@@ -262,6 +281,12 @@ impl RedditAdapter {
 
     /// An adapter taking tokens from `tokens` (e.g. an OAuth refresh flow);
     /// [`RedditConfig::token`] is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::BaseUrl`], [`ConfigError::EmptyUserAgent`],
+    /// [`ConfigError::InvalidUserAgent`] for a bad setting;
+    /// [`ConfigError::Client`] if the HTTP client cannot be built.
     pub fn with_token_source(
         config: RedditConfig,
         tokens: Arc<dyn TokenSource>,
@@ -290,7 +315,7 @@ impl RedditAdapter {
         })
     }
 
-    /// The configuration in use.
+    /// The configuration it was built with (its `Debug` hides the token).
     pub fn config(&self) -> &RedditConfig {
         &self.config
     }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 
 use crate::adapter::AdapterError;
 
-/// Where the adapter gets bearer tokens from.
+/// Where the adapter gets bearer tokens from: asked before every request, and
+/// asked to refresh once when the platform answers 401. Implementations must
+/// never put the exposed token into a log, an error or a checkpoint.
 #[async_trait]
 pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     /// The current token (may be cached).
@@ -23,14 +25,17 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     /// credentials themselves are bad, [`AdapterError::Transient`] otherwise.
     async fn refresh(&self) -> Result<Secret, AdapterError>;
 
-    /// Whether [`TokenSource::refresh`] can yield a different token. When it
-    /// cannot (a fixed token), a 401 fails at once instead of "refreshing".
+    /// Whether [`TokenSource::refresh`] can yield a different token. Either
+    /// way a request answered 401 is sent once more (for a fixed token, in case
+    /// the rejection was a blip); this only decides what the permanent error
+    /// after a second 401 tells the operator to check.
     fn can_refresh(&self) -> bool {
         true
     }
 }
 
-/// A fixed token; it cannot be refreshed, so a 401 fails permanently at once.
+/// A fixed token; it cannot be refreshed, so a request answered 401 is
+/// retried once with the same token, and a second 401 fails permanently.
 #[derive(Debug, Clone)]
 pub struct StaticToken(Secret);
 
