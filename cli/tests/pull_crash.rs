@@ -9,10 +9,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use adsync::platform::amazon::ListKind;
 use adsync::pull::{snapshot, ProfileSnapshot, PullMachine, AMAZON};
 use adsync::store::Store;
-use adsync_fakes::amazon::{Mutation, RequestRecord};
+use adsync_fakes::amazon::{wire_json, ListKind, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
 
 const PROFILE: &str = "271828";
@@ -101,9 +100,21 @@ fn persisted(dir: &Path) -> Option<ProfileSnapshot> {
 }
 
 fn assert_equals(snap: &ProfileSnapshot, d: &ProfileData, variant: &str) {
-    assert_eq!(snap.campaigns, d.campaigns, "{variant}");
-    assert_eq!(snap.ad_groups, d.ad_groups, "{variant}");
-    assert_eq!(snap.keywords, d.keywords, "{variant}");
+    assert_eq!(
+        wire_json(&snap.campaigns),
+        wire_json(&d.campaigns),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.ad_groups),
+        wire_json(&d.ad_groups),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.keywords),
+        wire_json(&d.keywords),
+        "{variant}"
+    );
 }
 
 fn checkpoints(dir: &Path) -> usize {
