@@ -56,10 +56,7 @@ use crate::generator::ProfileData;
 
 pub mod wire;
 
-use wire::{
-    items_key, media_type, path, Entity, ErrorBody, ListAdGroupsResponse, ListCampaignsResponse,
-    ListKeywordsResponse, ListRequest,
-};
+use wire::{items_key, media_type, path, Entity, ErrorBody, ListRequest, ListResponse};
 pub use wire::{wire_json, AdGroup, Campaign, Keyword, ListKind, State};
 
 /// A server-side token bucket.
@@ -734,6 +731,24 @@ fn page_of<'a, T: Entity>(
     (items, total, last)
 }
 
+/// One page of `rows` after `last_id` as the endpoint's JSON answer, with a
+/// `nextToken` made by `token` from the last id served when more remain.
+fn page_json<T: Entity>(
+    rows: &[T],
+    last_id: Option<&str>,
+    filters: &Filters,
+    max: usize,
+    token: impl Fn(&str) -> String,
+) -> serde_json::Result<String> {
+    let (items, total, last) = page_of(rows, last_id, filters, max);
+    let next_token = last.map(token);
+    serde_json::to_string(&ListResponse {
+        total_results: total as u64,
+        items: &items,
+        next_token: next_token.as_deref(),
+    })
+}
+
 fn error_body(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
     // Amazon uses both shapes; the fake alternates by status so clients handle both.
     let body = if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
@@ -959,34 +974,11 @@ impl FakeAmazon {
             };
             let last_id = last_id.as_deref();
             let max = max as usize;
-            let token = |last: Option<&str>| {
-                last.map(|last| encode_token(kind, &profile_id, fingerprint, last))
-            };
+            let token = |last: &str| encode_token(kind, &profile_id, fingerprint, last);
             let body = match kind {
-                ListKind::Campaigns => {
-                    let (items, total, last) = page_of(&p.campaigns, last_id, &filters, max);
-                    serde_json::to_string(&ListCampaignsResponse {
-                        total_results: total as u64,
-                        campaigns: &items,
-                        next_token: token(last).as_deref(),
-                    })
-                }
-                ListKind::AdGroups => {
-                    let (items, total, last) = page_of(&p.ad_groups, last_id, &filters, max);
-                    serde_json::to_string(&ListAdGroupsResponse {
-                        total_results: total as u64,
-                        ad_groups: &items,
-                        next_token: token(last).as_deref(),
-                    })
-                }
-                ListKind::Keywords => {
-                    let (items, total, last) = page_of(&p.keywords, last_id, &filters, max);
-                    serde_json::to_string(&ListKeywordsResponse {
-                        total_results: total as u64,
-                        keywords: &items,
-                        next_token: token(last).as_deref(),
-                    })
-                }
+                ListKind::Campaigns => page_json(&p.campaigns, last_id, &filters, max, token),
+                ListKind::AdGroups => page_json(&p.ad_groups, last_id, &filters, max, token),
+                ListKind::Keywords => page_json(&p.keywords, last_id, &filters, max, token),
             };
             match body {
                 Ok(body) => body,

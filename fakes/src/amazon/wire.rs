@@ -284,46 +284,33 @@ impl Entity for Keyword {
     }
 }
 
-/// The 200 answer of `/sp/campaigns/list`, borrowing its page. Fields are
-/// serialized in the order the notes show: `totalResults`, the items,
-/// `nextToken` (absent on the last page).
-#[derive(Debug, Clone, Serialize)]
-pub struct ListCampaignsResponse<'a> {
+/// The 200 answer of a list call, borrowing its page: `{"totalResults": n,
+/// "<items>": [...], "nextToken": "..."}` in the order the notes show, where
+/// `<items>` is [`items_key`] of `T`'s endpoint (`campaigns`, `adGroups`,
+/// `keywords`) and `nextToken` is absent on the last page.
+#[derive(Debug, Clone)]
+pub struct ListResponse<'a, T> {
     /// `totalResults`: matching entities over all pages.
-    #[serde(rename = "totalResults")]
     pub total_results: u64,
-    /// `campaigns`: this page.
-    pub campaigns: &'a [&'a Campaign],
+    /// This page.
+    pub items: &'a [&'a T],
     /// `nextToken`.
-    #[serde(rename = "nextToken", skip_serializing_if = "Option::is_none")]
     pub next_token: Option<&'a str>,
 }
 
-/// The 200 answer of `/sp/adGroups/list`; see [`ListCampaignsResponse`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ListAdGroupsResponse<'a> {
-    /// `totalResults`.
-    #[serde(rename = "totalResults")]
-    pub total_results: u64,
-    /// `adGroups`: this page.
-    #[serde(rename = "adGroups")]
-    pub ad_groups: &'a [&'a AdGroup],
-    /// `nextToken`.
-    #[serde(rename = "nextToken", skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<&'a str>,
-}
-
-/// The 200 answer of `/sp/keywords/list`; see [`ListCampaignsResponse`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ListKeywordsResponse<'a> {
-    /// `totalResults`.
-    #[serde(rename = "totalResults")]
-    pub total_results: u64,
-    /// `keywords`: this page.
-    pub keywords: &'a [&'a Keyword],
-    /// `nextToken`.
-    #[serde(rename = "nextToken", skip_serializing_if = "Option::is_none")]
-    pub next_token: Option<&'a str>,
+impl<T: Entity> Serialize for ListResponse<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = if self.next_token.is_some() { 3 } else { 2 };
+        let mut out = serializer.serialize_struct("ListResponse", fields)?;
+        out.serialize_field("totalResults", &self.total_results)?;
+        out.serialize_field(items_key(T::KIND), self.items)?;
+        match self.next_token {
+            Some(token) => out.serialize_field("nextToken", token)?,
+            None => out.skip_field("nextToken")?,
+        }
+        out.end()
+    }
 }
 
 /// An error answer. Amazon uses two shapes and the fake serves both, so a
