@@ -5,8 +5,10 @@
 //! and `Amazon-Advertising-API-Scope` naming a known profile (else **403**), and the
 //! endpoint's vendor media type on both `Content-Type` and `Accept` (else **415**;
 //! the fake is stricter than Amazon about a missing `Accept`, on purpose).
-//! Paths, media types and request bodies are read with the fake's own
-//! [`wire`] types, so a client that misspells them gets a 400/415, not a mirror.
+//! Paths, media types and request bodies are read, and the entities, pages and
+//! error bodies written, with the fake's own [`wire`] types (none of adsync's
+//! client types), so a client that misspells them gets a 400/415 or a failed
+//! comparison ([`wire_json`]), not a mirror.
 //!
 //! * **Paging.** `maxResults` in `1..=max_page_size` (default 1000; absent →
 //!   `default_page_size`, 100); anything else is **400**. `nextToken` is opaque

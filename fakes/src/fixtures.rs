@@ -1,4 +1,5 @@
-//! Campaign sets shared by the tests, the benches and `adsync demo`, so each is
+//! Campaign sets shared by the tests, the benches and `adsync demo`, and the
+//! small Amazon profile the fake's and the client's tests share, so each is
 //! written once.
 
 use adsync::model::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};

@@ -409,3 +409,58 @@ impl ListRequest {
         format!("{{{}}}", fields.join(","))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The spellings below are copied from `docs/platforms/amazon.md`, not
+    /// derived from any serde attribute: they are what the fake must send.
+    #[test]
+    fn entities_and_pages_serialize_as_the_notes_spell_them() {
+        let campaign = Campaign {
+            campaign_id: "1".into(),
+            name: "C".into(),
+            state: State::UserDeleted,
+            targeting_type: TargetingType::Manual,
+            budget: Budget {
+                budget_type: BudgetType::Daily,
+                budget: 12.5,
+            },
+            start_date: "2026-01-02".into(),
+            end_date: None,
+            portfolio_id: Some("9".into()),
+        };
+        let keyword = Keyword {
+            keyword_id: "3".into(),
+            campaign_id: "1".into(),
+            ad_group_id: "2".into(),
+            keyword_text: "k".into(),
+            match_type: MatchType::Phrase,
+            state: State::Enabled,
+            bid: None,
+        };
+        assert_eq!(
+            wire_json(&campaign),
+            json!({"campaignId": "1", "name": "C", "state": "USER_DELETED",
+                "targetingType": "MANUAL", "budget": {"budgetType": "DAILY", "budget": 12.5},
+                "startDate": "2026-01-02", "portfolioId": "9"})
+        );
+        assert_eq!(
+            serde_json::to_string(&ListResponse {
+                total_results: 7,
+                items: &[&keyword],
+                next_token: Some("t"),
+            })
+            .expect("serializes"),
+            r#"{"totalResults":7,"keywords":[{"keywordId":"3","campaignId":"1","adGroupId":"2","keywordText":"k","matchType":"PHRASE","state":"ENABLED"}],"nextToken":"t"}"#
+        );
+        let last: ListResponse<'_, Keyword> = ListResponse {
+            total_results: 0,
+            items: &[],
+            next_token: None,
+        };
+        assert_eq!(wire_json(&last), json!({"totalResults": 0, "keywords": []}));
+    }
+}
