@@ -22,6 +22,7 @@ use adsync::Step;
 use adsync::Store;
 use adsync::{Clock, SystemClock};
 use adsync::{PullMode, PullPhase, PullPolicy, Puller};
+use adsync_fakes::amazon::wire_json;
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
 
 const PROFILE: &str = "1000000001";
@@ -186,7 +187,7 @@ fn main() {
             .await
             .expect("find");
         let find = t.elapsed();
-        assert_eq!(found.as_ref(), Some(&sample_keyword));
+        assert_eq!(wire_json(&found), wire_json(&Some(&sample_keyword)));
         let t = Instant::now();
         let keywords = puller.keywords(PROFILE).await.expect("keywords");
         let read = t.elapsed();

@@ -11,20 +11,11 @@ use adsync::amazon::{
 use adsync::amazon::{IdFilter, StateFilter};
 use adsync::Backoff;
 use adsync_fakes::amazon::{
-    request_gaps, request_statuses, AmazonFault, Mutation, RequestRecord, ServerRateLimit,
+    request_gaps, request_statuses, wire, wire_json, AmazonFault, Mutation, RequestRecord,
+    ServerRateLimit,
 };
+use adsync_fakes::fixtures::{small_profile, AMAZON_PROFILE as PROFILE};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
-
-const PROFILE: &str = "3141592653589793";
-
-fn small() -> Generator {
-    Generator {
-        campaigns: 40,
-        ad_groups_per_campaign: 4,
-        keywords_per_ad_group: 8,
-        seed: 7,
-    }
-}
 
 async fn server_with(
     gen: Generator,
@@ -97,13 +88,13 @@ async fn pull_all(
 
 #[tokio::test]
 async fn pages_through_a_generated_profile_and_gets_exactly_the_servers_data() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
     let (campaigns, ad_groups, keywords) = pull_all(&c, [7, 50, 100]).await;
     let data = h.profile(PROFILE).expect("profile");
-    assert_eq!(campaigns, data.campaigns);
-    assert_eq!(ad_groups, data.ad_groups);
-    assert_eq!(keywords, data.keywords);
+    assert_eq!(wire_json(&campaigns), wire_json(&data.campaigns));
+    assert_eq!(wire_json(&ad_groups), wire_json(&data.ad_groups));
+    assert_eq!(wire_json(&keywords), wire_json(&data.keywords));
     assert_eq!(keywords.len(), 1280);
 
     let log = h.requests();
@@ -132,7 +123,7 @@ async fn pages_through_a_generated_profile_and_gets_exactly_the_servers_data() {
         .list_page_of::<SpAdGroup>(PROFILE, None, 3)
         .await
         .expect("typed page");
-    assert_eq!(first, data.ad_groups[..3].to_vec());
+    assert_eq!(wire_json(&first), wire_json(&data.ad_groups[..3]));
     assert!(token.is_some());
     assert_eq!(total, Some(160));
     h.shutdown().await;
@@ -140,7 +131,7 @@ async fn pages_through_a_generated_profile_and_gets_exactly_the_servers_data() {
 
 #[tokio::test]
 async fn filters_and_foreign_tokens() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
     let data = h.profile(PROFILE).expect("profile");
     let campaign = data.campaigns[3].campaign_id.clone();
@@ -154,10 +145,13 @@ async fn filters_and_foreign_tokens() {
         }),
         ..ListRequest::default()
     };
-    let expected: Vec<SpKeyword> = data
+    let expected: Vec<wire::Keyword> = data
         .keywords
         .iter()
-        .filter(|k| k.campaign_id == campaign && matches!(k.state, State::Enabled | State::Paused))
+        .filter(|k| {
+            k.campaign_id == campaign
+                && matches!(k.state, wire::State::Enabled | wire::State::Paused)
+        })
         .cloned()
         .collect();
     assert!(expected.len() > 3, "several pages");
@@ -178,7 +172,7 @@ async fn filters_and_foreign_tokens() {
             break;
         }
     }
-    assert_eq!(got, expected);
+    assert_eq!(wire_json(&got), wire_json(&expected));
     // A token is bound to its endpoint and filters: replaying it elsewhere is a 400.
     let err = c
         .list_page(PROFILE, ListKind::Keywords, first_token.as_deref(), 3)
@@ -207,7 +201,7 @@ async fn filters_and_foreign_tokens() {
 
 #[tokio::test]
 async fn data_changed_between_and_during_pulls() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
     let data = h.profile(PROFILE).expect("profile");
     let renamed = data.campaigns[0].campaign_id.clone();
@@ -218,13 +212,13 @@ async fn data_changed_between_and_during_pulls() {
         .json(&vec![
             Mutation::Rename {
                 profile_id: PROFILE.into(),
-                kind: ListKind::Campaigns,
+                kind: wire::ListKind::Campaigns,
                 id: renamed.clone(),
                 name: "Renamed".into(),
             },
             Mutation::Remove {
                 profile_id: PROFILE.into(),
-                kind: ListKind::AdGroups,
+                kind: wire::ListKind::AdGroups,
                 id: removed_ag.clone(),
             },
         ])
@@ -243,15 +237,15 @@ async fn data_changed_between_and_during_pulls() {
     .expect("put keyword");
     h.mutate(Mutation::SetState {
         profile_id: PROFILE.into(),
-        kind: ListKind::Keywords,
+        kind: wire::ListKind::Keywords,
         id: data.keywords[1].keyword_id.clone(),
-        state: State::Archived,
+        state: wire::State::Archived,
     })
     .expect("set state");
     assert!(h
         .mutate(Mutation::Remove {
             profile_id: PROFILE.into(),
-            kind: ListKind::Campaigns,
+            kind: wire::ListKind::Campaigns,
             id: "nope".into()
         })
         .is_err());
@@ -259,8 +253,8 @@ async fn data_changed_between_and_during_pulls() {
     let (campaigns, ad_groups, keywords) = pull_all(&c, [100, 100, 100]).await;
     let now = h.profile(PROFILE).expect("profile");
     assert_eq!(
-        (campaigns.clone(), ad_groups.clone(), keywords.clone()),
-        (now.campaigns, now.ad_groups, now.keywords)
+        wire_json(&(&campaigns, &ad_groups, &keywords)),
+        wire_json(&(now.campaigns, now.ad_groups, now.keywords))
     );
     assert_eq!(campaigns[0].name, "Renamed");
     assert!(ad_groups.iter().all(|g| g.ad_group_id != removed_ag));
@@ -269,7 +263,7 @@ async fn data_changed_between_and_during_pulls() {
         "cascade"
     );
     assert_eq!(keywords.len(), 1280 - 8 + 1);
-    assert_eq!(keywords.last(), Some(&new_kw));
+    assert_eq!(wire_json(&keywords.last()), wire_json(&Some(&new_kw)));
     assert_eq!(keywords[1].state, State::Archived);
 
     // During a pull: ids already served are never served again, and unchanged
@@ -283,14 +277,14 @@ async fn data_changed_between_and_during_pulls() {
     };
     h.mutate(Mutation::Remove {
         profile_id: PROFILE.into(),
-        kind: ListKind::Keywords,
+        kind: wire::ListKind::Keywords,
         id: page1[10].keyword_id.clone(),
     })
     .expect("remove served keyword");
     let removed_later = keywords[500].keyword_id.clone();
     h.mutate(Mutation::Remove {
         profile_id: PROFILE.into(),
-        kind: ListKind::Keywords,
+        kind: wire::ListKind::Keywords,
         id: removed_later.clone(),
     })
     .expect("remove unserved keyword");
@@ -319,7 +313,7 @@ async fn data_changed_between_and_during_pulls() {
 
 #[tokio::test]
 async fn the_client_sends_the_media_type_and_maps_415() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let kind = ListKind::AdGroups;
     // The client sends the right type (the fake refuses anything else, see
     // fakes/tests/amazon_fake.rs)…
@@ -351,7 +345,7 @@ async fn the_client_sends_the_media_type_and_maps_415() {
 
 #[tokio::test]
 async fn missing_or_wrong_credentials_are_unauthorized_and_forbidden() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let kind = ListKind::Campaigns;
     h.clear_requests();
     let bad_token = AmazonClient::new(AmazonConfig {
@@ -393,7 +387,7 @@ async fn missing_or_wrong_credentials_are_unauthorized_and_forbidden() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
     h.inject(
         AmazonFault::Throttle {
@@ -447,7 +441,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn throttled_without_retry_after_backs_off_exponentially_then_succeeds() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let backoff = Backoff {
         base: Duration::from_millis(100),
         max: Duration::from_secs(1),
@@ -475,7 +469,7 @@ async fn throttled_without_retry_after_backs_off_exponentially_then_succeeds() {
 
 #[tokio::test]
 async fn a_429_storm_is_ridden_out_with_the_rate_lowered_then_recovering() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let throttle = ThrottleConfig {
         initial_rate: 80.0,
         min_rate: 10.0,
@@ -526,7 +520,7 @@ async fn a_429_storm_is_ridden_out_with_the_rate_lowered_then_recovering() {
 
 #[tokio::test]
 async fn retries_are_bounded_then_throttled() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = AmazonClient::new(config(&h).with_backoff(fast_backoff(3))).expect("client");
     h.inject(
         AmazonFault::Throttle {
@@ -572,7 +566,7 @@ fn max_per_second(log: &[RequestRecord]) -> usize {
 
 #[tokio::test]
 async fn the_limiter_never_exceeds_the_configured_rate() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let (rate, burst) = (25.0, 2.0);
     let throttle = ThrottleConfig {
         initial_rate: rate,
@@ -617,7 +611,7 @@ async fn the_limiter_never_exceeds_the_configured_rate() {
 async fn the_servers_dynamic_throttling_is_absorbed() {
     // Server allows 10/s; the client starts at 40/s and must adapt. The keywords
     // endpoint answers 429 without Retry-After, ad groups with it.
-    let h = server_with(small(), |c| {
+    let h = server_with(small_profile(), |c| {
         c.rate_limit = Some(ServerRateLimit {
             rate: 10.0,
             burst: 2.0,
@@ -651,7 +645,10 @@ async fn the_servers_dynamic_throttling_is_absorbed() {
             _ => Vec::new(),
         })
         .collect();
-    assert_eq!(got, h.profile(PROFILE).expect("profile").keywords);
+    assert_eq!(
+        wire_json(&got),
+        wire_json(&h.profile(PROFILE).expect("profile").keywords)
+    );
     let log = h.requests();
     let throttled = log.iter().filter(|r| r.status == 429).count();
     assert!(throttled >= 1, "the server did push back");
@@ -666,7 +663,7 @@ async fn the_servers_dynamic_throttling_is_absorbed() {
 
 #[tokio::test]
 async fn server_errors_and_timeouts_are_retried_then_transient() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
     h.inject(AmazonFault::ServerError { status: 503 }, 2);
     c.list_page(PROFILE, ListKind::Campaigns, None, 10)
@@ -723,7 +720,7 @@ async fn server_errors_and_timeouts_are_retried_then_transient() {
 
 #[tokio::test]
 async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let c = client(&h);
 
     h.inject(AmazonFault::InvalidJson, 1);
@@ -817,7 +814,7 @@ async fn logs_name_path_status_latency_and_page_but_never_the_token() {
         .finish();
     // Current-thread runtime: the default subscriber covers the whole test.
     let _guard = tracing::subscriber::set_default(subscriber);
-    let h = server_with(small(), |c| c.token = TOKEN.to_owned()).await;
+    let h = server_with(small_profile(), |c| c.token = TOKEN.to_owned()).await;
     let c = AmazonClient::new(AmazonConfig {
         token: adsync::Secret::new(TOKEN),
         ..config(&h)

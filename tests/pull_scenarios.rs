@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::amazon::{
-    AmazonClient, AmazonConfig, ListKind, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
+    AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword, State, ThrottleConfig,
 };
 use adsync::testing::{self as snapshot, AMAZON};
 use adsync::Backoff;
@@ -19,7 +19,7 @@ use adsync::Step;
 use adsync::Store;
 use adsync::SystemClock;
 use adsync::{PullMode, PullPhase, PullPolicy, Puller, SyncState};
-use adsync_fakes::amazon::{AmazonFault, Mutation, RequestRecord};
+use adsync_fakes::amazon::{wire, wire_json, AmazonFault, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
 
 const PROFILE: &str = "3141592653589793";
@@ -136,12 +136,12 @@ async fn assert_persisted_equals_server(s: &Setup, h: &FakeAmazonHandle) {
         .await
         .expect("reads")
         .expect("a snapshot exists");
-    assert_eq!(snap.campaigns, data.campaigns);
-    assert_eq!(snap.ad_groups, data.ad_groups);
-    assert_eq!(snap.keywords, data.keywords);
+    assert_eq!(wire_json(&snap.campaigns), wire_json(&data.campaigns));
+    assert_eq!(wire_json(&snap.ad_groups), wire_json(&data.ad_groups));
+    assert_eq!(wire_json(&snap.keywords), wire_json(&data.keywords));
     assert_eq!(
-        s.puller.keywords(PROFILE).await.expect("keywords"),
-        data.keywords
+        wire_json(&s.puller.keywords(PROFILE).await.expect("keywords")),
+        wire_json(&data.keywords)
     );
 }
 
@@ -195,11 +195,13 @@ async fn full_pull_persists_exactly_the_servers_data() {
     let data = h.profile(PROFILE).expect("profile");
     let k = &data.keywords[17];
     assert_eq!(
-        s.puller
-            .find::<SpKeyword>(PROFILE, &k.keyword_id)
-            .await
-            .expect("find"),
-        Some(k.clone())
+        wire_json(
+            &s.puller
+                .find::<SpKeyword>(PROFILE, &k.keyword_id)
+                .await
+                .expect("find")
+        ),
+        wire_json(&Some(k))
     );
     assert_eq!(
         s.puller
@@ -236,24 +238,24 @@ async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
     for m in [
         Mutation::Rename {
             profile_id: PROFILE.into(),
-            kind: ListKind::Keywords,
+            kind: wire::ListKind::Keywords,
             id: renamed_keyword.clone(),
             name: "renamed".into(),
         },
         Mutation::SetState {
             profile_id: PROFILE.into(),
-            kind: ListKind::AdGroups,
+            kind: wire::ListKind::AdGroups,
             id: before.ad_groups[0].ad_group_id.clone(),
-            state: State::Paused,
+            state: wire::State::Paused,
         },
         Mutation::Remove {
             profile_id: PROFILE.into(),
-            kind: ListKind::Keywords,
+            kind: wire::ListKind::Keywords,
             id: removed_keyword.clone(),
         },
         Mutation::Remove {
             profile_id: PROFILE.into(),
-            kind: ListKind::Campaigns,
+            kind: wire::ListKind::Campaigns,
             id: removed_campaign.clone(),
         },
         Mutation::PutKeyword {
@@ -265,8 +267,8 @@ async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
     }
     // The persisted snapshot is still the old one until the next pull completes.
     assert_eq!(
-        s.puller.campaigns(PROFILE).await.expect("read"),
-        before.campaigns
+        wire_json(&s.puller.campaigns(PROFILE).await.expect("read")),
+        wire_json(&before.campaigns)
     );
 
     let status = s
@@ -290,7 +292,10 @@ async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
         None,
         "removed keyword left the snapshot"
     );
-    assert_eq!(find_kw(added.keyword_id.clone()).await, Some(added));
+    assert_eq!(
+        wire_json(&find_kw(added.keyword_id.clone()).await),
+        wire_json(&Some(added))
+    );
     assert_eq!(
         s.puller
             .find::<SpCampaign>(PROFILE, &removed_campaign)
@@ -609,7 +614,7 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
     for k in &old.keywords {
         h.mutate(Mutation::Rename {
             profile_id: PROFILE.into(),
-            kind: ListKind::Keywords,
+            kind: wire::ListKind::Keywords,
             id: k.keyword_id.clone(),
             name: format!("{} v2", k.keyword_text),
         })
@@ -620,7 +625,9 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
         let (store, stop) = (s.store.clone(), stop.clone());
-        let (old, new) = (old.clone(), new.clone());
+        let whole =
+            |d: &adsync_fakes::ProfileData| wire_json(&(&d.campaigns, &d.ad_groups, &d.keywords));
+        let (old, new) = (whole(&old), whole(&new));
         std::thread::spawn(move || {
             let mut seen = std::collections::BTreeSet::new();
             let mut reads = 0;
@@ -628,13 +635,9 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
                 let snap = snapshot::read_snapshot(&store, AMAZON, PROFILE)
                     .expect("reads")
                     .expect("exists");
-                let whole = |d: &adsync_fakes::ProfileData| {
-                    snap.campaigns == d.campaigns
-                        && snap.ad_groups == d.ad_groups
-                        && snap.keywords == d.keywords
-                };
+                let got = wire_json(&(&snap.campaigns, &snap.ad_groups, &snap.keywords));
                 assert!(
-                    whole(&old) || whole(&new),
+                    got == old || got == new,
                     "generation {} is neither the old nor the new data",
                     snap.info.generation
                 );

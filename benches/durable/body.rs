@@ -29,45 +29,20 @@ use std::time::{Duration, Instant};
 use adsync::memory::MemoryPlatform;
 use adsync::Pusher;
 use adsync::Store;
-use adsync::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
+use adsync::{Campaign, CampaignSet};
 use adsync::{Clock, SystemClock};
+use adsync_fakes::fixtures::{self, Shape};
 
-/// A campaign with 4 ad groups × (2 ads + 3 keywords): 25 entities, 25 side effects.
+/// 4 ad groups × (2 ads + 3 keywords) per campaign: 25 entities, 25 side effects.
+const SHAPE: Shape = Shape {
+    ad_groups: 4,
+    ads: 2,
+    keywords: 3,
+};
+
+/// Campaign number `i` of the bench, in [`SHAPE`].
 fn campaign(i: usize) -> Campaign {
-    Campaign {
-        id: format!("c{i}"),
-        name: format!("Campaign {i}"),
-        objective: Objective::Clicks,
-        status: ConfiguredStatus::Paused,
-        goal: None,
-        ad_groups: (0..4)
-            .map(|g| AdGroup {
-                id: format!("c{i}g{g}"),
-                name: format!("Group {g}"),
-                status: ConfiguredStatus::Paused,
-                bid_strategy: None,
-                bid_type: None,
-                bid_value_micros: None,
-                start_time: None,
-                end_time: None,
-                ads: (0..2)
-                    .map(|a| Ad {
-                        id: format!("c{i}g{g}a{a}"),
-                        name: format!("Ad {a}"),
-                        post_id: "t3_x".into(),
-                        click_url: None,
-                        status: ConfiguredStatus::Paused,
-                    })
-                    .collect(),
-                keywords: (0..3)
-                    .map(|k| Keyword {
-                        id: format!("c{i}g{g}k{k}"),
-                        text: format!("keyword {k}"),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    }
+    fixtures::campaign(i, SHAPE)
 }
 
 /// A file for the raw loop: 4 KiB, written and synced once up front, then

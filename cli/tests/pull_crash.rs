@@ -9,11 +9,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
-use adsync::amazon::ListKind;
 use adsync::testing::{self as snapshot, AMAZON};
 use adsync::Store;
 use adsync::{ProfileSnapshot, PullMachine};
-use adsync_fakes::amazon::{Mutation, RequestRecord};
+use adsync_fakes::amazon::{wire_json, ListKind, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
 
 const PROFILE: &str = "271828";
@@ -102,9 +101,21 @@ fn persisted(dir: &Path) -> Option<ProfileSnapshot> {
 }
 
 fn assert_equals(snap: &ProfileSnapshot, d: &ProfileData, variant: &str) {
-    assert_eq!(snap.campaigns, d.campaigns, "{variant}");
-    assert_eq!(snap.ad_groups, d.ad_groups, "{variant}");
-    assert_eq!(snap.keywords, d.keywords, "{variant}");
+    assert_eq!(
+        wire_json(&snap.campaigns),
+        wire_json(&d.campaigns),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.ad_groups),
+        wire_json(&d.ad_groups),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.keywords),
+        wire_json(&d.keywords),
+        "{variant}"
+    );
 }
 
 fn checkpoints(dir: &Path) -> usize {

@@ -5,8 +5,10 @@
 //! and `Amazon-Advertising-API-Scope` naming a known profile (else **403**), and the
 //! endpoint's vendor media type on both `Content-Type` and `Accept` (else **415**;
 //! the fake is stricter than Amazon about a missing `Accept`, on purpose).
-//! Paths, media types and request bodies are read with the fake's own
-//! [`wire`] types, so a client that misspells them gets a 400/415, not a mirror.
+//! Paths, media types and request bodies are read, and the entities, pages and
+//! error bodies written, with the fake's own [`wire`] types (none of adsync's
+//! client types), so a client that misspells them gets a 400/415 or a failed
+//! comparison ([`wire_json`]), not a mirror.
 //!
 //! * **Paging.** `maxResults` in `1..=max_page_size` (default 1000; absent →
 //!   `default_page_size`, 100); anything else is **400**. `nextToken` is opaque
@@ -56,8 +58,8 @@ use crate::generator::ProfileData;
 
 pub mod wire;
 
-use adsync::amazon::{ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword, State};
-use wire::{items_key, media_type, path, ListRequest};
+use wire::{items_key, media_type, path, Entity, ErrorBody, ListRequest, ListResponse};
+pub use wire::{wire_json, AdGroup, Campaign, Keyword, ListKind, State};
 
 /// A server-side token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -224,21 +226,21 @@ pub enum Mutation {
         /// Profile.
         profile_id: String,
         /// The campaign.
-        campaign: SpCampaign,
+        campaign: Campaign,
     },
     /// Inserts or replaces an ad group (by id).
     PutAdGroup {
         /// Profile.
         profile_id: String,
         /// The ad group.
-        ad_group: SpAdGroup,
+        ad_group: AdGroup,
     },
     /// Inserts or replaces a keyword (by id).
     PutKeyword {
         /// Profile.
         profile_id: String,
         /// The keyword.
-        keyword: SpKeyword,
+        keyword: Keyword,
     },
     /// Removes an entity and everything under it.
     Remove {
@@ -607,59 +609,16 @@ impl FakeAmazon {
     }
 }
 
-fn upsert<T: SpEntity>(items: &mut Vec<T>, item: T) {
+fn upsert<T: Entity>(items: &mut Vec<T>, item: T) {
     match items.binary_search_by(|x| x.id().cmp(item.id())) {
         Ok(i) => items[i] = item,
         Err(i) => items.insert(i, item),
     }
 }
 
-fn find<'a, T: SpEntity>(items: &'a mut [T], id: &str) -> Option<&'a mut T> {
+fn find<'a, T: Entity>(items: &'a mut [T], id: &str) -> Option<&'a mut T> {
     let i = items.binary_search_by(|x| x.id().cmp(id)).ok()?;
     items.get_mut(i)
-}
-
-/// Filter-relevant fields of a listed entity.
-trait Row: SpEntity {
-    fn campaign(&self) -> &str;
-    fn ad_group(&self) -> Option<&str>;
-    fn row_state(&self) -> State;
-}
-
-impl Row for SpCampaign {
-    fn campaign(&self) -> &str {
-        &self.campaign_id
-    }
-    fn ad_group(&self) -> Option<&str> {
-        None
-    }
-    fn row_state(&self) -> State {
-        self.state
-    }
-}
-
-impl Row for SpAdGroup {
-    fn campaign(&self) -> &str {
-        &self.campaign_id
-    }
-    fn ad_group(&self) -> Option<&str> {
-        Some(&self.ad_group_id)
-    }
-    fn row_state(&self) -> State {
-        self.state
-    }
-}
-
-impl Row for SpKeyword {
-    fn campaign(&self) -> &str {
-        &self.campaign_id
-    }
-    fn ad_group(&self) -> Option<&str> {
-        Some(&self.ad_group_id)
-    }
-    fn row_state(&self) -> State {
-        self.state
-    }
 }
 
 struct Filters {
@@ -682,7 +641,7 @@ impl Filters {
             states: req
                 .state_filter
                 .as_ref()
-                .map(|f| f.include.iter().map(|s| s.to_data()).collect()),
+                .map(|f| f.include.iter().copied().collect()),
         }
     }
 
@@ -690,18 +649,18 @@ impl Filters {
         self.campaigns.is_none() && self.ad_groups.is_none() && self.states.is_none()
     }
 
-    fn keeps<T: Row>(&self, row: &T) -> bool {
+    fn keeps<T: Entity>(&self, row: &T) -> bool {
         self.campaigns
             .as_ref()
-            .is_none_or(|s| s.contains(row.campaign()))
-            && match (&self.ad_groups, row.ad_group()) {
+            .is_none_or(|s| s.contains(row.campaign_id()))
+            && match (&self.ad_groups, row.ad_group_id()) {
                 (Some(s), Some(ag)) => s.contains(ag),
                 _ => true,
             }
             && self
                 .states
                 .as_ref()
-                .is_none_or(|s| s.contains(&row.row_state()))
+                .is_none_or(|s| s.contains(&row.state()))
     }
 
     /// FNV-1a over the filters, so a token cannot be replayed with other filters.
@@ -744,7 +703,7 @@ fn decode_token(token: &str, kind: ListKind, profile_id: &str, fingerprint: u64)
 }
 
 /// One page of `rows` after `last_id`: (items, total, last id if more remain).
-fn page_of<'a, T: Row>(
+fn page_of<'a, T: Entity>(
     rows: &'a [T],
     last_id: Option<&str>,
     filters: &Filters,
@@ -774,12 +733,40 @@ fn page_of<'a, T: Row>(
     (items, total, last)
 }
 
+/// One page of `rows` after `last_id` as the endpoint's JSON answer, with a
+/// `nextToken` made by `token` from the last id served when more remain.
+fn page_json<T: Entity>(
+    rows: &[T],
+    last_id: Option<&str>,
+    filters: &Filters,
+    max: usize,
+    token: impl Fn(&str) -> String,
+) -> serde_json::Result<String> {
+    let (items, total, last) = page_of(rows, last_id, filters, max);
+    let next_token = last.map(token);
+    serde_json::to_string(&ListResponse {
+        total_results: total as u64,
+        items: &items,
+        next_token: next_token.as_deref(),
+    })
+}
+
 fn error_body(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
     // Amazon uses both shapes; the fake alternates by status so clients handle both.
     let body = if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-        json!({"code": status.as_u16().to_string(), "details": message, "requestId": request_id})
+        ErrorBody {
+            code: status.as_u16().to_string(),
+            message: None,
+            details: Some(message.to_owned()),
+            request_id: Some(request_id.to_owned()),
+        }
     } else {
-        json!({"code": code, "message": message})
+        ErrorBody {
+            code: code.to_owned(),
+            message: Some(message.to_owned()),
+            details: None,
+            request_id: None,
+        }
     };
     (status, Json(body)).into_response()
 }
@@ -928,7 +915,12 @@ impl FakeAmazon {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
                 return (
                     status,
-                    Json(json!({"code": code, "message": message, "requestId": rid})),
+                    Json(ErrorBody {
+                        code,
+                        message: Some(message),
+                        details: None,
+                        request_id: Some(rid),
+                    }),
                 )
                     .into_response();
             }
@@ -984,18 +976,23 @@ impl FakeAmazon {
             };
             let last_id = last_id.as_deref();
             let max = max as usize;
-            let (items, total, last) = match kind {
-                ListKind::Campaigns => to_json(page_of(&p.campaigns, last_id, &filters, max)),
-                ListKind::AdGroups => to_json(page_of(&p.ad_groups, last_id, &filters, max)),
-                ListKind::Keywords => to_json(page_of(&p.keywords, last_id, &filters, max)),
+            let token = |last: &str| encode_token(kind, &profile_id, fingerprint, last);
+            let body = match kind {
+                ListKind::Campaigns => page_json(&p.campaigns, last_id, &filters, max, token),
+                ListKind::AdGroups => page_json(&p.ad_groups, last_id, &filters, max, token),
+                ListKind::Keywords => page_json(&p.keywords, last_id, &filters, max, token),
             };
-            let mut body = format!("{{\"totalResults\":{total},\"{}\":{items}", items_key(kind));
-            if let Some(last) = last {
-                let token = encode_token(kind, &profile_id, fingerprint, &last);
-                body.push_str(&format!(",\"nextToken\":\"{token}\""));
+            match body {
+                Ok(body) => body,
+                Err(e) => {
+                    return error_body(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "INTERNAL_ERROR",
+                        &format!("Could not serialize the page: {e}"),
+                        &rid,
+                    )
+                }
             }
-            body.push('}');
-            body
         };
         let body = match garble {
             Some(AmazonFault::InvalidJson) => full[..full.len() / 2].to_owned(),
@@ -1033,20 +1030,15 @@ impl FakeAmazon {
     }
 }
 
-fn to_json<T: Row>(
-    (items, total, last): (Vec<&T>, usize, Option<&str>),
-) -> (String, usize, Option<String>) {
-    (
-        serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned()),
-        total,
-        last.map(str::to_owned),
-    )
-}
-
 fn throttled(retry_after_secs: Option<u32>) -> Response {
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"code": "THROTTLED", "message": "Request was throttled"})),
+        Json(ErrorBody {
+            code: "THROTTLED".to_owned(),
+            message: Some("Request was throttled".to_owned()),
+            details: None,
+            request_id: None,
+        }),
     )
         .into_response();
     if let Some(secs) = retry_after_secs {

@@ -1,7 +1,26 @@
-//! Campaign sets shared by the tests, the benches and `adsync demo`, so each is
+//! Campaign sets shared by the tests, the benches and `adsync demo`, and the
+//! small Amazon profile the fake's and the client's tests share, so each is
 //! written once.
 
 use adsync::{Ad, AdGroup, Campaign, CampaignSet, ConfiguredStatus, Keyword, Objective};
+
+use crate::Generator;
+
+/// The Amazon profile id the fake's and the client's tests serve their
+/// generated data under (a 16-digit id, shaped like Amazon's).
+pub const AMAZON_PROFILE: &str = "3141592653589793";
+
+/// A small Amazon profile: 40 campaigns × 4 ad groups × 8 keywords (1,280
+/// keywords, seed 7), big enough to page through at sizes that leave a
+/// partial last page, small enough to generate per test.
+pub fn small_profile() -> Generator {
+    Generator {
+        campaigns: 40,
+        ad_groups_per_campaign: 4,
+        keywords_per_ad_group: 8,
+        seed: 7,
+    }
+}
 
 /// The JSON of `examples/campaign_set.json`, the set the README and the demo push.
 pub const EXAMPLE_SET_JSON: &str = include_str!("../../examples/campaign_set.json");

@@ -8,19 +8,21 @@
 
 use serde::{Deserialize, Serialize};
 
-use adsync::amazon::{
-    Budget, BudgetType, MatchType, SpAdGroup, SpCampaign, SpKeyword, State, TargetingType,
+use crate::amazon::wire::{
+    AdGroup, Budget, BudgetType, Campaign, Keyword, MatchType, State, TargetingType,
 };
 
-/// Every entity of one profile, each vector sorted by id.
+/// Every entity of one profile, each vector sorted by id, in the fake's own
+/// wire types (not the client's). To check what a client read against it,
+/// compare both sides as JSON with [`wire_json`](crate::amazon::wire_json).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileData {
     /// Campaigns, sorted by `campaign_id`.
-    pub campaigns: Vec<SpCampaign>,
+    pub campaigns: Vec<Campaign>,
     /// Ad groups, sorted by `ad_group_id`.
-    pub ad_groups: Vec<SpAdGroup>,
+    pub ad_groups: Vec<AdGroup>,
     /// Keywords, sorted by `keyword_id`.
-    pub keywords: Vec<SpKeyword>,
+    pub keywords: Vec<Keyword>,
 }
 
 /// Shape of a generated profile: `campaigns × ad_groups_per_campaign ×
@@ -133,7 +135,7 @@ impl Generator {
             let campaign_id = (CAMPAIGN_ID_BASE + c as u64).to_string();
             let day = 1 + rng.below(28);
             let month = 1 + rng.below(12);
-            data.campaigns.push(SpCampaign {
+            data.campaigns.push(Campaign {
                 campaign_id: campaign_id.clone(),
                 name: format!("Campaign {c:06} {}", NOUNS[rng.below(16) as usize]),
                 state: rng.state(),
@@ -154,7 +156,7 @@ impl Generator {
             for g in 0..self.ad_groups_per_campaign {
                 let ad_group_id = (AD_GROUP_ID_BASE + ag_index).to_string();
                 ag_index += 1;
-                data.ad_groups.push(SpAdGroup {
+                data.ad_groups.push(AdGroup {
                     ad_group_id: ad_group_id.clone(),
                     campaign_id: campaign_id.clone(),
                     name: format!("Ad group {c:06}-{g:03}"),
@@ -163,7 +165,7 @@ impl Generator {
                 });
                 for k in 0..self.keywords_per_ad_group {
                     let r = rng.next();
-                    data.keywords.push(SpKeyword {
+                    data.keywords.push(Keyword {
                         keyword_id: (KEYWORD_ID_BASE + kw_index).to_string(),
                         campaign_id: campaign_id.clone(),
                         ad_group_id: ad_group_id.clone(),

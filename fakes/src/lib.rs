@@ -4,9 +4,9 @@
 //! | module        | what                                                        | follows                      |
 //! |---------------|-------------------------------------------------------------|------------------------------|
 //! | [`reddit`]    | [`FakeReddit`]: Reddit Ads API v3 (create/update/list, pagination with absolute `next_url`, `X-Ratelimit-*` windows), faults via [`reddit::RedditFault`] | `docs/platforms/reddit.md` |
-//! | [`amazon`]    | [`FakeAmazon`]: Sponsored Products v3 list endpoints (vendor media types, three auth headers, opaque `nextToken`, token-bucket 429s), faults via [`amazon::AmazonFault`] | `docs/platforms/amazon.md` |
+//! | [`amazon`]    | [`FakeAmazon`]: Sponsored Products v3 list endpoints (vendor media types, three auth headers, opaque `nextToken`, token-bucket 429s), faults via [`amazon::AmazonFault`]; its own wire types in [`amazon::wire`] | `docs/platforms/amazon.md` |
 //! | [`generator`] | [`Generator`]: deterministic Amazon profiles of any size for [`FakeAmazon`] to serve | —                            |
-//! | [`fixtures`]  | the campaign sets tests, benches and the demo share         | `examples/campaign_set.json` |
+//! | [`fixtures`]  | the campaign sets (and the small Amazon profile) tests, benches and the demo share | `examples/campaign_set.json` |
 //! | [`blocking`]  | [`blocking::FakeRedditServer`]: a fake Reddit on its own runtime, for plain `#[test]`s | —              |
 //!
 //! Each fake follows the platform notes in `docs/platforms/`, not adsync's client
@@ -43,8 +43,10 @@
 //! log, what they hold) documented in their modules; `adsync fake-server
 //! reddit|amazon` runs them as a process.
 //!
-//! `adsync-fakes` depends on `adsync` (for the model types), never the other way
-//! round: the `adsync` library does not link axum, hyper's server or tower.
+//! `adsync-fakes` depends on `adsync` (for the push model the Reddit fake and
+//! the fixtures speak), never the other way round: the `adsync` library does
+//! not link axum, hyper's server or tower. The Amazon fake and the generator use
+//! none of adsync's types.
 #![warn(missing_docs)]
 
 pub mod amazon;

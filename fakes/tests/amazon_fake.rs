@@ -5,22 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use adsync::amazon::{AmazonClient, AmazonConfig, ListKind, ThrottleConfig};
+use adsync::amazon::{self as client, AmazonClient, AmazonConfig, ThrottleConfig};
 use adsync::Backoff;
 use adsync_fakes::amazon::wire::{media_type, path};
-use adsync_fakes::amazon::{request_gaps, request_statuses, RequestRecord};
+use adsync_fakes::amazon::{request_gaps, request_statuses, ListKind, RequestRecord};
+use adsync_fakes::fixtures::{small_profile, AMAZON_PROFILE as PROFILE};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
-
-const PROFILE: &str = "3141592653589793";
-
-fn small() -> Generator {
-    Generator {
-        campaigns: 40,
-        ad_groups_per_campaign: 4,
-        keywords_per_ad_group: 8,
-        seed: 7,
-    }
-}
 
 async fn server(gen: Generator) -> FakeAmazonHandle {
     FakeAmazon::start(FakeAmazonConfig::default().with_profile(PROFILE, gen.generate()))
@@ -71,7 +61,7 @@ fn with_auth(rb: reqwest::RequestBuilder, profile: &str) -> reqwest::RequestBuil
 
 #[tokio::test]
 async fn wrong_media_type_is_415() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let kind = ListKind::AdGroups;
     let cases = [
         (Some("application/json"), Some(media_type(kind))),
@@ -113,7 +103,7 @@ async fn wrong_media_type_is_415() {
 
 #[tokio::test]
 async fn missing_or_wrong_credentials_are_401_and_403() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let kind = ListKind::Campaigns;
     let typed = |rb: reqwest::RequestBuilder| {
         rb.header("Content-Type", media_type(kind))
@@ -144,7 +134,7 @@ async fn missing_or_wrong_credentials_are_401_and_403() {
 
 #[tokio::test]
 async fn admin_http_api_faults_rate_limit_log_and_counts() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let http = raw();
     let base = h.base_url();
     let resp = http
@@ -165,10 +155,12 @@ async fn admin_http_api_faults_rate_limit_log_and_counts() {
     let c = client(&h);
     // 502, then one request from the bucket, then a 429 with Retry-After: 1
     // (campaigns), then success.
-    c.list_page(PROFILE, ListKind::Campaigns, None, 10)
+    c.list_page(PROFILE, client::ListKind::Campaigns, None, 10)
         .await
         .expect("page");
-    let err = c.list_page(PROFILE, ListKind::Campaigns, None, 10).await;
+    let err = c
+        .list_page(PROFILE, client::ListKind::Campaigns, None, 10)
+        .await;
     assert!(err.is_ok(), "{err:?}");
     let log: Vec<RequestRecord> = http
         .get(format!("{base}/_admin/requests"))
@@ -235,7 +227,7 @@ async fn a_500k_keyword_profile_is_built_fast_and_served_without_per_page_scans(
     for _ in 0..10 {
         let started = Instant::now();
         let page = c
-            .list_page(PROFILE, ListKind::Keywords, token.as_deref(), 1000)
+            .list_page(PROFILE, client::ListKind::Keywords, token.as_deref(), 1000)
             .await
             .expect("page");
         slowest = slowest.max(started.elapsed());
@@ -254,7 +246,7 @@ async fn a_500k_keyword_profile_is_built_fast_and_served_without_per_page_scans(
 /// it, so a client serialization bug cannot be mirrored into a passing test.
 #[tokio::test]
 async fn request_fields_and_enums_spelled_otherwise_than_documented_are_400() {
-    let h = server(small()).await;
+    let h = server(small_profile()).await;
     let kind = ListKind::Campaigns;
     let call = |body: &'static str| {
         with_auth(

@@ -138,3 +138,29 @@ async fn fake_server_follows_the_platform_notes_and_admin_api_works() {
     .is_err());
     fake.shutdown().await;
 }
+
+/// Page tokens are the fake's own: one it did not hand out is a 400, so an
+/// adapter that builds page URLs itself instead of following `next_url` fails
+/// against it.
+#[tokio::test]
+async fn an_unknown_page_token_is_400() {
+    let fake = FakeReddit::start(FakeRedditConfig::default())
+        .await
+        .expect("fake");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let resp = http
+        .get(format!(
+            "{}/ad_accounts/{ACCOUNT}/campaigns?page.token=made-up",
+            fake.base_url()
+        ))
+        .bearer_auth(&fake.config().token)
+        .header("User-Agent", "t")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 400);
+    fake.shutdown().await;
+}

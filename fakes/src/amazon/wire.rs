@@ -1,14 +1,40 @@
-//! The fake's own wire types for list requests, written from
-//! `docs/platforms/amazon.md` rather than imported from adsync's client, so a
-//! serialization bug in the client (a misspelled field, an enum in the wrong
-//! case, a wrong media type) is answered 400 or 415 instead of being mirrored.
+//! The fake's own wire types, written from `docs/platforms/amazon.md` rather
+//! than imported from adsync's client, so a serialization bug in the client (a
+//! misspelled field, an enum in the wrong case, a wrong media type) is
+//! answered 400 or 415, or fails a test's comparison, instead of being
+//! mirrored.
 //!
-//! Unlike the client, which ignores fields it does not model so it keeps
-//! working when Amazon grows, the fake rejects request fields the notes do not
-//! list: a client's typo must not pass silently.
+//! Requests: unlike the client, which ignores fields it does not model so it
+//! keeps working when Amazon grows, the fake rejects request fields the notes
+//! do not list: a client's typo must not pass silently.
+//!
+//! Responses: the entities ([`Campaign`], [`AdGroup`], [`Keyword`]) carry the
+//! fields adsync models today, spelled as the notes spell them; the list
+//! envelopes borrow the entities so a 1000-item page is serialized in one pass.
 
-use adsync::amazon::ListKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// One of the three list endpoints, and the entity type it lists. On the
+/// admin API (`POST /_admin/mutations`) it is spelled `campaigns`,
+/// `ad_groups` or `keywords`; it displays as its endpoint path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ListKind {
+    /// `POST /sp/campaigns/list`.
+    #[serde(rename = "campaigns")]
+    Campaigns,
+    /// `POST /sp/adGroups/list`.
+    #[serde(rename = "ad_groups")]
+    AdGroups,
+    /// `POST /sp/keywords/list`.
+    #[serde(rename = "keywords")]
+    Keywords,
+}
+
+impl std::fmt::Display for ListKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(path(*self))
+    }
+}
 
 /// The endpoint path of `kind`, as the notes spell it.
 pub fn path(kind: ListKind) -> &'static str {
@@ -37,8 +63,9 @@ pub fn items_key(kind: ListKind) -> &'static str {
     }
 }
 
-/// An entity state as a `stateFilter` may name it (upper case on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+/// An entity state, upper case on the wire. Writes may only set the first
+/// three; reads and `stateFilter` may name all six.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum State {
     /// `ENABLED`.
     #[serde(rename = "ENABLED")]
@@ -61,7 +88,7 @@ pub enum State {
 }
 
 impl State {
-    /// Its wire spelling.
+    /// Its wire spelling (what the token fingerprint hashes).
     pub fn as_str(self) -> &'static str {
         match self {
             State::Enabled => "ENABLED",
@@ -72,20 +99,247 @@ impl State {
             State::Other => "OTHER",
         }
     }
+}
 
-    /// The same state in adsync's model of the data the fake holds; an explicit
-    /// match, so the two spellings never come from one serde derive.
-    pub fn to_data(self) -> adsync::amazon::State {
-        use adsync::amazon::State as D;
-        match self {
-            State::Enabled => D::Enabled,
-            State::Paused => D::Paused,
-            State::Archived => D::Archived,
-            State::Enabling => D::Enabling,
-            State::UserDeleted => D::UserDeleted,
-            State::Other => D::Other,
-        }
+/// A campaign's `targetingType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TargetingType {
+    /// `AUTO`: Amazon picks keywords and products.
+    #[serde(rename = "AUTO")]
+    Auto,
+    /// `MANUAL`: the advertiser picks them.
+    #[serde(rename = "MANUAL")]
+    Manual,
+}
+
+/// A keyword's `matchType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MatchType {
+    /// `EXACT`.
+    #[serde(rename = "EXACT")]
+    Exact,
+    /// `PHRASE`.
+    #[serde(rename = "PHRASE")]
+    Phrase,
+    /// `BROAD`.
+    #[serde(rename = "BROAD")]
+    Broad,
+}
+
+/// A budget's `budgetType`; Sponsored Products only has daily budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BudgetType {
+    /// `DAILY`.
+    #[serde(rename = "DAILY")]
+    Daily,
+}
+
+/// A campaign's `budget` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// `budgetType`.
+    #[serde(rename = "budgetType")]
+    pub budget_type: BudgetType,
+    /// `budget`: the amount, in the marketplace currency.
+    pub budget: f64,
+}
+
+/// A campaign as `/sp/campaigns/list` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    /// `campaignId`: a numeric string.
+    #[serde(rename = "campaignId")]
+    pub campaign_id: String,
+    /// `name`: unique within an account, at most 128 characters.
+    pub name: String,
+    /// `state`.
+    pub state: State,
+    /// `targetingType`.
+    #[serde(rename = "targetingType")]
+    pub targeting_type: TargetingType,
+    /// `budget`.
+    pub budget: Budget,
+    /// `startDate`, `YYYY-MM-DD`.
+    #[serde(rename = "startDate")]
+    pub start_date: String,
+    /// `endDate`, `YYYY-MM-DD`; absent from the JSON when the campaign has none.
+    #[serde(rename = "endDate", default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// `portfolioId`; absent from the JSON when the campaign is in no portfolio.
+    #[serde(
+        rename = "portfolioId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub portfolio_id: Option<String>,
+}
+
+/// An ad group as `/sp/adGroups/list` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdGroup {
+    /// `adGroupId`.
+    #[serde(rename = "adGroupId")]
+    pub ad_group_id: String,
+    /// `campaignId` of the parent campaign.
+    #[serde(rename = "campaignId")]
+    pub campaign_id: String,
+    /// `name`.
+    pub name: String,
+    /// `state`.
+    pub state: State,
+    /// `defaultBid`: the bid of its targets that have none of their own.
+    #[serde(rename = "defaultBid")]
+    pub default_bid: f64,
+}
+
+/// A keyword as `/sp/keywords/list` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keyword {
+    /// `keywordId`.
+    #[serde(rename = "keywordId")]
+    pub keyword_id: String,
+    /// `campaignId` of the parent ad group's campaign.
+    #[serde(rename = "campaignId")]
+    pub campaign_id: String,
+    /// `adGroupId` of the parent ad group.
+    #[serde(rename = "adGroupId")]
+    pub ad_group_id: String,
+    /// `keywordText`.
+    #[serde(rename = "keywordText")]
+    pub keyword_text: String,
+    /// `matchType`.
+    #[serde(rename = "matchType")]
+    pub match_type: MatchType,
+    /// `state`.
+    pub state: State,
+    /// `bid`; absent from the JSON when the keyword uses its ad group's `defaultBid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid: Option<f64>,
+}
+
+/// An entity with its own list endpoint: what paging, filtering and the
+/// admin mutations need to know of it.
+pub trait Entity: Serialize {
+    /// Its endpoint.
+    const KIND: ListKind;
+    /// Its own id (the sort key of the fake's data).
+    fn id(&self) -> &str;
+    /// Its campaign's id (its own, for a campaign).
+    fn campaign_id(&self) -> &str;
+    /// Its ad group's id; `None` for a campaign.
+    fn ad_group_id(&self) -> Option<&str>;
+    /// Its state.
+    fn state(&self) -> State;
+}
+
+impl Entity for Campaign {
+    const KIND: ListKind = ListKind::Campaigns;
+    fn id(&self) -> &str {
+        &self.campaign_id
     }
+    fn campaign_id(&self) -> &str {
+        &self.campaign_id
+    }
+    fn ad_group_id(&self) -> Option<&str> {
+        None
+    }
+    fn state(&self) -> State {
+        self.state
+    }
+}
+
+impl Entity for AdGroup {
+    const KIND: ListKind = ListKind::AdGroups;
+    fn id(&self) -> &str {
+        &self.ad_group_id
+    }
+    fn campaign_id(&self) -> &str {
+        &self.campaign_id
+    }
+    fn ad_group_id(&self) -> Option<&str> {
+        Some(&self.ad_group_id)
+    }
+    fn state(&self) -> State {
+        self.state
+    }
+}
+
+impl Entity for Keyword {
+    const KIND: ListKind = ListKind::Keywords;
+    fn id(&self) -> &str {
+        &self.keyword_id
+    }
+    fn campaign_id(&self) -> &str {
+        &self.campaign_id
+    }
+    fn ad_group_id(&self) -> Option<&str> {
+        Some(&self.ad_group_id)
+    }
+    fn state(&self) -> State {
+        self.state
+    }
+}
+
+/// The 200 answer of a list call, borrowing its page: `{"totalResults": n,
+/// "<items>": [...], "nextToken": "..."}` in the order the notes show, where
+/// `<items>` is [`items_key`] of `T`'s endpoint (`campaigns`, `adGroups`,
+/// `keywords`) and `nextToken` is absent on the last page.
+#[derive(Debug, Clone)]
+pub struct ListResponse<'a, T> {
+    /// `totalResults`: matching entities over all pages.
+    pub total_results: u64,
+    /// This page.
+    pub items: &'a [&'a T],
+    /// `nextToken`.
+    pub next_token: Option<&'a str>,
+}
+
+impl<T: Entity> Serialize for ListResponse<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = if self.next_token.is_some() { 3 } else { 2 };
+        let mut out = serializer.serialize_struct("ListResponse", fields)?;
+        out.serialize_field("totalResults", &self.total_results)?;
+        out.serialize_field(items_key(T::KIND), self.items)?;
+        match self.next_token {
+            Some(token) => out.serialize_field("nextToken", token)?,
+            None => out.skip_field("nextToken")?,
+        }
+        out.end()
+    }
+}
+
+/// An error answer. Amazon uses two shapes and the fake serves both, so a
+/// client must read either: `{"code": "THROTTLED", "message": …}` (5xx, 429,
+/// injected rejections, which add `requestId`) and `{"code": "400",
+/// "details": …, "requestId": …}` (the fake's own 4xx checks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// `code`: a name (`THROTTLED`) or the status as a string (`"400"`).
+    pub code: String,
+    /// `message`, in the first shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `details`, in the second shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// `requestId`.
+    #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// `value` as JSON, for comparing what adsync's client parsed with what the
+/// fake holds without trusting either side's types: serialize the client's
+/// entities (through the client's serde) and the fake's (through these wire
+/// types) and compare the two values. A field the client drops, renames or
+/// re-cases shows up as a difference. Panics if `value` cannot be serialized
+/// (only tests call it).
+pub fn wire_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("entities serialize to JSON")
 }
 
 /// `{"include": [ids]}`.
@@ -153,5 +407,60 @@ impl ListRequest {
             ));
         }
         format!("{{{}}}", fields.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The spellings below are copied from `docs/platforms/amazon.md`, not
+    /// derived from any serde attribute: they are what the fake must send.
+    #[test]
+    fn entities_and_pages_serialize_as_the_notes_spell_them() {
+        let campaign = Campaign {
+            campaign_id: "1".into(),
+            name: "C".into(),
+            state: State::UserDeleted,
+            targeting_type: TargetingType::Manual,
+            budget: Budget {
+                budget_type: BudgetType::Daily,
+                budget: 12.5,
+            },
+            start_date: "2026-01-02".into(),
+            end_date: None,
+            portfolio_id: Some("9".into()),
+        };
+        let keyword = Keyword {
+            keyword_id: "3".into(),
+            campaign_id: "1".into(),
+            ad_group_id: "2".into(),
+            keyword_text: "k".into(),
+            match_type: MatchType::Phrase,
+            state: State::Enabled,
+            bid: None,
+        };
+        assert_eq!(
+            wire_json(&campaign),
+            json!({"campaignId": "1", "name": "C", "state": "USER_DELETED",
+                "targetingType": "MANUAL", "budget": {"budgetType": "DAILY", "budget": 12.5},
+                "startDate": "2026-01-02", "portfolioId": "9"})
+        );
+        assert_eq!(
+            serde_json::to_string(&ListResponse {
+                total_results: 7,
+                items: &[&keyword],
+                next_token: Some("t"),
+            })
+            .expect("serializes"),
+            r#"{"totalResults":7,"keywords":[{"keywordId":"3","campaignId":"1","adGroupId":"2","keywordText":"k","matchType":"PHRASE","state":"ENABLED"}],"nextToken":"t"}"#
+        );
+        let last: ListResponse<'_, Keyword> = ListResponse {
+            total_results: 0,
+            items: &[],
+            next_token: None,
+        };
+        assert_eq!(wire_json(&last), json!({"totalResults": 0, "keywords": []}));
     }
 }
