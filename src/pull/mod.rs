@@ -224,8 +224,8 @@ impl Puller {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use adsync::{clock::SystemClock, platform::amazon::{AmazonClient, AmazonConfig},
-    ///     pull::Puller, store::Store};
+    /// use adsync::amazon::{AmazonClient, AmazonConfig};
+    /// use adsync::{Puller, Store, SystemClock};
     ///
     /// let client = AmazonClient::new(AmazonConfig::new("client-id", "token"))?;
     /// let puller = Puller::new(Store::temporary()?, client, Arc::new(SystemClock));

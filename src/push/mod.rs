@@ -613,7 +613,8 @@ impl Pusher {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
-    /// use adsync::{clock::SystemClock, platform::memory::MemoryPlatform, push::Pusher, store::Store};
+    /// use adsync::memory::MemoryPlatform;
+    /// use adsync::{Pusher, Store, SystemClock};
     ///
     /// let clock = Arc::new(SystemClock);
     /// let pusher = Pusher::new(Store::temporary()?, Arc::new(MemoryPlatform::new(clock.clone())), clock);
