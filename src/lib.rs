@@ -117,8 +117,8 @@ mod secret;
 // The engine (crate `adsync-engine`): machines, the runner, the checkpoint
 // store, time. Re-exported so that one dependency is enough.
 pub use adsync_engine::{
-    reject, render_definition, Backoff, Cause, Checkpoint, CheckpointCodec, Clock, Commit, Context,
-    CoverageError, Effects, HistoryEntry, Hook, HookPoint, HookWhen, Machine, MachineDocs,
+    reject, render_definition, Backoff, Cancel, Cause, Checkpoint, CheckpointCodec, Clock, Commit,
+    Context, CoverageError, Effects, HistoryEntry, Hook, HookPoint, HookWhen, Machine, MachineDocs,
     ManualClock, Next, Record, RunError, Runner, Start, Status, Step, StopSignal, Store,
     StoreError, SystemClock, TableRow, Timestamp, Transition, TransitionError, TransitionTable,
     Write, RECORD_FORMAT,

@@ -55,7 +55,7 @@ fn finished_phases_accept_nothing() {
     for row in table
         .rows
         .iter()
-        .filter(|r| r.phase == "Synced" || r.phase == "Failed")
+        .filter(|r| ["Synced", "Failed", "Cancelled"].contains(&r.phase.as_str()))
     {
         assert!(row.result.is_err(), "{row:?}");
     }

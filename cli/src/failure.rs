@@ -41,6 +41,8 @@ impl From<RunError> for Failure {
                 Exit::StoreUnusable
             }
             RunError::UnknownSync(_) | RunError::WrongKind { .. } => Exit::BadInput,
+            // An operator must decide first (`adsync resolve`).
+            RunError::NotCancellable { .. } => Exit::NeedsAttention,
             _ => Exit::SyncFailed,
         };
         Failure {

@@ -69,6 +69,10 @@ enum Command {
     Resume(cmd::resume::Args),
     /// Settles a sync that needs attention: the entity exists (adopt its id) or not.
     Resolve(cmd::resolve::Args),
+    /// Cancels a push or pull sync for good, keeping every platform id it
+    /// recorded. Never while a create's outcome is unknown: that is looked
+    /// up first (by `resume`).
+    Cancel(cmd::cancel::Args),
     /// Lists every sync with its status.
     Status(cmd::status::Args),
     /// Shows the transitions of one sync.
@@ -121,6 +125,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Push(args) => cmd::push::run(db, args).await,
         Command::Resume(args) => cmd::resume::run(db, args, given).await,
         Command::Resolve(args) => cmd::resolve::run(db, args, given).await,
+        Command::Cancel(args) => cmd::cancel::run(db, args).await,
         Command::Status(args) => cmd::status::run(db, args).await,
         Command::History(args) => cmd::history::run(db, args).await,
         Command::Machines(args) => cmd::machines::run(args),

@@ -207,8 +207,8 @@ pub use machine::{
     TableRow, TransitionError, TransitionTable,
 };
 pub use runner::{
-    Checkpoint, Effects, Hook, HookPoint, HookWhen, RunError, Runner, Start, Step, StopSignal,
-    Transition,
+    Cancel, Checkpoint, Effects, Hook, HookPoint, HookWhen, RunError, Runner, Start, Step,
+    StopSignal, Transition,
 };
 pub use status::Status;
 pub use store::{Cause, Commit, HistoryEntry, Record, Store, StoreError, Write, RECORD_FORMAT};

@@ -162,6 +162,14 @@ pub trait Machine: Send + Sync + 'static {
     /// running it again is unsafe, the outcome to apply instead; `None` when the
     /// effect is repeatable.
     fn on_restart(state: &Self::State) -> Option<Self::Outcome>;
+    /// The outcome that cancels a sync in `state` at a step boundary
+    /// ([`Runner::cancel`](crate::Runner::cancel)), instead of running the
+    /// effect `state` names; `None` when a sync in `state` cannot be cancelled
+    /// (the default: a machine opts in). The transition it leads to must keep
+    /// what the sync learnt and settle with [`Status::Cancelled`].
+    fn on_cancel(_state: &Self::State) -> Option<Self::Outcome> {
+        None
+    }
     /// The earliest time the effect may run (backoff); `None` for "now". The
     /// runner sleeps on its clock until then, and a stop signal cuts the wait
     /// short.

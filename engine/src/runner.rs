@@ -83,6 +83,15 @@ pub enum RunError {
     /// and its next effect was not started; resuming continues from there.
     #[error("sync `{0}` was stopped before its next effect")]
     Stopped(String),
+    /// [`Runner::cancel`] of a sync whose machine does not allow cancelling
+    /// it in its current phase ([`Machine::on_cancel`]); nothing was written.
+    #[error("sync `{sync}` cannot be cancelled in phase {phase}")]
+    NotCancellable {
+        /// The sync's id.
+        sync: String,
+        /// Its phase.
+        phase: String,
+    },
     /// The machine refused the outcome; nothing was written.
     #[error("sync `{sync}`: {source}")]
     Transition {
@@ -120,6 +129,21 @@ pub struct Transition<M: Machine> {
     pub to: M::Phase,
     /// The new (durable) state.
     pub state: M::State,
+}
+
+/// What [`Runner::cancel`] did.
+#[derive(Debug)]
+pub enum Cancel<M: Machine> {
+    /// No step was in flight: the sync is cancelled, durably, by this
+    /// transition.
+    Cancelled(Box<Transition<M>>),
+    /// A step of the sync is in flight on this runner: the request is durable
+    /// and the sync is cancelled at its next step boundary, after the effect
+    /// in flight has completed and been recorded.
+    Requested,
+    /// The sync had already finished (succeeded, failed or cancelled);
+    /// nothing was written.
+    AlreadySettled(Status),
 }
 
 /// The result of [`Runner::step`].
@@ -284,6 +308,9 @@ pub struct Runner<M: Machine> {
     /// States this runner committed whose effect has not started yet.
     fresh: Mutex<HashMap<String, Checkpoint<M>>>,
     busy: Mutex<HashSet<String>>,
+    /// Syncs with a cancel request pending until their next step boundary.
+    /// Each request is also in the store, so a restart keeps it.
+    cancels: Mutex<HashSet<String>>,
     hook: Option<Hook>,
     stop: StopSignal,
 }
@@ -321,6 +348,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
             fresh: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
+            cancels: Mutex::new(HashSet::new()),
             hook: None,
             stop: StopSignal::new(),
         }
@@ -539,6 +567,22 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             Some(c) => (c, true),
             None => (self.get(id).await?, false),
         };
+        // A state this runner did not write may have had its effect started:
+        // the restart outcome (a look-up) settles that before a cancel lands.
+        let unstarted = fresh || M::on_restart(&checkpoint.state).is_none();
+        if self.cancel_pending(id, fresh).await? && unstarted {
+            if checkpoint.record.status.is_settled()
+                && checkpoint.record.status != Status::NeedsAttention
+            {
+                // It finished before its boundary came: nothing to cancel.
+                self.cancels.lock().remove(id);
+            } else if let Some(outcome) = M::on_cancel(&checkpoint.state) {
+                self.cancels.lock().remove(id);
+                let withdraw = Commit::new().delete_data(&cancel_key(id));
+                let t = self.apply(id, checkpoint, None, outcome, withdraw).await?;
+                return Ok(Step::Transitioned(Box::new(t)));
+            }
+        }
         let effect = match M::next(&checkpoint.state) {
             Next::Settled(Status::Running) if wake || !fresh => {
                 match M::on_restart(&checkpoint.state) {
@@ -607,6 +651,94 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         let checkpoint = self.get(id).await?;
         self.apply(id, checkpoint, None, outcome, Commit::new())
             .await
+    }
+
+    /// Cancels sync `id` at a step boundary: its machine's cancel outcome
+    /// ([`Machine::on_cancel`]) is applied instead of the next effect, and the
+    /// sync settles as [`Status::Cancelled`], keeping what it learnt. A sync
+    /// that needs attention can be cancelled too.
+    ///
+    /// When no step of `id` is in flight on this runner and its state allows
+    /// it, the cancellation is durable on return ([`Cancel::Cancelled`]).
+    /// Otherwise the request is made durable and the sync is cancelled at its
+    /// first step boundary where the machine allows it ([`Cancel::Requested`]):
+    /// after the step in flight has finished and been recorded, after the
+    /// restart look-up of a create that may have been in flight, after the
+    /// look-up of a create whose outcome is unknown. So a cancel never leaves
+    /// an entity created without its id recorded.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::NotCancellable`] if the sync waits for an operator in a
+    /// phase the machine does not cancel (the operator decides first);
+    /// otherwise as [`Runner::resolve`].
+    pub async fn cancel(&self, id: &str) -> Result<Cancel<M>, RunError> {
+        let _guard = match self.claim(id) {
+            Ok(guard) => guard,
+            Err(RunError::Busy(_)) => return self.request_cancel(id).await,
+            Err(e) => return Err(e),
+        };
+        let taken = self.fresh.lock().remove(id);
+        let (checkpoint, fresh) = match taken {
+            Some(c) => (c, true),
+            None => (self.get(id).await?, false),
+        };
+        match checkpoint.record.status {
+            Status::Running | Status::NeedsAttention => {}
+            settled => {
+                if fresh {
+                    self.fresh.lock().insert(id.to_string(), checkpoint.clone());
+                }
+                return Ok(Cancel::AlreadySettled(settled));
+            }
+        }
+        let unstarted = fresh || M::on_restart(&checkpoint.state).is_none();
+        let outcome = M::on_cancel(&checkpoint.state).filter(|_| unstarted);
+        let Some(outcome) = outcome else {
+            if checkpoint.record.status == Status::NeedsAttention {
+                return Err(RunError::NotCancellable {
+                    sync: id.to_string(),
+                    phase: M::phase(&checkpoint.state).to_string(),
+                });
+            }
+            if fresh {
+                self.fresh.lock().insert(id.to_string(), checkpoint);
+            }
+            return self.request_cancel(id).await;
+        };
+        self.cancels.lock().remove(id);
+        let withdraw = Commit::new().delete_data(&cancel_key(id));
+        let t = self.apply(id, checkpoint, None, outcome, withdraw).await?;
+        Ok(Cancel::Cancelled(Box::new(t)))
+    }
+
+    /// Makes a cancel request of `id` durable, for its next step boundary.
+    async fn request_cancel(&self, id: &str) -> Result<Cancel<M>, RunError> {
+        let key = cancel_key(id);
+        self.store
+            .commit(Commit::new().data(&key, Vec::new()))
+            .await?;
+        self.cancels.lock().insert(id.to_string());
+        Ok(Cancel::Requested)
+    }
+
+    /// Whether a cancel request waits for sync `id`. The store is asked only
+    /// for a state this runner did not write: a request made before a restart
+    /// (then kept in memory until it lands).
+    async fn cancel_pending(&self, id: &str, fresh: bool) -> Result<bool, RunError> {
+        if self.cancels.lock().contains(id) {
+            return Ok(true);
+        }
+        if fresh {
+            return Ok(false);
+        }
+        let key = cancel_key(id);
+        let stored = self.read(move |store| store.data(&key)).await?.is_some();
+        if stored {
+            // From here on the sync's states are this runner's: remember it.
+            self.cancels.lock().insert(id.to_string());
+        }
+        Ok(stored)
     }
 
     async fn apply(
@@ -808,6 +940,11 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             });
         }
     }
+}
+
+/// Where a pending cancel request of sync `id` is kept (machine data space).
+fn cancel_key(id: &str) -> Vec<u8> {
+    format!("cancel/{id}").into_bytes()
 }
 
 fn status_of<M: Machine>(state: &M::State) -> Status {

@@ -21,6 +21,10 @@ pub enum Status {
     Failed,
     /// Parked: an operator must decide (see the last error for why).
     NeedsAttention,
+    /// Stopped for good on request ([`Runner::cancel`](crate::Runner::cancel)),
+    /// at a step boundary: the effect in flight, if any, completed and was
+    /// recorded first, and everything the sync learnt (platform ids) is kept.
+    Cancelled,
 }
 
 impl Status {
@@ -42,6 +46,7 @@ mod tests {
             (Status::Succeeded, "succeeded"),
             (Status::Failed, "failed"),
             (Status::NeedsAttention, "needs_attention"),
+            (Status::Cancelled, "cancelled"),
         ];
         for (status, word) in words {
             assert_eq!(

@@ -33,6 +33,8 @@ pub enum PullPhase {
     Completed,
     /// Stopped on an error; staged pages are kept for a resume.
     Failed,
+    /// Stopped for good on request; staged pages are kept for a resume.
+    Cancelled,
 }
 
 impl PullPhase {
@@ -76,6 +78,8 @@ pub enum PullOutcomeKind {
     PullRequested,
     /// A failed pull was asked to continue where it stopped.
     ResumeRequested,
+    /// The pull was cancelled at a step boundary.
+    Cancelled,
 }
 
 /// Entity counts per kind.
@@ -252,6 +256,15 @@ impl PullState {
         }
     }
 
+    fn cancel(mut self, ctx: &Context) -> Self {
+        self.failed_in = Some(self.phase);
+        self.phase = PullPhase::Cancelled;
+        self.last_error = Some("cancelled".to_string());
+        self.finished_at = Some(ctx.now);
+        self.retry_at = None;
+        self
+    }
+
     fn fail(mut self, error: String, ctx: &Context) -> Self {
         self.failed_in = Some(self.phase);
         self.phase = PullPhase::Failed;
@@ -351,6 +364,8 @@ pub enum PullOutcome {
     },
     /// Continue a failed pull where it stopped, keeping its staged pages.
     ResumeRequested,
+    /// Stop for good, at a step boundary ([`adsync_engine::Runner::cancel`]).
+    Cancelled,
 }
 
 impl Machine for PullMachine {
@@ -393,6 +408,7 @@ impl Machine for PullMachine {
             }),
             PullPhase::Completed => Next::Settled(Status::Succeeded),
             PullPhase::Failed => Next::Settled(Status::Failed),
+            PullPhase::Cancelled => Next::Settled(Status::Cancelled),
         }
     }
 
@@ -503,29 +519,44 @@ impl Machine for PullMachine {
             (PullPhase::Idle | PullPhase::Persisting, PullOutcome::StoreFailed { error }) => {
                 Ok(state.clone().fail(error.clone(), ctx))
             }
-            (PullPhase::Completed | PullPhase::Failed, PullOutcome::PullRequested { policy }) => {
-                Ok(state.restart(*policy, ctx.now))
+            (
+                PullPhase::Idle
+                | PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords,
+                PullOutcome::Cancelled,
+            ) => Ok(state.clone().cancel(ctx)),
+            (PullPhase::Persisting, PullOutcome::Cancelled) => reject::<Self>(
+                state,
+                outcome,
+                "persisting is a few local writes; it completes, and is not cancelled",
+            ),
+            (
+                PullPhase::Completed | PullPhase::Failed | PullPhase::Cancelled,
+                PullOutcome::PullRequested { policy },
+            ) => Ok(state.restart(*policy, ctx.now)),
+            (PullPhase::Failed | PullPhase::Cancelled, PullOutcome::ResumeRequested) => {
+                match state.failed_in {
+                    Some(
+                        resume @ (PullPhase::FetchingCampaigns
+                        | PullPhase::FetchingAdGroups
+                        | PullPhase::FetchingKeywords
+                        | PullPhase::Persisting),
+                    ) => Ok(PullState {
+                        phase: resume,
+                        attempts: 0,
+                        retry_at: None,
+                        finished_at: None,
+                        failed_in: None,
+                        ..state.clone()
+                    }),
+                    _ => reject::<Self>(
+                        state,
+                        outcome,
+                        "the pull did not stop in a fetch or persist phase; request a new pull",
+                    ),
+                }
             }
-            (PullPhase::Failed, PullOutcome::ResumeRequested) => match state.failed_in {
-                Some(
-                    resume @ (PullPhase::FetchingCampaigns
-                    | PullPhase::FetchingAdGroups
-                    | PullPhase::FetchingKeywords
-                    | PullPhase::Persisting),
-                ) => Ok(PullState {
-                    phase: resume,
-                    attempts: 0,
-                    retry_at: None,
-                    finished_at: None,
-                    failed_in: None,
-                    ..state.clone()
-                }),
-                _ => reject::<Self>(
-                    state,
-                    outcome,
-                    "the pull did not stop in a fetch or persist phase; request a new pull",
-                ),
-            },
             (PullPhase::Completed, PullOutcome::ResumeRequested) => {
                 reject::<Self>(state, outcome, "the pull completed; request a new pull")
             }
@@ -537,7 +568,7 @@ impl Machine for PullMachine {
                 | PullPhase::Persisting,
                 PullOutcome::PullRequested { .. } | PullOutcome::ResumeRequested,
             ) => reject::<Self>(state, outcome, "a pull is in progress; resume it instead"),
-            (PullPhase::Completed | PullPhase::Failed, _) => {
+            (PullPhase::Completed | PullPhase::Failed | PullPhase::Cancelled, _) => {
                 reject::<Self>(state, outcome, "the pull is finished")
             }
             (PullPhase::Idle, _) => {
@@ -563,6 +594,17 @@ impl Machine for PullMachine {
         // Every pull effect is repeatable: list calls are reads, staging keys are
         // fixed by the page number, and persist rewrites the same generation.
         None
+    }
+
+    fn on_cancel(state: &PullState) -> Option<PullOutcome> {
+        matches!(
+            state.phase,
+            PullPhase::Idle
+                | PullPhase::FetchingCampaigns
+                | PullPhase::FetchingAdGroups
+                | PullPhase::FetchingKeywords
+        )
+        .then_some(PullOutcome::Cancelled)
     }
 
     fn not_before(state: &PullState) -> Option<Timestamp> {
@@ -645,6 +687,7 @@ impl Machine for PullMachine {
                 format!("new pull requested (maxResults {})", policy.page_size)
             }
             PullOutcome::ResumeRequested => "resume requested".to_string(),
+            PullOutcome::Cancelled => "cancelled".to_string(),
         }
     }
 }
@@ -674,6 +717,7 @@ impl MachineDocs for PullMachine {
             PullOutcome::StoreFailed { .. } => PullOutcomeKind::StoreFailed,
             PullOutcome::PullRequested { .. } => PullOutcomeKind::PullRequested,
             PullOutcome::ResumeRequested => PullOutcomeKind::ResumeRequested,
+            PullOutcome::Cancelled => PullOutcomeKind::Cancelled,
         }
     }
 
@@ -686,6 +730,7 @@ impl MachineDocs for PullMachine {
             PullPhase::Persisting => "Every page is staged. Effect: write the new generation's chunks from staging (no platform request); the checkpoint to Completed flips the generation pointer, drops the previous generation and the staged pages, atomically.",
             PullPhase::Completed => "Final: the pulled snapshot is the profile's current one. A new pull request restarts at Idle.",
             PullPhase::Failed => "Final: the pull stopped on an error; the previous snapshot is untouched and staged pages are kept. A resume request continues where it stopped; a new pull request starts over.",
+            PullPhase::Cancelled => "Final: the pull was cancelled at a step boundary (the page in flight, if any, was staged first); the previous snapshot is untouched and staged pages are kept. A resume request continues where it stopped; a new pull request starts over.",
         }
     }
 
@@ -761,6 +806,12 @@ mod samples {
         let mut failed_idle = base(PullPhase::Failed);
         failed_idle.failed_in = None;
         out.push(("stopped elsewhere".to_string(), failed_idle));
+        let mut cancelled = base(PullPhase::Cancelled);
+        cancelled.failed_in = Some(PullPhase::FetchingKeywords);
+        out.push(("stopped in FetchingKeywords".to_string(), cancelled));
+        let mut cancelled_idle = base(PullPhase::Cancelled);
+        cancelled_idle.failed_in = Some(PullPhase::Idle);
+        out.push(("stopped in Idle".to_string(), cancelled_idle));
         out
     }
 
@@ -799,6 +850,7 @@ mod samples {
             policy: PullPolicy::default(),
         });
         out.push(PullOutcome::ResumeRequested);
+        out.push(PullOutcome::Cancelled);
         out
     }
 }

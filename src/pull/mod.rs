@@ -62,6 +62,8 @@ pub enum SyncState {
     Completed,
     /// The last pull failed (pull again to resume it).
     Failed,
+    /// The last pull was cancelled (pull again to resume it).
+    Cancelled,
 }
 
 /// The sync status of one profile.
@@ -109,6 +111,7 @@ impl PullStatus {
             state: match s.phase {
                 PullPhase::Completed => SyncState::Completed,
                 PullPhase::Failed => SyncState::Failed,
+                PullPhase::Cancelled => SyncState::Cancelled,
                 _ => SyncState::Syncing,
             },
             phase: s.phase,
@@ -365,7 +368,7 @@ impl Puller {
             PullPhase::Completed => Some(PullOutcome::PullRequested {
                 policy: self.policy,
             }),
-            PullPhase::Failed => match (mode, checkpoint.state.failed_in) {
+            PullPhase::Failed | PullPhase::Cancelled => match (mode, checkpoint.state.failed_in) {
                 (
                     PullMode::ResumeOrStart,
                     Some(

@@ -43,6 +43,8 @@ pub enum PushPhase {
     Synced,
     /// Finished; at least one entity failed (the others are synced).
     Failed,
+    /// Stopped for good on request, at a step boundary; every id is kept.
+    Cancelled,
 }
 
 /// The kinds of [`PushOutcome`], for tables.
@@ -63,6 +65,7 @@ pub enum PushOutcomeKind {
     Resumed,
     OperatorAdopt,
     OperatorAbsent,
+    Cancelled,
 }
 
 /// Settings that shape a push.
@@ -341,6 +344,10 @@ pub enum PushOutcome {
     },
     /// Operator: the entity does not exist; create it.
     OperatorAbsent,
+    /// Stop for good, at a step boundary ([`adsync_engine::Runner::cancel`]):
+    /// only where no create's outcome is pending, so every entity that exists
+    /// has its id recorded.
+    Cancelled,
 }
 
 impl PushState {
@@ -707,6 +714,7 @@ impl Machine for PushMachine {
         match state.phase {
             PushPhase::Synced => Next::Settled(Status::Succeeded),
             PushPhase::Failed => Next::Settled(Status::Failed),
+            PushPhase::Cancelled => Next::Settled(Status::Cancelled),
             PushPhase::NeedsAttention => parked,
             // Unfinished, but nothing to run now: a later run wakes it
             // (`on_restart`), so one run never spins on a platform that is down.
@@ -800,7 +808,23 @@ impl Machine for PushMachine {
             };
         }
         match (state.phase, outcome) {
-            (P::Synced | P::Failed, _) => reject::<Self>(state, outcome, "the sync has finished"),
+            (P::Synced | P::Failed | P::Cancelled, _) => {
+                reject::<Self>(state, outcome, "the sync has finished")
+            }
+            (step!(), O::Cancelled) => {
+                let mut s = s;
+                s.phase = P::Cancelled;
+                s.retry_at = None;
+                s.last_error = Some("cancelled".to_string());
+                Ok(s)
+            }
+            (P::OutcomeUnknown | P::LookupDeferred | P::NeedsAttention, O::Cancelled) => {
+                reject::<Self>(
+                    state,
+                    outcome,
+                    "a create's outcome is not known yet: the look-up (or an operator) settles it first, so no entity is left without its id",
+                )
+            }
 
             (P::LookupDeferred, O::Resumed) => {
                 let mut s = s;
@@ -1023,6 +1047,17 @@ impl Machine for PushMachine {
         (in_step && state.pending_create().is_some()).then_some(PushOutcome::Interrupted)
     }
 
+    fn on_cancel(state: &PushState) -> Option<PushOutcome> {
+        matches!(
+            state.phase,
+            PushPhase::Pending
+                | PushPhase::CampaignCreated
+                | PushPhase::AdGroupsCreated
+                | PushPhase::AdsCreated
+        )
+        .then_some(PushOutcome::Cancelled)
+    }
+
     fn not_before(state: &PushState) -> Option<Timestamp> {
         state.retry_at
     }
@@ -1104,6 +1139,7 @@ impl Machine for PushMachine {
             PushOutcome::Resumed => "resumed: look the entity up again".into(),
             PushOutcome::OperatorAdopt { id } => format!("operator: adopt {id}"),
             PushOutcome::OperatorAbsent => "operator: absent, create it".into(),
+            PushOutcome::Cancelled => "cancelled".into(),
         }
     }
 }
@@ -1162,6 +1198,7 @@ impl MachineDocs for PushMachine {
             PushOutcome::Resumed => PushOutcomeKind::Resumed,
             PushOutcome::OperatorAdopt { .. } => PushOutcomeKind::OperatorAdopt,
             PushOutcome::OperatorAbsent => PushOutcomeKind::OperatorAbsent,
+            PushOutcome::Cancelled => PushOutcomeKind::Cancelled,
         }
     }
 
@@ -1176,6 +1213,7 @@ impl MachineDocs for PushMachine {
             PushPhase::NeedsAttention => "Parked: the look-up could not decide (several matches, or the platform rejected it). No effect; an operator adopts an id (verified on the platform) or declares the entity absent.",
             PushPhase::Synced => "Final: every entity exists and its id is recorded.",
             PushPhase::Failed => "Final: some entities failed (their descendants were skipped); every id created is kept, and a new push updates instead of duplicating.",
+            PushPhase::Cancelled => "Final: cancelled at a step boundary (the effect in flight, if any, completed and was recorded first; never while a create's outcome is unknown). Every id created is kept, and a new push updates instead of duplicating.",
         }
     }
 
@@ -1293,6 +1331,9 @@ mod samples {
         let mut failed = at(4, e, false);
         failed.phase = PushPhase::Failed;
         out.push((String::new(), failed));
+        let mut cancelled = at(2, e, false);
+        cancelled.phase = PushPhase::Cancelled;
+        out.push((String::new(), cancelled));
         out
     }
 
@@ -1339,6 +1380,7 @@ mod samples {
             PushOutcome::Resumed,
             PushOutcome::OperatorAdopt { id: "x1".into() },
             PushOutcome::OperatorAbsent,
+            PushOutcome::Cancelled,
         ]
     }
 }

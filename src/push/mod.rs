@@ -351,7 +351,7 @@ impl Pusher {
                             reason: checkpoint.record.last_error.unwrap_or_default(),
                         })
                     }
-                    Status::Succeeded | Status::Failed => {}
+                    Status::Succeeded | Status::Failed | Status::Cancelled => {}
                 }
                 generation = previous
                     .rsplit('-')

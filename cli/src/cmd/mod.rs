@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and the function that runs it.
 
+pub mod cancel;
 pub mod demo;
 pub mod fake_server;
 pub mod history;

@@ -46,7 +46,7 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
     let resume = resume_command(db, &sync);
     match checkpoint.record.status {
         Status::NeedsAttention => {}
-        status @ (Status::Succeeded | Status::Failed) => {
+        status @ (Status::Succeeded | Status::Failed | Status::Cancelled) => {
             return Err(Failure::usage(format!(
                 "sync `{sync}` has finished ({status}); nothing to resolve"
             )))

@@ -1,0 +1,77 @@
+//! `adsync cancel`: stops a push or pull sync for good, keeping every
+//! platform id it recorded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use adsync::{
+    Cancel, Machine, PullMachine, PushMachine, RunError, Runner, Status, Store, SystemClock,
+};
+
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::suggest::resume_command;
+
+/// Arguments of `adsync cancel`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The sync to cancel (push or pull; `adsync status` lists them).
+    sync: String,
+}
+
+/// What a cancel did, said the same way for both machines.
+enum Done {
+    Cancelled,
+    Requested,
+    Settled(Status),
+}
+
+/// `adsync cancel`.
+pub async fn run(db: &Path, Args { sync }: Args) -> Result<Exit, Failure> {
+    let store = Store::open_existing_from_async(db).await?;
+    let record = {
+        let (store, id) = (store.clone(), sync.clone());
+        store
+            .blocking(move |s| s.record(&id))
+            .await??
+    };
+    let Some(record) = record else {
+        return Err(RunError::UnknownSync(sync).into());
+    };
+    // This process holds the store, so no step of the sync is in flight:
+    // a cancel lands now, unless a create may have been in flight when the
+    // last process died (then it lands right after the look-up).
+    let done = if record.kind == PullMachine::KIND {
+        cancel::<PullMachine>(store, &sync).await?
+    } else {
+        cancel::<PushMachine>(store, &sync).await?
+    };
+    match done {
+        Done::Cancelled => {
+            println!("sync `{sync}` cancelled; every platform id it recorded is kept")
+        }
+        Done::Requested => println!(
+            "sync `{sync}`: cancel requested. Its last create may have been sent before the \
+             process that ran it stopped; `{}` looks the entity up, records it, then cancels",
+            resume_command(db, &sync)
+        ),
+        Done::Settled(status) => {
+            return Err(Failure::usage(format!(
+                "sync `{sync}` has finished ({status}); nothing to cancel"
+            )))
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+async fn cancel<M: Machine + adsync::CheckpointCodec>(
+    store: Store,
+    sync: &str,
+) -> Result<Done, Failure> {
+    let runner = Runner::<M>::new(store, Arc::new(SystemClock));
+    Ok(match runner.cancel(sync).await? {
+        Cancel::Cancelled(_) => Done::Cancelled,
+        Cancel::Requested => Done::Requested,
+        Cancel::AlreadySettled(status) => Done::Settled(status),
+    })
+}
