@@ -31,9 +31,7 @@ pub async fn run(db: &Path, Args { sync }: Args) -> Result<Exit, Failure> {
     let store = Store::open_existing_from_async(db).await?;
     let record = {
         let (store, id) = (store.clone(), sync.clone());
-        store
-            .blocking(move |s| s.record(&id))
-            .await??
+        store.blocking(move |s| s.record(&id)).await??
     };
     let Some(record) = record else {
         return Err(RunError::UnknownSync(sync).into());
