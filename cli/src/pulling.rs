@@ -175,7 +175,7 @@ impl ShownPull {
 
     /// The state as printed: `interrupted` instead of `syncing` for a pull
     /// nobody works on.
-    fn state(&self) -> String {
+    pub fn state(&self) -> String {
         match self.interrupted_at {
             Some(_) => "interrupted".to_string(),
             None => self.status.state.to_string(),

@@ -155,7 +155,11 @@ fn a_killed_pull_is_interrupted_in_status_and_show_finds_no_completed_pull() {
         &["--kind", "keywords", "--id", "999"],
         &["--id", "999"],
     ] {
-        assert_not_found(&db, args, "profile 77 has no completed pull");
+        assert_not_found(
+            &db,
+            args,
+            "profile 77 has no completed pull (its pull `pull-amazon-77` is interrupted;",
+        );
     }
 
     // Resumed to its end: completed, nothing interrupted any more.

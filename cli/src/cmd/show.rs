@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::platform_args::{ProfileArgs, PullPlatform};
-use crate::pulling::{print_shown, print_statuses, ShownPull};
+use crate::pulling::{print_shown, ShownPull};
 
 /// What `adsync show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,25 +77,32 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             "profile {profile} was never pulled (`adsync pull --platform amazon --profile {profile}` pulls it)"
         )));
     };
+    // The record again, for whether the pull is interrupted (its time).
+    let sync = status.sync.clone();
+    let record = store
+        .blocking(move |store| store.record(&sync))
+        .await
+        .map_err(Failure::from)?
+        .map_err(Failure::from)?;
+    let shown = record
+        .as_ref()
+        .and_then(ShownPull::from_record)
+        // Unreadable as a pull after `status` read it: what `status` said.
+        .unwrap_or(ShownPull {
+            status,
+            interrupted_at: None,
+        });
     if kind == ShowKind::Summary && id.is_none() {
-        let sync = status.sync.clone();
-        let record = store
-            .blocking(move |store| store.record(&sync))
-            .await
-            .map_err(Failure::from)?
-            .map_err(Failure::from)?;
-        let shown = record.as_ref().and_then(ShownPull::from_record);
-        match shown {
-            Some(shown) => print_shown(&[shown], args.json),
-            // Settled or gone between the two reads: what the first one said.
-            None => print_statuses(&[status], args.json),
-        }
+        print_shown(std::slice::from_ref(&shown), args.json);
         return Ok(Exit::Ok);
     }
+    let status = &shown.status;
     if status.counts.is_none() {
         return Ok(missing.report(&format!(
             "profile {profile} has no completed pull (its pull `{}` is {}; `adsync resume {}` continues it)",
-            status.sync, status.state, status.sync
+            status.sync,
+            shown.state(),
+            status.sync
         )));
     }
     let printed = match kind {
