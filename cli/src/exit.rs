@@ -19,6 +19,11 @@ pub enum Exit {
     /// A sync stopped unfinished because the platform was unavailable; a
     /// later `resume` continues it.
     Deferred,
+    /// What a read command was asked for does not exist: `show` of a profile
+    /// with no completed pull, or of an entity id the current snapshot lacks.
+    /// Distinct from [`Exit::Ok`] with empty output, so a script never reads
+    /// "never pulled" as "zero keywords".
+    NotFound,
     /// Stopped by this signal (`libc::SIGINT` or `libc::SIGTERM`) at a
     /// durable checkpoint: the shell convention, 128 + the signal.
     Interrupted(i32),
@@ -27,13 +32,14 @@ pub enum Exit {
 impl Exit {
     /// Every exit in the order `--help` lists them; `Interrupted` stands for
     /// both signals the binary handles.
-    const ALL: [Exit; 7] = [
+    const ALL: [Exit; 8] = [
         Exit::Ok,
         Exit::SyncFailed,
         Exit::BadInput,
         Exit::NeedsAttention,
         Exit::StoreUnusable,
         Exit::Deferred,
+        Exit::NotFound,
         Exit::Interrupted(libc::SIGINT),
     ];
 
@@ -46,12 +52,14 @@ impl Exit {
             Exit::NeedsAttention => 3,
             Exit::StoreUnusable => 4,
             Exit::Deferred => 5,
+            Exit::NotFound => 6,
             // Out of range only for a signal we never install a handler for.
             Exit::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
         }
     }
 
-    /// The exit that says more when a command ran several syncs: attention
+    /// The exit that says more when a command ran several syncs: a missing
+    /// thing over success (no sync command returns it today), then attention
     /// over a failure over a sync that could not be run over success; a
     /// deferred sync over those, a signal over a deferred sync (the printed
     /// command continues both), and an unusable store over everything, since
@@ -59,12 +67,13 @@ impl Exit {
     pub fn worst(self, other: Exit) -> Exit {
         let rank = |e: Exit| match e {
             Exit::Ok => 0,
-            Exit::BadInput => 1,
-            Exit::SyncFailed => 2,
-            Exit::NeedsAttention => 3,
-            Exit::Deferred => 4,
-            Exit::Interrupted(_) => 5,
-            Exit::StoreUnusable => 6,
+            Exit::NotFound => 1,
+            Exit::BadInput => 2,
+            Exit::SyncFailed => 3,
+            Exit::NeedsAttention => 4,
+            Exit::Deferred => 5,
+            Exit::Interrupted(_) => 6,
+            Exit::StoreUnusable => 7,
         };
         if rank(other) > rank(self) {
             other
@@ -83,6 +92,9 @@ impl Exit {
             Exit::StoreUnusable => "the store could not be used (locked, corrupt)",
             Exit::Deferred => {
                 "a sync stopped unfinished because the platform was unavailable (resume it later)"
+            }
+            Exit::NotFound => {
+                "not found: no completed pull of the profile, or no entity with that id"
             }
             Exit::Interrupted(_) => {
                 "stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)"
@@ -129,6 +141,7 @@ mod tests {
             "Exit codes: 0 everything synced; 1 a sync failed; 2 bad input or usage; \
 3 a sync needs attention; 4 the store could not be used (locked, corrupt); \
 5 a sync stopped unfinished because the platform was unavailable (resume it later); \
+6 not found: no completed pull of the profile, or no entity with that id; \
 130/143 stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)."
         );
     }
@@ -188,6 +201,7 @@ mod tests {
         // either argument order.
         let order = [
             Exit::Ok,
+            Exit::NotFound,
             Exit::BadInput,
             Exit::SyncFailed,
             Exit::NeedsAttention,

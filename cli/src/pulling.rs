@@ -15,7 +15,7 @@ use adsync::{Record, Store};
 
 use crate::exit::Exit;
 use crate::failure::Failure;
-use crate::format::rfc3339_or_dash;
+use crate::format::{rfc3339, rfc3339_or_dash};
 use crate::signals::Interrupts;
 
 /// The host as the client uses it (no trailing slash).
@@ -148,6 +148,82 @@ pub async fn run_pull(
     Ok(interrupts.signalled().unwrap_or(code))
 }
 
+/// A pull's status as `status` and `show` print it: the status its
+/// checkpoint tells, and whether no process is working on it any more.
+pub struct ShownPull {
+    /// What the checkpoint says.
+    pub status: PullStatus,
+    /// The time of the last checkpoint of a pull that no process is working
+    /// on although it did not finish (see [`crate::cmd::status::interrupted_at`]).
+    pub interrupted_at: Option<time::OffsetDateTime>,
+}
+
+impl ShownPull {
+    /// The pull status of `record`; `None` if it is no pull checkpoint this
+    /// version can decode.
+    pub fn from_record(record: &Record) -> Option<Self> {
+        if record.kind != PullMachine::KIND {
+            return None;
+        }
+        let interrupted_at = crate::cmd::status::interrupted_at(record);
+        let status = PullStatus::from_record(record.clone()).ok()?;
+        Some(ShownPull {
+            status,
+            interrupted_at,
+        })
+    }
+
+    /// The state as printed: `interrupted` instead of `syncing` for a pull
+    /// nobody works on.
+    pub fn state(&self) -> String {
+        match self.interrupted_at {
+            Some(_) => "interrupted".to_string(),
+            None => self.status.state.to_string(),
+        }
+    }
+
+    /// The status's JSON, with `state` as printed, the checkpoint's own
+    /// state as `recorded_state`, and `interrupted_at` (RFC 3339, or `null`
+    /// unless interrupted) for scripts to test.
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(&self.status).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            let recorded = map.get("state").cloned().unwrap_or_default();
+            map.insert("recorded_state".to_string(), recorded);
+            map.insert("state".to_string(), self.state().into());
+            map.insert(
+                "interrupted_at".to_string(),
+                self.interrupted_at.map(rfc3339).into(),
+            );
+        }
+        value
+    }
+}
+
+/// Prints pull statuses as `status` and `show` do: a few lines each, or one
+/// JSON array; an interrupted pull says so, with its last checkpoint's time
+/// and the command that continues it.
+pub fn print_shown(pulls: &[ShownPull], json: bool) {
+    if json {
+        let values: Vec<_> = pulls.iter().map(ShownPull::json).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&values).unwrap_or_default()
+        );
+        return;
+    }
+    for p in pulls {
+        print_lines(&p.status, &p.state());
+        if let Some(at) = p.interrupted_at {
+            outln!(
+                "  interrupted: no process is working on it; last checkpoint {}; `adsync resume {}` continues it",
+                rfc3339(at),
+                p.status.sync
+            );
+        }
+    }
+}
+
 /// Prints pull statuses: a few lines each, or one JSON array.
 pub fn print_statuses(statuses: &[PullStatus], json: bool) {
     if json {
@@ -158,50 +234,51 @@ pub fn print_statuses(statuses: &[PullStatus], json: bool) {
         return;
     }
     for s in statuses {
-        outln!(
-            "{} ({} profile {}): {} (phase {}, pull #{})",
-            s.sync,
-            s.platform,
-            s.profile_id,
-            s.state,
-            s.phase,
-            s.run
-        );
-        outln!(
-            "  started {}  finished {}  last success {}",
-            rfc3339_or_dash(Some(s.started_at)),
-            rfc3339_or_dash(s.finished_at),
-            rfc3339_or_dash(s.last_success_at)
-        );
-        match &s.counts {
-            Some(c) => outln!("  persisted: {c}"),
-            None => outln!("  persisted: nothing yet"),
-        }
-        outln!(
-            "  this pull: {} pages, {} entities staged",
-            s.pages.total(),
-            s.fetched.total()
-        );
-        if let Some(e) = &s.last_error {
-            outln!("  last error: {e}");
-        }
+        print_lines(s, &s.state.to_string());
+    }
+}
+
+/// The lines of one pull status, with `state` as it is to be shown.
+fn print_lines(s: &PullStatus, state: &str) {
+    outln!(
+        "{} ({} profile {}): {} (phase {}, pull #{})",
+        s.sync,
+        s.platform,
+        s.profile_id,
+        state,
+        s.phase,
+        s.run
+    );
+    outln!(
+        "  started {}  finished {}  last success {}",
+        rfc3339_or_dash(Some(s.started_at)),
+        rfc3339_or_dash(s.finished_at),
+        rfc3339_or_dash(s.last_success_at)
+    );
+    match &s.counts {
+        Some(c) => outln!("  persisted: {c}"),
+        None => outln!("  persisted: nothing yet"),
+    }
+    outln!(
+        "  this pull: {} pages, {} entities staged",
+        s.pages.total(),
+        s.fetched.total()
+    );
+    if let Some(e) = &s.last_error {
+        outln!("  last error: {e}");
     }
 }
 
 /// The pull syncs among a store's readable records, for `adsync status`.
-pub fn pull_statuses(records: &[Record]) -> Vec<PullStatus> {
-    records
-        .iter()
-        .filter(|r| r.kind == PullMachine::KIND)
-        .filter_map(|r| PullStatus::from_record(r.clone()).ok())
-        .collect()
+pub fn pull_statuses(records: &[Record]) -> Vec<ShownPull> {
+    records.iter().filter_map(ShownPull::from_record).collect()
 }
 
 /// The pull section of `adsync status` (human output).
 pub fn print_pull_section(records: &[Record]) {
-    let statuses = pull_statuses(records);
-    if !statuses.is_empty() {
+    let pulls = pull_statuses(records);
+    if !pulls.is_empty() {
         outln!("\npull syncs:");
-        print_statuses(&statuses, false);
+        print_shown(&pulls, false);
     }
 }

@@ -166,7 +166,7 @@ fn pull_show_status_history_against_the_fake_server_binary() {
     let out = show(&["--kind", "keywords", "--id", &gone]);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(6),
         "the removed keyword is not found"
     );
     let campaigns = json(&show(&["--kind", "campaigns", "--json", "--limit", "1"]));

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::platform_args::{ProfileArgs, PullPlatform};
-use crate::pulling::print_statuses;
+use crate::pulling::{print_shown, ShownPull};
 
 /// What `adsync show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,43 +30,158 @@ pub enum ShowKind {
 pub struct Args {
     #[command(flatten)]
     pulled: ProfileArgs,
-    /// What to print.
-    #[arg(long, value_enum, default_value = "summary")]
-    kind: ShowKind,
-    /// Only the entity with this platform id (with --kind).
+    /// What to print (default: summary).
+    #[arg(long, value_enum)]
+    kind: Option<ShowKind>,
+    /// Only the entity with this platform id; without --kind (or with
+    /// --kind summary) it is looked for among campaigns, ad groups and
+    /// keywords.
     #[arg(long)]
     id: Option<String>,
     /// At most this many entities.
     #[arg(long)]
     limit: Option<usize>,
-    /// Print JSON.
+    /// Print JSON. When nothing is found (exit 6) it is an object
+    /// `{"found": false, "error": …, "profile": …, "kind": …, "id": …}`.
     #[arg(long)]
     json: bool,
 }
 
 /// `adsync show`.
+///
+/// One rule for everything asked for that is not there — a profile never
+/// pulled, a profile whose pulls never completed (asked for entities), an
+/// entity id the current snapshot lacks: a message on stderr, the
+/// `{"found": false, …}` object on stdout with `--json`, and
+/// [`Exit::NotFound`]. An empty list is printed only for a completed pull
+/// that persisted none of that kind.
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let PullPlatform::Amazon = args.pulled.platform;
     let store = Store::open_existing_from_async(db)
         .await
         .map_err(Failure::from)?;
-    let reader = PullReader::new(store);
+    let reader = PullReader::new(store.clone());
     let profile = args.pulled.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
-    let status = reader.status(profile).await?;
-    match args.kind {
+    let id = args.id.as_deref();
+    let kind = args.kind.unwrap_or(ShowKind::Summary);
+    let missing = Missing {
+        profile,
+        kind: args.kind,
+        id,
+        json: args.json,
+    };
+    // Validates the profile id (a bad one is a usage error) before any read.
+    let Some(status) = reader.status(profile).await? else {
+        return Ok(missing.report(&format!(
+            "profile {profile} was never pulled (`adsync pull --platform amazon --profile {profile}` pulls it)"
+        )));
+    };
+    // The record again, for whether the pull is interrupted (its time).
+    let sync = status.sync.clone();
+    let record = store
+        .blocking(move |store| store.record(&sync))
+        .await
+        .map_err(Failure::from)?
+        .map_err(Failure::from)?;
+    let shown = record
+        .as_ref()
+        .and_then(ShownPull::from_record)
+        // Unreadable as a pull after `status` read it: what `status` said.
+        .unwrap_or(ShownPull {
+            status,
+            interrupted_at: None,
+        });
+    if kind == ShowKind::Summary && id.is_none() {
+        print_shown(std::slice::from_ref(&shown), args.json);
+        return Ok(Exit::Ok);
+    }
+    let status = &shown.status;
+    if status.counts.is_none() {
+        return Ok(missing.report(&format!(
+            "profile {profile} has no completed pull (its pull `{}` is {}; `adsync resume {}` continues it)",
+            status.sync,
+            shown.state(),
+            status.sync
+        )));
+    }
+    let printed = match kind {
         ShowKind::Summary => {
-            let Some(status) = status else {
-                return Err(Failure::usage(format!(
-                    "profile {profile} was never pulled"
-                )));
-            };
-            print_statuses(&[status], args.json);
-            Ok(Exit::Ok)
+            // `--id` alone: the entity of whichever kind has that id.
+            show_kind(&reader, ShowKind::Campaigns, profile, id, limit, args.json).await?
+                || show_kind(&reader, ShowKind::AdGroups, profile, id, limit, args.json).await?
+                || show_kind(&reader, ShowKind::Keywords, profile, id, limit, args.json).await?
         }
+        kind => show_kind(&reader, kind, profile, id, limit, args.json).await?,
+    };
+    match (printed, id) {
+        (false, Some(id)) => {
+            let what = match kind {
+                ShowKind::Campaigns => "campaign",
+                ShowKind::AdGroups => "ad group",
+                ShowKind::Keywords => "keyword",
+                ShowKind::Summary => "campaign, ad group or keyword",
+            };
+            Ok(missing.report(&format!(
+                "no {what} with id {id} in the current snapshot of profile {profile} (pull #{} of {})",
+                status.run,
+                crate::format::rfc3339_or_dash(status.last_success_at)
+            )))
+        }
+        _ => Ok(Exit::Ok),
+    }
+}
+
+/// What `show` was asked for, to say that it is not there.
+struct Missing<'a> {
+    profile: &'a str,
+    kind: Option<ShowKind>,
+    id: Option<&'a str>,
+    json: bool,
+}
+
+impl Missing<'_> {
+    /// Says `message` on stderr (and as JSON on stdout with `--json`): the
+    /// not-found exit.
+    fn report(&self, message: &str) -> Exit {
+        if self.json {
+            let kind = self
+                .kind
+                .and_then(|k| k.to_possible_value())
+                .map(|v| v.get_name().to_string());
+            let value = serde_json::json!({
+                "found": false,
+                "error": message,
+                "profile": self.profile,
+                "kind": kind,
+                "id": self.id,
+            });
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        errln!("error: {message}");
+        Exit::NotFound
+    }
+}
+
+/// Prints the entities of `kind` (all up to `limit`, or the one with `id`);
+/// whether any was there to print. With `--id`, nothing is printed when it
+/// is not found (the caller says so); without, an empty list is printed.
+async fn show_kind(
+    reader: &PullReader,
+    kind: ShowKind,
+    profile: &str,
+    id: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> Result<bool, Failure> {
+    match kind {
+        ShowKind::Summary => Ok(false),
         ShowKind::Campaigns => {
-            let items = select::<SpCampaign>(&reader, profile, args.id.as_deref(), limit).await?;
-            print_items(&items, args.json, |c| {
+            let items = select::<SpCampaign>(reader, profile, id, limit).await?;
+            Ok(print_items(&items, id, json, |c| {
                 format!(
                     "{:<16} {:<13} {:<7} {:>10.2} {}",
                     c.campaign_id,
@@ -75,12 +190,11 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
                     c.budget.budget,
                     c.name
                 )
-            });
-            Ok(found(args.id.as_deref(), items.len()))
+            }))
         }
         ShowKind::AdGroups => {
-            let items = select::<SpAdGroup>(&reader, profile, args.id.as_deref(), limit).await?;
-            print_items(&items, args.json, |g| {
+            let items = select::<SpAdGroup>(reader, profile, id, limit).await?;
+            Ok(print_items(&items, id, json, |g| {
                 format!(
                     "{:<16} {:<16} {:<13} {:>8.2} {}",
                     g.ad_group_id,
@@ -89,12 +203,11 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
                     g.default_bid,
                     g.name
                 )
-            });
-            Ok(found(args.id.as_deref(), items.len()))
+            }))
         }
         ShowKind::Keywords => {
-            let items = select::<SpKeyword>(&reader, profile, args.id.as_deref(), limit).await?;
-            print_items(&items, args.json, |k| {
+            let items = select::<SpKeyword>(reader, profile, id, limit).await?;
+            Ok(print_items(&items, id, json, |k| {
                 format!(
                     "{:<16} {:<16} {:<13} {:<6} {:>8} {}",
                     k.keyword_id,
@@ -104,17 +217,8 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
                     k.bid.map_or("default".to_string(), |b| format!("{b:.2}")),
                     k.keyword_text
                 )
-            });
-            Ok(found(args.id.as_deref(), items.len()))
+            }))
         }
-    }
-}
-
-/// Asked for one entity by id and it is not there: exit 1, like a failed look-up.
-fn found(id: Option<&str>, n: usize) -> Exit {
-    match (id, n) {
-        (Some(_), 0) => Exit::SyncFailed,
-        _ => Exit::Ok,
     }
 }
 
@@ -141,7 +245,17 @@ async fn select<T: adsync::amazon::SpEntity + Send + 'static>(
     })
 }
 
-fn print_items<T: serde::Serialize>(items: &[T], json: bool, line: impl Fn(&T) -> String) {
+/// Prints `items` (nothing when looking for `id` and it is not among them);
+/// whether anything was printed.
+fn print_items<T: serde::Serialize>(
+    items: &[T],
+    id: Option<&str>,
+    json: bool,
+    line: impl Fn(&T) -> String,
+) -> bool {
+    if id.is_some() && items.is_empty() {
+        return false;
+    }
     if json {
         outln!(
             "{}",
@@ -152,4 +266,5 @@ fn print_items<T: serde::Serialize>(items: &[T], json: bool, line: impl Fn(&T) -
             outln!("{}", line(item));
         }
     }
+    true
 }

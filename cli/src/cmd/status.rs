@@ -26,19 +26,30 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     store.blocking(move |store| status(store, json)).await?
 }
 
-/// How `status` shows a sync's status.
+/// When `record`'s sync was left unfinished by a process that no longer
+/// works on it: the time of its last checkpoint; `None` for a settled sync.
 ///
-/// `status` opens the store, and sled locks the store's directory for the
-/// process that opened it: no other process can have it open at the same
-/// time, so no live process is running any of its syncs now. A record that
-/// still says `running` was therefore left by a process that stopped (killed,
-/// crashed, interrupted) before the sync settled: it is shown as
-/// `interrupted`, with the time of its last checkpoint, and `adsync resume`
-/// continues it.
+/// Only for a process that holds the store, as `status` and `show` do: sled
+/// locks the store's directory for the process that opened it, so no other
+/// process can be running any of its syncs now (a command that runs syncs
+/// holds the store until it exits, and `status` run meanwhile exits 4). A
+/// record that still says `running` was therefore left by a process that
+/// stopped (killed, crashed, interrupted) before the sync settled, and
+/// `adsync resume` continues it.
+///
+/// This is the one place that decides it: a process that both runs syncs
+/// and reports on them (a daemon) must ask its own runner which syncs it is
+/// driving instead.
+pub fn interrupted_at(record: &Record) -> Option<time::OffsetDateTime> {
+    (record.status == Status::Running).then_some(record.updated_at)
+}
+
+/// How `status` shows a sync's status: `interrupted` for a sync no process
+/// works on (see [`interrupted_at`]), else as recorded.
 fn shown_status(record: &Record) -> String {
-    match record.status {
-        Status::Running => "interrupted".to_string(),
-        other => other.to_string(),
+    match interrupted_at(record) {
+        Some(_) => "interrupted".to_string(),
+        None => record.status.to_string(),
     }
 }
 
@@ -100,7 +111,7 @@ fn status_json(
                 continue;
             }
         };
-        let interrupted_at = (r.status == Status::Running).then(|| rfc3339(r.updated_at));
+        let interrupted_at = interrupted_at(&r).map(rfc3339);
         let value = serde_json::json!({
             "id": r.id, "kind": r.kind,
             "platform": r.labels.get("platform"), "account": r.labels.get("account"),
@@ -122,7 +133,10 @@ fn status_json(
         first = false;
         serde_json::to_writer(&mut *out, &set)?;
     }
-    let pulls = crate::pulling::pull_statuses(&pull_records(store, broken));
+    let pulls: Vec<_> = crate::pulling::pull_statuses(&pull_records(store, broken))
+        .iter()
+        .map(crate::pulling::ShownPull::json)
+        .collect();
     write!(out, "\n  ],\n  \"pulls\": ")?;
     serde_json::to_writer(&mut *out, &pulls)?;
     write!(out, ",\n  \"unreadable\": ")?;
