@@ -142,7 +142,7 @@ pub async fn run_pull(
     };
     print_statuses(std::slice::from_ref(&status), json);
     let code = match status.state {
-        SyncState::Completed => Exit::Ok,
+        SyncState::Completed | SyncState::Cancelled => Exit::Ok,
         _ => Exit::SyncFailed,
     };
     Ok(interrupts.signalled().unwrap_or(code))
