@@ -22,8 +22,8 @@ use serde_json::{Map, Value};
 /// Stored as one compact JSON text (`Box<RawValue>`), or nothing at all when
 /// the object had no such field: a 500,000-keyword page walk holds one small
 /// string per entity that has extras instead of a map of boxed values, and an
-/// entity without extras pays one null pointer. Keys are kept in sorted order,
-/// so equal extras compare equal as text.
+/// entity without extras pays one null pointer. Two extras are equal when they
+/// hold the same fields and values, whatever their key order.
 #[derive(Debug, Clone, Default)]
 pub struct Extra(Option<Box<RawValue>>);
 
@@ -59,7 +59,8 @@ impl Extra {
 
 impl PartialEq for Extra {
     fn eq(&self, other: &Self) -> bool {
-        self.as_json() == other.as_json()
+        // Equal text is the common case; otherwise the key order may differ.
+        self.as_json() == other.as_json() || self.to_map() == other.to_map()
     }
 }
 
