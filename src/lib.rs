@@ -187,7 +187,7 @@ pub mod reddit {
 /// the same API is in the `adsync-fakes` crate. Both follow
 /// `docs/platforms/amazon.md`, not each other.
 pub mod amazon {
-    pub use crate::platform::amazon::api::{IdFilter, StateFilter};
+    pub use crate::platform::amazon::api::{Extra, IdFilter, StateFilter};
     pub use crate::platform::amazon::{
         AmazonClient, AmazonConfig, AmazonError, Budget, BudgetType, Items, ListKind, ListRequest,
         MatchType, Page, PageRef, PlatformMessage, SpAdGroup, SpCampaign, SpEntity, SpKeyword,

@@ -209,3 +209,75 @@ fn pull_show_status_history_against_the_fake_server_binary() {
     assert!(!files_contain(&db, TOKEN.as_bytes()));
     assert!(!history.contains(TOKEN));
 }
+
+/// `show --json` reproduces what the API listed: every field of every entity,
+/// `dynamicBidding` and fields adsync does not know included (key order aside).
+#[test]
+fn show_json_reproduces_the_listing_field_for_field() {
+    let generator = adsync_fakes::Generator {
+        campaigns: 4,
+        ad_groups_per_campaign: 2,
+        keywords_per_ad_group: 10,
+        seed: 5,
+    };
+    let server = FakeAmazonProcess::start(&[
+        "--profile",
+        PROFILE,
+        "--campaigns",
+        "4",
+        "--ad-groups-per-campaign",
+        "2",
+        "--keywords-per-ad-group",
+        "10",
+        "--seed",
+        "5",
+        "--token",
+        TOKEN,
+    ]);
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let args = [
+        "pull",
+        "--platform",
+        "amazon",
+        "--profile",
+        PROFILE,
+        "--host",
+        &server.url,
+        "--page-size",
+        "7",
+    ];
+    let out = adsync(&db, &args, TOKEN);
+    assert!(out.status.success(), "{out:?}");
+    let data = generator.generate();
+    use adsync_fakes::amazon::wire_json;
+    for (kind, want) in [
+        ("campaigns", wire_json(&data.campaigns)),
+        ("ad-groups", wire_json(&data.ad_groups)),
+        ("keywords", wire_json(&data.keywords)),
+    ] {
+        let out = adsync(
+            &db,
+            &["show", "--profile", PROFILE, "--kind", kind, "--json"],
+            TOKEN,
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(json(&out), want, "{kind}");
+    }
+    assert!(String::from_utf8_lossy(
+        &adsync(
+            &db,
+            &[
+                "show",
+                "--profile",
+                PROFILE,
+                "--kind",
+                "campaigns",
+                "--json"
+            ],
+            TOKEN
+        )
+        .stdout
+    )
+    .contains("\"placementBidding\""));
+}

@@ -5,11 +5,19 @@
 //! generated vectors are already sorted by id and building 500,000 keywords is a
 //! single linear pass. The same seed always gives the same profile (a private
 //! SplitMix64, independent of `rand`'s algorithm choices).
+//!
+//! Every documented field of the three entity kinds appears (the optional
+//! ones on some entities only), and the undocumented `fakeFutureField` too.
+//! The fields adsync does not model are drawn from a second random stream, so
+//! adding them did not change any value the first stream gives.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::amazon::wire::{
-    AdGroup, Budget, BudgetType, Campaign, Keyword, MatchType, State, TargetingType,
+    AdGroup, BidStrategy, Budget, BudgetType, Campaign, DynamicBidding, Keyword, MatchType,
+    Placement, PlacementBidding, State, TargetingType,
 };
 
 /// Every entity of one profile, each vector sorted by id, in the fake's own
@@ -82,6 +90,44 @@ impl SplitMix {
     }
 }
 
+/// The `dynamicBidding` of a campaign: a strategy and zero to three placement
+/// adjustments (each placement at most once, in a fixed order).
+fn dynamic_bidding(rng: &mut SplitMix) -> DynamicBidding {
+    let strategy = match rng.below(4) {
+        0 => BidStrategy::LegacyForSales,
+        1 => BidStrategy::AutoForSales,
+        2 => BidStrategy::Manual,
+        _ => BidStrategy::RuleBased,
+    };
+    let placements = [
+        Placement::Top,
+        Placement::ProductPage,
+        Placement::RestOfSearch,
+    ];
+    let mask = rng.below(8);
+    let placement_bidding = placements
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, placement)| PlacementBidding {
+            placement,
+            percentage: rng.below(901) as u32,
+        })
+        .collect();
+    DynamicBidding {
+        strategy,
+        placement_bidding,
+    }
+}
+
+const TEAMS: [&str; 4] = ["brand", "performance", "eu \"north\"", "équipe"];
+const NATIVE: [(&str, &str); 4] = [
+    ("咖啡豆", "zh_CN"),
+    ("Kaffeebohnen", "de_DE"),
+    ("grains de café", "fr_FR"),
+    ("コーヒー豆", "ja_JP"),
+];
+
 const ADJECTIVES: [&str; 16] = [
     "organic",
     "wireless",
@@ -123,6 +169,8 @@ impl Generator {
     /// Builds the profile.
     pub fn generate(&self) -> ProfileData {
         let mut rng = SplitMix(self.seed ^ 0xADD5_11C0);
+        // The fields adsync does not model: their own stream (see the module docs).
+        let mut more = SplitMix(self.seed ^ 0xF1DE_117E);
         let n_ag = self.campaigns * self.ad_groups_per_campaign;
         let mut data = ProfileData {
             campaigns: Vec::with_capacity(self.campaigns),
@@ -147,11 +195,24 @@ impl Generator {
                 budget: Budget {
                     budget_type: BudgetType::Daily,
                     budget: rng.cents(100, 50_000),
+                    fake_future_field: (more.below(2) == 0).then(|| more.below(1000)),
                 },
                 start_date: format!("2026-{month:02}-{day:02}"),
                 end_date: (rng.below(5) == 0).then(|| format!("2027-{month:02}-{day:02}")),
                 portfolio_id: (rng.below(3) == 0)
                     .then(|| (900_000_000_000_000 + rng.below(50)).to_string()),
+                dynamic_bidding: Some(dynamic_bidding(&mut more)),
+                tags: match more.below(3) {
+                    0 => BTreeMap::from([
+                        (
+                            "team".to_string(),
+                            TEAMS[more.below(4) as usize].to_string(),
+                        ),
+                        ("season".to_string(), format!("2026-q{}", 1 + more.below(4))),
+                    ]),
+                    _ => BTreeMap::new(),
+                },
+                fake_future_field: Some(more.next() >> 11),
             });
             for g in 0..self.ad_groups_per_campaign {
                 let ad_group_id = (AD_GROUP_ID_BASE + ag_index).to_string();
@@ -162,9 +223,14 @@ impl Generator {
                     name: format!("Ad group {c:06}-{g:03}"),
                     state: rng.state(),
                     default_bid: rng.cents(2, 500),
+                    fake_future_field: (more.below(2) == 0).then(|| more.below(1000)),
                 });
                 for k in 0..self.keywords_per_ad_group {
                     let r = rng.next();
+                    // One draw of the second stream per keyword: a 500,000-keyword
+                    // profile stays a single cheap pass.
+                    let m = more.next();
+                    let native = (m & 0xF == 0).then(|| NATIVE[((m >> 4) & 3) as usize]);
                     data.keywords.push(Keyword {
                         keyword_id: (KEYWORD_ID_BASE + kw_index).to_string(),
                         campaign_id: campaign_id.clone(),
@@ -183,6 +249,9 @@ impl Generator {
                         bid: ((r >> 12) % 4 != 0)
                             .then_some(2.0 + ((r >> 16) % 999) as f64)
                             .map(|cents| cents / 100.0),
+                        native_language_keyword: native.map(|(text, _)| text.to_string()),
+                        native_language_locale: native.map(|(_, locale)| locale.to_string()),
+                        fake_future_field: (m & 0x70 == 0).then_some((m >> 8) & 0xFFFF),
                     });
                     kw_index += 1;
                 }
@@ -229,5 +298,34 @@ mod tests {
                 .unwrap();
             assert_eq!(ag.campaign_id, k.campaign_id);
         }
+    }
+
+    #[test]
+    fn every_documented_field_and_the_undocumented_one_appear() {
+        let data = Generator {
+            campaigns: 40,
+            ad_groups_per_campaign: 2,
+            keywords_per_ad_group: 20,
+            seed: 3,
+        }
+        .generate();
+        let c = &data.campaigns;
+        assert!(c.iter().all(|c| c.dynamic_bidding.is_some()));
+        assert!(c.iter().any(|c| c
+            .dynamic_bidding
+            .as_ref()
+            .is_some_and(|d| !d.placement_bidding.is_empty())));
+        assert!(c.iter().any(|c| !c.tags.is_empty()));
+        assert!(c.iter().any(|c| c.end_date.is_some()));
+        assert!(c.iter().any(|c| c.portfolio_id.is_some()));
+        assert!(c.iter().any(|c| c.budget.fake_future_field.is_some()));
+        assert!(c.iter().all(|c| c.fake_future_field.is_some()));
+        assert!(data.ad_groups.iter().any(|g| g.fake_future_field.is_some()));
+        let k = &data.keywords;
+        assert!(k.iter().any(|k| k.bid.is_none()) && k.iter().any(|k| k.bid.is_some()));
+        assert!(k
+            .iter()
+            .any(|k| k.native_language_keyword.is_some() && k.native_language_locale.is_some()));
+        assert!(k.iter().any(|k| k.fake_future_field.is_some()));
     }
 }

@@ -583,7 +583,52 @@ mod tests {
             match_type: crate::platform::amazon::MatchType::Exact,
             state: crate::platform::amazon::State::Enabled,
             bid: None,
+            extra: Default::default(),
         }
+    }
+
+    #[test]
+    fn extra_fields_persist_and_entries_written_before_them_still_read() {
+        let store = Store::temporary().unwrap();
+        let mut with_extra = kw("2", "new");
+        with_extra.extra = crate::platform::amazon::api::Extra::from_map(
+            serde_json::json!({"nativeLanguageKeyword": "neu", "x": {"y": [1, 2.5]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut page = encode_items(&Items::Keywords(vec![with_extra.clone()])).unwrap();
+        // An entry as an older adsync staged it: no extra fields at all.
+        let old = br#"{"keywordId":"3","campaignId":"1","adGroupId":"2","keywordText":"old","matchType":"EXACT","state":"ENABLED"}"#;
+        push_entry(&mut page, b"3", old);
+        store
+            .commit_blocking(
+                Commit::new().data(&stage_key("amazon", "p", ListKind::Keywords, 0), page),
+            )
+            .unwrap();
+        let counts = PullCounts {
+            keywords: 1,
+            ..PullCounts::default()
+        };
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let snap = build_generation(&store, "amazon", "p", 1, &counts, now).unwrap();
+        let pointer = serde_json::to_vec(&snap).unwrap();
+        store
+            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
+            .unwrap();
+        let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, vec![with_extra.clone(), kw("3", "old")]);
+        assert_eq!(
+            serde_json::to_value(&got[0]).unwrap()["x"],
+            serde_json::json!({"y": [1, 2.5]})
+        );
+        assert_eq!(
+            find::<SpKeyword>(&store, "amazon", "p", "2").unwrap(),
+            Some(with_extra)
+        );
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //! keeps working when Amazon grows, the fake rejects request fields the notes
 //! do not list: a client's typo must not pass silently.
 //!
-//! Responses: the entities ([`Campaign`], [`AdGroup`], [`Keyword`]) carry the
-//! fields adsync models today, spelled as the notes spell them; the list
+//! Responses: the entities ([`Campaign`], [`AdGroup`], [`Keyword`]) carry every
+//! field `docs/platforms/amazon.md` documents for them, whether adsync models
+//! it or not (`dynamicBidding`, `tags`, `nativeLanguageKeyword`, …), spelled as
+//! the notes spell them, plus `fakeFutureField`, which no documentation names:
+//! it stands for whatever Amazon adds next, which a lossless client must keep
+//! too (also inside `budget`, a nested object the client does model). The list
 //! envelopes borrow the entities so a 1000-item page is serialized in one pass.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +149,66 @@ pub struct Budget {
     pub budget_type: BudgetType,
     /// `budget`: the amount, in the marketplace currency.
     pub budget: f64,
+    /// `fakeFutureField`: undocumented, fake only (see the module docs);
+    /// absent when `None`.
+    #[serde(
+        rename = "fakeFutureField",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fake_future_field: Option<u64>,
+}
+
+/// `dynamicBidding.strategy`: how Amazon may move a campaign's bids in the auction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BidStrategy {
+    /// `LEGACY_FOR_SALES`: dynamic bids, down only.
+    #[serde(rename = "LEGACY_FOR_SALES")]
+    LegacyForSales,
+    /// `AUTO_FOR_SALES`: dynamic bids, up and down.
+    #[serde(rename = "AUTO_FOR_SALES")]
+    AutoForSales,
+    /// `MANUAL`: fixed bids.
+    #[serde(rename = "MANUAL")]
+    Manual,
+    /// `RULE_BASED`: bids set by the advertiser's rules.
+    #[serde(rename = "RULE_BASED")]
+    RuleBased,
+}
+
+/// `dynamicBidding.placementBidding[].placement`: where on Amazon the ad shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Placement {
+    /// `PLACEMENT_TOP`: top of the first search results page.
+    #[serde(rename = "PLACEMENT_TOP")]
+    Top,
+    /// `PLACEMENT_PRODUCT_PAGE`: product detail pages.
+    #[serde(rename = "PLACEMENT_PRODUCT_PAGE")]
+    ProductPage,
+    /// `PLACEMENT_REST_OF_SEARCH`: elsewhere in search results.
+    #[serde(rename = "PLACEMENT_REST_OF_SEARCH")]
+    RestOfSearch,
+}
+
+/// One `dynamicBidding.placementBidding` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementBidding {
+    /// `placement`.
+    pub placement: Placement,
+    /// `percentage`: how much the bid is raised there, an integer 0–900.
+    pub percentage: u32,
+}
+
+/// A campaign's `dynamicBidding` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicBidding {
+    /// `strategy`.
+    pub strategy: BidStrategy,
+    /// `placementBidding`: at most one entry per placement; may be empty.
+    #[serde(rename = "placementBidding")]
+    pub placement_bidding: Vec<PlacementBidding>,
 }
 
 /// A campaign as `/sp/campaigns/list` lists it.
@@ -174,6 +240,23 @@ pub struct Campaign {
         skip_serializing_if = "Option::is_none"
     )]
     pub portfolio_id: Option<String>,
+    /// `dynamicBidding`: bid strategy and placement adjustments; absent when `None`.
+    #[serde(
+        rename = "dynamicBidding",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dynamic_bidding: Option<DynamicBidding>,
+    /// `tags`: the advertiser's string labels; absent when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// `fakeFutureField`: undocumented, fake only (see the module docs).
+    #[serde(
+        rename = "fakeFutureField",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fake_future_field: Option<u64>,
 }
 
 /// An ad group as `/sp/adGroups/list` lists it.
@@ -193,6 +276,13 @@ pub struct AdGroup {
     /// `defaultBid`: the bid of its targets that have none of their own.
     #[serde(rename = "defaultBid")]
     pub default_bid: f64,
+    /// `fakeFutureField`: undocumented, fake only (see the module docs).
+    #[serde(
+        rename = "fakeFutureField",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fake_future_field: Option<u64>,
 }
 
 /// A keyword as `/sp/keywords/list` lists it.
@@ -219,6 +309,29 @@ pub struct Keyword {
     /// `bid`; absent from the JSON when the keyword uses its ad group's `defaultBid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<f64>,
+    /// `nativeLanguageKeyword`: the keyword in the marketplace's own
+    /// language, when it was entered in another; absent when `None`.
+    #[serde(
+        rename = "nativeLanguageKeyword",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub native_language_keyword: Option<String>,
+    /// `nativeLanguageLocale`: the locale of `nativeLanguageKeyword` (`zh_CN`);
+    /// absent when `None`.
+    #[serde(
+        rename = "nativeLanguageLocale",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub native_language_locale: Option<String>,
+    /// `fakeFutureField`: undocumented, fake only (see the module docs).
+    #[serde(
+        rename = "fakeFutureField",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fake_future_field: Option<u64>,
 }
 
 /// An entity with its own list endpoint: what paging, filtering and the
@@ -427,10 +540,20 @@ mod tests {
             budget: Budget {
                 budget_type: BudgetType::Daily,
                 budget: 12.5,
+                fake_future_field: Some(4),
             },
             start_date: "2026-01-02".into(),
             end_date: None,
             portfolio_id: Some("9".into()),
+            dynamic_bidding: Some(DynamicBidding {
+                strategy: BidStrategy::AutoForSales,
+                placement_bidding: vec![PlacementBidding {
+                    placement: Placement::RestOfSearch,
+                    percentage: 35,
+                }],
+            }),
+            tags: BTreeMap::from([("team".to_string(), "eu".to_string())]),
+            fake_future_field: Some(5),
         };
         let keyword = Keyword {
             keyword_id: "3".into(),
@@ -440,12 +563,31 @@ mod tests {
             match_type: MatchType::Phrase,
             state: State::Enabled,
             bid: None,
+            native_language_keyword: None,
+            native_language_locale: None,
+            fake_future_field: None,
         };
         assert_eq!(
             wire_json(&campaign),
             json!({"campaignId": "1", "name": "C", "state": "USER_DELETED",
-                "targetingType": "MANUAL", "budget": {"budgetType": "DAILY", "budget": 12.5},
-                "startDate": "2026-01-02", "portfolioId": "9"})
+                "targetingType": "MANUAL",
+                "budget": {"budgetType": "DAILY", "budget": 12.5, "fakeFutureField": 4},
+                "startDate": "2026-01-02", "portfolioId": "9",
+                "dynamicBidding": {"strategy": "AUTO_FOR_SALES",
+                    "placementBidding": [{"placement": "PLACEMENT_REST_OF_SEARCH", "percentage": 35}]},
+                "tags": {"team": "eu"}, "fakeFutureField": 5})
+        );
+        let translated = Keyword {
+            native_language_keyword: Some("咖啡豆".into()),
+            native_language_locale: Some("zh_CN".into()),
+            fake_future_field: Some(6),
+            ..keyword.clone()
+        };
+        assert_eq!(
+            wire_json(&translated),
+            json!({"keywordId": "3", "campaignId": "1", "adGroupId": "2", "keywordText": "k",
+                "matchType": "PHRASE", "state": "ENABLED", "nativeLanguageKeyword": "咖啡豆",
+                "nativeLanguageLocale": "zh_CN", "fakeFutureField": 6})
         );
         assert_eq!(
             serde_json::to_string(&ListResponse {

@@ -3,10 +3,89 @@
 //! Field names are camelCase on the wire. Decoding is strict where it matters: an
 //! enum value adsync does not know, or a missing required field, is an error (see
 //! [`AmazonError::Decode`](super::AmazonError::Decode)), never a silent default.
-//! Fields adsync does not model (Amazon adds `extendedData`, `dynamicBidding`, …)
-//! are ignored so that the pull keeps working when the platform grows.
+//! Fields adsync does not model (`dynamicBidding`, `tags`, whatever Amazon adds
+//! next) are neither an error nor dropped: each entity, and each nested object
+//! adsync models (`budget`), keeps them verbatim in an [`Extra`], so a pulled
+//! entity serializes back to what the API listed (key order aside) and the pull
+//! keeps working when the platform grows.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The fields of a JSON object that adsync's wire types do not model, kept
+/// verbatim (names, values, nesting) and written back when the entity is
+/// serialized, after the modelled fields. Used as `#[serde(flatten)]`.
+///
+/// Stored as one compact JSON text (`Box<RawValue>`), or nothing at all when
+/// the object had no such field: a 500,000-keyword page walk holds one small
+/// string per entity that has extras instead of a map of boxed values, and an
+/// entity without extras pays one null pointer. Two extras are equal when they
+/// hold the same fields and values, whatever their key order.
+#[derive(Debug, Clone, Default)]
+pub struct Extra(Option<Box<RawValue>>);
+
+impl Extra {
+    /// Whether the object had no field beyond the modelled ones.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The extra fields as one compact JSON object text (`{}` when empty).
+    pub fn as_json(&self) -> &str {
+        self.0.as_deref().map_or("{}", RawValue::get)
+    }
+
+    /// The extra fields as a JSON map (parsed on each call; empty when none).
+    pub fn to_map(&self) -> Map<String, Value> {
+        match &self.0 {
+            // Built from a `Map` in `from_map`, so it parses back as one.
+            Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+            None => Map::new(),
+        }
+    }
+
+    /// Keeps `map` as the extra fields (nothing when it is empty).
+    pub fn from_map(map: Map<String, Value>) -> Result<Self, serde_json::Error> {
+        if map.is_empty() {
+            return Ok(Extra(None));
+        }
+        // A `Map` without `preserve_order` is sorted by key: one text per content.
+        serde_json::value::to_raw_value(&map).map(|raw| Extra(Some(raw)))
+    }
+}
+
+impl PartialEq for Extra {
+    fn eq(&self, other: &Self) -> bool {
+        // Equal text is the common case; otherwise the key order may differ.
+        self.as_json() == other.as_json() || self.to_map() == other.to_map()
+    }
+}
+
+impl Serialize for Extra {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Entries, not the raw text: a flattened field must serialize as map
+        // entries, and only serde_json's own serializer understands RawValue.
+        let Some(raw) = &self.0 else {
+            return serializer.serialize_map(Some(0))?.end();
+        };
+        let map: Map<String, Value> = serde_json::from_str(raw.get()).map_err(S::Error::custom)?;
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for (k, v) in &map {
+            out.serialize_entry(k, v)?;
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Extra {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(deserializer)?;
+        Extra::from_map(map).map_err(D::Error::custom)
+    }
+}
 
 /// An entity's status. `ENABLED|PAUSED|ARCHIVED` can be written; the other three
 /// only appear when reading.
@@ -65,6 +144,9 @@ pub struct Budget {
     pub budget_type: BudgetType,
     /// Amount in the marketplace currency.
     pub budget: f64,
+    /// The budget's other fields, verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A Sponsored Products campaign as listed by `POST /sp/campaigns/list`.
@@ -89,6 +171,9 @@ pub struct SpCampaign {
     /// Portfolio the campaign belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portfolio_id: Option<String>,
+    /// The other fields Amazon listed (`dynamicBidding`, `tags`, …), verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A Sponsored Products ad group as listed by `POST /sp/adGroups/list`.
@@ -105,6 +190,9 @@ pub struct SpAdGroup {
     pub state: State,
     /// Bid used by targets without their own bid.
     pub default_bid: f64,
+    /// The other fields Amazon listed, verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// A Sponsored Products keyword as listed by `POST /sp/keywords/list`.
@@ -126,6 +214,9 @@ pub struct SpKeyword {
     /// Bid; Amazon omits it when the keyword uses the ad group's default bid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bid: Option<f64>,
+    /// The other fields Amazon listed (`nativeLanguageKeyword`, …), verbatim.
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// Which list endpoint to call.
@@ -436,10 +527,12 @@ mod tests {
             budget: Budget {
                 budget_type: BudgetType::Daily,
                 budget: 12.5,
+                extra: Extra::default(),
             },
             start_date: "2026-01-01".into(),
             end_date: None,
             portfolio_id: Some("9".into()),
+            extra: Extra::default(),
         };
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["state"], "USER_DELETED");
@@ -456,5 +549,51 @@ mod tests {
         };
         let staged = serde_json::to_string(&page).unwrap();
         assert_eq!(serde_json::from_str::<Page>(&staged).unwrap(), page);
+    }
+
+    #[test]
+    fn unmodelled_fields_survive_decode_and_serialize_at_every_level() {
+        let listed = serde_json::json!({
+            "campaignId": "1", "name": "n", "state": "ENABLED", "targetingType": "MANUAL",
+            "budget": {"budgetType": "DAILY", "budget": 10.25, "futureBudgetField": [1, {"a": null}]},
+            "startDate": "2026-01-01",
+            "dynamicBidding": {"strategy": "LEGACY_FOR_SALES",
+                "placementBidding": [{"placement": "PLACEMENT_TOP", "percentage": 50}]},
+            "tags": {"team": "eu \"north\"", "é": "ü"},
+            "big": 18446744073709551615u64, "neg": -3, "ratio": 0.1, "flag": false
+        });
+        let body = serde_json::to_vec(&serde_json::json!({"campaigns": [listed.clone()]})).unwrap();
+        let page = decode_page(ListKind::Campaigns, &body).unwrap();
+        let Items::Campaigns(campaigns) = &page.items else {
+            panic!("campaigns")
+        };
+        let c = &campaigns[0];
+        assert_eq!(c.budget.budget, 10.25);
+        assert!(!c.extra.is_empty() && !c.budget.extra.is_empty());
+        assert_eq!(
+            c.extra.to_map()["dynamicBidding"]["strategy"],
+            "LEGACY_FOR_SALES"
+        );
+        assert_eq!(serde_json::to_value(c).unwrap(), listed);
+
+        // The staged form (a Page through the adjacently tagged Items) keeps them too.
+        let staged = serde_json::to_string(&page).unwrap();
+        let back: Page = serde_json::from_str(&staged).unwrap();
+        assert_eq!(back, page);
+
+        // An entity stored before extras existed reads with none.
+        let old = br#"{"keywordId":"1","campaignId":"2","adGroupId":"3","keywordText":"x","matchType":"EXACT","state":"ENABLED"}"#;
+        let k: SpKeyword = serde_json::from_slice(old).unwrap();
+        assert!(k.extra.is_empty());
+        assert_eq!(k.extra.as_json(), "{}");
+        assert_eq!(
+            serde_json::to_value(&k).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(old).unwrap()
+        );
+
+        // Extras do not hide a bad modelled field: the path is still named.
+        let body = br#"{"adGroups":[{"adGroupId":"1","campaignId":"2","name":"g","unknownThing":{"x":1},"state":"NOPE","defaultBid":1}]}"#;
+        let (path, _) = decode_page(ListKind::AdGroups, body).unwrap_err();
+        assert_eq!(path, "adGroups[0].state");
     }
 }
