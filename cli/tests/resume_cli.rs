@@ -1,6 +1,7 @@
 //! `resume` takes platform, account and API base URL from the checkpoint
 //! (credentials from the environment only), flags that are given must agree,
-//! and an unfinished sync without credentials is named.
+//! and an unfinished sync without credentials is named; `cancel` of an
+//! interrupted push waits for the look-up its restart needs.
 
 mod common;
 
@@ -49,12 +50,12 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Pushes to the fake Reddit and is killed after the 2nd checkpoint.
-fn interrupted_push(dir: &Path, server: &FakeRedditServer) {
+/// Pushes the set to the fake Reddit with `env`.
+fn push(dir: &Path, server: &FakeRedditServer, env: &[(&str, &str)]) -> Output {
     std::fs::write(dir.join("set.json"), SET).unwrap();
     let set = dir.join("set.json");
     let url = server.fake().base_url();
-    let out = adsync(
+    adsync(
         dir,
         &[
             "push",
@@ -66,6 +67,15 @@ fn interrupted_push(dir: &Path, server: &FakeRedditServer) {
             "--reddit-base-url",
             &url,
         ],
+        env,
+    )
+}
+
+/// Pushes to the fake Reddit and is killed after the 2nd checkpoint.
+fn interrupted_push(dir: &Path, server: &FakeRedditServer) {
+    let out = push(
+        dir,
+        server,
         &[
             ("ADSYNC_REDDIT_TOKEN", &server.token),
             ("ADSYNC_TEST_CRASH_AT", "2:after"),
@@ -162,4 +172,50 @@ fn resume_all_also_resumes_an_interrupted_pull_from_its_checkpoint() {
     let out = adsync(dir, &["show", "--profile", "77", "--json"], &[]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown[0]["state"], "completed", "{shown}");
+}
+
+#[test]
+fn a_killed_push_is_cancelled_after_its_look_up_and_a_new_push_updates_it() {
+    let server = FakeRedditServer::start("cancel-token");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    interrupted_push(dir, &server);
+    let token = [("ADSYNC_REDDIT_TOKEN", server.token.as_str())];
+
+    // The process that ran c1-1 died after a checkpoint naming a create: the
+    // cancel waits for the look-up that settles it.
+    let out = adsync(dir, &["cancel", "c1-1"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("cancel requested") && stdout.contains("resume"),
+        "{stdout}"
+    );
+
+    let out = adsync(dir, &["resume", "--all", "--json"], &token);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = adsync(dir, &["status", "--json"], &[]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let of = |id: &str| {
+        status["syncs"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["id"] == id))
+            .map(|x| x["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(of("c1-1").as_deref(), Some("cancelled"), "{status:#}");
+    assert_eq!(of("c2-1").as_deref(), Some("succeeded"), "{status:#}");
+    // Cancelling a finished sync is refused and writes nothing.
+    let out = adsync(dir, &["cancel", "c1-1"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to cancel"));
+    let out = adsync(dir, &["cancel", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // A new push of the set: c1 continues from what the cancelled sync created.
+    let out = push(dir, &server, &token);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let held = server.held();
+    assert_eq!(held.len(), 6, "{held:#?}");
+    assert!(held.duplicates().is_empty(), "{held:#?}");
+    server.stop();
 }
