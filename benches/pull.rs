@@ -160,7 +160,7 @@ fn ramp(rt: &tokio::runtime::Runtime, runs: usize) {
             times[i].push(took);
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |v: &mut [f64]| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };

@@ -646,7 +646,6 @@ async fn the_servers_dynamic_throttling_is_absorbed() {
     );
     let log = h.requests();
     let throttled = log.iter().filter(|r| r.status == 429).count();
-    eprintln!("429s drawn: {throttled}");
     assert!(throttled >= 1, "the server did push back");
     assert!(
         c.current_rate() < 40.0,
