@@ -2,6 +2,8 @@
 //!
 //! Run: `cargo bench --bench pull` (add `-- --quick` for a profile 10× smaller,
 //! `-- --pulls N` to pull it N times, `-- --page-size N` for other page sizes).
+//! `cargo bench --bench pull -- --ramp [--runs N]` measures the ramp case
+//! instead (see [`ramp`]).
 //!
 //! Pulls 2,000 campaigns, 20,000 ad groups and 500,000 keywords (pages of 1,000,
 //! each staged durably with its checkpoint) into a sled store on disk, then
@@ -96,9 +98,102 @@ async fn one_pull(puller: &Puller, label: &str) -> (Duration, Duration, u64) {
     (fetch, persist, n)
 }
 
+/// The ramp case: how much slower a pull is when the limiter has to find the
+/// allowed rate than when it starts there. 50,000 keywords (200 campaigns,
+/// 2,000 ad groups) at page size 100 — 522 pages fetched one after another —
+/// from a server that never throttles, each pull into a fresh store, with the
+/// CLI's rate settings `--rate 50 --max-rate 1000` against `--rate 1000
+/// --max-rate 1000`. The two alternate `runs` times; medians are compared
+/// (target: at most 1.3×).
+fn ramp(rt: &tokio::runtime::Runtime, runs: usize) {
+    let generator = Generator {
+        campaigns: 200,
+        ad_groups_per_campaign: 10,
+        keywords_per_ad_group: 25,
+        seed: 42,
+    };
+    let server = rt
+        .block_on(FakeAmazon::start(
+            FakeAmazonConfig::default().with_profile(PROFILE, generator.generate()),
+        ))
+        .expect("fake server");
+    let settings = [
+        ("--rate 50 --max-rate 1000", 50.0),
+        ("--rate 1000 --max-rate 1000", 1000.0),
+    ];
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 1..=runs {
+        for (i, (label, initial_rate)) in settings.iter().enumerate() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open(dir.path().join("adsync.db")).expect("store");
+            // What `adsync pull --rate R --max-rate 1000` configures.
+            let throttle = ThrottleConfig {
+                initial_rate: *initial_rate,
+                max_rate: 1000.0,
+                min_rate: ThrottleConfig::default().min_rate.min(*initial_rate),
+                ..ThrottleConfig::default()
+            };
+            let config = AmazonConfig::new("fake-client-id", "fake-token")
+                .with_host(server.base_url())
+                .with_throttle(throttle);
+            let client = AmazonClient::new(config).expect("client");
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let puller = Puller::new(store, client.clone(), clock).with_policy(PullPolicy {
+                page_size: 100,
+                ..PullPolicy::default()
+            });
+            server.clear_requests();
+            let t = Instant::now();
+            let status = rt
+                .block_on(puller.pull(PROFILE, PullMode::ResumeOrStart))
+                .expect("pull");
+            let took = t.elapsed().as_secs_f64();
+            let log = server.requests();
+            let throttled = log.iter().filter(|r| r.status == 429).count();
+            println!(
+                "ramp run {run}, {label}: {took:.2} s, {} requests ({throttled} answered 429), {} keywords, final rate {:.0}/s, state {:?}",
+                log.len(),
+                status.fetched.keywords,
+                client.current_rate(),
+                status.state
+            );
+            times[i].push(took);
+        }
+    }
+    let median = |v: &mut [f64]| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ramped, at_max) = (median(&mut times[0]), median(&mut times[1]));
+    let ratio = ramped / at_max;
+    println!(
+        "ramp: median {ramped:.2} s ({}) vs {at_max:.2} s ({}) = {ratio:.2}× — target ≤ 1.3×: {}",
+        settings[0].0,
+        settings[1].0,
+        if ratio <= 1.3 { "met" } else { "MISSED" }
+    );
+    rt.block_on(server.shutdown());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--ramp") {
+        // `--runs N`: alternate the two settings N times (default 3).
+        let runs: usize = args
+            .iter()
+            .position(|a| a == "--runs")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        ramp(&rt, runs);
+        return;
+    }
     // `--pulls N`: pull the profile N times (at least 2; later ones replace generations).
     let pulls: usize = args
         .iter()

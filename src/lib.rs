@@ -188,6 +188,7 @@ pub mod reddit {
 /// `docs/platforms/amazon.md`, not each other.
 pub mod amazon {
     pub use crate::platform::amazon::api::{Extra, IdFilter, StateFilter};
+    pub use crate::platform::amazon::client::{check_page_size, PAGE_SIZES};
     pub use crate::platform::amazon::{
         AmazonClient, AmazonConfig, AmazonError, Budget, BudgetType, Items, ListKind, ListRequest,
         MatchType, Page, PageRef, PlatformMessage, SpAdGroup, SpCampaign, SpEntity, SpKeyword,

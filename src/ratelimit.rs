@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Tokens closer to a whole one than this count as whole (float rounding).
+const TOKEN_EPSILON: f64 = 1e-9;
+
+/// The shortest wait for a token: a wait that rounds to zero would not move
+/// a paused clock.
+const MIN_WAIT: Duration = Duration::from_micros(1);
+
 /// A client-side rate limiter shared by every request to one account or profile.
 ///
 /// A token bucket refilled at `rate` per second, plus two ways for the platform
@@ -91,11 +98,14 @@ impl RateLimiter {
                     _ => {
                         b.paused_until = None;
                         b.refill(now);
-                        if b.tokens >= 1.0 {
-                            b.tokens -= 1.0;
+                        // A token short by a rounding error is a token: its wait
+                        // would round to zero, and a sleep of zero does not
+                        // move a paused (test) clock, so this would spin.
+                        if b.tokens >= 1.0 - TOKEN_EPSILON {
+                            b.tokens = (b.tokens - 1.0).max(0.0);
                             return;
                         }
-                        Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+                        Duration::from_secs_f64((1.0 - b.tokens) / b.rate).max(MIN_WAIT)
                     }
                 }
             };

@@ -184,14 +184,9 @@ async fn filters_and_foreign_tokens() {
         .await
         .expect_err("garbage token");
     assert!(err.to_string().contains("Invalid nextToken"), "{err}");
-    let err = c
-        .list_page(PROFILE, ListKind::Campaigns, None, 5000)
-        .await
-        .expect_err("page too large");
     match &err {
         AmazonError::BadRequest { message, .. } => {
             assert!(message.code_is("400"));
-            assert!(message.message.contains("maxResults"), "{err}");
             assert!(message.request_id.is_some());
         }
         other => panic!("expected BadRequest, got {other}"),
@@ -719,18 +714,97 @@ async fn server_errors_and_timeouts_are_retried_then_transient() {
 }
 
 #[tokio::test]
+async fn page_sizes_outside_amazons_range_are_refused_before_any_request() {
+    let h = server(small_profile()).await;
+    let c = client(&h);
+    for size in [0, 1001, 5000] {
+        let err = c
+            .list_page(PROFILE, ListKind::Campaigns, None, size)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, AmazonError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&size.to_string()) && text.contains("1..=1000"),
+            "{text}"
+        );
+    }
+    assert!(h.requests().is_empty(), "nothing was sent");
+    for size in [1, 1000] {
+        c.list_page(PROFILE, ListKind::Campaigns, None, size)
+            .await
+            .expect("in range");
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_truncated_body_is_retried_like_a_5xx() {
+    let h = server(small_profile()).await;
+    let c = client(&h);
+    let first = c
+        .list_page(PROFILE, ListKind::Keywords, None, 50)
+        .await
+        .expect("page 1");
+    let token = first.next_token.expect("more pages");
+    h.clear_requests();
+    h.inject(AmazonFault::InvalidJson, 1);
+    let page = c
+        .list_page(PROFILE, ListKind::Keywords, Some(&token), 50)
+        .await
+        .expect("the second answer is whole");
+    assert_eq!(page.items.len(), 50);
+    let log = h.requests();
+    assert_eq!(
+        request_statuses(&log),
+        [200, 200],
+        "the page, fetched twice"
+    );
+    assert!(log
+        .iter()
+        .all(|r| r.next_token.as_deref() == Some(token.as_str())));
+    // The wait between is the client's 5xx backoff (equal jitter: ≥ base / 2).
+    assert!(request_gaps(&log)[0] >= fast_backoff(4).base / 2);
+
+    // A storm longer than the client's budget: a transient error naming the
+    // endpoint, the page, the JSON path and the position in the body.
+    h.clear_requests();
+    h.inject(AmazonFault::InvalidJson, 10);
+    let err = c
+        .list_page(PROFILE, ListKind::Keywords, Some(&token), 50)
+        .await
+        .expect_err("budget spent");
+    match &err {
+        AmazonError::Garbled {
+            page,
+            attempts,
+            path,
+            message,
+            body,
+        } => {
+            assert_eq!(*attempts, 4, "the same budget as a 5xx");
+            assert_eq!(page.endpoint, "/sp/keywords/list");
+            assert_eq!(page.next_token.as_deref(), Some(token.as_str()));
+            assert!(path.starts_with("keywords["), "{path}");
+            assert!(
+                message.contains("EOF") && message.contains("column"),
+                "{message}"
+            );
+            assert!(body.starts_with("{\"totalResults\""), "{body}");
+        }
+        other => panic!("expected Garbled, got {other}"),
+    }
+    assert!(err.is_transient(), "a pull retries the page later");
+    assert!(err.to_string().contains(&token), "{err}");
+    assert_eq!(h.requests().len(), 4);
+    assert_eq!(h.pending_faults(), 6);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
     let h = server(small_profile()).await;
     let c = client(&h);
-
-    h.inject(AmazonFault::InvalidJson, 1);
-    let err = c
-        .list_page(PROFILE, ListKind::Campaigns, None, 10)
-        .await
-        .expect_err("invalid json");
-    assert!(matches!(err, AmazonError::Decode { .. }), "{err}");
-    let text = err.to_string();
-    assert!(text.contains("/sp/campaigns/list (first page)"), "{text}");
 
     let first = c
         .list_page(PROFILE, ListKind::Keywords, None, 5)
@@ -770,8 +844,9 @@ async fn garbled_bodies_are_clear_errors_naming_endpoint_page_and_field() {
         }
         other => panic!("expected Decode, got {other}"),
     }
-    // Decode errors are not retried: the same bytes would come back.
-    assert_eq!(h.requests().len(), 4);
+    // Well-formed bodies of the wrong shape are not retried: the same bytes
+    // would come back.
+    assert_eq!(h.requests().len(), 3);
     // And the page is fine again afterwards.
     c.list_page(PROFILE, ListKind::AdGroups, None, 5)
         .await

@@ -328,8 +328,9 @@ async fn step_until(s: &Setup, stop: impl Fn(&adsync::PullState) -> bool) {
 
 #[tokio::test]
 async fn bad_responses_fail_clearly_and_persist_nothing() {
+    // A body that is not JSON at all is retried instead: see
+    // `a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging`.
     for (fault, name, expected) in [
-        (AmazonFault::InvalidJson, "invalid_json", "invalid response"),
         (
             AmazonFault::MissingField,
             "missing_field",
@@ -690,5 +691,102 @@ async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
         .expect("pull");
     assert_eq!(status.state, SyncState::Completed, "{status:?}");
     assert_eq!(status.counts.map(|c| c.total()), Some(0));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_garbled_page_mid_pull_is_fetched_again_and_the_pull_completes_in_one_run() {
+    let h = server().await;
+    let s = setup(&h);
+    // 1 campaign page, 2 ad group pages and 2 keyword pages answer normally;
+    // the first answer to the third keyword page is cut in half.
+    h.inject(AmazonFault::Pass, 1 + 2 + 2);
+    h.inject(AmazonFault::InvalidJson, 1);
+    let status = s
+        .puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("pull runs");
+    assert_eq!(status.state, SyncState::Completed, "{status:?}");
+    assert_eq!(h.pending_faults(), 0);
+    assert_persisted_equals_server(&s, &h).await;
+    let log = h.requests();
+    assert_eq!(log.len(), 9 + 1, "one page more than a clean pull");
+    let keyword_pages: Vec<&RequestRecord> = log
+        .iter()
+        .filter(|r| r.path == "/sp/keywords/list")
+        .collect();
+    assert_eq!(
+        keyword_pages[2].next_token, keyword_pages[3].next_token,
+        "the garbled page, asked for again"
+    );
+    let by_page = requests_by_page(&log);
+    assert_eq!(by_page.values().filter(|&&n| n == 2).count(), 1, "{log:#?}");
+    assert_eq!(
+        by_page[&(
+            "/sp/keywords/list".to_string(),
+            keyword_pages[2].next_token.clone()
+        )],
+        2
+    );
+    // The client absorbed it: the machine saw no failure.
+    let record = s
+        .store
+        .record(&s.puller.sync_id(PROFILE))
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.failed_effects, 0);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging() {
+    let h = server().await;
+    let s = setup(&h);
+    s.puller
+        .begin(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("begin");
+    step_until(&s, |st| {
+        st.phase == PullPhase::FetchingKeywords && st.pages.keywords == 1
+    })
+    .await;
+    // Client: 3 attempts per call; machine: 2 calls → 6 garbled answers spend
+    // the budget, exactly as 6 answers of 503 would.
+    h.inject(AmazonFault::InvalidJson, 6);
+    let id = s.puller.sync_id(PROFILE);
+    let checkpoint = s.puller.run(&id).await.expect("runs");
+    assert_eq!(checkpoint.record.status, Status::Failed);
+    assert_eq!(h.pending_faults(), 0);
+    let error = checkpoint.record.last_error.clone().unwrap_or_default();
+    for expected in [
+        "/sp/keywords/list page 1",
+        "page at nextToken",
+        "unparseable response body after 3 attempt(s)",
+        "at `keywords[",
+        "EOF while parsing",
+        "column",
+        "gave up after 2 attempt(s)",
+        "staged pages are kept",
+    ] {
+        assert!(error.contains(expected), "{expected:?} missing: {error}");
+    }
+    assert_eq!(stored_keys(&s.store).0, 1 + 2 + 1, "staging kept");
+    assert_eq!(s.puller.snapshot(PROFILE).await.expect("reads"), None);
+    common_snap("pull_s3_bad_response_invalid_json", trace(&s));
+
+    h.clear_requests();
+    let status = s
+        .puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("resume");
+    assert_eq!(status.state, SyncState::Completed);
+    assert_eq!(
+        h.requests().len(),
+        6 - 1,
+        "the keyword pages not staged yet"
+    );
+    assert_persisted_equals_server(&s, &h).await;
     h.shutdown().await;
 }

@@ -26,7 +26,8 @@
 //!   configured in [`FakeAmazonConfig::retry_after`] only.
 //! * **Faults** ([`AmazonFault`]): the next *n* list calls (after the auth and media
 //!   type checks) answer 429 (a "storm"), a 5xx, a delay, a chosen error status,
-//!   or a garbled 200 (invalid JSON, missing field, unknown enum value).
+//!   or a garbled 200 (invalid JSON, missing field, unknown enum value); queued
+//!   `Pass` faults answer normally, so a fault can target a later call.
 //! * **Admin** (no auth, loopback only, under `/_admin`): `GET|DELETE
 //!   /_admin/requests` (request log with arrival times), `POST|DELETE
 //!   /_admin/faults` (`{"fault": {...}, "count": n}`), `PUT /_admin/rate-limit`
@@ -177,6 +178,10 @@ pub enum AmazonFault {
     },
     /// 200 with a body cut in the middle.
     InvalidJson,
+    /// The normal answer. Only holds a place in the queue, so that the fault
+    /// after `n` of them hits the (n+1)-th list call from now: a garbled
+    /// page in the middle of a pull run in one go.
+    Pass,
     /// 200 whose first item lacks `state` (the items key, if the page is empty).
     MissingField,
     /// 200 whose first item has `"state": "SUSPENDED"`.
@@ -925,6 +930,7 @@ impl FakeAmazon {
                     .into_response();
             }
             Some(AmazonFault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Some(AmazonFault::Pass) => {}
             Some(other) => garble = Some(other),
         }
         if !self.take_token() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::platform::amazon::{AmazonClient, AmazonError};
+use crate::platform::amazon::{AmazonClient, AmazonError, ListKind};
 use crate::pull::machine::{PullEffect, PullMachine, PullOutcome};
 use crate::pull::snapshot;
 use adsync_engine::Clock;
@@ -68,6 +68,16 @@ fn retry_after_ms(error: &AmazonError) -> Option<u64> {
             ..
         } => Some(d.as_millis() as u64),
         _ => None,
+    }
+}
+
+/// The error a failed fetch records. A garbled body also names the page's
+/// number in this pull (as the history's effects do): its `nextToken` alone
+/// is opaque to whoever reads the error.
+fn describe_fetch_error(error: &AmazonError, kind: ListKind, page: u64) -> String {
+    match error {
+        AmazonError::Garbled { .. } => format!("{kind} page {page}: {error}"),
+        _ => error.to_string(),
     }
 }
 
@@ -137,7 +147,7 @@ impl Effects<PullMachine> for AmazonPullEffects {
                             kind: *kind,
                             transient: error.is_transient(),
                             retry_after_ms: retry_after_ms(&error),
-                            error: error.to_string(),
+                            error: describe_fetch_error(&error, *kind, *page),
                         },
                         Commit::new(),
                     ),

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use adsync::amazon::{AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS};
+use adsync::amazon::{
+    check_page_size, AmazonConfig, ThrottleConfig, DEFAULT_HOST, DEFAULT_MAX_RESULTS,
+};
 use adsync::StopSignal;
 use adsync::Store;
 use adsync::{PullMode, PullPolicy};
@@ -48,9 +50,7 @@ pub struct Args {
 pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let PullPlatform::Amazon = args.pulled.platform;
     let profile = args.pulled.profile;
-    if args.page_size == 0 {
-        return Err(Failure::usage("--page-size must be at least 1"));
-    }
+    check_page_size(args.page_size).map_err(|e| Failure::usage(format!("--page-size: {e}")))?;
     if !(args.rate > 0.0 && args.max_rate >= args.rate) {
         return Err(Failure::usage("need 0 < --rate <= --max-rate"));
     }

@@ -20,6 +20,35 @@ pub const DEFAULT_HOST: &str = "https://advertising-api.amazon.com";
 /// connectors use. (The largest accepted value is not documented with certainty.)
 pub const DEFAULT_MAX_RESULTS: u32 = 100;
 
+/// The `maxResults` (page size) values adsync sends: 1 to 1,000.
+/// `docs/platforms/amazon.md`: Amazon's own connectors use 100 and scripts up
+/// to 1,000, and a larger value is answered 400 — so a larger one is refused
+/// before any request rather than by the platform mid-pull.
+pub const PAGE_SIZES: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Checks a page size (`maxResults`) against [`PAGE_SIZES`].
+///
+/// ```
+/// use adsync::amazon::check_page_size;
+/// assert_eq!(check_page_size(100).unwrap(), 100);
+/// assert!(check_page_size(1001).unwrap_err().to_string().contains("1..=1000"));
+/// ```
+///
+/// # Errors
+///
+/// [`AmazonError::Config`] naming the value and the accepted range.
+pub fn check_page_size(max_results: u32) -> Result<u32, AmazonError> {
+    if PAGE_SIZES.contains(&max_results) {
+        Ok(max_results)
+    } else {
+        Err(AmazonError::Config(format!(
+            "page size (maxResults) {max_results} is outside {}..={}, the range Amazon Ads accepts",
+            PAGE_SIZES.start(),
+            PAGE_SIZES.end()
+        )))
+    }
+}
+
 use crate::secret::Secret;
 
 /// How to reach Amazon Ads.
@@ -203,6 +232,11 @@ impl fmt::Display for PlatformMessage {
     }
 }
 
+/// Whether `body` is one complete JSON value, whatever its shape.
+fn is_well_formed_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut s: String = text.chars().take(300).collect();
@@ -282,7 +316,26 @@ pub enum AmazonError {
         /// The last failure.
         last: String,
     },
-    /// A 2xx response that does not match the documented shape.
+    /// A 2xx body that was not well-formed JSON (cut short, an HTML error
+    /// page) on every one of `attempts` attempts. Retried like a 5xx, since
+    /// the next answer is usually whole; transient, so a pull retries the page
+    /// later and, when that is spent too, fails keeping its staged pages.
+    #[error("{page}: unparseable response body after {attempts} attempt(s), at `{path}`: {message}; body starts: {body}")]
+    Garbled {
+        /// The endpoint and page of the failed call.
+        page: PageRef,
+        /// Attempts made.
+        attempts: u32,
+        /// JSON path the parser had reached (`keywords[37].keywordText`), `.` for the root.
+        path: String,
+        /// The parser's error, with the line and column of the body where it stopped.
+        message: String,
+        /// The start of the last body.
+        body: String,
+    },
+    /// A 2xx response that is well-formed JSON but does not match the
+    /// documented shape (a missing field, an unknown enum value). Not retried:
+    /// the same bytes would come back.
     #[error("{page}: invalid response at `{path}`: {message}; body starts: {body}")]
     Decode {
         /// The endpoint and page of the failed call.
@@ -304,7 +357,9 @@ impl AmazonError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            AmazonError::Throttled { .. } | AmazonError::Transient { .. }
+            AmazonError::Throttled { .. }
+                | AmazonError::Transient { .. }
+                | AmazonError::Garbled { .. }
         )
     }
 }
@@ -320,6 +375,13 @@ enum Attempt {
     },
     /// 5xx, timeout or connection error: retry after backoff.
     Transient(String),
+    /// A 2xx body that is not well-formed JSON: retried like `Transient`,
+    /// reported with where the parser stopped.
+    Garbled {
+        path: String,
+        message: String,
+        body: String,
+    },
 }
 
 /// An Amazon Ads Sponsored Products client. Cheap to clone: clones share the
@@ -454,6 +516,9 @@ impl AmazonClient {
             endpoint: kind.path(),
             next_token: request.next_token.clone(),
         };
+        if let Some(max_results) = request.max_results {
+            check_page_size(max_results)?;
+        }
         let url = format!("{}{}", inner.config.host, kind.path());
         let headers = self.headers(profile_id, kind)?;
         let body = serde_json::to_vec(request)
@@ -497,6 +562,22 @@ impl AmazonClient {
                             page,
                             attempts,
                             last,
+                        });
+                    }
+                    tokio::time::sleep(backoff.delay(attempts)).await;
+                }
+                Attempt::Garbled {
+                    path,
+                    message,
+                    body,
+                } => {
+                    if !backoff.allows_retry(attempts) {
+                        return Err(AmazonError::Garbled {
+                            page,
+                            attempts,
+                            path,
+                            message,
+                            body,
                         });
                     }
                     tokio::time::sleep(backoff.delay(attempts)).await;
@@ -548,14 +629,27 @@ impl AmazonClient {
         tracing::debug!(endpoint = kind.path(), page = ?page.next_token,
             status = status.as_u16(), ?latency, attempts, "amazon request");
         if status.is_success() {
-            return Attempt::Done(decode_page(kind, &bytes).map_err(|(path, message)| {
-                AmazonError::Decode {
+            return match decode_page(kind, &bytes) {
+                Ok(decoded) => Attempt::Done(Ok(decoded)),
+                // Only on the error path: is the body JSON at all? Cut-short or
+                // non-JSON bodies are a delivery accident worth a retry; a
+                // well-formed body of the wrong shape would come back the same.
+                Err((path, message)) if !is_well_formed_json(&bytes) => {
+                    tracing::debug!(endpoint = kind.path(), page = ?page.next_token,
+                        attempts, %path, %message, "amazon response body unparseable");
+                    Attempt::Garbled {
+                        path,
+                        message,
+                        body: snippet(&bytes),
+                    }
+                }
+                Err((path, message)) => Attempt::Done(Err(AmazonError::Decode {
                     page: page.clone(),
                     path,
                     message,
                     body: snippet(&bytes),
-                }
-            }));
+                })),
+            };
         }
         let message = Box::new(PlatformMessage::parse(&bytes));
         let page = page.clone();

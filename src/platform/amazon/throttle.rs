@@ -9,12 +9,18 @@
 //!   exponential backoff with jitter that grows with the streak of 429s. Like
 //!   TCP, one congestion episode lowers the rate once: a 429 for a request that
 //!   was already in flight when the rate last dropped only extends the pause;
-//! * every [`ThrottleConfig::increase_after`] consecutive successes **add**
-//!   [`ThrottleConfig::increase_step`] to the rate (never above
-//!   [`ThrottleConfig::max_rate`]).
+//! * every [`ThrottleConfig::increase_after`] consecutive successes (a
+//!   *window*) raise the rate, never above [`ThrottleConfig::max_rate`]. Until
+//!   the client's first 429 this is **slow start**, as in TCP: each window
+//!   doubles the rate, but never beyond twice the rate the window's requests
+//!   actually reached, so a client that sends less than it may (one pull
+//!   fetching page after page) does not claim a rate it never tried. After the
+//!   first 429 (congestion), each window **adds**
+//!   [`ThrottleConfig::increase_step`].
 //!
 //! Amazon publishes no fixed quota, so the rate settles just under what the
-//! platform currently grants.
+//! platform currently grants; slow start gets there in a few windows from a
+//! cautious starting rate instead of hundreds.
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -39,9 +45,11 @@ pub struct ThrottleConfig {
     pub burst: f64,
     /// Rate multiplier on each 429 (in `(0, 1)`).
     pub decrease_factor: f64,
-    /// Rate added after `increase_after` consecutive successes.
+    /// Rate added after `increase_after` consecutive successes, once the
+    /// client has been throttled (before that, slow start doubles it).
     pub increase_step: f64,
-    /// Consecutive successes needed for one increase.
+    /// Consecutive successes needed for one increase (the window of both
+    /// slow start and additive increase).
     pub increase_after: u32,
     /// Longest `Retry-After` the client waits out by itself; a longer one ends
     /// the call with [`AmazonError::Throttled`](super::AmazonError::Throttled)
@@ -103,6 +111,10 @@ struct Streak {
     successes: u32,
     throttled: u32,
     last_decrease: Option<Instant>,
+    /// A 429 was seen: slow start is over for this client.
+    congested: bool,
+    /// When the current window of successes began (its first success).
+    window_started: Option<Instant>,
 }
 
 impl Throttle {
@@ -138,22 +150,47 @@ impl Throttle {
         &self.config
     }
 
-    /// Records a successful response: additive increase after a run of successes.
+    /// Records a successful response. After a window of successes the rate
+    /// rises: doubled (at most to twice the rate the window reached) until
+    /// the first 429, by `increase_step` after it.
     pub fn on_success(&self) {
         let mut s = self.streak();
+        let now = Instant::now();
         s.throttled = 0;
         s.successes += 1;
-        if s.successes >= self.config.increase_after.max(1) {
+        let window_started = *s.window_started.get_or_insert(now);
+        let window = self.config.increase_after.max(1);
+        if s.successes >= window {
             s.successes = 0;
-            let rate = clamp(
-                self.limiter.rate() + self.config.increase_step,
-                &self.config,
-            );
-            if rate != self.limiter.rate() {
-                tracing::debug!(rate, "amazon throttle: raising rate");
+            s.window_started = None;
+            let current = self.limiter.rate();
+            let raised = if s.congested {
+                current + self.config.increase_step
+            } else {
+                // The window's own rate: `window` successes since its first.
+                let elapsed = now.saturating_duration_since(window_started).as_secs_f64();
+                let reached = if elapsed > 0.0 {
+                    f64::from(window) / elapsed
+                } else {
+                    f64::INFINITY
+                };
+                (current * 2.0).min(reached * 2.0).max(current)
+            };
+            let rate = clamp(raised, &self.config);
+            if rate != current {
+                tracing::debug!(
+                    rate,
+                    slow_start = !s.congested,
+                    "amazon throttle: raising rate"
+                );
                 self.limiter.set_rate(rate);
             }
         }
+    }
+
+    /// Whether the rate still grows by doubling (no 429 seen yet).
+    pub fn in_slow_start(&self) -> bool {
+        !self.streak().congested
     }
 
     /// Records a 429 for a request sent at `sent_at`: multiplicative decrease
@@ -168,6 +205,8 @@ impl Throttle {
         let (streak, decrease) = {
             let mut s = self.streak();
             s.successes = 0;
+            s.window_started = None;
+            s.congested = true;
             let same_episode = s.last_decrease.is_some_and(|d| sent_at < d);
             if !same_episode {
                 s.throttled = s.throttled.saturating_add(1);
@@ -304,6 +343,89 @@ mod tests {
             t.rate(),
             2.0,
             "a request sent after the decrease counts again"
+        );
+    }
+
+    fn ramp(initial_rate: f64) -> ThrottleConfig {
+        ThrottleConfig {
+            initial_rate,
+            min_rate: 1.0,
+            max_rate: 1000.0,
+            burst: 2.0,
+            increase_after: 10,
+            increase_step: 0.5,
+            ..ThrottleConfig::default()
+        }
+    }
+
+    /// Sends `n` requests one after another, each taking `latency` at the
+    /// server, through `t`; returns the time they took.
+    async fn sequential(t: &Throttle, n: usize, latency: Duration) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            t.acquire().await;
+            tokio::time::sleep(latency).await;
+            t.on_success();
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_doubles_per_window_until_the_first_429_then_adds() {
+        let t = Throttle::new(ramp(5.0), backoff());
+        assert!(t.in_slow_start());
+        let mut rates = Vec::new();
+        for _ in 0..9 {
+            sequential(&t, 10, Duration::ZERO).await;
+            rates.push(t.rate());
+        }
+        assert_eq!(
+            rates,
+            [10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0, 1000.0, 1000.0],
+            "doubling, capped at max_rate"
+        );
+        // Congestion: halved, and from then on additive.
+        t.on_throttled(Instant::now(), None);
+        assert_eq!(t.rate(), 500.0);
+        assert!(!t.in_slow_start());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        sequential(&t, 10, Duration::ZERO).await;
+        assert_eq!(t.rate(), 500.5);
+        sequential(&t, 20, Duration::ZERO).await;
+        assert_eq!(t.rate(), 501.5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_claims_at_most_twice_the_rate_the_client_reached() {
+        // One request at a time, 10 ms each: the client cannot exceed 100/s
+        // whatever the limiter allows, so the rate stops near 2 × 100.
+        let t = Throttle::new(ramp(50.0), backoff());
+        sequential(&t, 500, Duration::from_millis(10)).await;
+        assert!(t.in_slow_start());
+        let rate = t.rate();
+        assert!((200.0..=230.0).contains(&rate), "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_pull_takes_at_most_1_3x_the_time_of_one_starting_at_max() {
+        // The bench's ramp case in miniature: 522 pages (50,000 keywords at
+        // 100 per page), ~3.4 ms each, from 50/s vs from the maximum.
+        let latency = Duration::from_micros(3400);
+        let from_max = sequential(&Throttle::new(ramp(1000.0), backoff()), 522, latency).await;
+        let ramped = sequential(&Throttle::new(ramp(50.0), backoff()), 522, latency).await;
+        let ratio = ramped.as_secs_f64() / from_max.as_secs_f64();
+        assert!(ratio <= 1.3, "{ramped:?} vs {from_max:?}: {ratio:.2}×");
+        // Additive increase alone (as before slow start) would not get near.
+        let additive = Throttle::new(ramp(50.0), backoff());
+        additive.on_throttled(
+            Instant::now() - Duration::from_secs(1),
+            Some(Duration::ZERO),
+        );
+        additive.limiter.set_rate(50.0);
+        let slow = sequential(&additive, 522, latency).await;
+        assert!(
+            slow.as_secs_f64() / from_max.as_secs_f64() > 3.0,
+            "{slow:?}"
         );
     }
 
