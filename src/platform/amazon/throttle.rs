@@ -11,8 +11,8 @@
 //!   was already in flight when the rate last dropped only extends the pause;
 //! * every [`ThrottleConfig::increase_after`] consecutive successes (a
 //!   *window*) raise the rate, never above [`ThrottleConfig::max_rate`]. Until
-//!   the client's first 429 this is **slow start**, as in TCP: each window
-//!   doubles the rate, but never beyond twice the rate the window's requests
+//!   the client's first 429 this is **slow start**, as in TCP: each half
+//!   window doubles the rate, but never beyond twice the rate the window's requests
 //!   actually reached, so a client that sends less than it may (one pull
 //!   fetching page after page) does not claim a rate it never tried. After the
 //!   first 429 (congestion), each window **adds**
@@ -151,15 +151,23 @@ impl Throttle {
     }
 
     /// Records a successful response. After a window of successes the rate
-    /// rises: doubled (at most to twice the rate the window reached) until
-    /// the first 429, by `increase_step` after it.
+    /// rises: doubled (at most to twice the rate the window reached) every
+    /// `increase_after / 2` successes until the first 429, by `increase_step`
+    /// every `increase_after` after it.
     pub fn on_success(&self) {
         let mut s = self.streak();
         let now = Instant::now();
         s.throttled = 0;
         s.successes += 1;
         let window_started = *s.window_started.get_or_insert(now);
-        let window = self.config.increase_after.max(1);
+        // Slow start measures over half a window: it doubles twice as often,
+        // so a pull from a low rate reaches the allowed one in few pages,
+        // and the "twice what the client reached" cap still bounds it.
+        let window = if s.congested {
+            self.config.increase_after.max(1)
+        } else {
+            (self.config.increase_after / 2).max(1)
+        };
         if s.successes >= window {
             s.successes = 0;
             s.window_started = None;
@@ -167,10 +175,11 @@ impl Throttle {
             let raised = if s.congested {
                 current + self.config.increase_step
             } else {
-                // The window's own rate: `window` successes since its first.
+                // The window's own rate: `window` successes since its first
+                // span `window - 1` intervals.
                 let elapsed = now.saturating_duration_since(window_started).as_secs_f64();
-                let reached = if elapsed > 0.0 {
-                    f64::from(window) / elapsed
+                let reached = if elapsed > 0.0 && window > 1 {
+                    f64::from(window - 1) / elapsed
                 } else {
                     f64::INFINITY
                 };
@@ -376,7 +385,8 @@ mod tests {
         assert!(t.in_slow_start());
         let mut rates = Vec::new();
         for _ in 0..9 {
-            sequential(&t, 10, Duration::ZERO).await;
+            // Half of `increase_after` (10): slow start's window.
+            sequential(&t, 5, Duration::ZERO).await;
             rates.push(t.rate());
         }
         assert_eq!(
