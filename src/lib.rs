@@ -113,15 +113,17 @@ mod pull;
 mod push;
 mod ratelimit;
 mod secret;
+mod telemetry;
+mod worker;
 
 // The engine (crate `adsync-engine`): machines, the runner, the checkpoint
 // store, time. Re-exported so that one dependency is enough.
 pub use adsync_engine::{
     reject, render_definition, Backoff, Cancel, Cause, Checkpoint, CheckpointCodec, Clock, Commit,
     Context, CoverageError, Effects, HistoryEntry, Hook, HookPoint, HookWhen, Machine, MachineDocs,
-    ManualClock, Next, Record, RunError, Runner, Start, Status, Step, StopSignal, Store,
+    ManualClock, Next, Progress, Record, RunError, Runner, Start, Status, Step, StopSignal, Store,
     StoreError, SystemClock, TableRow, Timestamp, Transition, TransitionError, TransitionTable,
-    Write, RECORD_FORMAT,
+    Write, WriterStats, RECORD_FORMAT,
 };
 
 // The desired state: a campaign set as the user writes it.
@@ -153,7 +155,13 @@ pub use pull::{
 };
 
 pub use ratelimit::RateLimiter;
+
+// The service: a long-lived host for the runners, with a queue and schedules.
 pub use secret::Secret;
+pub use worker::{
+    Cadence, Cancelled, Gauges, Limits, Metrics, QueueDepth, Schedule, ScheduleError, Stopped,
+    Worker, WorkerBuilder, WorkerError,
+};
 
 /// The in-memory platform: a [`PushAdapter`] for tests and the demo that can
 /// fail the Nth call, lose a response or be made to hold an entity, and
@@ -205,5 +213,4 @@ pub mod testing {
         current_key, generation_of, generations_prefix, read_snapshot, stage_key, stage_prefix,
     };
     pub use crate::pull::{sync_id as pull_sync_id, AMAZON};
-    pub use adsync_engine::WriterStats;
 }

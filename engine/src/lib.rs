@@ -207,13 +207,10 @@ pub use machine::{
     TableRow, TransitionError, TransitionTable,
 };
 pub use runner::{
-    Cancel, Checkpoint, Effects, Hook, HookPoint, HookWhen, RunError, Runner, Start, Step,
-    StopSignal, Transition,
+    Cancel, Checkpoint, Effects, Hook, HookPoint, HookWhen, Progress, RunError, Runner, Start,
+    Step, StopSignal, Transition,
 };
 pub use status::Status;
-pub use store::{Cause, Commit, HistoryEntry, Record, Store, StoreError, Write, RECORD_FORMAT};
-
-/// Accessors for tests and benchmarks: the writer's counters and the raw
-/// sled tree. Behind the `testing` feature, off for embedders.
-#[cfg(feature = "testing")]
-pub use store::WriterStats;
+pub use store::{
+    Cause, Commit, HistoryEntry, Record, Store, StoreError, Write, WriterStats, RECORD_FORMAT,
+};

@@ -192,6 +192,12 @@ pub trait Machine: Send + Sync + 'static {
     fn describe_effect(effect: &Self::Effect) -> String {
         format!("{effect:?}")
     }
+    /// A short, fixed name for the kind of an effect (`create`, `fetch_page`):
+    /// a metrics label and a tracing field, so it must not vary with the
+    /// entity (unlike [`Machine::describe_effect`]). Default: `"effect"`.
+    fn effect_name(_effect: &Self::Effect) -> &'static str {
+        "effect"
+    }
     /// A one-line, human description of an outcome, for traces, logs and the
     /// stored history.
     fn describe_outcome(outcome: &Self::Outcome) -> String {

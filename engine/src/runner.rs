@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::machine::{CheckpointCodec, Context, Machine, Next, Status, TransitionError};
@@ -144,6 +145,18 @@ pub enum Cancel<M: Machine> {
     /// The sync had already finished (succeeded, failed or cancelled);
     /// nothing was written.
     AlreadySettled(Status),
+}
+
+/// Where [`Runner::run_until_waiting`] left a sync.
+#[derive(Debug)]
+pub enum Progress<M: Machine> {
+    /// No effect leaves its state: finished, parked for an operator, or
+    /// stopped unfinished (status running, e.g. a look-up the platform could
+    /// not decide; a later run wakes it).
+    Settled(Box<Checkpoint<M>>),
+    /// Its next effect may not start before this time (a backoff); its state
+    /// is durable and names that time, so a restart waits for it too.
+    Waiting(crate::clock::Timestamp),
 }
 
 /// The result of [`Runner::step`].
@@ -545,6 +558,19 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         self.step_waking(id, effects, false).await
     }
 
+    /// [`Runner::step`] as the first step of a run: a sync that stopped
+    /// unfinished (no effect, status running: e.g. a look-up the platform
+    /// could not decide) is woken by the outcome [`Machine::on_restart`]
+    /// names instead of reporting [`Step::Settled`]. What a scheduler calls
+    /// when it takes a sync up again after leaving it for a while.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::step`].
+    pub async fn wake(&self, id: &str, effects: &dyn Effects<M>) -> Result<Step<M>, RunError> {
+        self.step_waking(id, effects, true).await
+    }
+
     /// [`Runner::step`]; with `wake`, a sync that stopped unfinished (no
     /// effect, status running: e.g. its platform was down) is woken by the
     /// outcome [`Machine::on_restart`] names, as it is when this runner did
@@ -574,8 +600,13 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             if checkpoint.record.status.is_settled()
                 && checkpoint.record.status != Status::NeedsAttention
             {
-                // It finished before its boundary came: nothing to cancel.
+                // It finished before its boundary came: nothing to cancel. The
+                // stored request goes too, or it would cancel the sync's next
+                // run (a pull is run again after it completes).
                 self.cancels.lock().remove(id);
+                self.store
+                    .commit(Commit::new().delete_data(&cancel_key(id)))
+                    .await?;
             } else if let Some(outcome) = M::on_cancel(&checkpoint.state) {
                 self.cancels.lock().remove(id);
                 let withdraw = Commit::new().delete_data(&cancel_key(id));
@@ -627,8 +658,14 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
                     return Err(RunError::Stopped(id.to_string()));
                 }
                 // Effect descriptions name entities and ids, never credentials.
-                tracing::info!(sync = id, effect = %M::describe_effect(&effect), "effect starts");
-                let (outcome, writes) = effects.perform(id, &effect).await;
+                let span = tracing::info_span!(
+                    "effect",
+                    sync = id,
+                    machine = M::KIND,
+                    effect = M::effect_name(&effect)
+                );
+                tracing::info!(parent: &span, what = %M::describe_effect(&effect), "effect starts");
+                let (outcome, writes) = effects.perform(id, &effect).instrument(span).await;
                 (Some(effect), outcome, writes)
             }
         };
@@ -710,6 +747,51 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         let withdraw = Commit::new().delete_data(&cancel_key(id));
         let t = self.apply(id, checkpoint, None, outcome, withdraw).await?;
         Ok(Cancel::Cancelled(Box::new(t)))
+    }
+
+    /// Withdraws every stored cancel request whose sync has settled
+    /// (succeeded, failed, cancelled) or no longer exists; returns how many.
+    /// A request can outlive its sync when the process died between the
+    /// sync's last transition and the boundary that would have seen it; left
+    /// there, it would cancel the sync's next run. Covers syncs of every
+    /// machine kind. What a worker calls once when it starts.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Store`] if the scan or the commit fails.
+    pub async fn withdraw_stale_cancels(&self) -> Result<usize, RunError> {
+        let stale = self
+            .read(|store| {
+                let mut stale = Vec::new();
+                for item in store.scan_data(CANCEL_PREFIX) {
+                    let (key, _) = item?;
+                    let id = String::from_utf8_lossy(&key[CANCEL_PREFIX.len()..]).into_owned();
+                    let settled = match store.record(&id)? {
+                        None => true,
+                        Some(record) => {
+                            !matches!(record.status, Status::Running | Status::NeedsAttention)
+                        }
+                    };
+                    if settled {
+                        stale.push(key);
+                    }
+                }
+                Ok(stale)
+            })
+            .await?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let n = stale.len();
+        let commit = stale
+            .iter()
+            .fold(Commit::new(), |commit, key| commit.delete_data(key));
+        self.store.commit(commit).await?;
+        let mut cancels = self.cancels.lock();
+        for key in &stale {
+            cancels.remove(String::from_utf8_lossy(&key[CANCEL_PREFIX.len()..]).as_ref());
+        }
+        Ok(n)
     }
 
     /// Makes a cancel request of `id` durable, for its next step boundary.
@@ -863,6 +945,45 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         }
     }
 
+    /// Steps sync `id` until it settles or its next effect must wait for a
+    /// later time ([`Machine::not_before`]: a backoff), instead of sleeping
+    /// through the wait as [`Runner::run`] does: what a scheduler calls, so
+    /// that a sync backing off holds no task and no slot. The first step
+    /// wakes a sync that stopped unfinished, as [`Runner::run`]'s does;
+    /// `observer` is called after every durable transition.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::run`].
+    pub async fn run_until_waiting(
+        &self,
+        id: &str,
+        effects: &dyn Effects<M>,
+        observer: &(dyn Fn(&Transition<M>) + Send + Sync),
+    ) -> Result<Progress<M>, RunError> {
+        let mut first = true;
+        loop {
+            let wake = std::mem::take(&mut first);
+            match self.step_waking(id, effects, wake).await? {
+                Step::Settled(_) => {
+                    let checkpoint = match self.take_settled(id) {
+                        Some(checkpoint) => checkpoint,
+                        None => self.get(id).await?,
+                    };
+                    return Ok(Progress::Settled(Box::new(checkpoint)));
+                }
+                Step::Transitioned(t) => {
+                    observer(&t);
+                    if let Some(at) = M::not_before(&t.state) {
+                        if at > self.clock.now() {
+                            return Ok(Progress::Waiting(at));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The latest durable checkpoint of sync `id`, read from the store on the
     /// blocking pool.
     ///
@@ -944,8 +1065,11 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
 
 /// Where a pending cancel request of sync `id` is kept (machine data space).
 fn cancel_key(id: &str) -> Vec<u8> {
-    format!("cancel/{id}").into_bytes()
+    [CANCEL_PREFIX, id.as_bytes()].concat()
 }
+
+/// The prefix of every pending cancel request's key.
+const CANCEL_PREFIX: &[u8] = b"cancel/";
 
 fn status_of<M: Machine>(state: &M::State) -> Status {
     match M::next(state) {

@@ -276,8 +276,9 @@ impl PullState {
 }
 
 /// An effect of the pull machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "effect", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PullEffect {
     /// Remove pages staged by earlier, abandoned attempts and chunks of
     /// generations that never became current (keeping `keep`, the current one).
@@ -620,6 +621,10 @@ impl Machine for PullMachine {
 
     fn last_error(state: &PullState) -> Option<String> {
         state.last_error.clone()
+    }
+
+    fn effect_name(effect: &PullEffect) -> &'static str {
+        effect.into()
     }
 
     fn describe_effect(effect: &PullEffect) -> String {

@@ -153,7 +153,7 @@ pub fn sync_id(platform: &str, profile: &str) -> String {
     format!("pull-{platform}-{profile}")
 }
 
-fn check_profile(profile: &str) -> Result<(), PullError> {
+pub(crate) fn check_profile(profile: &str) -> Result<(), PullError> {
     let ok = !profile.is_empty()
         && profile.len() <= 64
         && profile
@@ -275,6 +275,15 @@ impl Puller {
     ) -> Self {
         self.runner = configure(self.runner);
         self
+    }
+
+    /// The platform this puller pulls from.
+    pub fn platform(&self) -> &str {
+        &self.reader.platform
+    }
+
+    pub(crate) fn effects(&self) -> &AmazonPullEffects {
+        &self.effects
     }
 
     /// The runner: reading pulls and applying requests ([`Runner::resolve`]).

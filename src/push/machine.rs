@@ -263,8 +263,9 @@ pub struct PushState {
 }
 
 /// A side effect named by a push state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "effect", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PushEffect {
     /// Create an entity (never repeated blindly).
     Create {
@@ -1068,6 +1069,10 @@ impl Machine for PushMachine {
 
     fn last_error(state: &PushState) -> Option<String> {
         state.last_error.clone()
+    }
+
+    fn effect_name(effect: &PushEffect) -> &'static str {
+        effect.into()
     }
 
     fn describe_effect(effect: &PushEffect) -> String {

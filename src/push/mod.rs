@@ -258,6 +258,15 @@ impl Pusher {
         self
     }
 
+    /// The platform this pusher pushes to (its adapter's name).
+    pub fn platform(&self) -> &str {
+        &self.platform
+    }
+
+    pub(crate) fn effects(&self) -> &AdapterEffects {
+        &self.effects
+    }
+
     /// The runner: reading syncs, applying an operator's decision
     /// ([`Runner::resolve`]). Stepping goes through [`Pusher::step`] and
     /// [`Pusher::run`], which bring this pusher's effects.

@@ -19,7 +19,7 @@ pub(super) struct Job {
     pub(super) reply: Reply,
 }
 
-/// Counters of the writer thread, for benchmarks and tests.
+/// Counters of a store's writer ([`Store::writer_stats`](super::Store::writer_stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WriterStats {
     /// Commits acknowledged.

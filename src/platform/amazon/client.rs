@@ -527,8 +527,10 @@ impl AmazonClient {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
+            let queued = Instant::now();
             inner.throttle.acquire().await;
             let sent_at = Instant::now();
+            crate::telemetry::waited("amazon", sent_at - queued);
             let outcome = self
                 .attempt(&url, kind, &headers, &body, &page, attempts)
                 .await;
@@ -543,6 +545,7 @@ impl AmazonClient {
                     retry_after,
                     message,
                 } => {
+                    crate::telemetry::throttled("amazon");
                     let decision = inner.throttle.on_throttled(sent_at, retry_after);
                     if matches!(decision, ThrottleDecision::GiveUp(_))
                         || !backoff.allows_retry(attempts)

@@ -373,7 +373,9 @@ impl RedditAdapter {
         let mut failures = 0u32;
         let mut refreshed = false;
         loop {
+            let queued = Instant::now();
             limiter.acquire().await;
+            crate::telemetry::waited("reddit", queued.elapsed());
             let token = self.tokens.token().await?;
             let mut req = self
                 .http
@@ -467,6 +469,7 @@ impl RedditAdapter {
                 }
                 StatusCode::TOO_MANY_REQUESTS => {
                     // Throttled requests are not processed: safe to retry, creates included.
+                    crate::telemetry::throttled("reddit");
                     failures += 1;
                     let wait = header_secs(&headers, RETRY_AFTER.as_str())
                         .or_else(|| header_secs(&headers, "x-ratelimit-reset"))
