@@ -245,7 +245,7 @@ impl WorkerBuilder {
 ///     let worker = worker.clone();
 ///     async move { worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await }
 /// });
-/// let set = CampaignSet::from_json(&std::fs::read_to_string("set.json")?)?;
+/// let set = CampaignSet::from_json(&std::fs::read_to_string("set.json")?, "set.json")?;
 /// let ids = worker.submit_push(&set, "t2_account", "reddit").await?; // durable now
 /// println!("started {ids:?}");
 /// running.await??;
