@@ -50,6 +50,15 @@
 //!   made current in one commit; client in [`amazon`] (its fake is in
 //!   `adsync-fakes`).
 //!
+//! And one that hosts them:
+//!
+//! * **worker** ([`Worker`]) — the push and pull runners of one store in a
+//!   long-lived process: submissions durable before they are acknowledged,
+//!   every unfinished sync resumed on start, a queue that runs syncs within
+//!   [`Limits`] (a waiting sync holds no task), backoff waits that survive a
+//!   restart, stored pull [`Schedule`]s, cancellation, a graceful stop, and
+//!   [`Metrics`]. `adsync daemon` serves one over HTTP.
+//!
 //! Time comes through [`Clock`], so tests run on a [`ManualClock`]; rate limits
 //! through [`RateLimiter`], backoff through [`Backoff`].
 //!
@@ -101,6 +110,33 @@
 //! assert_eq!(platform.creations(), 3); // campaign, ad group, ad — once each
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! ## Example: a worker inside your program
+//!
+//! ```
+//! use std::sync::Arc;
+//! use adsync::memory::MemoryPlatform;
+//! use adsync::{CampaignSet, Pusher, Store, SystemClock, Worker};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let set = CampaignSet::from_json(r#"{"name": "s", "campaigns": [{"id": "c1", "name": "Spring launch", "objective": "CLICKS", "ad_groups": []}]}"#, "inline.json")?;
+//! let store = Store::temporary()?;
+//! let clock = Arc::new(SystemClock);
+//! let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+//! let worker = Worker::builder(store.clone())
+//!     .pusher(Pusher::new(store, platform, clock))
+//!     .build();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>(); // e.g. fed by SIGTERM
+//! let serving = tokio::spawn({
+//!     let worker = worker.clone();
+//!     async move { worker.run(async { stopped.await.ok(); }).await } // resumes, then runs
+//! });
+//! let ids = worker.submit_push(&set, "a2_account", "memory").await?; // durable now
+//! stop.send(()).ok();
+//! let stopped = serving.await??; // no effect starts after the signal
+//! assert!(stopped.cut_off.is_empty());
+//! # let _ = ids; Ok(()) }
 //! ```
 #![warn(missing_docs)]
 

@@ -230,7 +230,7 @@ impl WorkerBuilder {
 ///   cut off (outcome unknown, looked up at the next start).
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use adsync::reddit::{RedditAdapter, RedditConfig};
 /// use adsync::{CampaignSet, Pusher, Store, SystemClock, Worker};
@@ -243,7 +243,7 @@ impl WorkerBuilder {
 ///     .build();
 /// let running = tokio::spawn({
 ///     let worker = worker.clone();
-///     async move { worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await }
+///     async move { worker.run(shutdown).await } // e.g. SIGTERM received
 /// });
 /// let set = CampaignSet::from_json(&std::fs::read_to_string("set.json")?, "set.json")?;
 /// let ids = worker.submit_push(&set, "t2_account", "reddit").await?; // durable now
