@@ -225,3 +225,66 @@ async fn a_finished_or_unknown_sync_is_not_cancelled() {
         Err(RunError::UnknownSync(_))
     ));
 }
+
+#[tokio::test]
+async fn a_request_that_outlived_its_sync_is_withdrawn_and_never_cancels_a_later_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let runner = Arc::new(Runner::<Mailing>::new(
+            Store::open(&path).unwrap(),
+            Arc::new(SystemClock),
+        ));
+        start(&runner, "s", 1).await;
+        let mail = mailer(0);
+        let step = tokio::spawn({
+            let (runner, mail) = (runner.clone(), mail.clone());
+            async move { runner.step("s", mail.as_ref()).await }
+        });
+        mail.started.notified().await;
+        // The last send is in flight: the request waits for the boundary...
+        assert!(matches!(
+            runner.cancel("s").await.unwrap(),
+            Cancel::Requested
+        ));
+        mail.release.add_permits(1);
+        step.await.unwrap().expect("the last send is recorded");
+        // ...which never comes: the process ends with the sync finished.
+        runner.store().close();
+    }
+    let store = (0..100)
+        .find_map(|_| {
+            Store::open(&path)
+                .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(20)))
+                .ok()
+        })
+        .expect("reopens");
+    let runner = Arc::new(Runner::<Mailing>::new(store, Arc::new(SystemClock)));
+    assert_eq!(
+        runner.get("s").await.unwrap().record.status,
+        Status::Succeeded
+    );
+    assert_eq!(runner.withdraw_stale_cancels().await.unwrap(), 1);
+    assert_eq!(runner.withdraw_stale_cancels().await.unwrap(), 0);
+    // A pending request of an unfinished sync is kept.
+    start(&runner, "t", 2).await;
+    let mail = mailer(0);
+    let step = tokio::spawn({
+        let (runner, mail) = (runner.clone(), mail.clone());
+        async move { runner.step("t", mail.as_ref()).await }
+    });
+    mail.started.notified().await;
+    assert!(matches!(
+        runner.cancel("t").await.unwrap(),
+        Cancel::Requested
+    ));
+    assert_eq!(runner.withdraw_stale_cancels().await.unwrap(), 0);
+    mail.release.add_permits(10);
+    step.await.unwrap().expect("step");
+    let end = runner.run("t", mail.as_ref()).await.unwrap();
+    assert_eq!(
+        end.record.status,
+        Status::Cancelled,
+        "the live request still lands"
+    );
+}
