@@ -505,6 +505,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             effects_run: 0,
             failed_effects: 0,
             last_error: M::last_error(state),
+            not_before: M::not_before(state),
             created_at: now,
             updated_at: now,
             labels,
@@ -852,6 +853,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
             failed_effects: prev.failed_effects
                 + u64::from(effect.is_some() && M::is_failure(&outcome)),
             last_error: M::last_error(&next),
+            not_before: M::not_before(&next),
             updated_at: ctx.now,
             state: encode_state::<M>(id, &next)?,
             // Those read back with `prev` are stale once this commit writes

@@ -640,7 +640,9 @@ impl Worker {
             .store
             .blocking(|store| {
                 let mut unfinished = Vec::new();
-                for record in store.list() {
+                // One record at a time, without plans or state decoding: the
+                // due time is in the record itself.
+                for record in store.records(false) {
                     match record {
                         Ok(record) if record.status == Status::Running => {
                             unfinished.push(Unfinished::of(record));
@@ -1039,17 +1041,8 @@ impl Unfinished {
             .get(account_label)
             .cloned()
             .unwrap_or_default();
-        let id = record.id.clone();
-        // A state that does not decode is queued anyway: its run reports
-        // the error (and the metrics count it) instead of it vanishing.
-        let due = match kind {
-            Kind::Push => adsync_engine::Checkpoint::<PushMachine>::try_from(record)
-                .ok()
-                .and_then(|c| PushMachine::not_before(&c.state)),
-            Kind::Pull => adsync_engine::Checkpoint::<crate::pull::PullMachine>::try_from(record)
-                .ok()
-                .and_then(|c| crate::pull::PullMachine::not_before(&c.state)),
-        };
+        let id = record.id;
+        let due = record.not_before;
         Unfinished {
             id,
             kind,

@@ -57,6 +57,7 @@ impl Commit {
                     effects_run: record.effects_run,
                     failed_effects: record.failed_effects,
                     last_error: record.last_error.clone(),
+                    not_before: record.not_before,
                     updated_at: record.updated_at,
                     state: std::borrow::Cow::Borrowed(&record.state),
                 },

@@ -37,6 +37,12 @@ pub(super) struct RecordBody<'a> {
     pub(super) effects_run: u64,
     pub(super) failed_effects: u64,
     pub(super) last_error: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub(super) not_before: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339")]
     pub(super) updated_at: Timestamp,
     #[serde(borrow)]
@@ -78,6 +84,17 @@ pub struct Record {
     pub failed_effects: u64,
     /// The error worth showing, if any.
     pub last_error: Option<String>,
+    /// The earliest time the state's next effect may start (a backoff), as
+    /// the machine's `not_before` gave it when this checkpoint was written:
+    /// a scheduler listing unfinished syncs learns when each is due without
+    /// decoding its state. `None`: due now (and in records written before
+    /// this field existed).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub not_before: Option<Timestamp>,
     /// When the sync started.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
@@ -498,6 +515,7 @@ pub(super) fn decode_record(
         effects_run: body.effects_run,
         failed_effects: body.failed_effects,
         last_error: body.last_error,
+        not_before: body.not_before,
         created_at: head.created_at,
         updated_at: body.updated_at,
         labels: head.labels.into_owned(),
