@@ -195,8 +195,8 @@ pub use ratelimit::RateLimiter;
 // The service: a long-lived host for the runners, with a queue and schedules.
 pub use secret::Secret;
 pub use worker::{
-    Cadence, Cancelled, Gauges, Limits, Metrics, QueueDepth, Schedule, ScheduleError, Stopped,
-    Worker, WorkerBuilder, WorkerError,
+    Cadence, Cancelled, Gauges, Limits, Metrics, QueueDepth, Queued, Schedule, ScheduleError,
+    Stopped, Worker, WorkerBuilder, WorkerError,
 };
 
 /// The in-memory platform: a [`PushAdapter`] for tests and the demo that can

@@ -622,3 +622,40 @@ async fn metrics_count_transitions_effects_and_durable_writes() {
     assert!(value("adsync_store_durable_writes_total") >= 1.0);
     assert_eq!(value("adsync_queue{place=\"running\"}"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_of_one_set_start_each_campaign_once() {
+    let clock = manual_clock();
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let store = Store::temporary().expect("store");
+    let worker = worker_over(&store, platform.clone(), clock.clone());
+    let submits: Vec<_> = (0..8)
+        .map(|_| {
+            let worker = worker.clone();
+            tokio::spawn(async move {
+                worker
+                    .submit_push(&two_campaigns(), "acct", "memory")
+                    .await
+                    .expect("submitted")
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for submit in submits {
+        answers.push(submit.await.expect("task"));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "every submission names the same two syncs: {answers:?}"
+    );
+    let records = store.list();
+    assert_eq!(
+        records.len(),
+        2,
+        "one sync per campaign, not one per submission"
+    );
+    assert_eq!(worker.queued(&answers[0][0]), Some(adsync::Queued::Ready));
+    worker.run_due().await.expect("runs");
+    assert_eq!(worker.queued(&answers[0][0]), None);
+    assert!(platform.duplicates().is_empty());
+}

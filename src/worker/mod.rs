@@ -25,7 +25,7 @@ use crate::pull::{PullError, PullMode, Puller};
 use crate::push::{PushError, PushMachine, PushOutcome, Pusher};
 
 pub use metrics::{Gauges, Metrics};
-pub use queue::{Limits, QueueDepth};
+pub use queue::{Limits, QueueDepth, Queued};
 pub use schedule::{Cadence, Schedule, ScheduleError};
 
 use queue::{Job, Kind, Queue};
@@ -201,6 +201,7 @@ impl WorkerBuilder {
                 metrics: Metrics::default(),
                 running: AtomicBool::new(false),
                 resumed: tokio::sync::OnceCell::new(),
+                submitting: Stripes::new(),
                 shutdown_timeout: self.shutdown_timeout,
                 deferred_retry: self.deferred_retry,
             }),
@@ -284,6 +285,9 @@ struct Inner {
     metrics: Metrics,
     running: AtomicBool,
     resumed: tokio::sync::OnceCell<()>,
+    /// Serialises submissions that touch the same campaign or profile (a
+    /// start reads what exists, then commits: two at once would both start).
+    submitting: Stripes,
     shutdown_timeout: Duration,
     deferred_retry: Duration,
 }
@@ -332,6 +336,13 @@ impl Worker {
         &self.inner.metrics
     }
 
+    /// Where sync `id` is in this worker's queue; `None` when the worker is
+    /// not holding it (finished, parked for an operator, or unknown). What
+    /// `status` shows instead of guessing from the record.
+    pub fn queued(&self, id: &str) -> Option<Queued> {
+        self.inner.queue.lock().place(id)
+    }
+
     /// How many syncs are ready, waiting and running.
     pub fn depth(&self) -> QueueDepth {
         self.inner.queue.lock().depth()
@@ -375,6 +386,11 @@ impl Worker {
         platform: &str,
     ) -> Result<Vec<String>, WorkerError> {
         let pusher = self.pusher_for(platform)?;
+        let keys = set
+            .campaigns
+            .iter()
+            .map(|c| format!("push/{platform}/{account}/{}", c.id));
+        let _held = self.inner.submitting.lock(keys).await;
         let ids = pusher.start(set, account).await?;
         self.inner.metrics.submitted("push", ids.len());
         let now = self.inner.clock.now();
@@ -411,6 +427,7 @@ impl Worker {
     ) -> Result<(String, bool), WorkerError> {
         let puller = self.puller_for(platform)?;
         let id = puller.sync_id(profile);
+        let _held = self.inner.submitting.lock([id.clone()]).await;
         if self.inner.queue.lock().contains(&id) {
             return Ok((id, false));
         }
@@ -1002,6 +1019,48 @@ impl Worker {
     pub async fn render_metrics(&self) -> Result<String, WorkerError> {
         let gauges = self.gauges().await?;
         Ok(self.inner.metrics.render(&gauges))
+    }
+}
+
+/// A fixed set of locks that keys hash onto: submissions of different
+/// campaigns mostly take different stripes and commit together (group
+/// commit), while two of the same campaign take turns. Bounded memory,
+/// whatever the number of keys.
+struct Stripes {
+    locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Stripes {
+    const COUNT: usize = 64;
+
+    fn new() -> Self {
+        Stripes {
+            locks: (0..Self::COUNT)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// Holds the stripes of every key until the guards drop; taken in
+    /// stripe order, so two callers never wait for each other in a circle.
+    async fn lock(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let stripes: std::collections::BTreeSet<usize> = keys
+            .into_iter()
+            .map(|key| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish() % Self::COUNT as u64) as usize
+            })
+            .collect();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.locks[stripe].lock().await);
+        }
+        guards
     }
 }
 

@@ -47,6 +47,17 @@ impl Default for Limits {
     }
 }
 
+/// Where a sync is in a worker's queue ([`Worker::queued`](super::Worker::queued)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// It may run as soon as the limits allow.
+    Ready,
+    /// It waits until this time (a backoff, a deferred look-up).
+    Waiting(Timestamp),
+    /// A task is stepping it.
+    Running,
+}
+
 /// Where a tracked sync is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -123,6 +134,14 @@ impl Queue {
         let shared: Arc<str> = Arc::from(name);
         self.names.insert(name.to_string(), shared.clone());
         shared
+    }
+
+    pub(crate) fn place(&self, id: &str) -> Option<Queued> {
+        self.entries.get(id).map(|e| match e.place {
+            Place::Ready => Queued::Ready,
+            Place::Waiting(at) => Queued::Waiting(at),
+            Place::Running => Queued::Running,
+        })
     }
 
     /// Whether `id` is tracked (ready, waiting or running).
