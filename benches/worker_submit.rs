@@ -95,7 +95,10 @@ fn main() {
         (
             acked.load(Ordering::Relaxed),
             elapsed,
-            (after.commits - before.commits, after.flushes - before.flushes),
+            (
+                after.commits - before.commits,
+                after.flushes - before.flushes,
+            ),
         )
     });
     let raw_after = raw_fdatasync_rate(dir.path(), 1.0);

@@ -70,6 +70,10 @@ pub enum WorkerError {
     /// [`Worker::run`] was called while it runs already.
     #[error("this worker is already running")]
     AlreadyRunning,
+    /// [`Worker::run`] was called after the worker stopped: a stopped
+    /// worker's runners start no effect again; build a new worker.
+    #[error("this worker has stopped; build a new one to run again")]
+    Stopped,
 }
 
 /// What [`Worker::cancel`] did.
@@ -726,6 +730,10 @@ impl Worker {
         if self.inner.running.swap(true, Ordering::SeqCst) {
             return Err(WorkerError::AlreadyRunning);
         }
+        if self.inner.stop.is_stopped() {
+            self.inner.running.store(false, Ordering::SeqCst);
+            return Err(WorkerError::Stopped);
+        }
         let result = self.run_until(shutdown).await;
         self.inner.running.store(false, Ordering::SeqCst);
         result
@@ -832,8 +840,15 @@ impl Worker {
             let ran = match self.begin_pull(&schedule.profile, &schedule.platform).await {
                 Ok((_, began)) => began,
                 Err(e) => {
-                    tracing::error!(platform = %schedule.platform, profile = %schedule.profile, error = %e, "a scheduled pull could not begin");
-                    false
+                    // Neither a run nor a skip: try again in a while, and
+                    // keep the stored next run (a restart tries at once).
+                    tracing::error!(platform = %schedule.platform, profile = %schedule.profile, error = %e, "a scheduled pull could not begin; trying again later");
+                    schedule.next_run = now + self.inner.deferred_retry;
+                    self.inner.schedules.lock().insert(
+                        Schedule::key(&schedule.platform, &schedule.profile),
+                        schedule,
+                    );
+                    continue;
                 }
             };
             schedule.fired(now, ran);
@@ -906,6 +921,12 @@ impl Worker {
             let mut queue = self.inner.queue.lock();
             match &end {
                 End::Wait(due) => queue.wait(&job.id, *due),
+                // A store failure may pass (a full disk freed): try again
+                // later. Anything else (a state that does not decode) would
+                // fail the same way every time: it waits for the next start.
+                End::Failed(RunError::Store(_)) => {
+                    queue.wait(&job.id, self.inner.clock.now() + self.inner.deferred_retry)
+                }
                 _ => queue.finished(&job.id),
             }
         }
