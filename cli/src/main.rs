@@ -6,6 +6,7 @@
 mod stdout;
 mod cmd;
 mod crash_hook;
+mod daemon_client;
 mod endpoint;
 mod exit;
 mod failure;
@@ -48,6 +49,11 @@ struct Cli {
     /// The checkpoint store (a sled directory).
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
     db: PathBuf,
+    /// Talk to the `adsync daemon` at this URL instead of opening the store
+    /// (push, status, history, cancel, resolve). Its token, when it listens
+    /// beyond loopback, comes from ADSYNC_DAEMON_TOKEN.
+    #[arg(long, global = true, env = "ADSYNC_DAEMON_URL", value_name = "URL")]
+    daemon: Option<String>,
     /// More logs on stderr (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -119,6 +125,14 @@ fn main() -> ExitCode {
 
 /// Runs the command `cli` names.
 async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
+    // Commands that never open the store run here whatever --daemon says.
+    let local_only = matches!(
+        cli.command,
+        Command::Demo | Command::Machines(_) | Command::Validate(_) | Command::FakeServer(_)
+    );
+    if let (Some(url), false) = (&cli.daemon, local_only) {
+        return via_daemon(url, cli.command).await;
+    }
     let db = cli.db.as_path();
     match cli.command {
         Command::Demo => cmd::demo::run().await,
@@ -133,5 +147,43 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Pull(args) => cmd::pull::run(db, args).await,
         Command::Show(args) => cmd::show::run(db, args).await,
         Command::FakeServer(args) => cmd::fake_server::run(args).await,
+    }
+}
+
+/// Runs the command `command` names through the daemon at `url`.
+async fn via_daemon(url: &str, command: Command) -> Result<Exit, Failure> {
+    use cmd::via_daemon;
+    let client = daemon_client::DaemonClient::new(url)?;
+    match command {
+        Command::Push(args) => via_daemon::push(&client, args).await,
+        Command::Status(args) => via_daemon::status(&client, args).await,
+        Command::History(args) => via_daemon::history(&client, args).await,
+        Command::Cancel(args) => via_daemon::cancel(&client, args).await,
+        Command::Resolve(args) => via_daemon::resolve(&client, args, ).await,
+        Command::Resume(_) => Err(Failure::usage(
+            "the daemon resumes unfinished syncs itself when it starts; `resume` is for a store no daemon holds",
+        )),
+        other => Err(Failure::usage(format!(
+            "`{}` does not talk to a daemon yet; run it without --daemon (and without ADSYNC_DAEMON_URL) on a store no daemon holds",
+            command_name(&other)
+        ))),
+    }
+}
+
+/// The subcommand's name as typed.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Demo => "demo",
+        Command::Push(_) => "push",
+        Command::Resume(_) => "resume",
+        Command::Resolve(_) => "resolve",
+        Command::Cancel(_) => "cancel",
+        Command::Status(_) => "status",
+        Command::History(_) => "history",
+        Command::Machines(_) => "machines",
+        Command::Validate(_) => "validate",
+        Command::Pull(_) => "pull",
+        Command::Show(_) => "show",
+        Command::FakeServer(_) => "fake-server",
     }
 }

@@ -16,7 +16,7 @@ use crate::suggest::resume_command;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The sync to cancel (push or pull; `adsync status` lists them).
-    sync: String,
+    pub(crate) sync: String,
 }
 
 /// What a cancel did, said the same way for both machines.

@@ -12,10 +12,10 @@ use crate::format::rfc3339;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The sync.
-    sync: String,
+    pub(crate) sync: String,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `adsync history`.
@@ -35,6 +35,12 @@ fn history(store: &Store, sync: &str, json: bool) -> Result<Exit, Failure> {
             store.path().display()
         )));
     }
+    print_history(&entries, json);
+    Ok(Exit::Ok)
+}
+
+/// Prints `entries` as `history` does, here or through a daemon.
+pub(crate) fn print_history(entries: &[adsync::HistoryEntry], json: bool) {
     if json {
         outln!(
             "{}",
@@ -53,5 +59,4 @@ fn history(store: &Store, sync: &str, json: bool) -> Result<Exit, Failure> {
             );
         }
     }
-    Ok(Exit::Ok)
 }

@@ -12,3 +12,4 @@ pub mod resume;
 pub mod show;
 pub mod status;
 pub mod validate;
+pub mod via_daemon;

@@ -19,15 +19,15 @@ use crate::suggest::{absolute, command_line};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The campaign-set JSON file.
-    set: PathBuf,
+    pub(crate) set: PathBuf,
     /// The ad account to push to.
     #[arg(long)]
-    account: String,
+    pub(crate) account: String,
     #[command(flatten)]
-    platform: PlatformArgs,
+    pub(crate) platform: PlatformArgs,
     /// Print the final report as JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `adsync push`.

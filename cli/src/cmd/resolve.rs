@@ -18,13 +18,13 @@ use crate::suggest::resume_command;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The parked sync.
-    sync: String,
+    pub(crate) sync: String,
     /// The platform id of the entity to adopt.
     #[arg(long, conflicts_with = "absent", required_unless_present = "absent")]
-    adopt: Option<String>,
+    pub(crate) adopt: Option<String>,
     /// The entity does not exist on the platform: create it on resume.
     #[arg(long)]
-    absent: bool,
+    pub(crate) absent: bool,
     /// Where to verify an adopted id: taken from the sync's checkpoint;
     /// flags stand in for syncs started before it was recorded, and must
     /// agree with it when given. Credentials come from the environment.

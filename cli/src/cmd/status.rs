@@ -16,7 +16,7 @@ use crate::format::{rfc3339, short_time};
 pub struct Args {
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `adsync status`.
