@@ -20,6 +20,7 @@ const EXAMPLE: &str = include_str!("../../examples/campaign_set.json");
 
 struct Api {
     worker: Worker,
+    memory: Arc<MemoryPlatform>,
     app: axum::Router,
     _dir: tempfile::TempDir,
 }
@@ -38,9 +39,10 @@ fn api(config: Config) -> Api {
         .pusher(Pusher::new(store.clone(), memory.clone(), clock.clone()))
         .puller(Puller::new(store, client, clock))
         .build();
-    let app = router(worker.clone(), config.verifier(memory));
+    let app = router(worker.clone(), config.verifier(memory.clone()));
     Api {
         worker,
+        memory,
         app,
         _dir: dir,
     }
@@ -497,4 +499,77 @@ async fn a_public_address_needs_a_token_and_a_taken_port_is_named() {
         .expect_err("in use");
     assert!(matches!(err, DaemonError::Bind { .. }));
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+const SMALL: &str = r#"{"name": "small", "campaigns": [{"id": "c1", "name": "Campaign one", "objective": "CLICKS",
+    "ad_groups": [{"id": "g1", "name": "Group one",
+        "ads": [{"id": "a1", "name": "Ad one", "post_id": "t3_one"}]}]}]}"#;
+
+#[tokio::test]
+async fn a_parked_sync_is_resolved_by_adopting_a_verified_id() {
+    use adsync::memory::{Fault, Op};
+    use adsync::{EntityKind, EntitySpec, Parent};
+    let api = api(Config::new());
+    // Someone else created a same-named campaign, and our create's answer
+    // is lost: the look-up finds two candidates and parks the sync.
+    let set = adsync::CampaignSet::from_json(SMALL, "small.json").expect("set");
+    api.memory.insert(
+        &Parent {
+            account_id: "a2_x".into(),
+            parent_id: None,
+        },
+        &EntitySpec::Campaign(set.campaigns[0].clone()),
+    );
+    api.memory
+        .fail_next(Op::Create, Some(EntityKind::Campaign), Fault::LoseResponse);
+    let body = format!("{{\"account\": \"a2_x\", \"platform\": \"memory\", \"set\": {SMALL}}}");
+    let answer = api.call("POST", "/v1/pushes", &body, None).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let id = answer.json()["syncs"][0].as_str().expect("id").to_string();
+    api.worker.run_due().await.expect("runs");
+    let sync = api.call("GET", &format!("/v1/syncs/{id}"), "", None).await;
+    assert_eq!(sync.json()["status"], "needs_attention", "{}", sync.text);
+
+    let resolve = format!("/v1/syncs/{id}/resolve");
+    for (body, status, want) in [
+        ("{}", StatusCode::BAD_REQUEST, "exactly one"),
+        (
+            r#"{"adopt": "cmp_2", "absent": true}"#,
+            StatusCode::BAD_REQUEST,
+            "exactly one",
+        ),
+        (
+            r#"{"adopt": "cmp_2", "why": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `why`",
+        ),
+        (
+            r#"{"adopt": "cmp_999"}"#,
+            StatusCode::BAD_REQUEST,
+            "not adopting cmp_999",
+        ),
+    ] {
+        let answer = api.call("POST", &resolve, body, None).await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.text);
+        assert!(answer.error().contains(want), "{}", answer.text);
+    }
+    let sync = api.call("GET", &format!("/v1/syncs/{id}"), "", None).await;
+    assert_eq!(
+        sync.json()["status"],
+        "needs_attention",
+        "a refused id was recorded"
+    );
+
+    let answer = api
+        .call("POST", &resolve, r#"{"adopt": "cmp_2"}"#, None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json()["status"], "running");
+    api.worker.run_due().await.expect("runs");
+    let sync = api.call("GET", &format!("/v1/syncs/{id}"), "", None).await;
+    assert_eq!(sync.json()["status"], "succeeded", "{}", sync.text);
+    let again = api
+        .call("POST", &resolve, r#"{"absent": true}"#, None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
 }
