@@ -663,3 +663,207 @@ async fn sigterm_during_a_busy_push_stops_cleanly_and_a_restart_finishes_without
     assert!(held.duplicates().is_empty(), "{:?}", held.duplicates());
     assert_eq!(held.len(), total);
 }
+
+/// The soak of issue #14: 30 pushes (one account each) and 5 scheduled pulls
+/// submitted through the API while the daemon is SIGKILLed at random moments,
+/// 24 times, and restarted. Afterwards every campaign entity exists on the
+/// fake exactly once, every acknowledged submission completed, and every
+/// profile's snapshot equals the server's data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_soak_loses_and_duplicates_nothing() {
+    use rand::{Rng as _, SeedableRng as _};
+    const PUSHES: usize = 30;
+    const KILLS: usize = 24;
+    let profiles: Vec<String> = (1..=5).map(|i| format!("50{i}")).collect();
+    let seed: u64 = std::env::var("ADSYNC_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("soak seed {seed} (ADSYNC_SOAK_SEED reproduces it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let reddit = fake_reddit().await;
+    // A little latency, so that kills land while creates are in flight.
+    reddit.inject(RedditFault::new(RedditFaultKind::Latency { ms: 15 }));
+    let mut amazon_config = FakeAmazonConfig {
+        token: AMAZON_TOKEN.into(),
+        default_page_size: 5,
+        ..FakeAmazonConfig::default()
+    };
+    let data_of = |i: u64| {
+        Generator {
+            campaigns: 2,
+            ad_groups_per_campaign: 2,
+            keywords_per_ad_group: 3,
+            seed: 100 + i,
+        }
+        .generate()
+    };
+    for (i, profile) in profiles.iter().enumerate() {
+        amazon_config = amazon_config.with_profile(profile.clone(), data_of(i as u64));
+    }
+    let amazon = FakeAmazon::start(amazon_config).await.expect("fake amazon");
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let env = Env {
+        reddit: Some(reddit.base_url()),
+        amazon: Some(amazon.base_url()),
+        token: None,
+    };
+    let args = ["--listen", "127.0.0.1:0", "--max-running", "8"];
+
+    let accounts: Vec<String> = (0..PUSHES).map(|i| format!("a2_soak{i}")).collect();
+    // Account → the sync ids its acknowledged submission returned.
+    let mut acknowledged: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut scheduled = false;
+    let mut kills = 0;
+    // Syncs a kill left unfinished, summed over the kills: the soak means
+    // something only if kills land while work is under way.
+    let mut cut_short = 0;
+    while kills < KILLS {
+        let mut daemon = Daemon::start(&db, &args, &env);
+        if !scheduled {
+            for profile in &profiles {
+                let body = json!({"platform": "amazon", "profile": profile,
+                    "cadence": {"every": {"seconds": 1}}});
+                let (status, text) = daemon
+                    .call("POST", "/v1/schedules", Some(body.to_string()))
+                    .await;
+                assert_eq!(status, 201, "{text}");
+            }
+            scheduled = true;
+        }
+        // Submit a few more pushes (and re-submit any whose answer a kill
+        // took: the same content continues, it never starts a second sync).
+        let pending: Vec<String> = accounts
+            .iter()
+            .filter(|a| !acknowledged.contains_key(*a))
+            .take(rng.random_range(1..=3))
+            .cloned()
+            .collect();
+        let kill_at =
+            tokio::time::Instant::now() + Duration::from_millis(rng.random_range(20..600));
+        let acked = parking_lot::Mutex::new(Vec::new());
+        let submit = async {
+            for account in &pending {
+                let (status, text) = daemon
+                    .call(
+                        "POST",
+                        "/v1/pushes",
+                        Some(push_body(account, EXAMPLE_SET_JSON)),
+                    )
+                    .await;
+                assert_eq!(status, 202, "{text}");
+                let body: Value = serde_json::from_str(&text).expect("JSON");
+                let ids = body["syncs"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|v| v.as_str().expect("id").to_string())
+                    .collect::<Vec<_>>();
+                acked.lock().push((account.clone(), ids));
+            }
+        };
+        // Whatever was acknowledged before the kill counts; a request the
+        // kill interrupts is simply not acknowledged.
+        let _ = tokio::time::timeout_at(kill_at, submit).await;
+        tokio::time::sleep_until(kill_at).await;
+        daemon.child.kill().expect("SIGKILL");
+        let _ = daemon.wait(Duration::from_secs(5));
+        for (account, ids) in acked.into_inner() {
+            acknowledged.insert(account, ids);
+        }
+        cut_short += unfinished(&db).await;
+        kills += 1;
+    }
+
+    // The last start: everything left is submitted, and the work finishes.
+    let daemon = Daemon::start(&db, &args, &env);
+    for account in &accounts {
+        let (status, text) = daemon
+            .call(
+                "POST",
+                "/v1/pushes",
+                Some(push_body(account, EXAMPLE_SET_JSON)),
+            )
+            .await;
+        assert_eq!(status, 202, "{text}");
+        let body: Value = serde_json::from_str(&text).expect("JSON");
+        let ids: Vec<String> = body["syncs"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|v| v.as_str().expect("id").to_string())
+            .collect();
+        if let Some(before) = acknowledged.get(account) {
+            // Acknowledged earlier: either still the same syncs (unfinished),
+            // or finished already, in which case a new push is an update.
+            let same = before == &ids;
+            if !same {
+                for id in before {
+                    let (_, sync) = daemon.json("GET", &format!("/v1/syncs/{id}"), None).await;
+                    assert_eq!(sync["status"], "succeeded", "{sync:#}");
+                }
+            }
+        }
+    }
+    // Stop the schedules, then let every pull and push finish.
+    for profile in &profiles {
+        let (status, text) = daemon
+            .call("DELETE", &format!("/v1/schedules/amazon/{profile}"), None)
+            .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let syncs = daemon.settle(Duration::from_secs(180)).await;
+    for sync in &syncs {
+        assert_eq!(sync["status"], "succeeded", "{sync:#}");
+    }
+    for ids in acknowledged.values() {
+        for id in ids {
+            let (status, sync) = daemon.json("GET", &format!("/v1/syncs/{id}"), None).await;
+            assert_eq!(status, 200, "acknowledged sync {id} lost");
+            assert_eq!(sync["status"], "succeeded", "{sync:#}");
+        }
+    }
+    let held = reddit.entities();
+    assert!(held.duplicates().is_empty(), "{:?}", held.duplicates());
+    assert_eq!(held.len(), PUSHES * example_entities());
+    for (i, profile) in profiles.iter().enumerate() {
+        let (status, snapshot) = daemon
+            .json("GET", &format!("/v1/snapshots/amazon/{profile}"), None)
+            .await;
+        assert_eq!(status, 200, "profile {profile} never pulled: {snapshot}");
+        let data = data_of(i as u64);
+        assert_eq!(snapshot["campaigns"], wire_json(&data.campaigns));
+        assert_eq!(snapshot["ad_groups"], wire_json(&data.ad_groups));
+        assert_eq!(snapshot["keywords"], wire_json(&data.keywords));
+    }
+    assert!(cut_short > 0, "no kill landed while a sync was running");
+    eprintln!(
+        "soak: {kills} kills, {} pushes acknowledged before a kill, {cut_short} syncs cut short",
+        acknowledged.len()
+    );
+}
+
+/// Unfinished syncs in the store at `db` (no daemon holds it).
+async fn unfinished(db: &Path) -> usize {
+    let store = adsync::Store::open_from_async(db)
+        .await
+        .expect("store opens after a kill");
+    let records = store
+        .blocking(|s| Ok::<_, adsync::StoreError>(s.list()))
+        .await
+        .expect("join")
+        .expect("list");
+    let running = records
+        .into_iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_ok_and(|r| r.status == adsync::Status::Running)
+        })
+        .count();
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .expect("closed");
+    running
+}
