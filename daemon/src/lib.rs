@@ -37,6 +37,8 @@
 //! The routes, bodies and errors are described in `docs/openapi.yaml`; a test
 //! checks that the router and that file list the same routes.
 
+#![warn(missing_docs)]
+
 mod api;
 mod auth;
 mod body;

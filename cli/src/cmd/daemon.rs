@@ -122,12 +122,17 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         .map_err(daemon_failure)?;
     let addr = bound.addr();
     let store = Store::open_from_async(db).await.map_err(|e| {
+        let locked = matches!(e, adsync::StoreError::Locked { .. });
         let mut failure = Failure::from(e);
-        failure.message = format!(
-            "cannot open the store {}: {}",
-            db.display(),
-            failure.message
-        );
+        let shown = db.display().to_string();
+        if !failure.message.contains(&shown) {
+            failure.message = format!("cannot open the store {shown}: {}", failure.message);
+        }
+        if locked {
+            failure
+                .message
+                .push_str("; is another `adsync daemon` (or adsync command) running on it?");
+        }
         failure
     })?;
     // The worker gives every runner its own stop signal; this one only
