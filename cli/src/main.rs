@@ -92,6 +92,9 @@ enum Command {
     Pull(cmd::pull::Args),
     /// Shows what the last completed pull of a profile persisted.
     Show(cmd::show::Args),
+    /// Runs the control API (HTTP, JSON) and a worker over the store until
+    /// SIGTERM/SIGINT: submissions, schedules, cancel, resolve, metrics.
+    Daemon(cmd::daemon::Args),
     /// Runs a local fake of a platform's API (127.0.0.1 only) until Ctrl-C.
     FakeServer(cmd::fake_server::Args),
 }
@@ -146,6 +149,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Pull(args) => cmd::pull::run(db, args).await,
         Command::Show(args) => cmd::show::run(db, args).await,
+        Command::Daemon(args) => cmd::daemon::run(db, args).await,
         Command::FakeServer(args) => cmd::fake_server::run(args).await,
     }
 }

@@ -141,6 +141,12 @@ impl RedditArgs {
         &self.base_url
     }
 
+    /// Whether a token was given (flag or variable): `adsync daemon` serves
+    /// Reddit only then.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// The adapter these flags describe, at API base URL `base_url` (the
     /// flag's, or a checkpoint's); a missing token or a bad URL is a usage error.
     pub fn adapter_at(&self, base_url: &str) -> Result<Arc<RedditAdapter>, Failure> {

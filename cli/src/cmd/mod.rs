@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and the function that runs it.
 
 pub mod cancel;
+pub mod daemon;
 pub mod demo;
 pub mod fake_server;
 pub mod history;

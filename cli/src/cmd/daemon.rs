@@ -1,0 +1,245 @@
+//! `adsync daemon`: the control API (crate `adsync-daemon`) over one
+//! [`adsync::Worker`] on the store, until SIGTERM or SIGINT.
+//!
+//! The order is chosen so that a mistake costs nothing: the flags and
+//! platform settings are checked first, then the listen address is bound
+//! (an address in use is reported before the store is touched), then the
+//! store is opened (locked by another process: said so), and only then is
+//! the address printed on stdout and the worker started.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adsync::amazon::{AmazonConfig, DEFAULT_HOST};
+use adsync::memory::MemoryPlatform;
+use adsync::{Limits, PushAdapter, Secret, StopSignal, Store, SystemClock, Worker};
+use adsync_daemon::{Config, DaemonError, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, ENV_TOKEN};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::exit::Exit;
+use crate::failure::Failure;
+use crate::platform_args::RedditArgs;
+use crate::pulling::{client_host, open_puller};
+use crate::pushing::open_pusher;
+
+/// Arguments of `adsync daemon`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = format!("The bearer token comes from {ENV_TOKEN} (required for a \
+non-loopback --listen). Reddit is served when ADSYNC_REDDIT_TOKEN is set; Amazon pulls when \
+ADSYNC_AMAZON_TOKEN and ADSYNC_AMAZON_CLIENT_ID are set (host: ADSYNC_AMAZON_HOST). \
+Exit codes: 0 stopped by SIGTERM/SIGINT; 2 bad flags, a non-loopback address without a token, \
+or the listen address in use; 4 the store cannot be opened (locked by another process, corrupt)."))]
+pub struct Args {
+    /// Where the control API listens. Loopback by default; any other
+    /// address needs a bearer token in ADSYNC_DAEMON_TOKEN.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// How long effects in flight may finish after SIGTERM/SIGINT (e.g.
+    /// `30s`, `500ms`, `2m`; a bare number is seconds).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+    /// Syncs running at once, in all.
+    #[arg(long, default_value_t = Limits::default().max_running, value_parser = at_least_one)]
+    max_running: usize,
+    /// Syncs running at once per ad account (push) or profile (pull).
+    #[arg(long, default_value_t = Limits::default().max_per_account, value_parser = at_least_one)]
+    max_per_account: usize,
+    /// The largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT, value_parser = at_least_one)]
+    body_limit: usize,
+    /// Also push to the in-memory platform kept in this JSON file (for
+    /// trials and tests).
+    #[arg(long)]
+    memory_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    reddit: RedditArgs,
+}
+
+fn at_least_one(raw: &str) -> Result<usize, String> {
+    match raw.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit `{other}` (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{raw}`: {e}"))
+}
+
+/// `adsync daemon`.
+pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+    let token = std::env::var(ENV_TOKEN)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Secret::new(t.trim()));
+    let mut config = Config::new()
+        .listen(args.listen)
+        .token(token)
+        .body_limit(args.body_limit);
+    // Platform settings before anything is bound or opened: a bad one is a
+    // usage error that leaves nothing behind.
+    let mut adapters: Vec<(Arc<dyn PushAdapter>, BTreeMap<String, String>)> = Vec::new();
+    if args.reddit.has_token() {
+        let url = args.reddit.base_url().to_string();
+        let adapter: Arc<dyn PushAdapter> = args.reddit.adapter_at(&url)?;
+        adapters.push((adapter, BTreeMap::from([("base_url".to_string(), url)])));
+    }
+    if let Some(file) = &args.memory_file {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        let platform = MemoryPlatform::open_file(&file, Arc::new(SystemClock))
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        adapters.push((
+            Arc::new(platform),
+            BTreeMap::from([(
+                "memory_file".to_string(),
+                file.to_string_lossy().into_owned(),
+            )]),
+        ));
+    }
+    let amazon = amazon_config()?;
+    let bound = adsync_daemon::bind(config.clone())
+        .await
+        .map_err(daemon_failure)?;
+    let addr = bound.addr();
+    let store = Store::open_from_async(db).await.map_err(|e| {
+        let locked = matches!(e, adsync::StoreError::Locked { .. });
+        let mut failure = Failure::from(e);
+        let shown = db.display().to_string();
+        if !failure.message.contains(&shown) {
+            failure.message = format!("cannot open the store {shown}: {}", failure.message);
+        }
+        if locked {
+            failure
+                .message
+                .push_str("; is another `adsync daemon` (or adsync command) running on it?");
+        }
+        failure
+    })?;
+    // The worker gives every runner its own stop signal; this one only
+    // satisfies the builders' signature.
+    let unused = StopSignal::new();
+    let mut builder = Worker::builder(store.clone())
+        .limits(Limits {
+            max_running: args.max_running,
+            max_per_account: args.max_per_account,
+        })
+        .shutdown_timeout(args.shutdown_timeout);
+    let mut served = Vec::new();
+    for (adapter, labels) in adapters {
+        served.push(format!("push {}", adapter.platform()));
+        config = config.verifier(adapter.clone());
+        builder = builder.pusher(open_pusher(store.clone(), adapter, &unused).with_labels(labels));
+    }
+    if let Some(amazon) = amazon {
+        served.push("pull amazon".to_string());
+        let puller = open_puller(amazon, std::future::ready(Ok(store.clone())), &unused).await?;
+        builder = builder.puller(puller);
+    }
+    let worker = builder.build();
+    let bound = bound.with_config(config);
+    outln!(
+        "adsync daemon: listening on http://{addr} (store {}; {})",
+        store.path().display(),
+        if served.is_empty() {
+            "no platform configured".to_string()
+        } else {
+            served.join(", ")
+        }
+    );
+    let stopped = bound
+        .serve(worker, first_signal())
+        .await
+        .map_err(daemon_failure)?;
+    if stopped.cut_off.is_empty() {
+        errln!("adsync daemon: stopped");
+    } else {
+        errln!(
+            "adsync daemon: stopped; effects cut off at the deadline (looked up at the next start): {}",
+            stopped.cut_off.join(", ")
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The Amazon client settings when its credentials are in the environment.
+fn amazon_config() -> Result<Option<AmazonConfig>, Failure> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match (env("ADSYNC_AMAZON_CLIENT_ID"), env("ADSYNC_AMAZON_TOKEN")) {
+        (Some(client_id), Some(token)) => {
+            let host = env("ADSYNC_AMAZON_HOST").unwrap_or_else(|| DEFAULT_HOST.to_string());
+            Ok(Some(
+                AmazonConfig::new(client_id, token).with_host(client_host(&host)),
+            ))
+        }
+        (None, None) => Ok(None),
+        _ => Err(Failure::usage(
+            "Amazon pulls need both ADSYNC_AMAZON_TOKEN and ADSYNC_AMAZON_CLIENT_ID (or neither)",
+        )),
+    }
+}
+
+fn daemon_failure(e: DaemonError) -> Failure {
+    match e {
+        // Fixed by other flags or environment: usage.
+        DaemonError::TokenRequired { .. } | DaemonError::Bind { .. } => {
+            Failure::usage(e.to_string())
+        }
+        DaemonError::Worker(adsync::WorkerError::Run(run)) => Failure::from(run),
+        DaemonError::Worker(_) | DaemonError::Serve(_) => Failure::failed(e.to_string()),
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT; a second one exits at once
+/// (130/143): the checkpoints make that safe, a create cut off is looked up
+/// at the next start.
+fn first_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (first, received) = tokio::sync::oneshot::channel::<()>();
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::spawn(async move {
+                let signal = tokio::select! {
+                    _ = int.recv() => libc::SIGINT,
+                    _ = term.recv() => libc::SIGTERM,
+                };
+                errln!("adsync daemon: stopping (signal again to exit at once)");
+                let _ = first.send(());
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
+                errln!("adsync daemon: exiting at once; the last checkpoints are durable");
+                std::process::exit(i32::from(Exit::Interrupted(signal).code()));
+            });
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; SIGTERM will exit at once");
+            std::mem::forget(first);
+        }
+    }
+    async move {
+        let _ = received.await;
+    }
+}
