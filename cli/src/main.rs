@@ -131,7 +131,11 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
     // Commands that never open the store run here whatever --daemon says.
     let local_only = matches!(
         cli.command,
-        Command::Demo | Command::Machines(_) | Command::Validate(_) | Command::FakeServer(_)
+        Command::Demo
+            | Command::Machines(_)
+            | Command::Validate(_)
+            | Command::FakeServer(_)
+            | Command::Daemon(_)
     );
     if let (Some(url), false) = (&cli.daemon, local_only) {
         return via_daemon(url, cli.command).await;
@@ -189,5 +193,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Pull(_) => "pull",
         Command::Show(_) => "show",
         Command::FakeServer(_) => "fake-server",
+        Command::Daemon(_) => "daemon",
     }
 }

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use adsync::{Cancelled, PushAdapter, PushOutcome, Record, RunError, Status, Worker};
+use adsync::{Cancelled, PushAdapter, PushOutcome, Queued, Record, RunError, Status, Worker};
 
 use crate::body::{self, PullBody, PushBody, ResolveBody, ScheduleBody};
 use crate::error::ApiError;
@@ -159,13 +159,55 @@ struct SyncView {
     #[serde(with = "time::serde::rfc3339")]
     updated_at: time::OffsetDateTime,
     labels: BTreeMap<String, String>,
+    /// When its next effect may start at the earliest (a backoff).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    not_before: Option<time::OffsetDateTime>,
+    /// Where the worker has it, for an unfinished sync: whether it is
+    /// being worked on right now, not a guess from the record.
+    queue: Option<QueueView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<Box<serde_json::value::RawValue>>,
 }
 
+/// A sync's place in the worker's queue.
+#[derive(Debug, Serialize)]
+struct QueueView {
+    /// `running`, `waiting` (for `until`) or `ready` (for a free slot).
+    place: &'static str,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    until: Option<time::OffsetDateTime>,
+}
+
+impl QueueView {
+    fn of(queued: Option<Queued>) -> Option<QueueView> {
+        queued.map(|q| match q {
+            Queued::Running => QueueView {
+                place: "running",
+                until: None,
+            },
+            Queued::Ready => QueueView {
+                place: "ready",
+                until: None,
+            },
+            Queued::Waiting(at) => QueueView {
+                place: "waiting",
+                until: Some(at),
+            },
+        })
+    }
+}
+
 impl SyncView {
-    fn of(record: Record, with_state: bool) -> SyncView {
+    fn of(record: Record, with_state: bool, queued: Option<Queued>) -> SyncView {
         SyncView {
+            not_before: record.not_before,
+            queue: QueueView::of(queued),
             state: with_state.then(|| record.state.clone()),
             id: record.id,
             kind: record.kind,
@@ -239,7 +281,8 @@ async fn list_syncs(
         {
             continue;
         }
-        syncs.push(SyncView::of(record, false));
+        let queued = state.worker.queued(&record.id);
+        syncs.push(SyncView::of(record, false, queued));
     }
     Ok(Json(json!({ "syncs": syncs, "unreadable": unreadable })))
 }
@@ -257,7 +300,8 @@ async fn record(worker: &Worker, id: &str) -> Result<Record, ApiError> {
 
 async fn get_sync(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let record = record(&state.worker, &id).await?;
-    Ok(Json(json!(SyncView::of(record, true))))
+    let queued = state.worker.queued(&id);
+    Ok(Json(json!(SyncView::of(record, true, queued))))
 }
 
 async fn history(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -145,7 +145,7 @@ impl From<WorkerError> for ApiError {
                 ApiError::bad_request(e.to_string())
             }
             WorkerError::NotServed { .. } => ApiError::conflict(e.to_string()),
-            WorkerError::AlreadyRunning => ApiError::internal(e.to_string()),
+            WorkerError::AlreadyRunning | WorkerError::Stopped => ApiError::internal(e.to_string()),
         }
     }
 }

@@ -183,34 +183,6 @@ pub enum DaemonError {
     Worker(#[from] WorkerError),
 }
 
-/// Completes once the worker's graceful stop has begun and no sync is
-/// running any more: every effect in flight has finished and is durable.
-///
-/// A workaround: `Worker::run`'s stop waits for a wake-up that a task sends
-/// just *before* it completes, so it can miss the last task's end and sit
-/// out the whole shutdown timeout although nothing runs. Once this
-/// completes, dropping `run` loses nothing. It never completes for a worker
-/// with no pusher or puller (there is no stop signal to watch).
-async fn drained(worker: &Worker) {
-    // The worker gives all its runners one stop signal; it does not list
-    // its platforms, so look for the ones adsync has.
-    let stop = ["reddit", "memory"]
-        .iter()
-        .find_map(|p| worker.pusher(p).map(|p| p.runner().stop_signal().clone()))
-        .or_else(|| {
-            worker
-                .puller("amazon")
-                .map(|p| p.runner().stop_signal().clone())
-        });
-    let Some(stop) = stop else {
-        return std::future::pending().await;
-    };
-    stop.stopped().await;
-    while worker.depth().running > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A listener bound by [`bind`]: the address is known (port 0 resolved) before
 /// serving starts.
 #[derive(Debug)]
@@ -310,10 +282,7 @@ impl Bound {
                 let _ = stop.send(true);
             })
         };
-        let ran = tokio::select! {
-            ran = worker.run(stopped(stopping)) => ran,
-            () = drained(&worker) => Ok(Stopped { cut_off: Vec::new() }),
-        };
+        let ran = worker.run(stopped(stopping)).await;
         trigger.abort();
         // The worker returned (stopped, or failed to resume): the server stops too.
         let _ = stop.send(true);

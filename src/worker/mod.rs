@@ -34,7 +34,9 @@ use queue::{Job, Kind, Queue};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// No pusher or puller of this worker serves the platform.
-    #[error("this worker does not {action} platform `{platform}` (it {action}: {known})")]
+    #[error(
+        "this worker does not {action} platform `{platform}` (platforms it can {action}: {known})"
+    )]
     UnknownPlatform {
         /// What was asked: `push to` or `pull from`.
         action: &'static str,
@@ -979,27 +981,26 @@ impl Worker {
     /// The graceful stop: no new effect, a deadline for those in flight.
     async fn stop(&self) -> Stopped {
         self.inner.stop.stop();
+        // Taken out of the mutex and awaited directly: a task's end is then
+        // seen when it happens, not at the next wake-up.
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock());
         let drained = tokio::time::timeout(self.inner.shutdown_timeout, async {
-            loop {
-                let idle = self.inner.idle.notified();
-                tokio::pin!(idle);
-                idle.as_mut().enable();
-                self.reap();
-                if self.inner.tasks.lock().is_empty() {
-                    return;
+            while let Some(joined) = tasks.join_next().await {
+                if let Err(e) = joined {
+                    if e.is_panic() {
+                        tracing::error!(error = %e, "a sync task panicked");
+                    }
                 }
-                idle.await;
             }
         })
         .await;
-        let cut_off = if drained.is_ok() {
-            Vec::new()
-        } else {
-            let cut_off = self.inner.queue.lock().running_ids();
-            self.inner.tasks.lock().abort_all();
-            cut_off
-        };
-        if !cut_off.is_empty() {
+        let mut cut_off = Vec::new();
+        if drained.is_err() {
+            cut_off = self.inner.queue.lock().running_ids();
+            tasks.abort_all();
+            // Wait for the aborted tasks to be dropped, so that the queue
+            // has heard of each before this returns.
+            while tasks.join_next().await.is_some() {}
             tracing::warn!(syncs = ?cut_off, "effects cut off at the shutdown deadline: each is resumed (looked up) at the next start");
         }
         Stopped { cut_off }
