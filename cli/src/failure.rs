@@ -60,10 +60,20 @@ impl From<StoreError> for Failure {
             StoreError::NotFound { .. } => Exit::BadInput,
             _ => Exit::StoreUnusable,
         };
-        Failure {
-            exit,
-            message: e.to_string(),
+        let mut message = e.to_string();
+        if let StoreError::Locked { path, .. } = &e {
+            if let Some(daemon) = adsync_daemon::announced(path) {
+                message = format!(
+                    "the store {} is held by `adsync daemon` (pid {}), listening on {}: \
+                     add `--daemon {}` (or set ADSYNC_DAEMON_URL) to send this command to it",
+                    path.display(),
+                    daemon.pid,
+                    daemon.url,
+                    daemon.url
+                );
+            }
         }
+        Failure { exit, message }
     }
 }
 

@@ -867,3 +867,128 @@ async fn unfinished(db: &Path) -> usize {
         .expect("closed");
     running
 }
+
+/// Runs the `adsync` CLI (not the daemon) with `args`; returns exit code,
+/// stdout and stderr.
+fn cli(db: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_adsync"));
+    command.arg("--db").arg(db).args(args);
+    for var in ["ADSYNC_DB", "ADSYNC_DAEMON_URL", "ADSYNC_DAEMON_TOKEN"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let out = command.output().expect("adsync runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_talks_to_the_daemon_and_a_locked_store_says_where_it_is() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let memory = dir.path().join("memory.json");
+    let daemon = Daemon::start(
+        &db,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--memory-file",
+            memory.to_str().expect("utf-8"),
+        ],
+        &Env::default(),
+    );
+    let url = daemon.url.clone();
+
+    // Without --daemon the store is locked: the message says who holds it.
+    let (code, _, stderr) = cli(&db, &["status"], &[]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("held by `adsync daemon`") && stderr.contains(&format!("--daemon {url}")),
+        "{stderr}"
+    );
+
+    // A push through the daemon runs to its end and reports like a push.
+    let set = dir.path().join("set.json");
+    std::fs::write(&set, EXAMPLE_SET_JSON).expect("set file");
+    let set = set.to_str().expect("utf-8");
+    let (code, stdout, stderr) = cli(
+        &db,
+        &["--daemon", &url, "push", set, "--account", "t2_cli"],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("submitted to the daemon at {url}")),
+        "{stderr}"
+    );
+    let ids: Vec<String> = daemon
+        .syncs()
+        .await
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    assert!(!ids.is_empty());
+    for id in &ids {
+        assert!(
+            stdout.contains(id.as_str()) && stdout.contains("succeeded"),
+            "{stdout}"
+        );
+    }
+
+    // The same through the environment variable: status, history.
+    let env = [("ADSYNC_DAEMON_URL", url.as_str())];
+    let (code, stdout, stderr) = cli(&db, &["status"], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        ids.iter().all(|id| stdout.contains(id.as_str())),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cli(&db, &["history", &ids[0]], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("#0"), "{stdout}");
+
+    // Refusals keep the CLI's exit codes and write nothing.
+    let (code, _, stderr) = cli(&db, &["cancel", &ids[0]], &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("already finished"), "{stderr}");
+    let (code, _, stderr) = cli(&db, &["history", "no-such-sync"], &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"name": "bad", "campaigns": [{"id": "c"}]}"#).expect("write");
+    let (code, _, stderr) = cli(
+        &db,
+        &["push", bad.to_str().expect("utf-8"), "--account", "t2_cli"],
+        &env,
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.json"),
+        "named like the local command: {stderr}"
+    );
+    assert_eq!(
+        daemon.syncs().await.len(),
+        ids.len(),
+        "nothing was submitted"
+    );
+    let (code, _, stderr) = cli(&db, &["resume", "--all"], &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("resumes unfinished syncs itself"),
+        "{stderr}"
+    );
+
+    // Commands that never open the store ignore the daemon.
+    let (code, _, stderr) = cli(&db, &["validate", set], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // An unreachable daemon is named.
+    let (code, _, stderr) = cli(&db, &["--daemon", "http://127.0.0.1:9", "status"], &[]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the adsync daemon at http://127.0.0.1:9"),
+        "{stderr}"
+    );
+}

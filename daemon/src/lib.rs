@@ -39,6 +39,7 @@
 
 #![warn(missing_docs)]
 
+mod announce;
 mod api;
 mod auth;
 mod body;
@@ -52,6 +53,7 @@ use std::time::Duration;
 
 use adsync::{PushAdapter, Secret, Stopped, Worker, WorkerError};
 
+pub use announce::{announce, announced, Announced, Announcement};
 pub use api::{router, ROUTES};
 pub use error::ApiError;
 

@@ -166,6 +166,13 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             served.join(", ")
         }
     );
+    // A command that finds the store locked reads this to say where the
+    // daemon is; a store directory we cannot write to only loses the hint.
+    let _announced = adsync_daemon::announce(store.path(), &format!("http://{addr}"))
+        .map_err(
+            |e| tracing::warn!(error = %e, "cannot announce the daemon in the store directory"),
+        )
+        .ok();
     let stopped = bound
         .serve(worker, first_signal())
         .await
