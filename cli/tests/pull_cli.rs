@@ -281,3 +281,77 @@ fn show_json_reproduces_the_listing_field_for_field() {
     )
     .contains("\"placementBidding\""));
 }
+
+/// The fake's request log (`GET /_admin/requests`).
+fn requests(server: &FakeAmazonProcess) -> Vec<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(format!("{}/_admin/requests", server.url))
+            .send()
+            .await
+            .expect("admin call")
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .expect("request log")
+    })
+}
+
+/// A page size outside Amazon's documented range (1..=1000) is refused before
+/// any request: a message naming the range, exit 2 (bad input), no request
+/// at the server, and no store created.
+#[test]
+fn page_size_outside_the_documented_range_is_refused_before_any_request() {
+    let server = start_server();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    for size in ["1001", "0"] {
+        let out = adsync(
+            &db,
+            &[
+                "pull",
+                "--platform",
+                "amazon",
+                "--profile",
+                PROFILE,
+                "--host",
+                &server.url,
+                "--page-size",
+                size,
+            ],
+            TOKEN,
+        );
+        assert_eq!(out.status.code(), Some(2), "--page-size {size}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--page-size") && stderr.contains(size) && stderr.contains("1..=1000"),
+            "--page-size {size}: {stderr}"
+        );
+        assert!(requests(&server).is_empty(), "--page-size {size}");
+        assert!(!db.exists(), "--page-size {size}: nothing written");
+    }
+    // The bounds themselves are accepted.
+    let out = adsync(
+        &db,
+        &[
+            "pull",
+            "--platform",
+            "amazon",
+            "--profile",
+            PROFILE,
+            "--host",
+            &server.url,
+            "--page-size",
+            "1000",
+        ],
+        TOKEN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!requests(&server).is_empty());
+}
