@@ -355,3 +355,69 @@ fn page_size_outside_the_documented_range_is_refused_before_any_request() {
     assert!(out.status.success(), "{out:?}");
     assert!(!requests(&server).is_empty());
 }
+
+/// Without a terminal (stderr is a pipe here), a pull prints plain lines: every
+/// phase change and every 100th transition on stdout, and no progress bar
+/// (no carriage returns or escape sequences) on stderr.
+#[test]
+fn without_a_terminal_a_pull_prints_phase_changes_and_every_100th_transition() {
+    let server = FakeAmazonProcess::start(&[
+        "--profile",
+        PROFILE,
+        "--campaigns",
+        "2",
+        "--ad-groups-per-campaign",
+        "2",
+        "--keywords-per-ad-group",
+        "30",
+        "--token",
+        TOKEN,
+    ]);
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let out = adsync(
+        &db,
+        &[
+            "pull",
+            "--platform",
+            "amazon",
+            "--profile",
+            PROFILE,
+            "--host",
+            &server.url,
+            "--page-size",
+            "1",
+            "--rate",
+            "1000",
+            "--max-rate",
+            "1000",
+        ],
+        TOKEN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+    let transitions: Vec<&str> = stdout.lines().filter(|l| l.contains(" → ")).collect();
+    // 126 pages (4 + 2 + 120, one entity each, plus an empty last page per
+    // kind at most) and the phase changes: far fewer lines than transitions.
+    assert!(transitions.iter().any(|l| l.contains(" #100 ")), "{stdout}");
+    for line in &transitions {
+        let (from, to) = line
+            .split_once(": ")
+            .and_then(|(head, _)| head.split_once(" → "))
+            .expect("from → to");
+        let from = from.rsplit(' ').next().unwrap_or_default();
+        assert!(
+            from != to || line.contains(" #100 "),
+            "a line that is neither a phase change nor the 100th: {line}"
+        );
+    }
+    for phase in ["FetchingKeywords", "Persisting", "Completed"] {
+        assert!(stdout.contains(phase), "{phase}: {stdout}");
+    }
+    assert!(stdout.contains("persisted: "), "{stdout}");
+}
