@@ -271,7 +271,12 @@ impl LiveProgress {
                     eta = Some(Duration::from_secs_f64(left));
                 }
             }
-            kind = Some((k.to_string(), fetched, total));
+            let name = match k {
+                ListKind::Campaigns => "campaigns",
+                ListKind::AdGroups => "ad groups",
+                ListKind::Keywords => "keywords",
+            };
+            kind = Some((name.to_string(), fetched, total));
         }
         self.bar.set_message(progress_line(&ProgressView {
             phase: t.to.to_string(),
