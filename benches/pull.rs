@@ -97,7 +97,10 @@ async fn one_pull(puller: &Puller, label: &str) -> (Duration, Duration, u64) {
         .begin(PROFILE, PullMode::ResumeOrStart)
         .await
         .expect("begin");
-    let steps = step_until(puller, PullPhase::Persisting).await;
+    // The first step clears leftovers of earlier pulls (Idle → FetchingCampaigns).
+    let mut steps = step_until(puller, PullPhase::FetchingCampaigns).await;
+    let peak_clear = proc_status_kb("VmHWM:");
+    steps += step_until(puller, PullPhase::Persisting).await;
     let fetch = t0.elapsed();
     let rss_fetched = proc_status_kb("VmRSS:");
     let peak_fetch = proc_status_kb("VmHWM:");
@@ -122,7 +125,8 @@ async fn one_pull(puller: &Puller, label: &str) -> (Duration, Duration, u64) {
         n as f64 / persist.as_secs_f64()
     );
     println!(
-        "{label}: RSS {:.0} MB after fetch (peak while fetching {:.0} MB), {:.0} MB after persist (peak while persisting {:.0} MB)",
+        "{label}: peak {:.0} MB while clearing leftovers; RSS {:.0} MB after fetch (peak while fetching {:.0} MB), {:.0} MB after persist (peak while persisting {:.0} MB)",
+        mb(peak_clear),
         mb(rss_fetched),
         mb(peak_fetch),
         mb(rss_persisted),
