@@ -293,10 +293,16 @@ pub fn build_generation(
         let mut unloaded = firsts.into_iter().peekable();
         let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
         let mut heap: BinaryHeap<Reverse<(Vec<u8>, u64)>> = BinaryHeap::new();
-        let mut chunk = Vec::with_capacity(VALUE_BYTES);
-        let mut in_chunk = 0usize;
-        let mut directory: Vec<String> = Vec::new();
-        let mut n = 0u64;
+        let mut out = KindChunks {
+            platform,
+            profile,
+            generation,
+            kind,
+            chunk: Vec::with_capacity(VALUE_BYTES),
+            in_chunk: 0,
+            directory: Vec::new(),
+            n: 0,
+        };
         loop {
             while let Some((first, page)) = unloaded.peek() {
                 let due = heap
@@ -312,6 +318,37 @@ pub fn build_generation(
                     heap.push(Reverse((id.to_vec(), page)));
                 }
                 runs.insert(page, run);
+            }
+            // The common case, pages that do not overlap: a lone run whose
+            // last id is below the next page's first is copied as it is.
+            if let (1, Some(Reverse((_, page)))) = (heap.len(), heap.peek()) {
+                let page = *page;
+                if let Some(run) = runs.get(&page) {
+                    let last = run.frames.last().map(|f| &run.buf[f.id.clone()]);
+                    let alone = match (unloaded.peek(), last) {
+                        (None, _) => true,
+                        (Some((first, _)), Some(last)) => first.as_slice() > last,
+                        (Some(_), None) => false,
+                    };
+                    if alone {
+                        let mut previous: Option<&[u8]> = None;
+                        for f in &run.frames[run.pos..] {
+                            let id = &run.buf[f.id.clone()];
+                            if previous.is_some_and(|p| id <= p) {
+                                return Err(corrupt(
+                                    profile,
+                                    format!("staged {kind} page {page}"),
+                                    "entries are not sorted by id",
+                                ));
+                            }
+                            previous = Some(id);
+                            out.push(&mut writer, id, &run.buf[f.json.clone()])?;
+                        }
+                        heap.clear();
+                        runs.remove(&page);
+                        continue;
+                    }
+                }
             }
             let Some(Reverse((id, page))) = heap.pop() else {
                 break;
@@ -344,40 +381,13 @@ pub fn build_generation(
                     _ => None,
                 };
             }
-            if in_chunk > 0 && chunk.len() + 8 + id.len() + best.1.len() > VALUE_BYTES {
-                let key = chunk_key(
-                    platform,
-                    profile,
-                    generation,
-                    kind,
-                    directory.len() as u64 - 1,
-                );
-                writer.put(
-                    key,
-                    std::mem::replace(&mut chunk, Vec::with_capacity(VALUE_BYTES)),
-                )?;
-                in_chunk = 0;
-            }
-            if in_chunk == 0 {
-                directory.push(String::from_utf8_lossy(&id).into_owned());
-            }
-            push_entry(&mut chunk, &id, &best.1);
-            in_chunk += 1;
-            n += 1;
+            out.push(&mut writer, &id, &best.1)?;
         }
-        if in_chunk > 0 {
-            let key = chunk_key(
-                platform,
-                profile,
-                generation,
-                kind,
-                directory.len() as u64 - 1,
-            );
-            writer.put(key, chunk)?;
-        }
-        counts.add(kind, n);
-        chunks.add(kind, directory.len() as u64);
-        let dir = serde_json::to_vec(&directory).map_err(|e| corrupt(profile, "directory", e))?;
+        out.write(&mut writer)?;
+        counts.add(kind, out.n);
+        chunks.add(kind, out.directory.len() as u64);
+        let dir =
+            serde_json::to_vec(&out.directory).map_err(|e| corrupt(profile, "directory", e))?;
         writer.put(directory_key(platform, profile, generation, kind), dir)?;
     }
     writer.flush()?;
@@ -390,6 +400,57 @@ pub fn build_generation(
         },
         staged_parts,
     })
+}
+
+/// The chunks of one kind being built: entries are added in id order and cut
+/// into values of at most [`VALUE_BYTES`].
+struct KindChunks<'k> {
+    platform: &'k str,
+    profile: &'k str,
+    generation: u64,
+    kind: ListKind,
+    chunk: Vec<u8>,
+    in_chunk: usize,
+    directory: Vec<String>,
+    n: u64,
+}
+
+impl KindChunks<'_> {
+    fn push(
+        &mut self,
+        writer: &mut ChunkWriter<'_>,
+        id: &[u8],
+        json: &[u8],
+    ) -> Result<(), SnapshotError> {
+        if self.in_chunk > 0 && self.chunk.len() + 8 + id.len() + json.len() > VALUE_BYTES {
+            self.write(writer)?;
+        }
+        if self.in_chunk == 0 {
+            self.directory
+                .push(String::from_utf8_lossy(id).into_owned());
+        }
+        push_entry(&mut self.chunk, id, json);
+        self.in_chunk += 1;
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Writes the chunk being filled, if it holds anything.
+    fn write(&mut self, writer: &mut ChunkWriter<'_>) -> Result<(), SnapshotError> {
+        if self.in_chunk == 0 {
+            return Ok(());
+        }
+        let key = chunk_key(
+            self.platform,
+            self.profile,
+            self.generation,
+            self.kind,
+            self.directory.len() as u64 - 1,
+        );
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(VALUE_BYTES));
+        self.in_chunk = 0;
+        writer.put(key, chunk)
+    }
 }
 
 /// Writes chunk values in commits of about [`COMMIT_BYTES`].
