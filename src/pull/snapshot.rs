@@ -541,14 +541,51 @@ pub fn leftover_deletes(
         commit = commit.delete_data(&key);
         n += 1;
     }
-    for item in store.scan_data(&generations_prefix(platform, profile)) {
+    let all = generations_prefix(platform, profile);
+    let Some(keep) = keep else {
+        for item in store.scan_data(&all) {
+            let (key, _) = item?;
+            commit = commit.delete_data(&key);
+            n += 1;
+        }
+        return Ok((commit, n));
+    };
+    // The kept generation is never scanned: a scan reads every value, and
+    // reading a whole generation to list none of it raised the peak memory of
+    // the next pull (docs/performance.md). Generations below it come first in
+    // key order; those above it are under the prefixes `above` lists.
+    for item in store.scan_data(&all) {
         let (key, _) = item?;
-        if generation_of(platform, profile, &key) != keep {
+        if generation_of(platform, profile, &key).is_some_and(|g| g >= keep) {
+            break;
+        }
+        commit = commit.delete_data(&key);
+        n += 1;
+    }
+    for tail in above(keep) {
+        for item in store.scan_data(&[all.as_slice(), &tail].concat()) {
+            let (key, _) = item?;
             commit = commit.delete_data(&key);
             n += 1;
         }
     }
     Ok((commit, n))
+}
+
+/// Prefixes (of the 8 big-endian bytes of a generation number) that together
+/// cover every generation above `keep` and nothing else: for each byte, the
+/// bytes before it as in `keep`, then any larger value of it.
+fn above(keep: u64) -> Vec<Vec<u8>> {
+    let bytes = keep.to_be_bytes();
+    let mut out = Vec::new();
+    for i in (0..8).rev() {
+        for b in bytes[i].saturating_add(1)..=u8::MAX {
+            if b > bytes[i] {
+                out.push([&bytes[..i], &[b][..]].concat());
+            }
+        }
+    }
+    out
 }
 
 /// The current snapshot reference of a profile, if it was ever pulled. Blocking.
@@ -899,6 +936,69 @@ mod tests {
             let found = find::<SpKeyword>(&store, "amazon", "p", &want.keyword_id).unwrap();
             assert_eq!(found.as_ref(), Some(want));
         }
+    }
+
+    #[test]
+    fn the_prefixes_above_a_generation_cover_exactly_the_larger_ones() {
+        for keep in [0u64, 1, 2, 255, 256, 0x01_02_03, u64::MAX - 1, u64::MAX] {
+            let prefixes = above(keep);
+            let covered = |g: u64| {
+                let bytes = g.to_be_bytes();
+                prefixes.iter().any(|p| bytes.starts_with(p))
+            };
+            for g in [
+                0u64,
+                1,
+                2,
+                3,
+                254,
+                255,
+                256,
+                257,
+                0x01_02_02,
+                0x01_02_03,
+                0x01_02_04,
+                0x01_03_00,
+                1 << 40,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(covered(g), g > keep, "keep {keep}, generation {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn leftovers_are_every_staged_page_and_every_generation_but_the_kept_one() {
+        let store = Store::temporary().unwrap();
+        let mut commit = Commit::new();
+        for generation in [1u64, 2, 3, 300] {
+            commit = commit
+                .data(
+                    &chunk_key("amazon", "p", generation, ListKind::Keywords, 0),
+                    vec![1],
+                )
+                .data(
+                    &directory_key("amazon", "p", generation, ListKind::Keywords),
+                    vec![2],
+                );
+        }
+        commit = commit.data(&stage_key("amazon", "p", ListKind::Keywords, 0), vec![3]);
+        store.commit_blocking(commit).unwrap();
+        let (deletes, n) = leftover_deletes(&store, "amazon", "p", Some(2)).unwrap();
+        assert_eq!(n, 7);
+        store.commit_blocking(deletes).unwrap();
+        let left: Vec<Option<u64>> = store
+            .scan_data(&profile_data_prefix("amazon", "p"))
+            .map(|item| generation_of("amazon", "p", &item.unwrap().0))
+            .collect();
+        assert_eq!(left, vec![Some(2), Some(2)]);
+        let (_, n) = leftover_deletes(&store, "amazon", "p", None).unwrap();
+        assert_eq!(n, 2);
+    }
+
+    fn profile_data_prefix(platform: &str, profile: &str) -> Vec<u8> {
+        format!("pull/{platform}/{profile}/").into_bytes()
     }
 
     #[test]
