@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adsync::amazon::{AmazonClient, AmazonConfig, DEFAULT_HOST};
+use adsync::amazon::{AmazonClient, AmazonConfig, ListKind, DEFAULT_HOST};
 use adsync::Machine;
 use adsync::StopSignal;
 use adsync::{Clock, SystemClock};
@@ -30,19 +30,21 @@ pub fn client_host(host: &str) -> String {
 /// creates records the client's host, so that `resume` needs no `--host`.
 ///
 /// The client is built before `store` is awaited, so a client that cannot be
-/// built is a usage error that leaves no store behind.
+/// built is a usage error that leaves no store behind. Also returns a clone of
+/// the client (same limiter and counters), for the progress display.
 pub async fn open_puller(
     config: AmazonConfig,
     store: impl Future<Output = Result<Store, Failure>>,
     stop: &StopSignal,
-) -> Result<Puller, Failure> {
+) -> Result<(Puller, AmazonClient), Failure> {
     // `with_host` already dropped a trailing slash: this is `client_host`.
     let host = config.host.clone();
     let client = AmazonClient::new(config.with_timeout(Duration::from_secs(30)))
         .map_err(|e| Failure::usage(e.to_string()))?;
     let store = store.await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    Ok(Puller::new(store, client, clock)
+    let watched = client.clone();
+    let puller = Puller::new(store, client, clock)
         .with_runner(|mut runner| {
             if let Some(hook) = crate::crash_hook::crash_hook_from_env() {
                 runner = runner.with_hook(hook);
@@ -52,7 +54,8 @@ pub async fn open_puller(
         .with_labels(std::collections::BTreeMap::from([(
             "host".to_string(),
             host,
-        )])))
+        )]));
+    Ok((puller, watched))
 }
 
 /// `adsync resume` of pull sync `id`: host and profile from its checkpoint,
@@ -96,40 +99,66 @@ pub async fn resume(
         (None, None) => DEFAULT_HOST.to_string(),
     };
     let config = AmazonConfig::new(client_id, token).with_host(host);
-    let puller = open_puller(
+    let (puller, client) = open_puller(
         config,
         std::future::ready(Ok(store)),
         interrupts.stop_signal(),
     )
     .await?;
-    run_pull(&puller, &profile, PullMode::ResumeOrStart, json, interrupts).await
+    run_pull(
+        &puller,
+        &client,
+        &profile,
+        PullMode::ResumeOrStart,
+        json,
+        interrupts,
+    )
+    .await
 }
 
 /// Runs `profile`'s pull to its end (or to the stop a signal asks for),
-/// printing phase changes and every 100th page; a signal decides the exit.
+/// printing phase changes and failures; every 100th page too when stderr is
+/// not a terminal, a live progress line on stderr when it is. A signal
+/// decides the exit. `client` is the puller's client (rate, 429s).
 pub async fn run_pull(
     puller: &Puller,
+    client: &AmazonClient,
     profile: &str,
     mode: PullMode,
     json: bool,
     interrupts: &Interrupts,
 ) -> Result<Exit, Failure> {
+    use std::io::IsTerminal as _;
+    let live = (!json && std::io::stderr().is_terminal()).then(|| LiveProgress::new(client));
     let status = puller
-        .pull_observed(profile, mode, &move |t| {
-            // Phase changes, failures, and every 100th page as progress.
-            if !json && (t.from != t.to || PullMachine::is_failure(&t.outcome) || t.seq % 100 == 0)
-            {
-                outln!(
+        .pull_observed(profile, mode, &|t| {
+            let line = || {
+                format!(
                     "[{}] #{} {} → {}: {}",
                     t.sync,
                     t.seq,
                     t.from,
                     t.to,
                     PullMachine::describe_outcome(&t.outcome)
-                );
+                )
+            };
+            let notable = t.from != t.to || PullMachine::is_failure(&t.outcome);
+            match &live {
+                Some(live) => {
+                    if notable {
+                        live.bar.suspend(|| outln!("{}", line()));
+                    }
+                    live.update(t);
+                }
+                // Phase changes, failures, and every 100th page as progress.
+                None if !json && (notable || t.seq % 100 == 0) => outln!("{}", line()),
+                None => {}
             }
         })
         .await;
+    if let Some(live) = &live {
+        live.bar.finish_and_clear();
+    }
     let status = match status {
         Ok(status) => status,
         Err(e) => {
@@ -146,6 +175,119 @@ pub async fn run_pull(
         _ => Exit::SyncFailed,
     };
     Ok(interrupts.signalled().unwrap_or(code))
+}
+
+/// What the live progress line of a pull shows at one transition (see
+/// [`progress_line`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressView {
+    /// The pull's phase (`FetchingKeywords`, `Persisting`, …).
+    pub phase: String,
+    /// Pages staged in this pull, all kinds.
+    pub pages: u64,
+    /// Entities staged in this pull, all kinds.
+    pub entities: u64,
+    /// Entities of the kind being fetched, and its `totalResults` when the
+    /// platform gave one.
+    pub kind: Option<(String, u64, Option<u64>)>,
+    /// Requests per second the limiter allows now.
+    pub rate: f64,
+    /// 429 answers so far (retried ones included).
+    pub throttled: u64,
+    /// Estimated time left for the kind being fetched, when its total is known.
+    pub eta: Option<Duration>,
+}
+
+/// The live progress line: phase, pages and entities (against `totalResults`
+/// where known), request rate, 429s and the time left.
+pub fn progress_line(p: &ProgressView) -> String {
+    let mut line = format!("{}: {} pages, {} entities", p.phase, p.pages, p.entities);
+    if let Some((kind, fetched, total)) = &p.kind {
+        match total {
+            Some(total) => line.push_str(&format!(" ({kind} {fetched} of {total})")),
+            None => line.push_str(&format!(" ({kind} {fetched})")),
+        }
+    }
+    line.push_str(&format!(" · {:.0} req/s · {} × 429", p.rate, p.throttled));
+    if let Some(eta) = p.eta {
+        line.push_str(&format!(" · ~{}s left", eta.as_secs()));
+    }
+    line
+}
+
+/// The progress bar of a pull on a terminal, and what it needs to estimate
+/// the time left: each kind's `totalResults` and when its fetch started.
+struct LiveProgress {
+    bar: indicatif::ProgressBar,
+    client: AmazonClient,
+    /// Per kind: `totalResults` (when given), the entities staged when this
+    /// run first saw the kind, and when.
+    kinds: parking_lot::Mutex<std::collections::HashMap<ListKind, KindStart>>,
+}
+
+/// A kind's `totalResults` (when given), the entities staged when this run
+/// first saw it, and when.
+type KindStart = (Option<u64>, u64, std::time::Instant);
+
+impl LiveProgress {
+    fn new(client: &AmazonClient) -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        LiveProgress {
+            bar,
+            client: client.clone(),
+            kinds: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn update(&self, t: &adsync::Transition<PullMachine>) {
+        let state = &t.state;
+        let mut kind = None;
+        let mut eta = None;
+        if let adsync::PullOutcome::PageFetched {
+            kind: k,
+            total_results,
+            ..
+        } = &t.outcome
+        {
+            let fetched = state.fetched.get(*k);
+            let mut kinds = self.kinds.lock();
+            let entry = kinds
+                .entry(*k)
+                .or_insert((None, fetched, std::time::Instant::now()));
+            if total_results.is_some() {
+                entry.0 = *total_results;
+            }
+            let (total, from, since) = *entry;
+            let elapsed = since.elapsed().as_secs_f64();
+            let done = fetched.saturating_sub(from);
+            if let Some(total) = total {
+                if done > 0 && elapsed > 0.0 {
+                    let left = total.saturating_sub(fetched) as f64 * elapsed / done as f64;
+                    eta = Some(Duration::from_secs_f64(left));
+                }
+            }
+            let name = match k {
+                ListKind::Campaigns => "campaigns",
+                ListKind::AdGroups => "ad groups",
+                ListKind::Keywords => "keywords",
+            };
+            kind = Some((name.to_string(), fetched, total));
+        }
+        self.bar.set_message(progress_line(&ProgressView {
+            phase: t.to.to_string(),
+            pages: state.pages.total(),
+            entities: state.fetched.total(),
+            kind,
+            rate: self.client.current_rate(),
+            throttled: self.client.throttled_count(),
+            eta,
+        }));
+    }
 }
 
 /// A pull's status as `status` and `show` print it: the status its
@@ -280,5 +422,46 @@ pub fn print_pull_section(records: &[Record]) {
     if !pulls.is_empty() {
         outln!("\npull syncs:");
         print_shown(&pulls, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_phase_counts_total_rate_429s_and_time_left() {
+        let view = ProgressView {
+            phase: "FetchingKeywords".into(),
+            pages: 40,
+            entities: 38_000,
+            kind: Some(("keywords".into(), 16_000, Some(500_000))),
+            rate: 12.4,
+            throttled: 3,
+            eta: Some(Duration::from_secs(95)),
+        };
+        assert_eq!(
+            progress_line(&view),
+            "FetchingKeywords: 40 pages, 38000 entities (keywords 16000 of 500000) · 12 req/s · 3 × 429 · ~95s left"
+        );
+        let unknown = ProgressView {
+            kind: Some(("campaigns".into(), 100, None)),
+            eta: None,
+            ..view.clone()
+        };
+        assert_eq!(
+            progress_line(&unknown),
+            "FetchingKeywords: 40 pages, 38000 entities (campaigns 100) · 12 req/s · 3 × 429"
+        );
+        let persisting = ProgressView {
+            phase: "Persisting".into(),
+            kind: None,
+            eta: None,
+            ..view
+        };
+        assert_eq!(
+            progress_line(&persisting),
+            "Persisting: 40 pages, 38000 entities · 12 req/s · 3 × 429"
+        );
     }
 }

@@ -7,39 +7,35 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::fake_amazon::FakeAmazonProcess;
+use common::fake_amazon::{pull_args, FakeAmazonProcess};
 
 const PROFILE: &str = "77";
 const TOKEN: &str = "sekrit-token-4f1c9e";
 
 /// `adsync fake-server amazon` with a small generated profile.
 fn start_server() -> FakeAmazonProcess {
-    FakeAmazonProcess::start(&[
-        "--profile",
-        PROFILE,
-        "--campaigns",
-        "2",
-        "--ad-groups-per-campaign",
-        "2",
-        "--keywords-per-ad-group",
-        "3",
-        "--token",
-        TOKEN,
-    ])
+    FakeAmazonProcess::generated(PROFILE, [2, 2, 3], &["--token", TOKEN])
 }
 
-/// Posts `body` to the fake's admin endpoint `path`; the HTTP status.
-fn admin(server: &FakeAmazonProcess, path: &str, body: serde_json::Value) -> u16 {
+/// Runs `call` with an HTTP client (no proxy) on a runtime of its own.
+fn with_client<F: std::future::Future>(call: impl FnOnce(reqwest::Client) -> F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
-            .post(format!("{}{path}", server.url))
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    rt.block_on(call(client))
+}
+
+/// Posts `body` to the fake's admin endpoint `path`; the HTTP status.
+fn admin(server: &FakeAmazonProcess, path: &str, body: serde_json::Value) -> u16 {
+    let url = format!("{}{path}", server.url);
+    with_client(|client| async move {
+        client
+            .post(url)
             .json(&body)
             .send()
             .await
@@ -96,22 +92,19 @@ fn pull_show_status_history_against_the_fake_server_binary() {
     let pull = |token: &str| {
         adsync(
             &db,
-            &[
-                "pull",
-                "--platform",
-                "amazon",
-                "--profile",
+            &pull_args(
                 PROFILE,
-                "--host",
                 &server.url,
-                "--page-size",
-                "5",
-                "--rate",
-                "200",
-                "--max-rate",
-                "200",
-                "--json",
-            ],
+                &[
+                    "--page-size",
+                    "5",
+                    "--rate",
+                    "200",
+                    "--max-rate",
+                    "200",
+                    "--json",
+                ],
+            ),
             token,
         )
     };
@@ -220,33 +213,11 @@ fn show_json_reproduces_the_listing_field_for_field() {
         keywords_per_ad_group: 10,
         seed: 5,
     };
-    let server = FakeAmazonProcess::start(&[
-        "--profile",
-        PROFILE,
-        "--campaigns",
-        "4",
-        "--ad-groups-per-campaign",
-        "2",
-        "--keywords-per-ad-group",
-        "10",
-        "--seed",
-        "5",
-        "--token",
-        TOKEN,
-    ]);
+    let server =
+        FakeAmazonProcess::generated(PROFILE, [4, 2, 10], &["--seed", "5", "--token", TOKEN]);
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("adsync.db");
-    let args = [
-        "pull",
-        "--platform",
-        "amazon",
-        "--profile",
-        PROFILE,
-        "--host",
-        &server.url,
-        "--page-size",
-        "7",
-    ];
+    let args = pull_args(PROFILE, &server.url, &["--page-size", "7"]);
     let out = adsync(&db, &args, TOKEN);
     assert!(out.status.success(), "{out:?}");
     let data = generator.generate();
@@ -280,4 +251,97 @@ fn show_json_reproduces_the_listing_field_for_field() {
         .stdout
     )
     .contains("\"placementBidding\""));
+}
+
+/// The fake's request log (`GET /_admin/requests`).
+fn requests(server: &FakeAmazonProcess) -> Vec<serde_json::Value> {
+    let url = format!("{}/_admin/requests", server.url);
+    with_client(|client| async move {
+        client
+            .get(url)
+            .send()
+            .await
+            .expect("admin call")
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .expect("request log")
+    })
+}
+
+/// A page size outside Amazon's documented range (1..=1000) is refused before
+/// any request: a message naming the range, exit 2 (bad input), no request
+/// at the server, and no store created.
+#[test]
+fn page_size_outside_the_documented_range_is_refused_before_any_request() {
+    let server = start_server();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    for size in ["1001", "0"] {
+        let out = adsync(
+            &db,
+            &pull_args(PROFILE, &server.url, &["--page-size", size]),
+            TOKEN,
+        );
+        assert_eq!(out.status.code(), Some(2), "--page-size {size}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--page-size") && stderr.contains(size) && stderr.contains("1..=1000"),
+            "--page-size {size}: {stderr}"
+        );
+        assert!(requests(&server).is_empty(), "--page-size {size}");
+        assert!(!db.exists(), "--page-size {size}: nothing written");
+    }
+    // The bounds themselves are accepted.
+    let out = adsync(
+        &db,
+        &pull_args(PROFILE, &server.url, &["--page-size", "1000"]),
+        TOKEN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!requests(&server).is_empty());
+}
+
+/// Without a terminal (stderr is a pipe here), a pull prints plain lines: every
+/// phase change and every 100th transition on stdout, and no progress bar
+/// (no carriage returns or escape sequences) on stderr.
+#[test]
+fn without_a_terminal_a_pull_prints_phase_changes_and_every_100th_transition() {
+    let server = FakeAmazonProcess::generated(PROFILE, [2, 2, 30], &["--token", TOKEN]);
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let out = adsync(
+        &db,
+        &pull_args(
+            PROFILE,
+            &server.url,
+            &["--page-size", "1", "--rate", "1000", "--max-rate", "1000"],
+        ),
+        TOKEN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+    let transitions: Vec<&str> = stdout.lines().filter(|l| l.contains(" → ")).collect();
+    // 126 pages (4 + 2 + 120, one entity each, plus an empty last page per
+    // kind at most) and the phase changes: far fewer lines than transitions.
+    assert!(transitions.iter().any(|l| l.contains(" #100 ")), "{stdout}");
+    for line in &transitions {
+        let (from, to) = line
+            .split_once(": ")
+            .and_then(|(head, _)| head.split_once(" → "))
+            .expect("from → to");
+        let from = from.rsplit(' ').next().unwrap_or_default();
+        assert!(
+            from != to || line.contains(" #100 "),
+            "a line that is neither a phase change nor the 100th: {line}"
+        );
+    }
+    for phase in ["FetchingKeywords", "Persisting", "Completed"] {
+        assert!(stdout.contains(phase), "{phase}: {stdout}");
+    }
+    assert!(stdout.contains("persisted: "), "{stdout}");
 }

@@ -12,22 +12,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::fake_amazon::FakeAmazonProcess;
+use common::fake_amazon::{pull_args, FakeAmazonProcess};
 
 const PROFILE: &str = "77";
 const NOT_FOUND: i32 = 6;
 
 fn start_server() -> FakeAmazonProcess {
-    FakeAmazonProcess::start(&[
-        "--profile",
-        PROFILE,
-        "--campaigns",
-        "2",
-        "--ad-groups-per-campaign",
-        "2",
-        "--keywords-per-ad-group",
-        "3",
-    ])
+    FakeAmazonProcess::generated(PROFILE, [2, 2, 3], &[])
 }
 
 /// `adsync pull` of `PROFILE` at page size 2, with the fake's credentials,
@@ -36,8 +27,7 @@ fn pull(db: &Path, url: &str, crash_at: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adsync"));
     cmd.arg("--db")
         .arg(db)
-        .args(["pull", "--platform", "amazon", "--profile", PROFILE])
-        .args(["--host", url, "--page-size", "2", "--json"])
+        .args(pull_args(PROFILE, url, &["--page-size", "2", "--json"]))
         .args(["--rate", "1000", "--max-rate", "1000"])
         .env("ADSYNC_AMAZON_TOKEN", "fake-token")
         .env("ADSYNC_AMAZON_CLIENT_ID", "fake-client-id")

@@ -114,14 +114,13 @@ impl Effects<PullMachine> for AmazonPullEffects {
                     .list_page(profile_id, *kind, next_token.as_deref(), *page_size)
                     .await;
                 match result {
-                    Ok(fetched) => match snapshot::encode_items(&fetched.items) {
-                        Ok(bytes) => {
+                    Ok(fetched) => match snapshot::encode_items(&fetched.items)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            snapshot::stage_writes(AMAZON, profile_id, *kind, *page, &bytes)
+                        }) {
+                        Ok(commit) => {
                             let items = fetched.items.len() as u64;
-                            // Empty pages too: persisting reads every page it counted.
-                            let commit = Commit::new().data(
-                                &snapshot::stage_key(AMAZON, profile_id, *kind, *page),
-                                bytes,
-                            );
                             (
                                 PullOutcome::PageFetched {
                                     kind: *kind,
@@ -164,17 +163,17 @@ impl Effects<PullMachine> for AmazonPullEffects {
                 let now = self.clock.now();
                 let result = self
                     .blocking(move |store| {
-                        let snap = snapshot::build_generation(
+                        let built = snapshot::build_generation(
                             store, AMAZON, &profile, generation, &pages, now,
                         )?;
                         let writes = snapshot::completion_writes(
                             AMAZON,
                             &profile,
-                            &snap,
+                            &built,
                             previous.as_ref(),
                             &pages,
                         )?;
-                        Ok((snap, writes))
+                        Ok((built.snapshot, writes))
                     })
                     .await;
                 match result {

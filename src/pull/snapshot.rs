@@ -5,15 +5,18 @@
 //!
 //! | key                                              | value |
 //! |--------------------------------------------------|-------|
-//! | `pull/<platform>/<profile>/s/<kind><page u64 BE>` | one staged page: its entities, already encoded |
-//! | `pull/<platform>/<profile>/g/<gen u64 BE>/c<kind><chunk u32 BE>` | one chunk of a generation: up to [`CHUNK_ENTITIES`] entities sorted by id |
+//! | `pull/<platform>/<profile>/s/<kind><page u64 BE>` | one staged page (its first part): its entities, already encoded |
+//! | `pull/<platform>/<profile>/s/<kind><page u64 BE><part u32 BE>` | the further parts of a staged page (from 1) |
+//! | `pull/<platform>/<profile>/g/<gen u64 BE>/c<kind><chunk u32 BE>` | one chunk of a generation: entities sorted by id, about [`VALUE_BYTES`] |
 //! | `pull/<platform>/<profile>/g/<gen u64 BE>/d<kind>` | the chunk directory: first id of every chunk (JSON) |
 //! | `pull/<platform>/<profile>/current`               | the [`SnapshotRef`] of the current generation (JSON) |
 //!
 //! `<kind>` is one byte: `c` campaigns, `g` ad groups, `k` keywords.
 //!
 //! Pages and chunks use one framing: a sequence of entries
-//! `[u32 LE id length][id][u32 LE JSON length][entity JSON]`. Persisting never
+//! `[u32 LE id length][id][u32 LE JSON length][entity JSON]`. A staged page is
+//! cut into parts of whole entries, each at most [`VALUE_BYTES`] (unless one
+//! entity alone is larger); its parts concatenated are the page. Persisting never
 //! parses entity JSON: it reads the ids, sorts, de-duplicates (a later page wins)
 //! and concatenates. A generation's keys are written once and never changed
 //! while `current` names it, so a reader that reads `current`, then the chunks,
@@ -31,10 +34,19 @@ use crate::pull::machine::{PullCounts, SnapshotRef};
 use adsync_engine::Timestamp;
 use adsync_engine::{Commit, Store, StoreError};
 
-/// Entities per chunk value (the last chunk of a kind holds the rest). A
-/// reader finds an entity by id through the chunk directory and decodes one
-/// chunk, not the whole kind.
-pub const CHUNK_ENTITIES: usize = 2000;
+/// The most bytes of entries in one stored value (a staged page's part, a
+/// chunk), unless a single entity is larger. A reader finds an entity by id
+/// through the chunk directory and decodes one chunk, not the whole kind.
+///
+/// Why so small: sled keeps a value larger than a quarter of its segment
+/// (128 KiB by default) as a "blob", and its page cache counts a leaf holding
+/// one by the size of the blob's pointer, not the value's. Such leaves are never
+/// evicted, so a pull's memory grew with the profile's size (every staged page
+/// and chunk stayed in memory). A leaf holds up to 16 values before it splits:
+/// values of this size keep each leaf well under the blob threshold, so the
+/// cache's bound (the store's `cache_capacity`) holds for pull data too
+/// (docs/performance.md, "Pull memory").
+pub const VALUE_BYTES: usize = 7 << 10;
 /// Bytes of chunk values written per commit while persisting.
 const COMMIT_BYTES: usize = 4 << 20;
 
@@ -62,7 +74,7 @@ pub enum SnapshotError {
 
 mod keys;
 
-use keys::{chunk_key, directory_key};
+use keys::{chunk_key, directory_key, stage_part_key};
 #[cfg(not(feature = "testing"))]
 pub(crate) use keys::{current_key, generation_of, generations_prefix, stage_key, stage_prefix};
 /// The key builders, for tests that look at or damage the layout (feature `testing`).
@@ -104,6 +116,36 @@ pub fn encode_items(items: &Items) -> Result<Vec<u8>, serde_json::Error> {
         Items::AdGroups(v) => enc(v),
         Items::Keywords(v) => enc(v),
     }
+}
+
+/// The writes that stage `page` (framed as [`encode_items`] does): its entries
+/// cut into parts of at most [`VALUE_BYTES`], part 0 under the page's key. An
+/// empty page is one empty value: persisting reads every page it counted.
+pub fn stage_writes(
+    platform: &str,
+    profile: &str,
+    kind: ListKind,
+    page: u64,
+    encoded: &[u8],
+) -> Result<Commit, String> {
+    let frames = decode_frames(encoded)?;
+    let mut commit = Commit::new();
+    let mut part = 0u32;
+    let mut start = 0usize;
+    let mut end = 0usize;
+    for frame in &frames {
+        // The entry's framing starts with its id's length, before the id.
+        let entry_start = frame.id.start - 4;
+        if end > start && frame.json.end - start > VALUE_BYTES {
+            let key = stage_part_key(platform, profile, kind, page, part);
+            commit = commit.data(&key, encoded[start..end].to_vec());
+            part += 1;
+            start = entry_start;
+        }
+        end = frame.json.end;
+    }
+    let key = stage_part_key(platform, profile, kind, page, part);
+    Ok(commit.data(&key, encoded[start..end].to_vec()))
 }
 
 /// One framed entry: the id and JSON ranges inside its buffer.
@@ -164,9 +206,20 @@ impl Run {
     }
 }
 
+/// A generation written by [`build_generation`], not yet current.
+#[derive(Debug)]
+pub struct Built {
+    /// What to make current.
+    pub snapshot: SnapshotRef,
+    /// The staged pages read that had more than one part: `(kind, page,
+    /// parts)`, so that their removal needs no scan of the staging.
+    staged_parts: Vec<(ListKind, u64, u32)>,
+}
+
 /// Builds generation `generation` of a profile from its staged pages and
 /// writes its chunks and directories (under keys no reader looks at until the
-/// generation pointer names them). Returns the [`SnapshotRef`] to make current.
+/// generation pointer names them). Returns the [`SnapshotRef`] to make current
+/// (in [`Built`]).
 /// Blocking: call it from a blocking thread.
 ///
 /// Each staged page is sorted by id (see [`encode_items`]), so the pages are
@@ -182,7 +235,7 @@ pub fn build_generation(
     generation: u64,
     pages: &PullCounts,
     now: Timestamp,
-) -> Result<SnapshotRef, SnapshotError> {
+) -> Result<Built, SnapshotError> {
     let mut counts = PullCounts::default();
     let mut chunks = PullCounts::default();
     let mut writer = ChunkWriter {
@@ -190,16 +243,33 @@ pub fn build_generation(
         commit: Commit::new(),
         pending: 0,
     };
+    let mut staged_parts = Vec::new();
     for kind in ListKind::ALL {
-        let load = |page: u64| -> Result<Run, SnapshotError> {
-            let key = stage_key(platform, profile, kind, page);
-            let buf = store.data(&key)?.ok_or_else(|| {
-                corrupt(
-                    profile,
-                    format!("staging of {kind}"),
-                    format!("staged page {page} is missing"),
-                )
-            })?;
+        let missing = |page: u64| {
+            corrupt(
+                profile,
+                format!("staging of {kind}"),
+                format!("staged page {page} is missing"),
+            )
+        };
+        let mut load = |page: u64| -> Result<Run, SnapshotError> {
+            let mut buf = Vec::new();
+            let mut parts = 0u32;
+            for item in store.scan_data(&stage_key(platform, profile, kind, page)) {
+                let (_, value) = item?;
+                if buf.is_empty() {
+                    buf = value;
+                } else {
+                    buf.extend_from_slice(&value);
+                }
+                parts += 1;
+            }
+            if parts == 0 {
+                return Err(missing(page));
+            }
+            if parts > 1 {
+                staged_parts.push((kind, page, parts));
+            }
             let frames = decode_frames(&buf)
                 .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
             Ok(Run {
@@ -208,22 +278,31 @@ pub fn build_generation(
                 pos: 0,
             })
         };
-        // The first id of every page (pages are read once here and dropped).
+        // The first id of every page, from its first part only.
         let mut firsts: Vec<(Vec<u8>, u64)> = Vec::new();
         for page in 0..pages.get(kind) {
-            let run = load(page)?;
-            if let Some(id) = run.id() {
-                firsts.push((id.to_vec(), page));
+            let key = stage_key(platform, profile, kind, page);
+            let first = store.data(&key)?.ok_or_else(|| missing(page))?;
+            let frames = decode_frames(&first)
+                .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
+            if let Some(f) = frames.first() {
+                firsts.push((first[f.id.clone()].to_vec(), page));
             }
         }
         firsts.sort();
         let mut unloaded = firsts.into_iter().peekable();
         let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
         let mut heap: BinaryHeap<Reverse<(Vec<u8>, u64)>> = BinaryHeap::new();
-        let mut chunk = Vec::with_capacity(CHUNK_ENTITIES * 160);
-        let mut in_chunk = 0usize;
-        let mut directory: Vec<String> = Vec::new();
-        let mut n = 0u64;
+        let mut out = KindChunks {
+            platform,
+            profile,
+            generation,
+            kind,
+            chunk: Vec::with_capacity(VALUE_BYTES),
+            in_chunk: 0,
+            directory: Vec::new(),
+            n: 0,
+        };
         loop {
             while let Some((first, page)) = unloaded.peek() {
                 let due = heap
@@ -239,6 +318,37 @@ pub fn build_generation(
                     heap.push(Reverse((id.to_vec(), page)));
                 }
                 runs.insert(page, run);
+            }
+            // The common case, pages that do not overlap: a lone run whose
+            // last id is below the next page's first is copied as it is.
+            if let (1, Some(Reverse((_, page)))) = (heap.len(), heap.peek()) {
+                let page = *page;
+                if let Some(run) = runs.get(&page) {
+                    let last = run.frames.last().map(|f| &run.buf[f.id.clone()]);
+                    let alone = match (unloaded.peek(), last) {
+                        (None, _) => true,
+                        (Some((first, _)), Some(last)) => first.as_slice() > last,
+                        (Some(_), None) => false,
+                    };
+                    if alone {
+                        let mut previous: Option<&[u8]> = None;
+                        for f in &run.frames[run.pos..] {
+                            let id = &run.buf[f.id.clone()];
+                            if previous.is_some_and(|p| id <= p) {
+                                return Err(corrupt(
+                                    profile,
+                                    format!("staged {kind} page {page}"),
+                                    "entries are not sorted by id",
+                                ));
+                            }
+                            previous = Some(id);
+                            out.push(&mut writer, id, &run.buf[f.json.clone()])?;
+                        }
+                        heap.clear();
+                        runs.remove(&page);
+                        continue;
+                    }
+                }
             }
             let Some(Reverse((id, page))) = heap.pop() else {
                 break;
@@ -271,46 +381,76 @@ pub fn build_generation(
                     _ => None,
                 };
             }
-            if in_chunk == 0 {
-                directory.push(String::from_utf8_lossy(&id).into_owned());
-            }
-            push_entry(&mut chunk, &id, &best.1);
-            in_chunk += 1;
-            n += 1;
-            if in_chunk == CHUNK_ENTITIES {
-                let key = chunk_key(
-                    platform,
-                    profile,
-                    generation,
-                    kind,
-                    directory.len() as u64 - 1,
-                );
-                writer.put(key, std::mem::take(&mut chunk))?;
-                in_chunk = 0;
-            }
+            out.push(&mut writer, &id, &best.1)?;
         }
-        if in_chunk > 0 {
-            let key = chunk_key(
-                platform,
-                profile,
-                generation,
-                kind,
-                directory.len() as u64 - 1,
-            );
-            writer.put(key, chunk)?;
-        }
-        counts.add(kind, n);
-        chunks.add(kind, directory.len() as u64);
-        let dir = serde_json::to_vec(&directory).map_err(|e| corrupt(profile, "directory", e))?;
+        out.write(&mut writer)?;
+        counts.add(kind, out.n);
+        chunks.add(kind, out.directory.len() as u64);
+        let dir =
+            serde_json::to_vec(&out.directory).map_err(|e| corrupt(profile, "directory", e))?;
         writer.put(directory_key(platform, profile, generation, kind), dir)?;
     }
     writer.flush()?;
-    Ok(SnapshotRef {
-        generation,
-        counts,
-        chunks,
-        completed_at: now,
+    Ok(Built {
+        snapshot: SnapshotRef {
+            generation,
+            counts,
+            chunks,
+            completed_at: now,
+        },
+        staged_parts,
     })
+}
+
+/// The chunks of one kind being built: entries are added in id order and cut
+/// into values of at most [`VALUE_BYTES`].
+struct KindChunks<'k> {
+    platform: &'k str,
+    profile: &'k str,
+    generation: u64,
+    kind: ListKind,
+    chunk: Vec<u8>,
+    in_chunk: usize,
+    directory: Vec<String>,
+    n: u64,
+}
+
+impl KindChunks<'_> {
+    fn push(
+        &mut self,
+        writer: &mut ChunkWriter<'_>,
+        id: &[u8],
+        json: &[u8],
+    ) -> Result<(), SnapshotError> {
+        if self.in_chunk > 0 && self.chunk.len() + 8 + id.len() + json.len() > VALUE_BYTES {
+            self.write(writer)?;
+        }
+        if self.in_chunk == 0 {
+            self.directory
+                .push(String::from_utf8_lossy(id).into_owned());
+        }
+        push_entry(&mut self.chunk, id, json);
+        self.in_chunk += 1;
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Writes the chunk being filled, if it holds anything.
+    fn write(&mut self, writer: &mut ChunkWriter<'_>) -> Result<(), SnapshotError> {
+        if self.in_chunk == 0 {
+            return Ok(());
+        }
+        let key = chunk_key(
+            self.platform,
+            self.profile,
+            self.generation,
+            self.kind,
+            self.directory.len() as u64 - 1,
+        );
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(VALUE_BYTES));
+        self.in_chunk = 0;
+        writer.put(key, chunk)
+    }
 }
 
 /// Writes chunk values in commits of about [`COMMIT_BYTES`].
@@ -340,16 +480,17 @@ impl ChunkWriter<'_> {
     }
 }
 
-/// The writes that make `snapshot` current: the pointer, the removal of the
-/// `previous` generation and of the staged pages. Committed with the Completed
-/// checkpoint.
+/// The writes that make `built` current: the pointer, the removal of the
+/// `previous` generation and of the staged pages (every part). Committed with
+/// the Completed checkpoint.
 pub fn completion_writes(
     platform: &str,
     profile: &str,
-    snapshot: &SnapshotRef,
+    built: &Built,
     previous: Option<&SnapshotRef>,
     pages: &PullCounts,
 ) -> Result<Commit, SnapshotError> {
+    let snapshot = &built.snapshot;
     let pointer = serde_json::to_vec(snapshot).map_err(|e| corrupt(profile, "pointer", e))?;
     let mut commit = Commit::new().data(&current_key(platform, profile), pointer);
     if let Some(prev) = previous.filter(|p| p.generation != snapshot.generation) {
@@ -358,6 +499,11 @@ pub fn completion_writes(
     for kind in ListKind::ALL {
         for page in 0..pages.get(kind) {
             commit = commit.delete_data(&stage_key(platform, profile, kind, page));
+        }
+    }
+    for &(kind, page, parts) in &built.staged_parts {
+        for part in 1..parts {
+            commit = commit.delete_data(&stage_part_key(platform, profile, kind, page, part));
         }
     }
     Ok(commit)
@@ -395,14 +541,51 @@ pub fn leftover_deletes(
         commit = commit.delete_data(&key);
         n += 1;
     }
-    for item in store.scan_data(&generations_prefix(platform, profile)) {
+    let all = generations_prefix(platform, profile);
+    let Some(keep) = keep else {
+        for item in store.scan_data(&all) {
+            let (key, _) = item?;
+            commit = commit.delete_data(&key);
+            n += 1;
+        }
+        return Ok((commit, n));
+    };
+    // The kept generation is never scanned: a scan reads every value, and
+    // reading a whole generation to list none of it raised the peak memory of
+    // the next pull (docs/performance.md). Generations below it come first in
+    // key order; those above it are under the prefixes `above` lists.
+    for item in store.scan_data(&all) {
         let (key, _) = item?;
-        if generation_of(platform, profile, &key) != keep {
+        if generation_of(platform, profile, &key).is_some_and(|g| g >= keep) {
+            break;
+        }
+        commit = commit.delete_data(&key);
+        n += 1;
+    }
+    for tail in above(keep) {
+        for item in store.scan_data(&[all.as_slice(), &tail].concat()) {
+            let (key, _) = item?;
             commit = commit.delete_data(&key);
             n += 1;
         }
     }
     Ok((commit, n))
+}
+
+/// Prefixes (of the 8 big-endian bytes of a generation number) that together
+/// cover every generation above `keep` and nothing else: for each byte, the
+/// bytes before it as in `keep`, then any larger value of it.
+fn above(keep: u64) -> Vec<Vec<u8>> {
+    let bytes = keep.to_be_bytes();
+    let mut out = Vec::new();
+    for i in (0..8).rev() {
+        for b in bytes[i].saturating_add(1)..=u8::MAX {
+            if b > bytes[i] {
+                out.push([&bytes[..i], &[b][..]].concat());
+            }
+        }
+    }
+    out
 }
 
 /// The current snapshot reference of a profile, if it was ever pulled. Blocking.
@@ -612,7 +795,9 @@ mod tests {
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, "amazon", "p", 1, &counts, now).unwrap();
+        let snap = build_generation(&store, "amazon", "p", 1, &counts, now)
+            .unwrap()
+            .snapshot;
         let pointer = serde_json::to_vec(&snap).unwrap();
         store
             .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
@@ -661,7 +846,9 @@ mod tests {
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, "amazon", "p", 1, &counts, now).unwrap();
+        let snap = build_generation(&store, "amazon", "p", 1, &counts, now)
+            .unwrap()
+            .snapshot;
         assert_eq!(snap.counts.keywords, 7);
         let pointer = serde_json::to_vec(&snap).unwrap();
         store
@@ -693,7 +880,7 @@ mod tests {
     }
 
     #[test]
-    fn several_chunks_are_read_in_order_and_found_through_the_directory() {
+    fn pages_and_chunks_are_small_values_read_in_order_and_found_through_the_directory() {
         let store = Store::temporary().unwrap();
         let all: Vec<SpKeyword> = (0..4500)
             .map(|i| kw(&format!("{:06}", 100_000 + i), &format!("k{i}")))
@@ -701,37 +888,117 @@ mod tests {
         let mut commit = Commit::new();
         for (n, page) in all.chunks(1000).enumerate() {
             let bytes = encode_items(&Items::Keywords(page.to_vec())).unwrap();
-            commit = commit.data(
-                &stage_key("amazon", "p", ListKind::Keywords, n as u64),
-                bytes,
+            assert!(
+                bytes.len() > 2 * VALUE_BYTES,
+                "the page needs several parts"
             );
+            commit = commit
+                .merge(stage_writes("amazon", "p", ListKind::Keywords, n as u64, &bytes).unwrap());
         }
         store.commit_blocking(commit).unwrap();
+        let staged: Vec<(Vec<u8>, Vec<u8>)> = store
+            .scan_data(&stage_prefix("amazon", "p"))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(staged.len() > 10, "{}", staged.len());
+        assert!(staged.iter().all(|(_, v)| v.len() <= VALUE_BYTES));
         let counts = PullCounts {
             keywords: 5,
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, "amazon", "p", 3, &counts, now).unwrap();
-        assert_eq!((snap.counts.keywords, snap.chunks.keywords), (4500, 3));
-        let pointer = serde_json::to_vec(&snap).unwrap();
-        store
-            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
+        let built = build_generation(&store, "amazon", "p", 3, &counts, now).unwrap();
+        let snap = built.snapshot.clone();
+        assert_eq!(snap.counts.keywords, 4500);
+        assert!(snap.chunks.keywords > 10, "{}", snap.chunks.keywords);
+        let chunks: Vec<(Vec<u8>, Vec<u8>)> = store
+            .scan_data(&generations_prefix("amazon", "p"))
+            .collect::<Result<_, _>>()
             .unwrap();
+        assert_eq!(
+            chunks.len() as u64,
+            snap.chunks.keywords + 3,
+            "chunks and 3 directories"
+        );
+        for (key, value) in &chunks {
+            let is_chunk = key.len() == chunk_key("amazon", "p", 3, ListKind::Keywords, 0).len();
+            assert!(!is_chunk || value.len() <= VALUE_BYTES, "{}", value.len());
+        }
+        // The completion removes every part of every staged page.
+        let writes = completion_writes("amazon", "p", &built, None, &counts).unwrap();
+        store.commit_blocking(writes).unwrap();
+        assert_eq!(store.scan_data(&stage_prefix("amazon", "p")).count(), 0);
         let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
             .unwrap()
             .unwrap();
         assert_eq!(got, all);
-        for i in [
-            0,
-            CHUNK_ENTITIES - 1,
-            CHUNK_ENTITIES,
-            2 * CHUNK_ENTITIES,
-            4499,
-        ] {
-            let found = find::<SpKeyword>(&store, "amazon", "p", &all[i].keyword_id).unwrap();
-            assert_eq!(found.as_ref(), Some(&all[i]), "{i}");
+        for want in &all {
+            let found = find::<SpKeyword>(&store, "amazon", "p", &want.keyword_id).unwrap();
+            assert_eq!(found.as_ref(), Some(want));
         }
+    }
+
+    #[test]
+    fn the_prefixes_above_a_generation_cover_exactly_the_larger_ones() {
+        for keep in [0u64, 1, 2, 255, 256, 0x01_02_03, u64::MAX - 1, u64::MAX] {
+            let prefixes = above(keep);
+            let covered = |g: u64| {
+                let bytes = g.to_be_bytes();
+                prefixes.iter().any(|p| bytes.starts_with(p))
+            };
+            for g in [
+                0u64,
+                1,
+                2,
+                3,
+                254,
+                255,
+                256,
+                257,
+                0x01_02_02,
+                0x01_02_03,
+                0x01_02_04,
+                0x01_03_00,
+                1 << 40,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                assert_eq!(covered(g), g > keep, "keep {keep}, generation {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn leftovers_are_every_staged_page_and_every_generation_but_the_kept_one() {
+        let store = Store::temporary().unwrap();
+        let mut commit = Commit::new();
+        for generation in [1u64, 2, 3, 300] {
+            commit = commit
+                .data(
+                    &chunk_key("amazon", "p", generation, ListKind::Keywords, 0),
+                    vec![1],
+                )
+                .data(
+                    &directory_key("amazon", "p", generation, ListKind::Keywords),
+                    vec![2],
+                );
+        }
+        commit = commit.data(&stage_key("amazon", "p", ListKind::Keywords, 0), vec![3]);
+        store.commit_blocking(commit).unwrap();
+        let (deletes, n) = leftover_deletes(&store, "amazon", "p", Some(2)).unwrap();
+        assert_eq!(n, 7);
+        store.commit_blocking(deletes).unwrap();
+        let left: Vec<Option<u64>> = store
+            .scan_data(&profile_data_prefix("amazon", "p"))
+            .map(|item| generation_of("amazon", "p", &item.unwrap().0))
+            .collect();
+        assert_eq!(left, vec![Some(2), Some(2)]);
+        let (_, n) = leftover_deletes(&store, "amazon", "p", None).unwrap();
+        assert_eq!(n, 2);
+    }
+
+    fn profile_data_prefix(platform: &str, profile: &str) -> Vec<u8> {
+        format!("pull/{platform}/{profile}/").into_bytes()
     }
 
     #[test]

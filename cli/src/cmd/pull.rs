@@ -76,7 +76,8 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         page_size: args.page_size,
         ..PullPolicy::default()
     };
-    let puller = open_puller(config, store, &stop).await?.with_policy(policy);
+    let (puller, client) = open_puller(config, store, &stop).await?;
+    let puller = puller.with_policy(policy);
     let mode = if args.restart {
         PullMode::Restart
     } else {
@@ -97,6 +98,6 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     ]);
     // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
     let interrupts = crate::signals::Interrupts::install(stop, hint);
-    let code = run_pull(&puller, &profile, mode, args.json, &interrupts).await?;
+    let code = run_pull(&puller, &client, &profile, mode, args.json, &interrupts).await?;
     Ok(interrupts.finish().unwrap_or(code))
 }

@@ -39,3 +39,40 @@ impl Drop for FakeAmazonProcess {
         let _ = self.child.wait();
     }
 }
+
+impl FakeAmazonProcess {
+    /// A fake serving one generated profile of `campaigns × ad groups per
+    /// campaign × keywords per ad group` (`shape`), with `extra` arguments
+    /// (`--token`, `--seed`, …).
+    pub fn generated(profile: &str, shape: [usize; 3], extra: &[&str]) -> Self {
+        let [campaigns, ad_groups, keywords] = shape.map(|n| n.to_string());
+        let mut args = vec![
+            "--profile",
+            profile,
+            "--campaigns",
+            &campaigns,
+            "--ad-groups-per-campaign",
+            &ad_groups,
+            "--keywords-per-ad-group",
+            &keywords,
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+}
+
+/// The arguments of `adsync pull` of Amazon profile `profile` from the fake
+/// at `url`, then `extra` (`--page-size`, `--json`, …).
+pub fn pull_args<'a>(profile: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "pull",
+        "--platform",
+        "amazon",
+        "--profile",
+        profile,
+        "--host",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    args
+}

@@ -397,6 +397,7 @@ struct Inner {
     http: reqwest::Client,
     config: AmazonConfig,
     throttle: Throttle,
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl AmazonClient {
@@ -430,6 +431,7 @@ impl AmazonClient {
                 http,
                 config,
                 throttle,
+                throttled: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -443,6 +445,15 @@ impl AmazonClient {
     /// The current request rate (requests per second) after AIMD adjustments.
     pub fn current_rate(&self) -> f64 {
         self.inner.throttle.rate()
+    }
+
+    /// How many responses were 429 (throttled) since the client was built,
+    /// retried ones included: what a progress display shows, since retries
+    /// within one list call never reach the pull's history.
+    pub fn throttled_count(&self) -> u64 {
+        self.inner
+            .throttled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fetches one page of `kind` for `profile_id`: the first page when
@@ -546,6 +557,9 @@ impl AmazonClient {
                     message,
                 } => {
                     crate::telemetry::throttled("amazon");
+                    inner
+                        .throttled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let decision = inner.throttle.on_throttled(sent_at, retry_after);
                     if matches!(decision, ThrottleDecision::GiveUp(_))
                         || !backoff.allows_retry(attempts)

@@ -30,6 +30,23 @@ pub fn stage_key(platform: &str, profile: &str, kind: ListKind, page: u64) -> Ve
     k
 }
 
+/// The key of part `part` (from 1) of staged page `page`: part 0 is the
+/// page's own key, so that the page's key is the prefix of all its parts and
+/// they sort in order behind it.
+pub(super) fn stage_part_key(
+    platform: &str,
+    profile: &str,
+    kind: ListKind,
+    page: u64,
+    part: u32,
+) -> Vec<u8> {
+    let mut k = stage_key(platform, profile, kind, page);
+    if part > 0 {
+        k.extend_from_slice(&part.to_be_bytes());
+    }
+    k
+}
+
 /// Prefix of every generation of a profile.
 pub fn generations_prefix(platform: &str, profile: &str) -> Vec<u8> {
     [profile_prefix(platform, profile).as_slice(), b"g/"].concat()
