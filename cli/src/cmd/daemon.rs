@@ -152,7 +152,8 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     }
     if let Some(amazon) = amazon {
         served.push("pull amazon".to_string());
-        let puller = open_puller(amazon, std::future::ready(Ok(store.clone())), &unused).await?;
+        let (puller, _client) =
+            open_puller(amazon, std::future::ready(Ok(store.clone())), &unused).await?;
         builder = builder.puller(puller);
     }
     let worker = builder.build();
