@@ -64,8 +64,9 @@ impl From<StoreError> for Failure {
         if let StoreError::Locked { path, .. } = &e {
             if let Some(daemon) = adsync_daemon::announced(path) {
                 message = format!(
-                    "the store {} is held by `adsync daemon` (pid {}), listening on {}: \
-                     add `--daemon {}` (or set ADSYNC_DAEMON_URL) to send this command to it",
+                    "the store {} is in use by another process, `adsync daemon` (pid {}) \
+                     listening on {}: add `--daemon {}` (or set ADSYNC_DAEMON_URL) to send this \
+                     command to it",
                     path.display(),
                     daemon.pid,
                     daemon.url,

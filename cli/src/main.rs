@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
     db: PathBuf,
     /// Talk to the `adsync daemon` at this URL instead of opening the store
-    /// (push, status, history, cancel, resolve). Its token, when it listens
+    /// (push, pull, status, show, history, cancel, resolve). Its token, when it listens
     /// beyond loopback, comes from ADSYNC_DAEMON_TOKEN.
     #[arg(long, global = true, env = "ADSYNC_DAEMON_URL", value_name = "URL")]
     daemon: Option<String>,
@@ -168,6 +168,8 @@ async fn via_daemon(url: &str, command: Command) -> Result<Exit, Failure> {
         Command::History(args) => via_daemon::history(&client, args).await,
         Command::Cancel(args) => via_daemon::cancel(&client, args).await,
         Command::Resolve(args) => via_daemon::resolve(&client, args, ).await,
+        Command::Pull(args) => via_daemon::pull(&client, args).await,
+        Command::Show(args) => via_daemon::show(&client, args).await,
         Command::Resume(_) => Err(Failure::usage(
             "the daemon resumes unfinished syncs itself when it starts; `resume` is for a store no daemon holds",
         )),

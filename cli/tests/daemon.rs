@@ -906,7 +906,8 @@ async fn the_cli_talks_to_the_daemon_and_a_locked_store_says_where_it_is() {
     let (code, _, stderr) = cli(&db, &["status"], &[]);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(
-        stderr.contains("held by `adsync daemon`") && stderr.contains(&format!("--daemon {url}")),
+        stderr.contains("in use by another process, `adsync daemon` (pid")
+            && stderr.contains(&format!("--daemon {url}")),
         "{stderr}"
     );
 
@@ -991,4 +992,92 @@ async fn the_cli_talks_to_the_daemon_and_a_locked_store_says_where_it_is() {
         stderr.contains("cannot reach the adsync daemon at http://127.0.0.1:9"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_and_show_go_through_the_daemon_with_the_local_exit_codes() {
+    let amazon = fake_amazon().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("adsync.db");
+    let daemon = Daemon::start(
+        &db,
+        &["--listen", "127.0.0.1:0"],
+        &Env {
+            amazon: Some(amazon.base_url()),
+            ..Env::default()
+        },
+    );
+    let env = [("ADSYNC_DAEMON_URL", daemon.url.as_str())];
+
+    // Never pulled: the not-found exit, as locally.
+    let (code, _, stderr) = cli(&db, &["show", "--profile", PROFILE], &env);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("never pulled"), "{stderr}");
+
+    // The daemon has the credentials: no --client-id, no token here.
+    let (code, stdout, stderr) = cli(&db, &["pull", "--profile", PROFILE], &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+
+    let (code, stdout, _) = cli(&db, &["show", "--profile", PROFILE], &env);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!("pull-amazon-{PROFILE}")),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cli(
+        &db,
+        &[
+            "show",
+            "--profile",
+            PROFILE,
+            "--kind",
+            "keywords",
+            "--limit",
+            "3",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    let (code, stdout, _) = cli(
+        &db,
+        &[
+            "show",
+            "--profile",
+            PROFILE,
+            "--kind",
+            "campaigns",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(0));
+    let campaigns: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        campaigns.as_array().map(Vec::len),
+        Some(generator().campaigns)
+    );
+    let (code, stdout, stderr) = cli(
+        &db,
+        &[
+            "show",
+            "--profile",
+            PROFILE,
+            "--kind",
+            "keywords",
+            "--id",
+            "nope",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stdout.contains("\"found\": false"), "{stdout}");
+
+    let (code, _, stderr) = cli(&db, &["pull", "--profile", PROFILE, "--restart"], &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, _, stderr) = cli(&db, &["pull", "--profile", "bad/id"], &env);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("invalid profile id"), "{stderr}");
 }

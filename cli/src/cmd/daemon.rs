@@ -128,7 +128,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         if !failure.message.contains(&shown) {
             failure.message = format!("cannot open the store {shown}: {}", failure.message);
         }
-        if locked {
+        if locked && !failure.message.contains("`adsync daemon` (pid") {
             failure
                 .message
                 .push_str("; is another `adsync daemon` (or adsync command) running on it?");

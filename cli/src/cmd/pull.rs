@@ -18,13 +18,14 @@ use crate::pulling::{open_puller, run_pull};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pulled: ProfileArgs,
+    pub(crate) pulled: ProfileArgs,
     /// API host (NA, -eu, -fe, or a fake server).
     #[arg(long, env = "ADSYNC_AMAZON_HOST", default_value = DEFAULT_HOST)]
     host: String,
     /// Login with Amazon client id.
+    /// (Required unless the pull goes through a daemon, which has its own.)
     #[arg(long, env = "ADSYNC_AMAZON_CLIENT_ID")]
-    client_id: String,
+    client_id: Option<String>,
     /// Access token. Prefer the environment variable ADSYNC_AMAZON_TOKEN: a
     /// flag shows in the process list.
     #[arg(long, env = "ADSYNC_AMAZON_TOKEN", hide_env_values = true)]
@@ -40,10 +41,10 @@ pub struct Args {
     max_rate: f64,
     /// Discard a failed pull's staged pages and start over (default: resume it).
     #[arg(long)]
-    restart: bool,
+    pub(crate) restart: bool,
     /// Print the final status as JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `adsync pull`.
@@ -67,7 +68,15 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             "no Amazon Ads access token: set ADSYNC_AMAZON_TOKEN (or pass --token, which shows in the process list)",
         )
     })?;
-    let config = AmazonConfig::new(args.client_id.clone(), token)
+    let client_id = args
+        .client_id
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            Failure::usage(
+                "no Amazon Ads client id: set ADSYNC_AMAZON_CLIENT_ID or pass --client-id",
+            )
+        })?;
+    let config = AmazonConfig::new(client_id.clone(), token)
         .with_host(args.host.clone())
         .with_throttle(throttle);
     let stop = StopSignal::new();
@@ -94,7 +103,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         "--host",
         args.host.as_str(),
         "--client-id",
-        args.client_id.as_str(),
+        client_id.as_str(),
     ]);
     // No --token: it would be printed; the command reads ADSYNC_AMAZON_TOKEN.
     let interrupts = crate::signals::Interrupts::install(stop, hint);

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use adsync::amazon::{SpAdGroup, SpCampaign, SpKeyword};
-use adsync::PullReader;
+use adsync::amazon::{Items, ListKind, SpAdGroup, SpCampaign, SpKeyword};
 use adsync::Store;
+use adsync::{ProfileSnapshot, PullReader};
 use clap::ValueEnum;
 
 use crate::exit::Exit;
@@ -29,22 +29,22 @@ pub enum ShowKind {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pulled: ProfileArgs,
+    pub(crate) pulled: ProfileArgs,
     /// What to print (default: summary).
     #[arg(long, value_enum)]
-    kind: Option<ShowKind>,
+    pub(crate) kind: Option<ShowKind>,
     /// Only the entity with this platform id; without --kind (or with
     /// --kind summary) it is looked for among campaigns, ad groups and
     /// keywords.
     #[arg(long)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     /// At most this many entities.
     #[arg(long)]
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// Print JSON. When nothing is found (exit 6) it is an object
     /// `{"found": false, "error": …, "profile": …, "kind": …, "id": …}`.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `adsync show`.
@@ -105,27 +105,90 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
             status.sync
         )));
     }
+    let source = Entities::Store(&reader);
+    let what = format!(
+        "pull #{} of {}",
+        status.run,
+        crate::format::rfc3339_or_dash(status.last_success_at)
+    );
+    print_entities(&source, &missing, kind, limit, &what).await
+}
+
+/// `show --daemon`: the same output, from the daemon's answers. `summary`
+/// is the line it printed for the profile's pull, `None` if never pulled;
+/// `snapshot` its current snapshot, `None` if no pull completed.
+pub(crate) async fn from_daemon(
+    args: Args,
+    summary: Option<String>,
+    snapshot: Option<ProfileSnapshot>,
+) -> Result<Exit, Failure> {
+    let profile = args.pulled.profile.as_str();
+    let id = args.id.as_deref();
+    let kind = args.kind.unwrap_or(ShowKind::Summary);
+    let missing = Missing {
+        profile,
+        kind: args.kind,
+        id,
+        json: args.json,
+    };
+    let Some(summary) = summary else {
+        return Ok(missing.report(&format!(
+            "profile {profile} was never pulled (`adsync pull --platform amazon --profile {profile}` pulls it)"
+        )));
+    };
+    if kind == ShowKind::Summary && id.is_none() {
+        outln!("{summary}");
+        return Ok(Exit::Ok);
+    }
+    let Some(snapshot) = snapshot else {
+        return Ok(missing.report(&format!(
+            "profile {profile} has no completed pull ({summary})"
+        )));
+    };
+    let what = format!(
+        "generation {} of {}",
+        snapshot.info.generation,
+        crate::format::rfc3339(snapshot.info.completed_at)
+    );
+    let source = Entities::Snapshot(&snapshot);
+    print_entities(
+        &source,
+        &missing,
+        kind,
+        args.limit.unwrap_or(usize::MAX),
+        &what,
+    )
+    .await
+}
+
+/// Prints the entities asked for, or says which is missing.
+async fn print_entities(
+    source: &Entities<'_>,
+    missing: &Missing<'_>,
+    kind: ShowKind,
+    limit: usize,
+    what: &str,
+) -> Result<Exit, Failure> {
+    let (profile, id, json) = (missing.profile, missing.id, missing.json);
     let printed = match kind {
         ShowKind::Summary => {
             // `--id` alone: the entity of whichever kind has that id.
-            show_kind(&reader, ShowKind::Campaigns, profile, id, limit, args.json).await?
-                || show_kind(&reader, ShowKind::AdGroups, profile, id, limit, args.json).await?
-                || show_kind(&reader, ShowKind::Keywords, profile, id, limit, args.json).await?
+            show_kind(source, ShowKind::Campaigns, profile, id, limit, json).await?
+                || show_kind(source, ShowKind::AdGroups, profile, id, limit, json).await?
+                || show_kind(source, ShowKind::Keywords, profile, id, limit, json).await?
         }
-        kind => show_kind(&reader, kind, profile, id, limit, args.json).await?,
+        kind => show_kind(source, kind, profile, id, limit, json).await?,
     };
     match (printed, id) {
         (false, Some(id)) => {
-            let what = match kind {
+            let kind_name = match kind {
                 ShowKind::Campaigns => "campaign",
                 ShowKind::AdGroups => "ad group",
                 ShowKind::Keywords => "keyword",
                 ShowKind::Summary => "campaign, ad group or keyword",
             };
             Ok(missing.report(&format!(
-                "no {what} with id {id} in the current snapshot of profile {profile} (pull #{} of {})",
-                status.run,
-                crate::format::rfc3339_or_dash(status.last_success_at)
+                "no {kind_name} with id {id} in the current snapshot of profile {profile} ({what})"
             )))
         }
         _ => Ok(Exit::Ok),
@@ -170,7 +233,7 @@ impl Missing<'_> {
 /// whether any was there to print. With `--id`, nothing is printed when it
 /// is not found (the caller says so); without, an empty list is printed.
 async fn show_kind(
-    reader: &PullReader,
+    reader: &Entities<'_>,
     kind: ShowKind,
     profile: &str,
     id: Option<&str>,
@@ -229,12 +292,35 @@ fn enum_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// Where `show` reads entities: the store, or the snapshot a daemon sent.
+pub(crate) enum Entities<'a> {
+    /// The store, through a reader.
+    Store(&'a PullReader),
+    /// A whole snapshot (`GET /v1/snapshots/...`).
+    Snapshot(&'a ProfileSnapshot),
+}
+
 async fn select<T: adsync::amazon::SpEntity + Send + 'static>(
-    reader: &PullReader,
+    source: &Entities<'_>,
     profile: &str,
     id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<T>, Failure> {
+    let reader = match source {
+        Entities::Store(reader) => reader,
+        Entities::Snapshot(snapshot) => {
+            let items = match T::KIND {
+                ListKind::Campaigns => Items::Campaigns(snapshot.campaigns.clone()),
+                ListKind::AdGroups => Items::AdGroups(snapshot.ad_groups.clone()),
+                ListKind::Keywords => Items::Keywords(snapshot.keywords.clone()),
+            };
+            let all = T::from_items(items).unwrap_or_default();
+            return Ok(match id {
+                Some(id) => all.into_iter().filter(|e| e.id() == id).collect(),
+                None => all.into_iter().take(limit).collect(),
+            });
+        }
+    };
     Ok(match id {
         Some(id) => reader.find::<T>(profile, id).await?.into_iter().collect(),
         None => {

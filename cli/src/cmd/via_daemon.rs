@@ -226,3 +226,90 @@ pub async fn resolve(client: &DaemonClient, args: super::resolve::Args) -> Resul
     );
     Ok(Exit::Ok)
 }
+
+/// A profile id as a path or query segment: the library's own rule (letters,
+/// digits, `_`, `-`), checked here so that nothing needs escaping.
+fn profile_segment(profile: &str) -> Result<&str, Failure> {
+    let ok = !profile.is_empty()
+        && profile.len() <= 64
+        && profile
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(profile)
+    } else {
+        Err(Failure::usage(format!(
+            "invalid profile id `{profile}`: use 1 to 64 characters among A-Z a-z 0-9 _ -"
+        )))
+    }
+}
+
+/// `adsync pull --daemon`: submits the pull (the daemon's client, rate and
+/// page size apply), then follows it until it settles.
+pub async fn pull(client: &DaemonClient, args: super::pull::Args) -> Result<Exit, Failure> {
+    if args.restart {
+        return Err(Failure::usage(
+            "--restart does not go through a daemon: the daemon resumes a failed pull from its staged pages",
+        ));
+    }
+    let profile = profile_segment(&args.pulled.profile)?;
+    let answer = client
+        .post(
+            "/v1/pulls",
+            &json!({ "profile": profile, "platform": "amazon" }),
+        )
+        .await?
+        .map_err(|r| r.into_failure())?;
+    let sync = answer
+        .get("sync")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Failure::failed(format!("the daemon's answer names no sync: {answer}")))?
+        .to_string();
+    errln!("submitted to the daemon at {}: {sync}", client.url());
+    let view = wait_settled(client, &sync).await?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&view).unwrap_or_default()
+        );
+    } else {
+        outln!("{}", sync_line(&view));
+    }
+    Ok(exit_of(status_of(&view)))
+}
+
+/// `adsync show --daemon`: the profile's pull as the daemon lists it, and
+/// its current snapshot when entities are asked for.
+pub async fn show(client: &DaemonClient, args: super::show::Args) -> Result<Exit, Failure> {
+    let profile = profile_segment(&args.pulled.profile)?.to_string();
+    let listed = client
+        .get(&format!(
+            "/v1/syncs?kind=pull&platform=amazon&profile={profile}"
+        ))
+        .await?
+        .map_err(|r| r.into_failure())?;
+    let summary = listed
+        .get("syncs")
+        .and_then(Value::as_array)
+        .and_then(|syncs| syncs.first())
+        .map(sync_line);
+    let wants_entities = args
+        .kind
+        .is_some_and(|k| k != super::show::ShowKind::Summary)
+        || args.id.is_some();
+    let snapshot = if summary.is_some() && wants_entities {
+        match client
+            .get(&format!("/v1/snapshots/amazon/{profile}"))
+            .await?
+        {
+            Ok(value) => Some(serde_json::from_value(value).map_err(|e| {
+                Failure::failed(format!("the daemon's snapshot does not decode: {e}"))
+            })?),
+            Err(refusal) if refusal.status == reqwest::StatusCode::NOT_FOUND => None,
+            Err(refusal) => return Err(refusal.into_failure()),
+        }
+    } else {
+        None
+    };
+    super::show::from_daemon(args, summary, snapshot).await
+}
