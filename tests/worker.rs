@@ -659,3 +659,62 @@ async fn concurrent_submissions_of_one_set_start_each_campaign_once() {
     assert_eq!(worker.queued(&answers[0][0]), None);
     assert!(platform.duplicates().is_empty());
 }
+
+#[tokio::test]
+async fn a_cancel_while_an_effect_is_in_flight_lands_after_it_is_recorded() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let memory = Arc::new(MemoryPlatform::new(clock.clone()));
+    let slow = Metered::new(memory.clone(), Duration::from_millis(200));
+    let store = Store::temporary().expect("store");
+    let worker = Worker::builder(store.clone())
+        .clock(clock.clone())
+        .pusher(Pusher::new(store.clone(), slow.clone(), clock.clone()))
+        .build();
+    let mut set = two_campaigns();
+    set.campaigns.truncate(1);
+    let ids = worker
+        .submit_push(&set, "acct", "memory")
+        .await
+        .expect("submitted");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let worker = worker.clone();
+        async move {
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    while slow.started() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(worker.queued(&ids[0]), Some(adsync::Queued::Running));
+    assert_eq!(
+        worker.cancel(&ids[0]).await.expect("requested"),
+        Cancelled::Requested,
+        "an effect is in flight: the cancel waits for its boundary"
+    );
+    while worker.queued(&ids[0]).is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let checkpoint = worker
+        .pusher("memory")
+        .expect("pusher")
+        .runner()
+        .get(&ids[0])
+        .await
+        .expect("sync");
+    assert_eq!(checkpoint.record.status, Status::Cancelled);
+    assert_eq!(slow.started(), 1, "no effect started after the cancel");
+    assert_eq!(memory.creations(), 1, "the campaign created in flight...");
+    let campaign_id = checkpoint
+        .state
+        .entities()
+        .first()
+        .and_then(|e| e.platform_id().map(str::to_string));
+    assert!(campaign_id.is_some(), "...has its id recorded");
+    stop.send(()).expect("worker listens");
+    running.await.expect("task").expect("stopped");
+}

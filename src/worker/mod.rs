@@ -1017,7 +1017,9 @@ impl Worker {
             .store
             .blocking(|store| {
                 let mut syncs: BTreeMap<(String, Status), u64> = BTreeMap::new();
-                for record in store.list().into_iter().flatten() {
+                // One record at a time, without plans: a scrape must not hold
+                // every sync's state in memory.
+                for record in store.records(false).flatten() {
                     *syncs.entry((record.kind, record.status)).or_default() += 1;
                 }
                 Ok::<_, adsync_engine::StoreError>(syncs)
