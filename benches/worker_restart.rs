@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use adsync::memory::MemoryPlatform;
 use adsync::{CampaignSet, Pusher, Store, SystemClock, Worker};
+use adsync_fakes::bench::arg;
 use adsync_fakes::fixtures::{campaign, Shape};
 
 fn rss_kb() -> u64 {
@@ -26,13 +27,6 @@ fn rss_kb() -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn prepare(db: &Path, syncs: usize) {

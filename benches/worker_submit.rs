@@ -8,36 +8,14 @@
 //!
 //! `cargo bench --bench worker_submit [-- --clients 32 --seconds 3]`.
 
-use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adsync::memory::MemoryPlatform;
 use adsync::{CampaignSet, Pusher, Store, SystemClock, Worker};
+use adsync_fakes::bench::{arg, raw_fdatasync_rate};
 use adsync_fakes::fixtures::{campaign, Shape};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Raw `write` + `fdatasync` of one 4 KiB page per call, for `seconds`.
-fn raw_fdatasync_rate(dir: &std::path::Path, seconds: f64) -> f64 {
-    let path = dir.join("raw");
-    let mut file = std::fs::File::create(&path).expect("raw file");
-    let page = vec![7u8; 4096];
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
-        file.write_all(&page).expect("write");
-        file.sync_data().expect("fdatasync");
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
 
 fn main() {
     let clients: usize = arg("--clients").and_then(|v| v.parse().ok()).unwrap_or(32);

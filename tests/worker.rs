@@ -141,6 +141,25 @@ impl PushAdapter for Metered {
     }
 }
 
+/// Runs `worker` in a task until `stop` is sent (or dropped).
+fn run_in_background(
+    worker: &Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<adsync::Stopped, adsync::WorkerError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = worker.clone();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, running)
+}
+
 fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(start_time()))
 }
@@ -333,17 +352,7 @@ async fn a_graceful_stop_starts_no_new_effect_and_a_restart_finishes_without_dup
         .pusher(Pusher::new(store.clone(), slow.clone(), clock.clone()))
         .shutdown_timeout(Duration::from_secs(10))
         .build();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, running) = run_in_background(&worker);
     let ids = worker
         .submit_push(&two_campaigns(), "acct", "memory")
         .await
@@ -676,17 +685,7 @@ async fn a_cancel_while_an_effect_is_in_flight_lands_after_it_is_recorded() {
         .submit_push(&set, "acct", "memory")
         .await
         .expect("submitted");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let worker = worker.clone();
-        async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, running) = run_in_background(&worker);
     while slow.started() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

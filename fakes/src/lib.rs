@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod amazon;
+pub mod bench;
 pub mod blocking;
 pub mod fixtures;
 pub mod generator;

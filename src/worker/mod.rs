@@ -169,28 +169,17 @@ impl WorkerBuilder {
     /// The worker. Opens nothing and sends nothing: [`Worker::run`] (or
     /// [`Worker::run_due`]) starts the work.
     pub fn build(self) -> Worker {
+        // One stop signal for every runner: a graceful stop stops them all.
         let stop = StopSignal::new();
         let pushers = self
             .pushers
             .into_iter()
-            .map(|p| {
-                let stop = stop.clone();
-                (
-                    p.platform().to_string(),
-                    p.with_runner(|r| r.with_stop(stop)),
-                )
-            })
+            .map(|p| (p.platform().to_string(), p.with_runner(stopped_by(&stop))))
             .collect();
         let pullers = self
             .pullers
             .into_iter()
-            .map(|p| {
-                let stop = stop.clone();
-                (
-                    p.platform().to_string(),
-                    p.with_runner(|r| r.with_stop(stop)),
-                )
-            })
+            .map(|p| (p.platform().to_string(), p.with_runner(stopped_by(&stop))))
             .collect();
         Worker {
             inner: Arc::new(Inner {
@@ -213,6 +202,14 @@ impl WorkerBuilder {
             }),
         }
     }
+}
+
+/// Configures a runner to honour `stop`.
+fn stopped_by<M: Machine + CheckpointCodec>(
+    stop: &StopSignal,
+) -> impl FnOnce(Runner<M>) -> Runner<M> {
+    let stop = stop.clone();
+    move |runner| runner.with_stop(stop)
 }
 
 /// One long-lived host for the push and pull runners over one store: what a
