@@ -6,6 +6,7 @@
 //! this process on 127.0.0.1; the clients are tokio tasks. Measured twice:
 //! the submission path alone (the router over a worker that is not running),
 //! then the whole daemon, whose worker runs every push while others arrive.
+//! mimalloc is the allocator, as in the `adsync` binary.
 //!
 //! `cargo bench -p adsync-daemon --bench submit [-- --clients 32 --seconds 3]`.
 
@@ -17,6 +18,10 @@ use adsync::memory::MemoryPlatform;
 use adsync::{Pusher, Store, SystemClock, Worker};
 use adsync_fakes::bench::{arg, raw_fdatasync_rate};
 use adsync_fakes::fixtures::{campaign, Shape};
+
+/// The allocator of the `adsync` binary, which runs the daemon.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     for running in [false, true] {

@@ -450,9 +450,26 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     ) -> Result<Vec<Checkpoint<M>>, RunError> {
         let mut seen = HashSet::new();
         for start in &starts {
-            if !seen.insert(start.id.clone()) || self.load_record(&start.id).await?.is_some() {
+            if !seen.insert(start.id.clone()) {
                 return Err(RunError::AlreadyExists(start.id.clone()));
             }
+        }
+        // One read on the blocking pool for all of them, not one each: a
+        // set's start (or a service's submission) pays one hop, whatever
+        // its size.
+        let ids: Vec<String> = starts.iter().map(|s| s.id.clone()).collect();
+        let existing = self
+            .read(move |store| {
+                for id in ids {
+                    if store.record(&id)?.is_some() {
+                        return Ok(Some(id));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+        if let Some(id) = existing {
+            return Err(RunError::AlreadyExists(id));
         }
         let now = self.clock.now();
         let mut commit = Commit::new();

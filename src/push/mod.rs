@@ -327,10 +327,17 @@ impl Pusher {
         for campaign in &set.campaigns {
             let hash = campaign_hash(campaign);
             let key = latest_key(&self.platform, account, &campaign.id);
-            let index_key = key.clone();
-            let previous = self
+            // The campaign's latest sync and its known ids in one hop to the
+            // blocking pool: nothing writes either between here and the
+            // start's commit (one process holds the store; a worker lets one
+            // submission of a campaign in at a time).
+            let (index_key, ids_key) = (
+                key.clone(),
+                known_ids_key(&self.platform, account, &campaign.id),
+            );
+            let (previous, stored_ids) = self
                 .runner
-                .read(move |store| store.index(&index_key))
+                .read(move |store| Ok((store.index(&index_key)?, store.data(&ids_key)?)))
                 .await?;
             let mut generation = 0;
             let mut latest_ids = BTreeMap::new();
@@ -378,7 +385,7 @@ impl Pusher {
             }
             let known = self
                 .known_ids(
-                    account,
+                    stored_ids,
                     &campaign.id,
                     generation,
                     latest_ids,
@@ -459,8 +466,9 @@ impl Pusher {
     }
 
     /// The ids known for `campaign` before a new sync of it starts: the
-    /// durable map, with the ids of its latest (finished) sync merged in. A
-    /// store written before the map existed is rebuilt from every earlier sync.
+    /// durable map (`stored`, read by the caller), with the ids of its latest
+    /// (finished) sync merged in. A store written before the map existed is
+    /// rebuilt from every earlier sync.
     ///
     /// The stored map holds exactly the ids the latest sync started with, and
     /// a sync drops an entity's id only when the platform said it is gone (an
@@ -468,14 +476,12 @@ impl Pusher {
     /// has an id for lost it that way, and the id is forgotten.
     async fn known_ids(
         &self,
-        account: &str,
+        stored: Option<Vec<u8>>,
         campaign: &str,
         generation: u64,
         latest: BTreeMap<String, String>,
         latest_without_id: &[String],
     ) -> Result<KnownIds, PushError> {
-        let key = known_ids_key(&self.platform, account, campaign);
-        let stored = self.runner.read(move |store| store.data(&key)).await?;
         let mut known = match stored {
             Some(bytes) => {
                 let mut known = KnownIds::decode(campaign, &bytes)?;
