@@ -254,3 +254,33 @@ async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
         "{calls:?}"
     );
 }
+
+#[tokio::test]
+async fn resume_all_names_a_record_it_cannot_read_and_resumes_the_others() {
+    let store = Store::temporary().expect("store");
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let pusher = Pusher::new(store.clone(), platform, clock);
+    let set =
+        CampaignSet::from_json(adsync_fakes::fixtures::TWO_CAMPAIGNS, "two.json").expect("set");
+    let ids = pusher.start(&set, "acct").await.expect("started");
+    // The first sync's record is damaged on disk.
+    store
+        .raw_tree()
+        .expect("tree")
+        .insert(format!("r/{}", ids[0]), b"{not json".as_slice())
+        .expect("damage");
+    let report = pusher.resume_all().await.expect("lists");
+    assert_eq!(
+        report.campaigns.len(),
+        1,
+        "the readable sync ran: {report:?}"
+    );
+    assert_eq!(report.campaigns[0].sync, ids[1]);
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(
+        report.errors[0].contains(&ids[0]) && report.errors[0].contains("could not be read"),
+        "{}",
+        report.errors[0]
+    );
+}

@@ -609,15 +609,22 @@ impl Pusher {
     ///
     /// [`PushError::Run`] if the store cannot be listed.
     pub async fn unfinished(&self) -> Result<Vec<String>, PushError> {
-        Ok(self
-            .runner
-            .list()
-            .await?
-            .into_iter()
-            .filter_map(|item| item.ok())
-            .filter(|c| c.record.status == Status::Running)
-            .map(|c| c.record.id)
-            .collect())
+        Ok(self.unfinished_or_unreadable().await?.0)
+    }
+
+    /// The unfinished push syncs, and what could not be read: one message
+    /// per record that does not decode (its sync id and why).
+    async fn unfinished_or_unreadable(&self) -> Result<(Vec<String>, Vec<String>), PushError> {
+        let mut unfinished = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in self.runner.list().await? {
+            match item {
+                Ok(c) if c.record.status == Status::Running => unfinished.push(c.record.id),
+                Ok(_) => {}
+                Err(e) => unreadable.push(format!("a sync record could not be read: {e}")),
+            }
+        }
+        Ok((unfinished, unreadable))
     }
 
     /// Resumes every unfinished push sync in the store (after a crash), each
@@ -642,10 +649,14 @@ impl Pusher {
     ///
     /// # Errors
     ///
-    /// As [`Pusher::unfinished`]; failures of the runs are in the report.
+    /// As [`Pusher::unfinished`]; failures of the runs, and records that do
+    /// not decode (not resumed), are in the report's errors.
     pub async fn resume_all(&self) -> Result<SetReport, PushError> {
-        let ids = self.unfinished().await?;
-        Ok(self.run_all(&ids).await)
+        let (ids, unreadable) = self.unfinished_or_unreadable().await?;
+        let mut report = self.run_all(&ids).await;
+        // A record that does not decode is not resumed, but not hidden either.
+        report.errors.extend(unreadable);
+        Ok(report)
     }
 }
 

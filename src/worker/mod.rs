@@ -472,13 +472,16 @@ impl Worker {
             _ => return Err(not_served(id, &record, &platform)),
         };
         if outcome == Cancelled::Now {
-            self.inner.queue.lock().forget(id);
-            let kind = if record.kind == "push" {
-                "push"
-            } else {
-                "pull"
-            };
-            self.inner.metrics.settled(kind, Status::Cancelled);
+            let running = self.inner.queue.lock().forget(id);
+            // A task that took the sync up meanwhile counts its end itself.
+            if !running {
+                let kind = if record.kind == "push" {
+                    "push"
+                } else {
+                    "pull"
+                };
+                self.inner.metrics.settled(kind, Status::Cancelled);
+            }
         }
         Ok(outcome)
     }

@@ -301,12 +301,16 @@ impl Queue {
     }
 
     /// A ready or waiting sync leaves the queue (it was cancelled). A
-    /// running one stays: its task reports how it ended.
-    pub(crate) fn forget(&mut self, id: &str) {
-        if let Some(entry) = self.entries.get(id) {
-            if entry.place != Place::Running {
+    /// running one stays: its task reports how it ended. Whether a task is
+    /// running it (and so will report its end).
+    pub(crate) fn forget(&mut self, id: &str) -> bool {
+        match self.entries.get(id) {
+            Some(entry) if entry.place == Place::Running => true,
+            Some(_) => {
                 self.entries.remove(id);
+                false
             }
+            None => false,
         }
     }
 
