@@ -37,6 +37,14 @@ fn open(path: &Path) -> Store {
     Store::open(path).expect("store reopens")
 }
 
+/// What a process exit leaves behind: the worker gone, the store closed
+/// (flushed, its lock let go), so the next `open` is a new process's.
+fn end_process(worker: Worker, store: Store) {
+    drop(worker);
+    store.close();
+    drop(store);
+}
+
 /// A push adapter in front of the memory platform that takes `delay` (real
 /// time) per call and records how many calls were in flight at once, in all
 /// and per account.
@@ -194,9 +202,7 @@ async fn a_submission_is_durable_when_acknowledged_and_the_worker_runs_it_to_the
     assert_eq!(ids.len(), 2);
     // Acknowledged means durable: a fresh process (here: the store reopened
     // without the worker) finds both syncs, unfinished, nothing sent yet.
-    drop(worker);
-    store.close();
-    drop(store);
+    end_process(worker, store);
     let store = open(dir.path());
     for id in &ids {
         let record = store.record(id).expect("readable").expect("durable");
@@ -282,9 +288,7 @@ async fn a_backoff_wait_survives_a_restart_and_the_sync_resumes_at_its_due_time(
     let calls_before = platform.calls().len();
 
     // Restart: the wait is in the checkpoint, so the new worker waits too.
-    drop(worker);
-    store.close();
-    drop(store);
+    end_process(worker, store);
     let store = open(dir.path());
     let worker = worker_over(&store, platform.clone(), clock.clone());
     let depth = worker.run_due().await.expect("runs");
@@ -381,9 +385,7 @@ async fn a_graceful_stop_starts_no_new_effect_and_a_restart_finishes_without_dup
         statuses(&worker, &ids).await.contains(&Status::Running),
         "the push was stopped partway"
     );
-    drop(worker);
-    store.close();
-    drop(store);
+    end_process(worker, store);
 
     let store = open(dir.path());
     let worker = worker_over(&store, memory.clone(), clock.clone());
@@ -426,9 +428,7 @@ async fn a_create_cut_off_at_the_shutdown_deadline_is_looked_up_at_the_next_star
     let stopped = running.await.expect("task").expect("stopped");
     assert_eq!(stopped.cut_off, ids, "the create in flight was cut off");
     assert_eq!(memory.creations(), 1, "the platform applied it");
-    drop(worker);
-    store.close();
-    drop(store);
+    end_process(worker, store);
 
     let store = open(dir.path());
     let worker = worker_over(&store, memory.clone(), clock.clone());
@@ -527,9 +527,7 @@ async fn schedules_fire_on_time_missed_runs_collapse_and_a_busy_profile_is_skipp
 
     // Down for five hours (a new worker on the same store): ONE run, and the
     // next an hour after it.
-    drop(worker);
-    store.close();
-    drop(store);
+    end_process(worker, store);
     clock.advance(Duration::from_secs(5 * 3600));
     let store = open(dir.path());
     let worker = pull_worker(&store, &server, clock.clone());

@@ -258,7 +258,9 @@ async fn list_syncs(
     let records = state
         .worker
         .store()
-        .blocking(|store| Ok::<_, adsync::StoreError>(store.list()))
+        // Record by record and without plans: a listing never needs them,
+        // and a push's plan is its whole campaign.
+        .blocking(|store| Ok::<_, adsync::StoreError>(store.records(false).collect::<Vec<_>>()))
         .await
         .map_err(RunError::from)?
         .map_err(RunError::from)?;
