@@ -212,5 +212,6 @@ pub use runner::{
 };
 pub use status::Status;
 pub use store::{
-    Cause, Commit, HistoryEntry, Record, Store, StoreError, Write, WriterStats, RECORD_FORMAT,
+    Cause, CheckpointStore, Commit, HistoryEntry, IntoStore, LayoutReader, RawRead, ReadIter,
+    Reads, Record, SharedStore, Store, StoreError, StoreRead, Write, WriterStats, RECORD_FORMAT,
 };

@@ -17,6 +17,8 @@ pub enum Write {
 pub struct Commit {
     pub(super) writes: Vec<Write>,
     pub(super) marks: Vec<(String, u64)>,
+    /// `(sync, fencing token)`: see [`Commit::fenced`].
+    pub(super) fence: Option<(String, u64)>,
 }
 
 impl Commit {
@@ -139,6 +141,7 @@ impl Commit {
     pub fn merge(mut self, other: Commit) -> Self {
         self.writes.extend(other.writes);
         self.marks.extend(other.marks);
+        self.fence = self.fence.or(other.fence);
         self
     }
 

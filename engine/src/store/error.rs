@@ -32,6 +32,39 @@ pub enum StoreError {
         #[source]
         source: Option<Cause>,
     },
+    /// A store other than sled's (a database) failed.
+    #[error("store {store}: {message}")]
+    Backend {
+        /// Where the store is, its password replaced (see
+        /// [`CheckpointStore::location`](crate::CheckpointStore::location)).
+        store: String,
+        /// What failed, with the cause's own text.
+        message: String,
+        /// The cause, when there is an error value to keep.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A fenced commit was refused: the sync's lease passed to another owner
+    /// (this worker was paused, partitioned or too slow to renew it). Nothing
+    /// of the commit was written; the new owner resumes the sync from its
+    /// last checkpoint.
+    #[error("sync `{sync}`: this worker's lease (fencing token {fence}) was taken over; it no longer writes this sync")]
+    LeaseLost {
+        /// The sync.
+        sync: String,
+        /// The fencing token the refused commit carried.
+        fence: u64,
+    },
+    /// The store's schema is newer than this build understands.
+    #[error("store {store} has schema version {found}, newer than this adsync understands ({supported}); upgrade adsync")]
+    SchemaTooNew {
+        /// Where the store is, its password replaced.
+        store: String,
+        /// The store's schema version.
+        found: i64,
+        /// The newest version this build applies.
+        supported: i64,
+    },
     /// A record does not decode.
     #[error("sync `{sync}` has a corrupt checkpoint: {detail}")]
     Corrupt {

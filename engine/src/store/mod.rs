@@ -12,12 +12,16 @@ mod commit;
 mod error;
 mod record;
 mod recovery;
+mod seam;
 mod wal;
 mod writer;
 
 pub use commit::{Commit, Write};
 pub use error::{Cause, StoreError};
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};
+pub use seam::{
+    CheckpointStore, IntoStore, LayoutReader, RawRead, ReadIter, Reads, SharedStore, StoreRead,
+};
 
 use applier::{applier_thread, Applying};
 use commit::{
@@ -344,22 +348,14 @@ impl Store {
     /// Fills in `record.plan` and `record.segments` from their keys (the
     /// caller holds the visibility lock).
     fn with_plan(&self, mut record: Record) -> Result<Record, StoreError> {
-        let raw = |what: &str, bytes: &[u8]| {
-            let corrupt = |detail: String| StoreError::Corrupt {
-                sync: record.id.clone(),
-                detail: format!("{what}: {detail}"),
-            };
-            let text = String::from_utf8(bytes.to_vec()).map_err(|e| corrupt(e.to_string()))?;
-            serde_json::value::RawValue::from_string(text)
-                .map(Arc::from)
-                .map_err(|e| corrupt(e.to_string()))
-        };
         let plan = self
             .inner
             .tree
             .get(plan_key(&record.id))
             .map_err(|e| io_error(&self.inner.path, e))?;
-        let plan = plan.map(|bytes| raw("plan", &bytes)).transpose()?;
+        let plan = plan
+            .map(|bytes| raw_part(&record.id, "plan", &bytes))
+            .transpose()?;
         let prefix = segment_prefix(&record.id);
         let mut segments = Vec::new();
         for item in self.inner.tree.scan_prefix(&prefix) {
@@ -370,7 +366,7 @@ impl Store {
                     sync: record.id.clone(),
                     detail: format!("a segment key of {} bytes", key.len()),
                 })?;
-            segments.push((n, raw(&format!("segment {n}"), &bytes)?));
+            segments.push((n, raw_part(&record.id, &format!("segment {n}"), &bytes)?));
         }
         record.plan = plan;
         record.segments = segments;
@@ -447,38 +443,13 @@ impl Store {
     /// The transitions of sync `id`, oldest first.
     pub fn history(&self, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let _visible = self.visible()?;
-        let mut entries: Vec<HistoryEntry> = Vec::new();
-        for item in self.inner.tree.scan_prefix(history_prefix(id)) {
-            let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
-            let corrupt = |detail: String| StoreError::Corrupt {
-                sync: id.to_string(),
-                detail: format!("history entry: {detail}"),
-            };
-            let first_seq = split_history_key(&key)
-                .map(|(_, seq)| seq)
-                .ok_or_else(|| corrupt("its key has no sequence number".into()))?;
-            let json = |e: serde_json::Error| corrupt(e.to_string());
-            // One entry, or a run of consecutive entries (see `apply`); each
-            // entry an object (earlier versions) or a tuple (see `StoredEntry`).
-            let run = if is_history_run(&bytes) {
-                serde_json::from_slice::<Vec<StoredEntry>>(&bytes).map_err(json)?
-            } else {
-                vec![serde_json::from_slice::<StoredEntry>(&bytes).map_err(json)?]
-            };
-            let mut before: Option<HistoryEntry> = None;
-            for (offset, stored) in (0..).zip(run) {
-                let entry = stored
-                    .into_entry(first_seq + offset, before.as_ref())
-                    .map_err(corrupt)?;
-                before = Some(entry.clone());
-                // A replay after a crash may store a run that overlaps one
-                // sled already had: each seq counts once.
-                if entries.last().is_none_or(|last| entry.seq > last.seq) {
-                    entries.push(entry);
-                }
-            }
-        }
-        Ok(entries)
+        decode_history(
+            id,
+            self.inner.tree.scan_prefix(history_prefix(id)).map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| io_error(&self.inner.path, e))
+            }),
+        )
     }
 
     /// Reads index entry `key`.
@@ -571,6 +542,61 @@ impl Drop for Inner {
         self.close();
     }
 }
+/// A plan or segment of sync `id` as stored: JSON kept raw.
+pub(crate) fn raw_part(
+    id: &str,
+    what: &str,
+    bytes: &[u8],
+) -> Result<Arc<serde_json::value::RawValue>, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        sync: id.to_string(),
+        detail: format!("{what}: {detail}"),
+    };
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| corrupt(e.to_string()))?;
+    serde_json::value::RawValue::from_string(text)
+        .map(Arc::from)
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+/// Decodes the history values of sync `id` (its `h/` keys in order): single
+/// entries or runs of consecutive entries, each entry an object (earlier
+/// versions) or a tuple (see `StoredEntry`).
+pub(crate) fn decode_history(
+    id: &str,
+    items: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut entries: Vec<HistoryEntry> = Vec::new();
+    for item in items {
+        let (key, bytes) = item?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            sync: id.to_string(),
+            detail: format!("history entry: {detail}"),
+        };
+        let first_seq = split_history_key(&key)
+            .map(|(_, seq)| seq)
+            .ok_or_else(|| corrupt("its key has no sequence number".into()))?;
+        let json = |e: serde_json::Error| corrupt(e.to_string());
+        let run = if is_history_run(&bytes) {
+            serde_json::from_slice::<Vec<StoredEntry>>(&bytes).map_err(json)?
+        } else {
+            vec![serde_json::from_slice::<StoredEntry>(&bytes).map_err(json)?]
+        };
+        let mut before: Option<HistoryEntry> = None;
+        for (offset, stored) in (0..).zip(run) {
+            let entry = stored
+                .into_entry(first_seq + offset, before.as_ref())
+                .map_err(corrupt)?;
+            before = Some(entry.clone());
+            // A replay after a crash may store a run that overlaps one
+            // sled already had: each seq counts once.
+            if entries.last().is_none_or(|last| entry.seq > last.seq) {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -459,10 +459,10 @@ impl<'a> HistoryRun<'a> {
 }
 
 /// Decodes a record of either format; `head` reads a format-2 record's head.
-pub(super) fn decode_record(
+pub(super) fn decode_record<H: AsRef<[u8]>>(
     id: &str,
     bytes: &[u8],
-    head: impl FnOnce() -> Result<Option<sled::IVec>, StoreError>,
+    head: impl FnOnce() -> Result<Option<H>, StoreError>,
 ) -> Result<Record, StoreError> {
     /// Only the format field: checked before the rest is trusted to mean
     /// what this version thinks it means. Skipping the other fields is much
@@ -503,7 +503,7 @@ pub(super) fn decode_record(
         ))
     })?;
     let head: RecordHead =
-        serde_json::from_slice(&head).map_err(|e| corrupt(format!("its head: {e}")))?;
+        serde_json::from_slice(head.as_ref()).map_err(|e| corrupt(format!("its head: {e}")))?;
     Ok(Record {
         format: body.format,
         id: body.id.into_owned(),
