@@ -260,7 +260,7 @@ async fn list_syncs(
         .store()
         // Record by record and without plans: a listing never needs them,
         // and a push's plan is its whole campaign.
-        .blocking(|store| Ok::<_, adsync::StoreError>(store.records(false).collect::<Vec<_>>()))
+        .read(|store| Ok::<_, adsync::StoreError>(store.records(false).collect::<Vec<_>>()))
         .await
         .map_err(RunError::from)?
         .map_err(RunError::from)?;
@@ -293,7 +293,7 @@ async fn record(worker: &Worker, id: &str) -> Result<Record, ApiError> {
     let key = id.to_string();
     worker
         .store()
-        .blocking(move |store| store.record(&key))
+        .read(move |store| store.record(&key))
         .await
         .map_err(RunError::from)?
         .map_err(RunError::from)?
@@ -312,7 +312,7 @@ async fn history(State(state): Shared, Path(id): Path<String>) -> Result<Json<Va
     let entries = state
         .worker
         .store()
-        .blocking(move |store| store.history(&key))
+        .read(move |store| store.history(&key))
         .await
         .map_err(RunError::from)?
         .map_err(RunError::from)?;

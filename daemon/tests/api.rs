@@ -102,7 +102,7 @@ impl Api {
     async fn syncs(&self) -> usize {
         self.worker
             .store()
-            .blocking(|s| Ok::<_, adsync::StoreError>(s.list().len()))
+            .read(|s| Ok::<_, adsync::StoreError>(s.list().len()))
             .await
             .expect("join")
             .expect("list")

@@ -8,8 +8,8 @@
 //! ## The flow
 //!
 //! ```text
-//!   machine ──────▶ runner ──────▶ store
-//!   (pure)          (the only      (sled + a write-ahead log,
+//!   machine ──────▶ runner ──────▶ store (CheckpointStore)
+//!   (pure)          (the only      sled + a write-ahead log by default;
 //!                    side effects)  group commit)
 //! ```
 //!
@@ -27,8 +27,14 @@
 //!   [`Runner::step`], through the [`Effects`] you pass it,
 //!   applies the outcome and commits the next state before returning: one durable write per
 //!   side effect.
-//! * **store** — the checkpoint [`Store`]: per sync a record and its
-//!   history, written atomically; concurrent syncs share one disk flush.
+//! * **store** — a [`CheckpointStore`]: per sync a record and its
+//!   history, written atomically; concurrent syncs share one durable write
+//!   (group commit). The runner, and everything above it, holds a
+//!   [`SharedStore`] (`Arc<dyn CheckpointStore>`) and reads through
+//!   [`StoreRead`] off the async threads. sled's [`Store`] (with its own
+//!   write-ahead log) is the embedded default; a backend that keeps the same
+//!   key layout gets every read from [`LayoutReader`] (crate
+//!   `adsync-postgres` does, for many workers on one database).
 //! * **clock** and **backoff** — time comes through a [`Clock`], so tests run
 //!   on a [`ManualClock`]; retries wait by a [`Backoff`].
 //!

@@ -11,7 +11,9 @@ use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::machine::{CheckpointCodec, Context, Machine, Next, Status, TransitionError};
-use crate::store::{Commit, HistoryEntry, Record, Store, StoreError, RECORD_FORMAT};
+use crate::store::{
+    Commit, HistoryEntry, IntoStore, Record, SharedStore, StoreError, StoreRead, RECORD_FORMAT,
+};
 
 /// Performs the effects of machine `M`: the adapter side of the runner. Only
 /// [`Runner::step`] and [`Runner::run`] take one: reading syncs and applying an
@@ -315,7 +317,7 @@ pub struct Start<M: Machine> {
 /// [`Runner::run`]) take it as an argument, so a runner that only reads syncs
 /// or applies operator decisions needs none.
 pub struct Runner<M: Machine> {
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
@@ -354,9 +356,9 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// it did not write itself is treated on its first step as possibly
     /// interrupted ([`Machine::on_restart`]). Cheap; it holds no effects and
     /// opens nothing. The crate docs show one stepping a machine end to end.
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: impl IntoStore, clock: Arc<dyn Clock>) -> Self {
         Runner {
-            store,
+            store: store.into_store(),
             clock,
             rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
             fresh: Mutex::new(HashMap::new()),
@@ -392,7 +394,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     }
 
     /// The store this runner writes to.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SharedStore {
         &self.store
     }
     /// The syncs whose first or latest committed state this runner still
@@ -1046,13 +1048,13 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         Ok(entries)
     }
 
-    /// Runs a store read on the blocking pool: sled calls may block on I/O and
-    /// must stay off the async worker threads.
+    /// Runs a group of store reads off the async worker threads (sled may
+    /// block on I/O; a database connection is taken once for the group).
     pub async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn StoreRead) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, RunError> {
-        Ok(self.store.blocking(f).await??)
+        Ok(self.store.read(f).await??)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, RunError> {

@@ -10,17 +10,17 @@ use crate::pull::machine::{PullEffect, PullMachine, PullOutcome};
 use crate::pull::snapshot;
 use adsync_engine::Clock;
 use adsync_engine::Effects;
-use adsync_engine::{Commit, Store};
+use adsync_engine::{Commit, IntoStore, SharedStore, StoreRead};
 
 /// The platform name used in keys, labels and sync ids.
 pub const AMAZON: &str = "amazon";
 
 /// [`Effects`] of the pull machine for Amazon Ads: list calls through one shared
 /// [`AmazonClient`] (so every request of every pull passes one rate limiter),
-/// staging and persisting through the [`Store`].
+/// staging and persisting through the checkpoint store.
 pub struct AmazonPullEffects {
     client: AmazonClient,
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
 }
 
@@ -37,10 +37,10 @@ impl AmazonPullEffects {
     /// be the store the pull's runner checkpoints in: a page is staged in the
     /// same commit as the checkpoint recording its `nextToken`.
     /// [`Puller::new`](crate::pull::Puller::new) builds its own.
-    pub fn new(client: AmazonClient, store: Store, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: AmazonClient, store: impl IntoStore, clock: Arc<dyn Clock>) -> Self {
         AmazonPullEffects {
             client,
-            store,
+            store: store.into_store(),
             clock,
         }
     }
@@ -52,9 +52,9 @@ impl AmazonPullEffects {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, snapshot::SnapshotError> + Send + 'static,
+        f: impl FnOnce(&dyn StoreRead) -> Result<T, snapshot::SnapshotError> + Send + 'static,
     ) -> Result<T, String> {
-        match self.store.blocking(f).await {
+        match self.store.read(f).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }
@@ -161,10 +161,11 @@ impl Effects<PullMachine> for AmazonPullEffects {
                 let (profile, generation, pages, previous) =
                     (profile_id.clone(), *generation, *pages, previous.clone());
                 let now = self.clock.now();
+                let writes = self.store.clone();
                 let result = self
                     .blocking(move |store| {
                         let built = snapshot::build_generation(
-                            store, AMAZON, &profile, generation, &pages, now,
+                            store, &*writes, AMAZON, &profile, generation, &pages, now,
                         )?;
                         let writes = snapshot::completion_writes(
                             AMAZON,

@@ -238,10 +238,11 @@ impl Puller {
     /// # }
     /// ```
     pub fn new(
-        store: adsync_engine::Store,
+        store: impl adsync_engine::IntoStore,
         client: crate::platform::amazon::AmazonClient,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let store = store.into_store();
         Puller {
             runner: Runner::new(store.clone(), clock.clone()),
             effects: AmazonPullEffects::new(client, store.clone(), clock.clone()),
@@ -484,16 +485,16 @@ impl Puller {
 /// read methods are its reader's.
 #[derive(Debug, Clone)]
 pub struct PullReader {
-    store: adsync_engine::Store,
+    store: adsync_engine::SharedStore,
     platform: String,
 }
 
 impl PullReader {
     /// A reader of the Amazon Ads pulls in `store` (the platform every
     /// [`Puller`] pulls from).
-    pub fn new(store: adsync_engine::Store) -> Self {
+    pub fn new(store: impl adsync_engine::IntoStore) -> Self {
         PullReader {
-            store,
+            store: store.into_store(),
             platform: AMAZON.to_string(),
         }
     }
@@ -505,10 +506,10 @@ impl PullReader {
 
     async fn read<T: Send + 'static, E: Into<PullError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&adsync_engine::Store) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&dyn adsync_engine::StoreRead) -> Result<T, E> + Send + 'static,
     ) -> Result<T, PullError> {
         self.store
-            .blocking(f)
+            .read(f)
             .await
             .map_err(|e| PullError::Run(RunError::Store(e)))?
             .map_err(Into::into)
@@ -540,7 +541,9 @@ impl PullReader {
     async fn snap<T: Send + 'static>(
         &self,
         profile: &str,
-        f: impl FnOnce(&adsync_engine::Store, &str, &str) -> Result<T, SnapshotError> + Send + 'static,
+        f: impl FnOnce(&dyn adsync_engine::StoreRead, &str, &str) -> Result<T, SnapshotError>
+            + Send
+            + 'static,
     ) -> Result<T, PullError> {
         check_profile(profile)?;
         let (platform, profile) = (self.platform.clone(), profile.to_string());

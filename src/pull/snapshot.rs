@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::platform::amazon::{Items, ListKind, SpAdGroup, SpCampaign, SpEntity, SpKeyword};
 use crate::pull::machine::{PullCounts, SnapshotRef};
+#[cfg(test)]
+use adsync_engine::Store;
 use adsync_engine::Timestamp;
-use adsync_engine::{Commit, Store, StoreError};
+use adsync_engine::{CheckpointStore, Commit, StoreError, StoreRead};
 
 /// The most bytes of entries in one stored value (a staged page's part, a
 /// chunk), unless a single entity is larger. A reader finds an entity by id
@@ -229,7 +231,8 @@ pub struct Built {
 /// of the profile. An id on several pages (the data changed during the fetch)
 /// keeps the entity of the latest page: upsert by platform id.
 pub fn build_generation(
-    store: &Store,
+    store: &dyn StoreRead,
+    writes: &dyn CheckpointStore,
     platform: &str,
     profile: &str,
     generation: u64,
@@ -239,7 +242,7 @@ pub fn build_generation(
     let mut counts = PullCounts::default();
     let mut chunks = PullCounts::default();
     let mut writer = ChunkWriter {
-        store,
+        store: writes,
         commit: Commit::new(),
         pending: 0,
     };
@@ -455,7 +458,7 @@ impl KindChunks<'_> {
 
 /// Writes chunk values in commits of about [`COMMIT_BYTES`].
 struct ChunkWriter<'a> {
-    store: &'a Store,
+    store: &'a dyn CheckpointStore,
     commit: Commit,
     pending: usize,
 }
@@ -529,7 +532,7 @@ fn generation_deletes(platform: &str, profile: &str, snapshot: &SnapshotRef) -> 
 /// Deletes of every staged page and every generation other than `keep` of a
 /// profile (leftovers of abandoned or failed pulls). Blocking.
 pub fn leftover_deletes(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
     keep: Option<u64>,
@@ -590,7 +593,7 @@ fn above(keep: u64) -> Vec<Vec<u8>> {
 
 /// The current snapshot reference of a profile, if it was ever pulled. Blocking.
 pub fn current(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
 ) -> Result<Option<SnapshotRef>, SnapshotError> {
@@ -620,7 +623,7 @@ const READ_ATTEMPTS: usize = 8;
 /// Reads the entities of one kind of the current snapshot, consistently (see the
 /// module docs). `None` when the profile was never pulled. Blocking.
 pub fn read_kind<T: SpEntity + DeserializeOwned>(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
 ) -> Result<Option<(SnapshotRef, Vec<T>)>, SnapshotError> {
@@ -631,7 +634,7 @@ pub fn read_kind<T: SpEntity + DeserializeOwned>(
 
 /// Reads the whole current snapshot of a profile consistently. Blocking.
 pub fn read_snapshot(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
 ) -> Result<Option<ProfileSnapshot>, SnapshotError> {
@@ -654,7 +657,7 @@ pub fn read_snapshot(
 }
 
 fn read_gen<T: SpEntity + DeserializeOwned>(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
     info: &SnapshotRef,
@@ -673,7 +676,7 @@ fn read_gen<T: SpEntity + DeserializeOwned>(
 /// Looks one entity up by platform id in the current snapshot: a binary search
 /// in the chunk directory, then one chunk read. Blocking.
 pub fn find<T: SpEntity + DeserializeOwned>(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
     id: &str,
@@ -721,7 +724,7 @@ fn decode_entities<T: DeserializeOwned>(
 /// Runs `read` against the current generation until the pointer is the same
 /// before and after it (and `read` found every key it needed: `Some`).
 fn consistent<T>(
-    store: &Store,
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
     mut read: impl FnMut(&SnapshotRef) -> Result<Option<T>, SnapshotError>,
@@ -795,7 +798,7 @@ mod tests {
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, "amazon", "p", 1, &counts, now)
+        let snap = build_generation(&store, &store, "amazon", "p", 1, &counts, now)
             .unwrap()
             .snapshot;
         let pointer = serde_json::to_vec(&snap).unwrap();
@@ -846,7 +849,7 @@ mod tests {
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, "amazon", "p", 1, &counts, now)
+        let snap = build_generation(&store, &store, "amazon", "p", 1, &counts, now)
             .unwrap()
             .snapshot;
         assert_eq!(snap.counts.keywords, 7);
@@ -907,7 +910,7 @@ mod tests {
             ..PullCounts::default()
         };
         let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let built = build_generation(&store, "amazon", "p", 3, &counts, now).unwrap();
+        let built = build_generation(&store, &store, "amazon", "p", 3, &counts, now).unwrap();
         let snap = built.snapshot.clone();
         assert_eq!(snap.counts.keywords, 4500);
         assert!(snap.chunks.keywords > 10, "{}", snap.chunks.keywords);

@@ -20,7 +20,7 @@ use crate::model::CampaignSet;
 use adsync_engine::Clock;
 use adsync_engine::Status;
 use adsync_engine::{Checkpoint, RunError, Runner, Start};
-use adsync_engine::{Commit, Store};
+use adsync_engine::{Commit, IntoStore, StoreRead};
 
 impl PushMachine {
     /// The human-readable definition of the push machine, as kept in
@@ -203,7 +203,11 @@ impl Pusher {
     /// in each sync (one adapter, so the two cannot disagree). Cheap: it opens
     /// nothing and calls no platform; `clock` dates every checkpoint and
     /// times every backoff. The crate docs show one pushing a set.
-    pub fn new(store: Store, adapter: Arc<dyn PushAdapter>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: impl IntoStore,
+        adapter: Arc<dyn PushAdapter>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Pusher {
             runner: Arc::new(Runner::new(store, clock.clone())),
             platform: adapter.platform().to_string(),
@@ -697,7 +701,7 @@ pub fn set_key(platform: &str, account: &str, name: &str) -> Vec<u8> {
 
 /// Every set record in the store (one per platform, account and set name),
 /// read one at a time; a record that does not decode is an `Err` in its place.
-pub fn set_records(store: &Store) -> impl Iterator<Item = Result<SetRecord, String>> + '_ {
+pub fn set_records(store: &dyn StoreRead) -> impl Iterator<Item = Result<SetRecord, String>> + '_ {
     store.scan_data(b"set/").map(|item| {
         let (key, value) = item.map_err(|e| e.to_string())?;
         serde_json::from_slice(&value)

@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use adsync_engine::{
-    Cancel, CheckpointCodec, Clock, Commit, Effects, Machine, Progress, Record, RunError, Runner,
-    Status, StopSignal, Store, SystemClock, Timestamp,
+    Cancel, CheckpointCodec, Clock, Commit, Effects, IntoStore, Machine, Progress, Record,
+    RunError, Runner, SharedStore, Status, StopSignal, SystemClock, Timestamp,
 };
 
 use crate::model::CampaignSet;
@@ -101,7 +101,7 @@ pub struct Stopped {
 
 /// Builds a [`Worker`]: its store, clock, pushers, pullers and limits.
 pub struct WorkerBuilder {
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     pushers: Vec<Pusher>,
     pullers: Vec<Puller>,
@@ -271,7 +271,7 @@ impl std::fmt::Debug for Worker {
 }
 
 struct Inner {
-    store: Store,
+    store: SharedStore,
     clock: Arc<dyn Clock>,
     pushers: BTreeMap<String, Pusher>,
     pullers: BTreeMap<String, Puller>,
@@ -306,9 +306,9 @@ enum End {
 impl Worker {
     /// A builder over `store`: add pushers and pullers built on the same
     /// store, then [`WorkerBuilder::build`].
-    pub fn builder(store: Store) -> WorkerBuilder {
+    pub fn builder(store: impl IntoStore) -> WorkerBuilder {
         WorkerBuilder {
-            store,
+            store: store.into_store(),
             clock: Arc::new(SystemClock),
             pushers: Vec::new(),
             pullers: Vec::new(),
@@ -319,7 +319,7 @@ impl Worker {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &SharedStore {
         &self.inner.store
     }
 
@@ -552,7 +552,7 @@ impl Worker {
         let record = self
             .inner
             .store
-            .blocking(move |store| store.record(&key))
+            .read(move |store| store.record(&key))
             .await
             .map_err(RunError::from)?
             .map_err(RunError::from)?;
@@ -661,7 +661,7 @@ impl Worker {
         let (unfinished, schedules) = self
             .inner
             .store
-            .blocking(|store| {
+            .read(|store| {
                 let mut unfinished = Vec::new();
                 // One record at a time, without plans or state decoding: the
                 // due time is in the record itself.
@@ -1015,7 +1015,7 @@ impl Worker {
         let syncs = self
             .inner
             .store
-            .blocking(|store| {
+            .read(|store| {
                 let mut syncs: BTreeMap<(String, Status), u64> = BTreeMap::new();
                 // One record at a time, without plans: a scrape must not hold
                 // every sync's state in memory.

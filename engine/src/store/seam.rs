@@ -67,6 +67,16 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// commit is visible then).
     async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
 
+    /// Makes `commit` durable from a thread that may block (inside
+    /// [`read`](trait.CheckpointStore.html#method.read-1), never on an async
+    /// worker thread): for work that reads and writes in one pass, such as a
+    /// pull building a snapshot generation chunk by chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`CheckpointStore::commit`].
+    fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError>;
+
     /// Runs `reads` with a [`StoreRead`] of this store, off the async worker
     /// threads. Prefer [`read`](trait.CheckpointStore.html#method.read-1),
     /// which returns a value.
@@ -80,6 +90,19 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// Commits acknowledged and durable writes performed since the store was
     /// opened by this process (their ratio is group commit's fold).
     fn writer_stats(&self) -> WriterStats;
+
+    /// Writes everything queued, then refuses further commits (for every
+    /// handle of this store). Tests use it to end a "process" without
+    /// dropping every handle. The default does nothing.
+    fn close(&self) {}
+}
+
+impl std::fmt::Debug for dyn CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("location", &self.location())
+            .finish_non_exhaustive()
+    }
 }
 
 impl dyn CheckpointStore {
@@ -305,6 +328,10 @@ impl CheckpointStore for Store {
         Store::commit(self, commit).await
     }
 
+    fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
+        Store::commit_blocking(self, commit)
+    }
+
     async fn read_with(&self, reads: Reads) -> Result<(), StoreError> {
         self.blocking(move |store| {
             reads(store);
@@ -315,6 +342,10 @@ impl CheckpointStore for Store {
 
     fn writer_stats(&self) -> WriterStats {
         Store::writer_stats(self)
+    }
+
+    fn close(&self) {
+        Store::close(self);
     }
 }
 
