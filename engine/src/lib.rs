@@ -218,6 +218,7 @@ pub use runner::{
 };
 pub use status::Status;
 pub use store::{
-    Cause, CheckpointStore, Commit, HistoryEntry, IntoStore, LayoutReader, RawRead, ReadIter,
-    Reads, Record, SharedStore, Store, StoreError, StoreRead, Write, WriterStats, RECORD_FORMAT,
+    Cause, CheckpointStore, Claim, Commit, HistoryEntry, IntoStore, LayoutReader, LeaseView,
+    Leases, RawRead, ReadIter, Reads, Record, SharedStore, Store, StoreError, StoreRead, Write,
+    WriterStats, RECORD_FORMAT,
 };

@@ -12,7 +12,8 @@ use tracing::Instrument as _;
 use crate::clock::Clock;
 use crate::machine::{CheckpointCodec, Context, Machine, Next, Status, TransitionError};
 use crate::store::{
-    Commit, HistoryEntry, IntoStore, Record, SharedStore, StoreError, StoreRead, RECORD_FORMAT,
+    Claim, Commit, HistoryEntry, IntoStore, Record, SharedStore, StoreError, StoreRead,
+    RECORD_FORMAT,
 };
 
 /// Performs the effects of machine `M`: the adapter side of the runner. Only
@@ -318,6 +319,9 @@ pub struct Start<M: Machine> {
 /// or applies operator decisions needs none.
 pub struct Runner<M: Machine> {
     store: SharedStore,
+    /// Fencing tokens of the syncs this runner holds under a lease (a store
+    /// several workers share): every commit of such a sync carries its token.
+    fences: Mutex<HashMap<String, u64>>,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
@@ -359,6 +363,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     pub fn new(store: impl IntoStore, clock: Arc<dyn Clock>) -> Self {
         Runner {
             store: store.into_store(),
+            fences: Mutex::new(HashMap::new()),
             clock,
             rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
             fresh: Mutex::new(HashMap::new()),
@@ -391,6 +396,41 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// The signal that stops this runner before its next effect.
     pub fn stop_signal(&self) -> &StopSignal {
         &self.stop
+    }
+
+    /// Makes every later commit of `claim.sync` carry its fencing token, so
+    /// that the store refuses it ([`StoreError::LeaseLost`]) once another
+    /// worker has claimed the sync: what a worker calls after
+    /// [`Leases::claim`](crate::Leases::claim). A fenced commit that is refused
+    /// fails the step with [`RunError::Store`]; the sync is then someone
+    /// else's, and this runner forgets its in-memory state of it.
+    pub fn hold(&self, claim: &Claim) {
+        self.fences.lock().insert(claim.sync.clone(), claim.fence);
+    }
+
+    /// Stops fencing the commits of `sync` (its lease was released).
+    pub fn let_go(&self, sync: &str) {
+        self.fences.lock().remove(sync);
+    }
+
+    /// `commit` with sync `id`'s fence, when this runner holds one.
+    fn fenced(&self, id: &str, commit: Commit) -> Commit {
+        match self.fences.lock().get(id) {
+            Some(&fence) => commit.fenced(id, fence),
+            None => commit,
+        }
+    }
+
+    /// Commits writes of sync `id`, fenced when held under a lease. A lost
+    /// lease makes the sync someone else's: its in-memory state is dropped,
+    /// and its (stale) fence is kept, so that every later commit of it from
+    /// this runner is refused too, until [`Runner::let_go`] or a new claim.
+    async fn commit_for(&self, id: &str, commit: Commit) -> Result<(), StoreError> {
+        let result = self.store.commit(self.fenced(id, commit)).await;
+        if let Err(StoreError::LeaseLost { .. }) = &result {
+            self.fresh.lock().remove(id);
+        }
+        result
     }
 
     /// The store this runner writes to.
@@ -624,8 +664,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
                 // stored request goes too, or it would cancel the sync's next
                 // run (a pull is run again after it completes).
                 self.cancels.lock().remove(id);
-                self.store
-                    .commit(Commit::new().delete_data(&cancel_key(id)))
+                self.commit_for(id, Commit::new().delete_data(&cancel_key(id)))
                     .await?;
             } else if let Some(outcome) = M::on_cancel(&checkpoint.state) {
                 self.cancels.lock().remove(id);
@@ -894,7 +933,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         }
         let commit = commit.merge(writes);
         self.fire(id, record.seq, HookWhen::BeforeCommit);
-        self.store.commit(commit).await?;
+        self.commit_for(id, commit).await?;
         self.fire(id, record.seq, HookWhen::AfterCommit);
         tracing::debug!(sync = id, seq = record.seq, %from, %to, outcome = %entry.outcome, "transition");
         let seq = record.seq;

@@ -10,6 +10,7 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 mod applier;
 mod commit;
 mod error;
+mod lease;
 mod record;
 mod recovery;
 mod seam;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use commit::{Commit, Write};
 pub use error::{Cause, StoreError};
+pub use lease::{Claim, LeaseView, Leases};
 pub use record::{HistoryEntry, Record, RECORD_FORMAT};
 pub use seam::{
     CheckpointStore, IntoStore, LayoutReader, RawRead, ReadIter, Reads, SharedStore, StoreRead,

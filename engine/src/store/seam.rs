@@ -95,6 +95,13 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// handle of this store). Tests use it to end a "process" without
     /// dropping every handle. The default does nothing.
     fn close(&self) {}
+
+    /// The store's leases, when several workers share it (see
+    /// [`Leases`](super::Leases)); `None` for a store one process owns
+    /// (sled's).
+    fn leases(&self) -> Option<&dyn super::Leases> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn CheckpointStore {

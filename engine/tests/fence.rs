@@ -1,0 +1,213 @@
+//! Fencing: a runner whose lease on a sync was taken over cannot write that
+//! sync again, and the new owner resumes under the restart rules (the effect
+//! the old owner may have sent is looked up, never sent again).
+//!
+//! The store here is sled's, wrapped with an in-memory lease table that
+//! checks fencing tokens the way a shared store does
+//! ([`CheckpointStore`]'s contract); `adsync-postgres` runs the same rule in
+//! PostgreSQL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use adsync_engine::{
+    CheckpointCodec, CheckpointStore, Claim, Commit, Context, Effects, Machine, Next, Reads,
+    RunError, Runner, Status, Step, Store, StoreError, SystemClock, TransitionError, WriterStats,
+};
+use serde::{Deserialize, Serialize};
+
+/// Sends `total` messages; after a restart, the message that may have been
+/// in flight is looked up instead of sent.
+#[derive(Debug)]
+struct Sender;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    sent: Vec<String>,
+    total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Outcome {
+    Sent(String),
+    /// A look-up found message `n` was sent before the restart.
+    Found(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+enum Phase {
+    Sending,
+    Done,
+}
+
+impl Machine for Sender {
+    const KIND: &'static str = "sender";
+    const STATE_VERSION: u32 = 1;
+    type State = State;
+    type Effect = usize;
+    type Outcome = Outcome;
+    type Phase = Phase;
+
+    fn phase(state: &State) -> Phase {
+        if state.sent.len() == state.total {
+            Phase::Done
+        } else {
+            Phase::Sending
+        }
+    }
+    fn next(state: &State) -> Next<usize> {
+        match Self::phase(state) {
+            Phase::Sending => Next::Effect(state.sent.len()),
+            Phase::Done => Next::Settled(Status::Succeeded),
+        }
+    }
+    fn transition(state: &State, outcome: &Outcome, _: &Context) -> Result<State, TransitionError> {
+        if Self::phase(state) == Phase::Done {
+            return Err(TransitionError {
+                machine: Self::KIND,
+                phase: "Done".into(),
+                outcome: format!("{outcome:?}"),
+                reason: "finished".into(),
+            });
+        }
+        let mut next = state.clone();
+        match outcome {
+            Outcome::Sent(id) => next.sent.push(id.clone()),
+            Outcome::Found(n) => next.sent.push(format!("m{n}")),
+        }
+        Ok(next)
+    }
+    fn on_restart(state: &State) -> Option<Outcome> {
+        (Self::phase(state) == Phase::Sending).then_some(Outcome::Found(state.sent.len()))
+    }
+}
+
+impl CheckpointCodec for Sender {}
+
+/// Counts every message actually sent.
+#[derive(Default)]
+struct Mailer {
+    sends: Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl Effects<Sender> for Mailer {
+    async fn perform(&self, _sync: &str, n: &usize) -> (Outcome, Commit) {
+        self.sends.lock().unwrap().push(*n);
+        (Outcome::Sent(format!("m{n}")), Commit::new())
+    }
+}
+
+/// sled's store plus a lease table: a fenced commit lands only while its
+/// token is the sync's current one.
+struct Fencing {
+    store: Store,
+    tokens: Mutex<HashMap<String, u64>>,
+}
+
+impl Fencing {
+    /// Another worker claims `sync`: its token moves on.
+    fn claim(&self, sync: &str) -> Claim {
+        let mut tokens = self.tokens.lock().unwrap();
+        let fence = tokens.entry(sync.to_string()).or_default();
+        *fence += 1;
+        Claim {
+            sync: sync.to_string(),
+            fence: *fence,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for Fencing {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        if let Some((sync, fence)) = commit.fence() {
+            let current = self.tokens.lock().unwrap().get(sync).copied();
+            if current != Some(fence) {
+                return Err(StoreError::LeaseLost {
+                    sync: sync.to_string(),
+                    fence,
+                });
+            }
+        }
+        CheckpointStore::commit(&self.store, commit).await
+    }
+    fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
+        self.store.commit_blocking(commit)
+    }
+    async fn read_with(&self, reads: Reads) -> Result<(), StoreError> {
+        self.store.read_with(reads).await
+    }
+    fn writer_stats(&self) -> WriterStats {
+        self.store.writer_stats()
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_cannot_write_and_the_new_owner_looks_up() {
+    let store = Arc::new(Fencing {
+        store: Store::temporary().unwrap(),
+        tokens: Mutex::new(HashMap::new()),
+    });
+    let shared: Arc<dyn CheckpointStore> = store.clone();
+    let old = Runner::<Sender>::new(shared.clone(), Arc::new(SystemClock));
+    let new = Runner::<Sender>::new(shared.clone(), Arc::new(SystemClock));
+    let state = State {
+        sent: Vec::new(),
+        total: 3,
+    };
+    old.start("s", state, BTreeMap::new(), &[]).await.unwrap();
+    let mail = Mailer::default();
+
+    // The first worker holds the sync and sends m0.
+    old.hold(&store.claim("s"));
+    old.step("s", &mail).await.expect("m0 sent and recorded");
+    assert_eq!(old.get("s").await.unwrap().record.seq, 1);
+
+    // It pauses; its lease runs out and the second worker claims the sync.
+    new.hold(&store.claim("s"));
+
+    // The first worker wakes up and sends m1, but cannot record it.
+    let refused = old.step("s", &mail).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RunError::Store(StoreError::LeaseLost { ref sync, fence: 1 })) if sync == "s"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        new.get("s").await.unwrap().record.seq,
+        1,
+        "nothing of the refused commit was written"
+    );
+
+    // Stepping it again from the old runner is refused as well, and sends
+    // nothing: that runner no longer trusts its memory of the sync, so the
+    // step is the look-up, whose commit the fence stops.
+    let again = old.step("s", &mail).await;
+    assert!(
+        matches!(again, Err(RunError::Store(StoreError::LeaseLost { .. }))),
+        "{again:?}"
+    );
+    assert_eq!(*mail.sends.lock().unwrap(), [0, 1]);
+
+    // The new owner did not write the state it resumes from, so m1 may have
+    // been sent: it is looked up (Found), not sent again.
+    let t = match new.step("s", &mail).await.unwrap() {
+        Step::Transitioned(t) => t,
+        other => panic!("expected a transition, got {other:?}"),
+    };
+    assert!(t.effect.is_none(), "the look-up replaced the send");
+    let done = new.run("s", &mail).await.unwrap();
+    assert_eq!(done.record.status, Status::Succeeded);
+    assert_eq!(done.state.sent, ["m0", "m1", "m2"]);
+    assert_eq!(
+        *mail.sends.lock().unwrap(),
+        [0, 1, 2],
+        "each message sent once: m0 and m1 by the old owner, m2 by the new"
+    );
+}
