@@ -155,11 +155,12 @@ mod worker;
 // The engine (crate `adsync-engine`): machines, the runner, the checkpoint
 // store, time. Re-exported so that one dependency is enough.
 pub use adsync_engine::{
-    reject, render_definition, Backoff, Cancel, Cause, Checkpoint, CheckpointCodec, Clock, Commit,
-    Context, CoverageError, Effects, HistoryEntry, Hook, HookPoint, HookWhen, Machine, MachineDocs,
-    ManualClock, Next, Progress, Record, RunError, Runner, Start, Status, Step, StopSignal, Store,
-    StoreError, SystemClock, TableRow, Timestamp, Transition, TransitionError, TransitionTable,
-    Write, WriterStats, RECORD_FORMAT,
+    reject, render_definition, Backoff, Cancel, Cause, Checkpoint, CheckpointCodec,
+    CheckpointStore, Claim, Clock, Commit, Context, CoverageError, Effects, HistoryEntry, Hook,
+    HookPoint, HookWhen, IntoStore, LayoutReader, LeaseView, Leases, Machine, MachineDocs,
+    ManualClock, Next, Progress, RawRead, ReadIter, Reads, Record, RunError, Runner, SharedStore,
+    Start, Status, Step, StopSignal, Store, StoreError, StoreRead, SystemClock, TableRow,
+    Timestamp, Transition, TransitionError, TransitionTable, Write, WriterStats, RECORD_FORMAT,
 };
 
 // The desired state: a campaign set as the user writes it.

@@ -286,6 +286,14 @@ pub struct Start<M: Machine> {
     pub index: Vec<(String, String)>,
 }
 
+/// A sync held under a lease: its fencing token and until when (this
+/// process's monotonic clock) effects may start.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    fence: u64,
+    until: std::time::Instant,
+}
+
 /// The runner: the only place where side effects happen.
 ///
 /// One [`Runner::step`] is one transition:
@@ -319,9 +327,10 @@ pub struct Start<M: Machine> {
 /// or applies operator decisions needs none.
 pub struct Runner<M: Machine> {
     store: SharedStore,
-    /// Fencing tokens of the syncs this runner holds under a lease (a store
-    /// several workers share): every commit of such a sync carries its token.
-    fences: Mutex<HashMap<String, u64>>,
+    /// The leases this runner's syncs are held under (a store several
+    /// workers share): every commit of such a sync carries its token, and no
+    /// effect of it starts once the lease may have run out.
+    fences: Mutex<HashMap<String, Held>>,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
@@ -398,25 +407,64 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         &self.stop
     }
 
-    /// Makes every later commit of `claim.sync` carry its fencing token, so
-    /// that the store refuses it ([`StoreError::LeaseLost`]) once another
-    /// worker has claimed the sync: what a worker calls after
-    /// [`Leases::claim`](crate::Leases::claim). A fenced commit that is refused
-    /// fails the step with [`RunError::Store`]; the sync is then someone
-    /// else's, and this runner forgets its in-memory state of it.
-    pub fn hold(&self, claim: &Claim) {
-        self.fences.lock().insert(claim.sync.clone(), claim.fence);
+    /// Runs `claim.sync` under its lease until `until` (this process's
+    /// monotonic time at which the lease may have run out; call again after
+    /// each renewal): what a worker calls after
+    /// [`Leases::claim`](crate::Leases::claim).
+    ///
+    /// * Every later commit of the sync carries the fencing token, so the
+    ///   store refuses it ([`StoreError::LeaseLost`]) once another worker
+    ///   has claimed the sync. The step then fails with [`RunError::Store`]
+    ///   and this runner forgets its in-memory state of the sync.
+    /// * No effect of the sync starts at or after `until`: the step fails
+    ///   with [`StoreError::LeaseLost`] before sending anything. A worker
+    ///   that was paused past its lease (SIGSTOP, a long stall) therefore
+    ///   does not send a create the new owner may also send. Its memory of
+    ///   the sync is dropped too: the next step reads the store and treats
+    ///   the effect as possibly started (a look-up).
+    pub fn hold(&self, claim: &Claim, until: std::time::Instant) {
+        let before = self.fences.lock().insert(
+            claim.sync.clone(),
+            Held {
+                fence: claim.fence,
+                until,
+            },
+        );
+        // This runner's memory of the sync (the state it last committed) is
+        // trusted only if no other worker can have held the sync since: the
+        // claim renews or directly follows this runner's own lease, or it is
+        // the sync's first claim ever (this runner started it). Otherwise
+        // another worker may have moved it on, or sent an effect it did not
+        // record: the next step reads the store and looks that effect up.
+        let trusted = match before {
+            Some(held) => held.fence == claim.fence || held.fence + 1 == claim.fence,
+            None => claim.fence == 1,
+        };
+        if !trusted {
+            self.fresh.lock().remove(&claim.sync);
+        }
     }
 
-    /// Stops fencing the commits of `sync` (its lease was released).
+    /// Stops running `sync` under its lease (the lease was released): its
+    /// commits are no longer fenced, and this runner forgets its memory of
+    /// the sync (whoever claims it next reads the store).
     pub fn let_go(&self, sync: &str) {
         self.fences.lock().remove(sync);
+        self.fresh.lock().remove(sync);
+    }
+
+    /// The fencing token of sync `id` if it is held under a lease that may
+    /// have run out by now.
+    fn lease_ran_out(&self, id: &str) -> Option<u64> {
+        let fences = self.fences.lock();
+        let held = fences.get(id)?;
+        (std::time::Instant::now() >= held.until).then_some(held.fence)
     }
 
     /// `commit` with sync `id`'s fence, when this runner holds one.
     fn fenced(&self, id: &str, commit: Commit) -> Commit {
         match self.fences.lock().get(id) {
-            Some(&fence) => commit.fenced(id, fence),
+            Some(held) => commit.fenced(id, held.fence),
             None => commit,
         }
     }
@@ -715,6 +763,13 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
                         self.fresh.lock().insert(id.to_string(), checkpoint);
                     }
                     return Err(RunError::Stopped(id.to_string()));
+                }
+                if let Some(fence) = self.lease_ran_out(id) {
+                    // Nothing started; the sync may be someone else's now.
+                    return Err(RunError::Store(StoreError::LeaseLost {
+                        sync: id.to_string(),
+                        fence,
+                    }));
                 }
                 // Effect descriptions name entities and ids, never credentials.
                 let span = tracing::info_span!(

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use adsync_engine::{
     CheckpointCodec, CheckpointStore, Claim, Commit, Context, Effects, Machine, Next, Reads,
@@ -146,6 +147,11 @@ impl CheckpointStore for Fencing {
     }
 }
 
+/// A lease that will not run out during the test.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
 #[tokio::test]
 async fn a_worker_that_lost_its_lease_cannot_write_and_the_new_owner_looks_up() {
     let store = Arc::new(Fencing {
@@ -163,12 +169,12 @@ async fn a_worker_that_lost_its_lease_cannot_write_and_the_new_owner_looks_up() 
     let mail = Mailer::default();
 
     // The first worker holds the sync and sends m0.
-    old.hold(&store.claim("s"));
+    old.hold(&store.claim("s"), far());
     old.step("s", &mail).await.expect("m0 sent and recorded");
     assert_eq!(old.get("s").await.unwrap().record.seq, 1);
 
     // It pauses; its lease runs out and the second worker claims the sync.
-    new.hold(&store.claim("s"));
+    new.hold(&store.claim("s"), far());
 
     // The first worker wakes up and sends m1, but cannot record it.
     let refused = old.step("s", &mail).await;
@@ -210,4 +216,56 @@ async fn a_worker_that_lost_its_lease_cannot_write_and_the_new_owner_looks_up() 
         [0, 1, 2],
         "each message sent once: m0 and m1 by the old owner, m2 by the new"
     );
+}
+
+#[tokio::test]
+async fn no_effect_starts_once_the_lease_may_have_run_out() {
+    let store = Arc::new(Fencing {
+        store: Store::temporary().unwrap(),
+        tokens: Mutex::new(HashMap::new()),
+    });
+    let runner = Runner::<Sender>::new(
+        store.clone() as Arc<dyn CheckpointStore>,
+        Arc::new(SystemClock),
+    );
+    let state = State {
+        sent: Vec::new(),
+        total: 2,
+    };
+    runner
+        .start("s", state, BTreeMap::new(), &[])
+        .await
+        .unwrap();
+    let mail = Mailer::default();
+    // Held, but the lease's time is up (the worker was paused past it):
+    // nothing is sent, nothing is written, even though no one else has
+    // claimed the sync yet.
+    runner.hold(&store.claim("s"), Instant::now());
+    let refused = runner.step("s", &mail).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RunError::Store(StoreError::LeaseLost { fence: 1, .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        mail.sends.lock().unwrap().is_empty(),
+        "no send after the lease's time"
+    );
+    assert_eq!(runner.get("s").await.unwrap().record.seq, 0);
+
+    // Renewed: the work goes on. The runner no longer trusts its memory of
+    // a sync whose lease ran out (another worker may have moved it on), so
+    // m0 is looked up, not sent; m1 is sent.
+    runner.hold(
+        &Claim {
+            sync: "s".into(),
+            fence: 1,
+        },
+        far(),
+    );
+    let done = runner.run("s", &mail).await.unwrap();
+    assert_eq!(done.state.sent, ["m0", "m1"]);
+    assert_eq!(*mail.sends.lock().unwrap(), [1]);
 }

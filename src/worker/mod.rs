@@ -1,6 +1,7 @@
 //! The worker: one long-lived host for the push and pull runners over one
 //! store — what a daemon embeds.
 
+mod lease;
 mod metrics;
 mod queue;
 mod schedule;
@@ -108,6 +109,9 @@ pub struct WorkerBuilder {
     limits: Limits,
     shutdown_timeout: Duration,
     deferred_retry: Duration,
+    owner: Option<String>,
+    lease_ttl: Duration,
+    claim_every: Duration,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -166,6 +170,30 @@ impl WorkerBuilder {
         self
     }
 
+    /// This worker's name in the leases of a shared store (default: host,
+    /// process id and a random suffix). Used only when the store has leases
+    /// (several workers on one database, see [`Worker`]).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How long a claimed sync stays this worker's without a renewal
+    /// (default 30 s; renewed every third of it). A worker paused longer
+    /// loses its syncs to the others, and its commits are refused. Shared
+    /// stores only.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How often the worker claims due syncs from a shared store (default
+    /// 1 s; a submission to this worker claims at once). Shared stores only.
+    pub fn claim_every(mut self, every: Duration) -> Self {
+        self.claim_every = every;
+        self
+    }
+
     /// The worker. Opens nothing and sends nothing: [`Worker::run`] (or
     /// [`Worker::run_due`]) starts the work.
     pub fn build(self) -> Worker {
@@ -181,8 +209,17 @@ impl WorkerBuilder {
             .into_iter()
             .map(|p| (p.platform().to_string(), p.with_runner(stopped_by(&stop))))
             .collect();
+        let leasing = self.store.leases().is_some().then(|| {
+            lease::Leasing::new(
+                self.owner.unwrap_or_else(lease::default_owner),
+                self.lease_ttl,
+                self.claim_every,
+            )
+        });
         Worker {
             inner: Arc::new(Inner {
+                leasing,
+                limits: self.limits,
                 store: self.store,
                 clock: self.clock,
                 pushers,
@@ -272,6 +309,9 @@ impl std::fmt::Debug for Worker {
 
 struct Inner {
     store: SharedStore,
+    /// Lease mode (a store several workers share); `None` for sled's.
+    leasing: Option<lease::Leasing>,
+    limits: Limits,
     clock: Arc<dyn Clock>,
     pushers: BTreeMap<String, Pusher>,
     pullers: BTreeMap<String, Puller>,
@@ -315,6 +355,9 @@ impl Worker {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(30),
             deferred_retry: Duration::from_secs(60),
+            owner: None,
+            lease_ttl: Duration::from_secs(30),
+            claim_every: Duration::from_secs(1),
         }
     }
 
@@ -397,7 +440,8 @@ impl Worker {
         let ids = pusher.start(set, account).await?;
         self.inner.metrics.submitted("push", ids.len());
         let now = self.inner.clock.now();
-        {
+        // With leases, the next claim round takes it (here or elsewhere).
+        if self.inner.leasing.is_none() {
             let mut queue = self.inner.queue.lock();
             for id in &ids {
                 queue.track(id, Kind::Push, platform, account, None, now);
@@ -436,11 +480,15 @@ impl Worker {
         }
         let id = puller.begin(profile, PullMode::ResumeOrStart).await?;
         let now = self.inner.clock.now();
-        let began = self
-            .inner
-            .queue
-            .lock()
-            .track(&id, Kind::Pull, platform, profile, None, now);
+        let began = if self.inner.leasing.is_some() {
+            // Claimed by the next claim round, here or by another worker.
+            true
+        } else {
+            self.inner
+                .queue
+                .lock()
+                .track(&id, Kind::Pull, platform, profile, None, now)
+        };
         self.inner.wake.notify_one();
         Ok((id, began))
     }
@@ -696,6 +744,12 @@ impl Worker {
             .map_err(RunError::from)?
             .map_err(RunError::from)?;
         let now = self.inner.clock.now();
+        // With leases, work comes by claims (any worker may hold it).
+        let unfinished = if self.inner.leasing.is_some() {
+            Vec::new()
+        } else {
+            unfinished
+        };
         {
             let mut queue = self.inner.queue.lock();
             for u in unfinished {
@@ -807,6 +861,7 @@ impl Worker {
         }
         let now = self.inner.clock.now();
         self.fire_schedules(now).await;
+        let claims_due = self.claim_round(now).await;
         let jobs: Vec<Job> = {
             let mut queue = self.inner.queue.lock();
             queue.promote_due(now);
@@ -823,7 +878,7 @@ impl Worker {
             .values()
             .map(|s| s.next_run)
             .min();
-        [due, scheduled].into_iter().flatten().min()
+        [due, scheduled, claims_due].into_iter().flatten().min()
     }
 
     async fn fire_schedules(&self, now: Timestamp) {
@@ -919,18 +974,34 @@ impl Worker {
         };
         std::mem::forget(guard);
         let machine = job.kind.as_str();
+        let leased = self.inner.leasing.is_some();
+        let lease_lost = matches!(
+            end,
+            End::Failed(RunError::Store(adsync_engine::StoreError::LeaseLost { .. }))
+        );
         {
             let mut queue = self.inner.queue.lock();
+            let retry = self.inner.clock.now() + self.inner.deferred_retry;
             match &end {
-                End::Wait(due) => queue.wait(&job.id, *due),
+                // With leases, a waiting sync is given back and claimed
+                // again (by any worker) when it is due.
+                End::Wait(due) if !leased => queue.wait(&job.id, *due),
+                _ if lease_lost => queue.finished(&job.id),
                 // A store failure may pass (a full disk freed): try again
-                // later. Anything else (a state that does not decode) would
-                // fail the same way every time: it waits for the next start.
-                End::Failed(RunError::Store(_)) => {
-                    queue.wait(&job.id, self.inner.clock.now() + self.inner.deferred_retry)
-                }
+                // later.
+                End::Failed(RunError::Store(_)) => queue.wait(&job.id, retry),
+                // Anything else (a state that does not decode) would fail
+                // the same way every time: alone, it waits for the next
+                // start; with leases, this worker keeps the sync and tries
+                // again later, rather than hand it from worker to worker.
+                End::Failed(_) if leased => queue.wait(&job.id, retry),
                 _ => queue.finished(&job.id),
             }
+        }
+        if lease_lost {
+            self.lost(&job.id);
+        } else if matches!(end, End::Settled(_) | End::Wait(_) | End::Stopped) {
+            self.release(&job.id, job.kind, &job.platform).await;
         }
         match end {
             End::Settled(status) => self.inner.metrics.settled(machine, status),
@@ -1003,6 +1074,8 @@ impl Worker {
             while tasks.join_next().await.is_some() {}
             tracing::warn!(syncs = ?cut_off, "effects cut off at the shutdown deadline: each is resumed (looked up) at the next start");
         }
+        // Syncs left waiting in the queue go back to the other workers now.
+        self.release_all().await;
         Stopped { cut_off }
     }
 
@@ -1098,6 +1171,11 @@ struct LeaveQueue<'a> {
 impl Drop for LeaveQueue<'_> {
     fn drop(&mut self) {
         self.inner.queue.lock().finished(self.id);
+        // Not renewed any more: another worker takes the sync over at the
+        // lease's expiry.
+        if let Some(leasing) = &self.inner.leasing {
+            leasing.take(self.id);
+        }
         self.inner.idle.notify_waiters();
     }
 }
