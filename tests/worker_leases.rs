@@ -465,3 +465,46 @@ async fn a_worker_whose_lease_was_taken_over_sends_nothing_more_and_the_new_owne
         .unwrap();
     assert_eq!(record.status, Status::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_one_worker_lands_in_the_worker_that_holds_the_sync() {
+    let store = Shared::new();
+    let platform = Arc::new(MemoryPlatform::new(Arc::new(SystemClock)));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let a_calls = Arc::new(Logged {
+        inner: platform.clone(),
+        delay: Duration::ZERO,
+        calls: Mutex::new(Vec::new()),
+        hold_first_create: Some(gate.clone()),
+        held: tokio::sync::Notify::new(),
+    });
+    let a = worker(&store, a_calls.clone(), "a", Duration::from_secs(30));
+    let b = worker(
+        &store,
+        Logged::new(platform.clone(), Duration::ZERO),
+        "b",
+        Duration::from_secs(30),
+    );
+    let ids = b
+        .submit_push(&one_campaign_set(1), "acct", "memory")
+        .await
+        .unwrap();
+    let (stop_a, run_a) = run(&a);
+    a_calls.held.notified().await;
+
+    // b does not hold the sync: it only makes the request durable.
+    let cancelled = b.cancel(&ids[0]).await.expect("cancel");
+    assert_eq!(cancelled, adsync::Cancelled::Requested);
+    gate.add_permits(100);
+    let statuses = wait_until_settled(&store, &ids).await;
+    let _ = stop_a.send(());
+    run_a.await.unwrap();
+
+    assert_eq!(statuses[&ids[0]], Status::Cancelled);
+    assert_eq!(
+        platform.creations(),
+        1,
+        "the create in flight completed and was recorded; nothing else was created"
+    );
+    assert_eq!(store.owners_of(&ids[0]), ["a"]);
+}

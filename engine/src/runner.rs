@@ -818,12 +818,29 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     /// look-up of a create whose outcome is unknown. So a cancel never leaves
     /// an entity created without its id recorded.
     ///
+    /// On a store with leases, a running sync this runner does not hold is
+    /// only ever [`Cancel::Requested`]: the worker that holds it (or claims
+    /// it next) cancels it at its next step boundary.
+    ///
     /// # Errors
     ///
     /// [`RunError::NotCancellable`] if the sync waits for an operator in a
     /// phase the machine does not cancel (the operator decides first);
     /// otherwise as [`Runner::resolve`].
     pub async fn cancel(&self, id: &str) -> Result<Cancel<M>, RunError> {
+        if self.store.leases().is_some() && !self.fences.lock().contains_key(id) {
+            // A shared store, and another worker may hold the sync: only its
+            // holder may write its states. The request is durable; the holder
+            // sees it at its next step boundary (or whoever claims it next).
+            // A sync waiting for an operator is never claimed: it is
+            // cancelled here, as on a store of one's own.
+            match self.load_record(id).await?.map(|r| r.status) {
+                None => return Err(RunError::UnknownSync(id.to_string())),
+                Some(Status::Running) => return self.request_cancel(id).await,
+                Some(Status::NeedsAttention) => {}
+                Some(settled) => return Ok(Cancel::AlreadySettled(settled)),
+            }
+        }
         let _guard = match self.claim(id) {
             Ok(guard) => guard,
             Err(RunError::Busy(_)) => return self.request_cancel(id).await,
@@ -925,7 +942,9 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         if self.cancels.lock().contains(id) {
             return Ok(true);
         }
-        if fresh {
+        // On a shared store a request may come from another process at any
+        // time: a sync held under a lease asks the store at every step.
+        if fresh && !self.fences.lock().contains_key(id) {
             return Ok(false);
         }
         let key = cancel_key(id);
