@@ -72,10 +72,21 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// worker thread): for work that reads and writes in one pass, such as a
     /// pull building a snapshot generation chunk by chunk.
     ///
+    /// The default blocks on [`commit`](CheckpointStore::commit) through the
+    /// current tokio runtime's handle (allowed on its blocking pool).
+    ///
     /// # Errors
     ///
-    /// As [`CheckpointStore::commit`].
-    fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError>;
+    /// As [`CheckpointStore::commit`]; [`StoreError::Backend`] when called
+    /// outside a tokio runtime.
+    fn commit_blocking(&self, commit: Commit) -> Result<(), StoreError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| StoreError::Backend {
+            store: self.location(),
+            message: format!("a blocking commit needs a tokio runtime: {e}"),
+            source: Some(Arc::new(e)),
+        })?;
+        handle.block_on(self.commit(commit))
+    }
 
     /// Runs `reads` with a [`StoreRead`] of this store, off the async worker
     /// threads. Prefer [`read`](trait.CheckpointStore.html#method.read-1),
