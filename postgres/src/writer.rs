@@ -203,16 +203,16 @@ pub(crate) async fn writer_task(
             }
         }
         let (answers, flushed) = run_group(&pool, &location, &group).await;
-        let mut acknowledged = 0;
+        // Counted before anyone is answered: a committer that reads the
+        // stats after its commit returns sees its commit in them.
+        {
+            let mut stats = stats.lock();
+            stats.commits += answers.iter().filter(|a| a.is_ok()).count() as u64;
+            stats.flushes += u64::from(flushed);
+        }
         for (pending, answer) in group.into_iter().zip(answers) {
-            if answer.is_ok() {
-                acknowledged += 1;
-            }
             let _ = pending.reply.send(answer);
         }
-        let mut stats = stats.lock();
-        stats.commits += acknowledged;
-        stats.flushes += u64::from(flushed);
     }
 }
 

@@ -615,3 +615,54 @@ async fn commits_go_on_after_the_server_restarts() {
         4
     );
 }
+
+/// Reads block on the runtime's handle from tokio's blocking pool: that must
+/// work on a current-thread runtime too (plain `#[tokio::test]`).
+#[tokio::test]
+async fn reads_and_commits_work_on_a_current_thread_runtime() {
+    let h = Harness::open(Backend::Postgres).await;
+    for seq in 0..3 {
+        h.store
+            .commit(checkpoint("ct", seq, Status::Running))
+            .await
+            .unwrap();
+    }
+    let (record, history) = h
+        .store
+        .read(|s| (s.record("ct").unwrap().unwrap(), s.history("ct").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!((record.seq, history.len()), (2, 3));
+}
+
+/// A panic inside a group of reads fails that read only; the connection it
+/// held is not handed out again inside its transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_read_leaves_the_store_usable() {
+    let h = Harness::open(Backend::Postgres).await;
+    h.store
+        .commit(checkpoint("p", 0, Status::Running))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let failed = h
+            .store
+            .read(|s| {
+                let _ = s.record("p");
+                panic!("a reader bug");
+            })
+            .await;
+        assert!(failed.is_err());
+    }
+    h.store
+        .commit(checkpoint("p", 1, Status::Running))
+        .await
+        .unwrap();
+    let record = h
+        .store
+        .read(|s| s.record("p").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.seq, 1, "a later read sees the later commit");
+}
