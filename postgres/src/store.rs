@@ -12,15 +12,22 @@ use tokio::sync::{mpsc, oneshot};
 use crate::location::Location;
 use crate::writer::{writer_task, Pending};
 
-/// Connections a store keeps open at most: the writer's, and the readers'.
+/// Connections a store keeps open at most: the writers', and the readers'.
 const POOL_SIZE: usize = 16;
+
+/// Writer tasks, each with a group in flight at most. More than one, so that
+/// the server works on one group while another waits for its durable commit
+/// (a single writer left the server idle between groups); few, because each
+/// holds a connection and smaller groups cost more per commit.
+const WRITERS: usize = 3;
 
 /// A checkpoint store in a PostgreSQL database that many workers share.
 ///
-/// Cheap to clone; all clones are one store with one writer. Commits from
-/// every task of this process go through that writer, which sends everything
-/// queued as **one transaction** (group commit: one durable `COMMIT` for many
-/// syncs' checkpoints), pipelined in one round trip. Reads run on tokio's
+/// Cheap to clone; all clones are one store with one commit queue. Commits
+/// from every task of this process go through it to a few writer tasks; each
+/// sends everything queued when its turn comes as **one transaction** (group
+/// commit: one durable `COMMIT` for many syncs' checkpoints), pipelined in
+/// one round trip. Reads run on tokio's
 /// blocking pool, in a `REPEATABLE READ, READ ONLY` transaction per group of
 /// reads, so a group sees one consistent state.
 ///
@@ -102,12 +109,15 @@ impl PgStore {
             })?;
         let (queue, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(WriterStats::default()));
-        tokio::spawn(writer_task(
-            pool.clone(),
-            location.clone(),
-            stats.clone(),
-            rx,
-        ));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer_task(
+                pool.clone(),
+                location.clone(),
+                stats.clone(),
+                rx.clone(),
+            ));
+        }
         Ok(PgStore {
             inner: Arc::new(Inner {
                 location,

@@ -1,20 +1,26 @@
-//! The writer task: group commit.
+//! The writer tasks: group commit.
 //!
-//! It takes every commit queued, and sends them as one transaction:
-//! `BEGIN`, each commit's statements in queue order, `COMMIT`, all pipelined
-//! on one connection (one round trip, one durable commit for the group).
+//! A few writers share the queue (`WRITERS` in `store.rs`); each takes every
+//! commit queued when its turn comes and makes them durable together, in one
+//! round trip and one durable commit:
 //!
-//! A fenced commit starts with a guard, `SELECT … FROM adsync_syncs WHERE
-//! id = $sync AND fence = $token FOR UPDATE`, and each of its statements
-//! carries the same condition (`WHERE EXISTS (…)`). When the token still
-//! matches, the guard locks the sync's row until the group commits, so no
-//! claim can move the token between the commit's statements: all of them
-//! land. When it does not match, none of them writes anything (the token only
-//! grows, so it cannot match again later in the transaction), the guard
-//! returns no row, and that commit alone is answered `LeaseLost` while the
-//! others of the group land. This replaces a `SAVEPOINT` per commit: a
-//! savepoint needs the guard's answer before the next statement is sent,
-//! one round trip per fenced commit, which the conditions avoid.
+//! * usually (no key written by two commits of the group) as **one
+//!   statement** run on its own (`GROUP`: autocommit, so the statement and
+//!   its commit are one message, as a raw `INSERT`), with one row per write;
+//! * otherwise commit by commit: `BEGIN`, each commit's statements in queue
+//!   order, `COMMIT`, all pipelined on one connection.
+//!
+//! **Fencing.** A fenced commit's rows land only while its sync's fencing
+//! token still equals the commit's. In `GROUP`, a `guard` (`SELECT … FOR
+//! UPDATE`) locks each fenced sync's row whose token matches, and every row
+//! is conditioned on `guard`'s answer. Commit by commit, a fenced commit
+//! starts with the same guard and each of its statements carries the
+//! condition (`WHERE EXISTS (…)`; the guard's lock keeps it true for the
+//! rest of the transaction, and a token that did not match never matches
+//! later: tokens only grow). Either way a stale commit writes nothing and is
+//! answered `LeaseLost`, and the rest of its group lands. This replaces a
+//! `SAVEPOINT` per commit, which needs the guard's answer before the next
+//! statement is sent: one round trip per fenced commit.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -68,6 +74,38 @@ const SYNCS_DELETE_FENCED: &str = "DELETE FROM adsync_syncs WHERE id = ANY($1::t
      AND EXISTS (SELECT 1 FROM adsync_syncs f WHERE f.id = $2 AND f.fence = $3)";
 const GUARD: &str = "SELECT fence FROM adsync_syncs WHERE id = $1 AND fence = $2 FOR UPDATE";
 
+// A whole group in one statement (see `Batch`), run on its own (autocommit:
+// the statement and its COMMIT in one round trip, as a raw INSERT). Each row
+// carries its commit's fence (NULL for an unfenced commit) and lands only if
+// `guard` returned that fence: `guard` locks every fenced sync's row whose
+// token still matches, re-checking the newest version of the row if a claim
+// committed meanwhile (the conditions read `guard`'s rows, not the
+// statement's snapshot, which could predate that claim).
+const GROUP: &str = "WITH guard AS ( \
+         SELECT s.id, s.fence FROM adsync_syncs s \
+         JOIN unnest($1::text[], $2::bigint[]) AS g(id, fence) ON s.id = g.id AND s.fence = g.fence \
+         FOR UPDATE OF s), \
+     put AS ( \
+         INSERT INTO adsync_kv (key, value) \
+         SELECT k, v FROM unnest($3::bytea[], $4::bytea[], $5::text[], $6::bigint[]) AS w(k, v, fs, ft) \
+         WHERE w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value), \
+     del AS ( \
+         DELETE FROM adsync_kv AS t USING unnest($7::bytea[], $8::text[], $9::bigint[]) AS w(k, fs, ft) \
+         WHERE t.key = w.k AND (w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard))), \
+     syncs AS ( \
+         INSERT INTO adsync_syncs (id, status, not_before) \
+         SELECT i, s, n FROM unnest($10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::bigint[]) \
+             AS w(i, s, n, fs, ft) \
+         WHERE w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard) \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, not_before = excluded.not_before \
+         WHERE (adsync_syncs.status, adsync_syncs.not_before) \
+             IS DISTINCT FROM (excluded.status, excluded.not_before)), \
+     syncs_del AS ( \
+         DELETE FROM adsync_syncs AS t USING unnest($15::text[], $16::text[], $17::bigint[]) AS w(i, fs, ft) \
+         WHERE t.id = w.i AND (w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard))) \
+     SELECT id, fence FROM guard";
+
 /// The statements, prepared on the writer's connection.
 struct Statements {
     begin: Statement,
@@ -81,6 +119,7 @@ struct Statements {
     syncs_delete: Statement,
     syncs_delete_fenced: Statement,
     guard: Statement,
+    group: Statement,
 }
 
 impl Statements {
@@ -98,6 +137,7 @@ impl Statements {
             syncs_delete: p(SYNCS_DELETE).await?,
             syncs_delete_fenced: p(SYNCS_DELETE_FENCED).await?,
             guard: p(GUARD).await?,
+            group: p(GROUP).await?,
         })
     }
 }
@@ -178,6 +218,184 @@ impl Plan {
     }
 }
 
+/// A whole group as one statement (`GROUP`), each row carrying its
+/// commit's fence: what a group whose commits write disjoint keys (the usual
+/// case: each sync writes its own keys) sends instead of statements per
+/// commit. Where two commits write one key, the later must win only if its
+/// fence holds, which rows of one statement cannot express: such a group
+/// goes commit by commit ([`send`]).
+struct Batch {
+    put_keys: Vec<Vec<u8>>,
+    put_values: Vec<Vec<u8>>,
+    put_fences: Fences,
+    deletes: Vec<Vec<u8>>,
+    delete_fences: Fences,
+    sync_ids: Vec<String>,
+    sync_statuses: Vec<String>,
+    sync_not_before: Vec<Option<OffsetDateTime>>,
+    sync_fences: Fences,
+    sync_deletes: Vec<String>,
+    sync_delete_fences: Fences,
+    guard_ids: Vec<String>,
+    guard_tokens: Vec<i64>,
+}
+
+/// A commit's fence as its statements' parameters take it.
+type Fence = Option<(String, i64)>;
+
+/// An `adsync_syncs` row of a batch: id, status, `not_before`, fence.
+type SyncRow<'a> = (
+    &'a String,
+    &'a String,
+    &'a Option<OffsetDateTime>,
+    &'a Fence,
+);
+
+/// Per row, the fence of the commit it belongs to (`NULL`s for none).
+#[derive(Default)]
+struct Fences {
+    syncs: Vec<Option<String>>,
+    tokens: Vec<Option<i64>>,
+}
+
+impl Fences {
+    fn push(&mut self, fence: &Option<(String, i64)>) {
+        self.syncs.push(fence.as_ref().map(|(s, _)| s.clone()));
+        self.tokens.push(fence.as_ref().map(|(_, t)| *t));
+    }
+}
+
+impl Batch {
+    fn of(plans: &[Plan]) -> Option<Batch> {
+        let mut keys = std::collections::HashSet::new();
+        for plan in plans {
+            for key in plan.put_keys.iter().chain(&plan.deletes) {
+                if !keys.insert(key.as_slice()) {
+                    return None;
+                }
+            }
+        }
+        // Rows in key order: concurrent groups (several writers, several
+        // processes) then lock shared keys in one order and cannot deadlock
+        // on them.
+        let mut puts: Vec<(&Vec<u8>, &Vec<u8>, &Fence)> = plans
+            .iter()
+            .flat_map(|p| {
+                p.put_keys
+                    .iter()
+                    .zip(&p.put_values)
+                    .map(move |(k, v)| (k, v, &p.fence))
+            })
+            .collect();
+        puts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut deletes: Vec<(&Vec<u8>, &Fence)> = plans
+            .iter()
+            .flat_map(|p| p.deletes.iter().map(move |k| (k, &p.fence)))
+            .collect();
+        deletes.sort_by(|a, b| a.0.cmp(b.0));
+        let mut syncs: Vec<SyncRow<'_>> = plans
+            .iter()
+            .flat_map(|p| {
+                p.sync_ids
+                    .iter()
+                    .zip(&p.sync_statuses)
+                    .zip(&p.sync_not_before)
+                    .map(move |((i, s), n)| (i, s, n, &p.fence))
+            })
+            .collect();
+        syncs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut sync_deletes: Vec<(&String, &Fence)> = plans
+            .iter()
+            .flat_map(|p| p.sync_deletes.iter().map(move |i| (i, &p.fence)))
+            .collect();
+        sync_deletes.sort_by(|a, b| a.0.cmp(b.0));
+        let mut guards: Vec<(String, i64)> = plans.iter().filter_map(|p| p.fence.clone()).collect();
+        guards.sort();
+
+        let mut batch = Batch {
+            put_keys: Vec::with_capacity(puts.len()),
+            put_values: Vec::with_capacity(puts.len()),
+            put_fences: Fences::default(),
+            deletes: Vec::with_capacity(deletes.len()),
+            delete_fences: Fences::default(),
+            sync_ids: Vec::with_capacity(syncs.len()),
+            sync_statuses: Vec::with_capacity(syncs.len()),
+            sync_not_before: Vec::with_capacity(syncs.len()),
+            sync_fences: Fences::default(),
+            sync_deletes: Vec::with_capacity(sync_deletes.len()),
+            sync_delete_fences: Fences::default(),
+            guard_ids: Vec::with_capacity(guards.len()),
+            guard_tokens: Vec::with_capacity(guards.len()),
+        };
+        for (key, value, fence) in puts {
+            batch.put_keys.push(key.clone());
+            batch.put_values.push(value.clone());
+            batch.put_fences.push(fence);
+        }
+        for (key, fence) in deletes {
+            batch.deletes.push(key.clone());
+            batch.delete_fences.push(fence);
+        }
+        for (id, status, not_before, fence) in syncs {
+            batch.sync_ids.push(id.clone());
+            batch.sync_statuses.push(status.clone());
+            batch.sync_not_before.push(*not_before);
+            batch.sync_fences.push(fence);
+        }
+        for (id, fence) in sync_deletes {
+            batch.sync_deletes.push(id.clone());
+            batch.sync_delete_fences.push(fence);
+        }
+        for (id, token) in guards {
+            batch.guard_ids.push(id);
+            batch.guard_tokens.push(token);
+        }
+        Some(batch)
+    }
+}
+
+/// Sends a [`Batch`]: one statement, committed on its own.
+async fn send_batch(
+    client: &deadpool_postgres::Client,
+    statements: &Statements,
+    plans: &[Plan],
+    batch: &Batch,
+) -> Outcome {
+    let params: [&(dyn ToSql + Sync); 17] = [
+        &batch.guard_ids,
+        &batch.guard_tokens,
+        &batch.put_keys,
+        &batch.put_values,
+        &batch.put_fences.syncs,
+        &batch.put_fences.tokens,
+        &batch.deletes,
+        &batch.delete_fences.syncs,
+        &batch.delete_fences.tokens,
+        &batch.sync_ids,
+        &batch.sync_statuses,
+        &batch.sync_not_before,
+        &batch.sync_fences.syncs,
+        &batch.sync_fences.tokens,
+        &batch.sync_deletes,
+        &batch.sync_delete_fences.syncs,
+        &batch.sync_delete_fences.tokens,
+    ];
+    let held = match client.query(&statements.group, &params).await {
+        Ok(rows) => rows,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let held: std::collections::HashSet<(String, i64)> = held
+        .into_iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect();
+    Outcome::Committed(
+        plans
+            .iter()
+            .map(|plan| plan.fence.as_ref().is_none_or(|f| held.contains(f)))
+            .collect(),
+    )
+}
+
 type Query<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
 
 /// What happened to a group.
@@ -192,16 +410,26 @@ pub(crate) async fn writer_task(
     pool: Pool,
     location: Location,
     stats: Arc<Mutex<WriterStats>>,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
+    loop {
+        // One writer at a time takes what is queued; it lets go of the queue
+        // before its group goes out, so the next writer gathers the next
+        // group while this one waits for its COMMIT.
+        let group = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
             }
-        }
+            group
+        };
         let (answers, flushed) = run_group(&pool, &location, &group).await;
         // Counted before anyone is answered: a committer that reads the
         // stats after its commit returns sees its commit in them.
@@ -225,6 +453,7 @@ async fn run_group(
 ) -> (Vec<Result<(), StoreError>>, bool) {
     let fail_all = |e: StoreError| (group.iter().map(|_| Err(e.clone())).collect(), false);
     let plans: Vec<Plan> = group.iter().map(|p| Plan::of(&p.commit)).collect();
+    let batch = Batch::of(&plans);
     let mut tries = 0;
     loop {
         tries += 1;
@@ -240,7 +469,11 @@ async fn run_group(
                 return fail_all(db_error(location, "preparing the commit", e));
             }
         };
-        match send(&client, &statements, &plans).await {
+        let outcome = match &batch {
+            Some(batch) => send_batch(&client, &statements, &plans, batch).await,
+            None => send(&client, &statements, &plans).await,
+        };
+        match outcome {
             Outcome::Committed(held) => {
                 let answers = held
                     .into_iter()

@@ -351,17 +351,33 @@ async fn a_stale_fencing_token_writes_nothing_while_the_rest_of_its_group_lands(
     // one of another sync; most rounds share one transaction.
     let before = h.store.writer_stats();
     for round in 0..20u64 {
+        // Odd rounds also write one key from all three commits: such a group
+        // goes commit by commit, and the stale commit must not win the key.
+        let shared = |c: Commit, who: &str| {
+            if round % 2 == 1 {
+                c.index("shared", who)
+            } else {
+                c
+            }
+        };
         let stale = h.store.commit(
-            checkpoint("fenced", 100 + round, Status::Running)
-                .data(format!("stale/{round}").as_bytes(), vec![1])
-                .fenced("fenced", old),
+            shared(
+                checkpoint("fenced", 100 + round, Status::Running)
+                    .data(format!("stale/{round}").as_bytes(), vec![1]),
+                "stale",
+            )
+            .fenced("fenced", old),
         );
         let owner = h.store.commit(
-            Commit::new()
-                .data(format!("owner/{round}").as_bytes(), vec![2])
-                .fenced("fenced", new),
+            shared(
+                Commit::new().data(format!("owner/{round}").as_bytes(), vec![2]),
+                "owner",
+            )
+            .fenced("fenced", new),
         );
-        let other = h.store.commit(checkpoint("other", round, Status::Running));
+        let other = h
+            .store
+            .commit(shared(checkpoint("other", round, Status::Running), "other"));
         let (stale, owner, other) = tokio::join!(stale, owner, other);
         match stale {
             Err(StoreError::LeaseLost { sync, fence }) => {
@@ -383,6 +399,11 @@ async fn a_stale_fencing_token_writes_nothing_while_the_rest_of_its_group_lands(
         "the rounds were grouped"
     );
 
+    let shared = h.store.read(|s| s.index("shared").unwrap()).await.unwrap();
+    assert!(
+        matches!(shared.as_deref(), Some("owner" | "other")),
+        "{shared:?}"
+    );
     let (record, stale, owner, other, history) = h
         .store
         .read(|s| {
