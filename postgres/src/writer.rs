@@ -106,6 +106,27 @@ const GROUP: &str = "WITH guard AS ( \
          WHERE t.id = w.i AND (w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard))) \
      SELECT id, fence FROM guard";
 
+/// `GROUP` for a group that deletes nothing (most: checkpoints only put):
+/// fewer parts for the server to run.
+const GROUP_PUTS: &str = "WITH guard AS ( \
+         SELECT s.id, s.fence FROM adsync_syncs s \
+         JOIN unnest($1::text[], $2::bigint[]) AS g(id, fence) ON s.id = g.id AND s.fence = g.fence \
+         FOR UPDATE OF s), \
+     put AS ( \
+         INSERT INTO adsync_kv (key, value) \
+         SELECT k, v FROM unnest($3::bytea[], $4::bytea[], $5::text[], $6::bigint[]) AS w(k, v, fs, ft) \
+         WHERE w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value), \
+     syncs AS ( \
+         INSERT INTO adsync_syncs (id, status, not_before) \
+         SELECT i, s, n FROM unnest($7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::bigint[]) \
+             AS w(i, s, n, fs, ft) \
+         WHERE w.fs IS NULL OR (w.fs, w.ft) IN (SELECT id, fence FROM guard) \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, not_before = excluded.not_before \
+         WHERE (adsync_syncs.status, adsync_syncs.not_before) \
+             IS DISTINCT FROM (excluded.status, excluded.not_before)) \
+     SELECT id, fence FROM guard";
+
 /// The statements, prepared on the writer's connection.
 struct Statements {
     begin: Statement,
@@ -120,6 +141,7 @@ struct Statements {
     syncs_delete_fenced: Statement,
     guard: Statement,
     group: Statement,
+    group_puts: Statement,
 }
 
 impl Statements {
@@ -138,6 +160,7 @@ impl Statements {
             syncs_delete_fenced: p(SYNCS_DELETE_FENCED).await?,
             guard: p(GUARD).await?,
             group: p(GROUP).await?,
+            group_puts: p(GROUP_PUTS).await?,
         })
     }
 }
@@ -361,26 +384,44 @@ async fn send_batch(
     plans: &[Plan],
     batch: &Batch,
 ) -> Outcome {
-    let params: [&(dyn ToSql + Sync); 17] = [
-        &batch.guard_ids,
-        &batch.guard_tokens,
-        &batch.put_keys,
-        &batch.put_values,
-        &batch.put_fences.syncs,
-        &batch.put_fences.tokens,
-        &batch.deletes,
-        &batch.delete_fences.syncs,
-        &batch.delete_fences.tokens,
-        &batch.sync_ids,
-        &batch.sync_statuses,
-        &batch.sync_not_before,
-        &batch.sync_fences.syncs,
-        &batch.sync_fences.tokens,
-        &batch.sync_deletes,
-        &batch.sync_delete_fences.syncs,
-        &batch.sync_delete_fences.tokens,
-    ];
-    let held = match client.query(&statements.group, &params).await {
+    let answer = if batch.deletes.is_empty() && batch.sync_deletes.is_empty() {
+        let params: [&(dyn ToSql + Sync); 11] = [
+            &batch.guard_ids,
+            &batch.guard_tokens,
+            &batch.put_keys,
+            &batch.put_values,
+            &batch.put_fences.syncs,
+            &batch.put_fences.tokens,
+            &batch.sync_ids,
+            &batch.sync_statuses,
+            &batch.sync_not_before,
+            &batch.sync_fences.syncs,
+            &batch.sync_fences.tokens,
+        ];
+        client.query(&statements.group_puts, &params).await
+    } else {
+        let params: [&(dyn ToSql + Sync); 17] = [
+            &batch.guard_ids,
+            &batch.guard_tokens,
+            &batch.put_keys,
+            &batch.put_values,
+            &batch.put_fences.syncs,
+            &batch.put_fences.tokens,
+            &batch.deletes,
+            &batch.delete_fences.syncs,
+            &batch.delete_fences.tokens,
+            &batch.sync_ids,
+            &batch.sync_statuses,
+            &batch.sync_not_before,
+            &batch.sync_fences.syncs,
+            &batch.sync_fences.tokens,
+            &batch.sync_deletes,
+            &batch.sync_delete_fences.syncs,
+            &batch.sync_delete_fences.tokens,
+        ];
+        client.query(&statements.group, &params).await
+    };
+    let held = match answer {
         Ok(rows) => rows,
         Err(e) => return Outcome::Failed(e),
     };
@@ -412,6 +453,10 @@ pub(crate) async fn writer_task(
     stats: Arc<Mutex<WriterStats>>,
     queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
 ) {
+    // The writer's own connection and its prepared statements, kept from
+    // group to group (checking one out and looking its statements up for
+    // every group cost a lone commit a good part of a round trip).
+    let mut connection: Option<Connection> = None;
     loop {
         // One writer at a time takes what is queued; it lets go of the queue
         // before its group goes out, so the next writer gathers the next
@@ -430,7 +475,7 @@ pub(crate) async fn writer_task(
             }
             group
         };
-        let (answers, flushed) = run_group(&pool, &location, &group).await;
+        let (answers, flushed) = run_group(&pool, &location, &mut connection, &group).await;
         // Counted before anyone is answered: a committer that reads the
         // stats after its commit returns sees its commit in them.
         {
@@ -444,11 +489,15 @@ pub(crate) async fn writer_task(
     }
 }
 
+/// A writer's connection, with its statements prepared.
+type Connection = (deadpool_postgres::Object, Statements);
+
 /// Runs one group: one answer per commit, and whether a transaction
 /// committed.
 async fn run_group(
     pool: &Pool,
     location: &Location,
+    connection: &mut Option<Connection>,
     group: &[Pending],
 ) -> (Vec<Result<(), StoreError>>, bool) {
     let fail_all = |e: StoreError| (group.iter().map(|_| Err(e.clone())).collect(), false);
@@ -457,21 +506,31 @@ async fn run_group(
     let mut tries = 0;
     loop {
         tries += 1;
-        // A connection the server closed (a restart) is replaced by the pool.
-        let client = match pool.get().await {
-            Ok(client) => client,
-            Err(e) => return fail_all(pool_error(location, e)),
-        };
-        let statements = match Statements::prepare(&client).await {
-            Ok(s) => s,
-            Err(e) => {
-                discard_if_closed(client);
-                return fail_all(db_error(location, "preparing the commit", e));
+        // A connection the server closed (a restart) is replaced.
+        if let Some((client, _)) = connection.take_if(|(client, _)| client.is_closed()) {
+            discard(client);
+        }
+        if connection.is_none() {
+            let client = match pool.get().await {
+                Ok(client) => client,
+                Err(e) => return fail_all(pool_error(location, e)),
+            };
+            match Statements::prepare(&client).await {
+                Ok(statements) => *connection = Some((client, statements)),
+                Err(e) => {
+                    if client.is_closed() {
+                        discard(client);
+                    }
+                    return fail_all(db_error(location, "preparing the commit", e));
+                }
             }
+        }
+        let Some((client, statements)) = connection.as_ref() else {
+            continue;
         };
         let outcome = match &batch {
-            Some(batch) => send_batch(&client, &statements, &plans, batch).await,
-            None => send(&client, &statements, &plans).await,
+            Some(batch) => send_batch(client, statements, &plans, batch).await,
+            None => send(client, statements, &plans).await,
         };
         match outcome {
             Outcome::Committed(held) => {
@@ -496,7 +555,9 @@ async fn run_group(
                 if conflict && tries < CONFLICT_TRIES {
                     continue;
                 }
-                discard_if_closed(client);
+                if let Some((client, _)) = connection.take_if(|(client, _)| client.is_closed()) {
+                    discard(client);
+                }
                 return fail_all(db_error(location, "committing a group of checkpoints", e));
             }
         }
@@ -504,10 +565,8 @@ async fn run_group(
 }
 
 /// Keeps a dead connection out of the pool: the next group connects anew.
-fn discard_if_closed(client: deadpool_postgres::Object) {
-    if client.is_closed() {
-        drop(deadpool_postgres::Object::take(client));
-    }
+fn discard(client: deadpool_postgres::Object) {
+    drop(deadpool_postgres::Object::take(client));
 }
 
 /// Sends the group's transaction, pipelined, and reads every answer.
