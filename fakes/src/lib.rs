@@ -54,6 +54,7 @@ pub mod bench;
 pub mod blocking;
 pub mod fixtures;
 pub mod generator;
+pub mod postgres;
 pub mod reddit;
 
 pub use amazon::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle};
