@@ -2,39 +2,13 @@
 
 use std::time::Duration;
 
-use adsync_engine::StoreError;
+use adsync_engine::{Leases, StoreError};
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::store::PgStore;
 
-/// A sync this worker now owns, and the fencing token its commits must carry
-/// ([`Commit::fenced`](adsync_engine::Commit::fenced)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// The sync.
-    pub sync: String,
-    /// The token; every claim of the sync, by anyone, increases it.
-    pub fence: u64,
-}
-
-/// A sync's lease, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseView {
-    /// The sync.
-    pub sync: String,
-    /// The sync's status as its last record gave it (`running`, …).
-    pub status: String,
-    /// The worker that claimed it last.
-    pub owner: String,
-    /// When the lease runs out unless renewed (the database's clock).
-    pub expires_at: OffsetDateTime,
-    /// Whether it ran out already (by the database's clock, so workers'
-    /// clocks do not matter): a running sync whose lease expired is waiting
-    /// for a new owner.
-    pub expired: bool,
-    /// The current fencing token.
-    pub fence: u64,
-}
+pub use adsync_engine::{Claim, LeaseView};
 
 const CLAIM: &str = "UPDATE adsync_syncs \
      SET owner = $1, lease_expires_at = now() + $2::float8 * interval '1 second', fence = fence + 1 \
@@ -163,5 +137,36 @@ impl PgStore {
                 fence: u64::try_from(row.get::<_, i64>(5)).unwrap_or_default(),
             })
             .collect())
+    }
+}
+
+/// The engine's view of the same leases, for the `Worker` (lease mode).
+#[async_trait]
+impl Leases for PgStore {
+    async fn claim(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        PgStore::claim(self, owner, ttl, limit).await
+    }
+
+    async fn renew(
+        &self,
+        owner: &str,
+        held: &[Claim],
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let held: Vec<(String, u64)> = held.iter().map(|c| (c.sync.clone(), c.fence)).collect();
+        PgStore::renew(self, owner, &held, ttl).await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<bool, StoreError> {
+        PgStore::release(self, &claim.sync, claim.fence).await
+    }
+
+    async fn leases(&self) -> Result<Vec<LeaseView>, StoreError> {
+        PgStore::leases(self).await
     }
 }

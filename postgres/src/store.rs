@@ -215,4 +215,8 @@ impl CheckpointStore for PgStore {
     fn writer_stats(&self) -> WriterStats {
         *self.inner.stats.lock()
     }
+
+    fn leases(&self) -> Option<&dyn adsync_engine::Leases> {
+        Some(self)
+    }
 }
