@@ -331,6 +331,9 @@ pub struct Runner<M: Machine> {
     /// workers share): every commit of such a sync carries its token, and no
     /// effect of it starts once the lease may have run out.
     fences: Mutex<HashMap<String, Held>>,
+    /// Syncs held under their first claim ever: no worker ran them before,
+    /// so their stored state's effect cannot have started.
+    pristine: Mutex<HashSet<String>>,
     clock: Arc<dyn Clock>,
     rng: Mutex<rand::rngs::StdRng>,
     /// States this runner committed whose effect has not started yet.
@@ -373,6 +376,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         Runner {
             store: store.into_store(),
             fences: Mutex::new(HashMap::new()),
+            pristine: Mutex::new(HashSet::new()),
             clock,
             rng: Mutex::new(rand::rngs::StdRng::from_os_rng()),
             fresh: Mutex::new(HashMap::new()),
@@ -443,6 +447,11 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         if !trusted {
             self.fresh.lock().remove(&claim.sync);
         }
+        if before.is_none() && claim.fence == 1 {
+            // The first claim: the stored state is as its starter wrote it,
+            // and nothing ran it since (effects run only under a lease).
+            self.pristine.lock().insert(claim.sync.clone());
+        }
     }
 
     /// Stops running `sync` under its lease (the lease was released): its
@@ -451,6 +460,7 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
     pub fn let_go(&self, sync: &str) {
         self.fences.lock().remove(sync);
         self.fresh.lock().remove(sync);
+        self.pristine.lock().remove(sync);
     }
 
     /// The fencing token of sync `id` if it is held under a lease that may
@@ -697,9 +707,12 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         // Taking the state out of `fresh` *before* the effect starts is what makes
         // a failure anywhere below count as "effect may have run" next time.
         let taken = self.fresh.lock().remove(id);
+        // Used once, by the first step after the first claim: after it the
+        // stored state may have had its effect started.
+        let pristine = self.pristine.lock().remove(id);
         let (checkpoint, fresh) = match taken {
             Some(c) => (c, true),
-            None => (self.get(id).await?, false),
+            None => (self.get(id).await?, pristine),
         };
         // A state this runner did not write may have had its effect started:
         // the restart outcome (a look-up) settles that before a cancel lands.

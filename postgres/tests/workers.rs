@@ -1,0 +1,143 @@
+//! Workers on PostgreSQL (lease mode), in one process but with one store
+//! handle each (each its own pool and writer, as separate processes have):
+//! pushes and a pull run across two workers, each sync claimed by one worker
+//! at a time and every entity created once; a worker whose lease is taken
+//! over sends nothing more while the new owner adopts what it created.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adsync::memory::MemoryPlatform;
+use adsync::{
+    CampaignSet, CheckpointStore, Limits, Pusher, SharedStore, Status, SystemClock, Worker,
+};
+use adsync_fakes::fixtures::{campaign, Shape};
+use adsync_fakes::postgres::TestServer;
+use adsync_postgres::PgStore;
+
+fn one_campaign_set(n: usize) -> CampaignSet {
+    let shape = Shape {
+        ad_groups: 1,
+        ads: 1,
+        keywords: 2,
+    };
+    let json = serde_json::json!({"name": format!("set{n}"), "campaigns": [campaign(n, shape)]});
+    CampaignSet::from_json(&json.to_string(), "set").expect("fixture parses")
+}
+
+async fn worker(url: &str, platform: &Arc<MemoryPlatform>, owner: &str) -> (Worker, PgStore) {
+    let pg = PgStore::connect(url).await.expect("connects");
+    let store: SharedStore = Arc::new(pg.clone());
+    let clock = Arc::new(SystemClock);
+    let worker = Worker::builder(store.clone())
+        .pusher(Pusher::new(store, platform.clone(), clock))
+        .limits(Limits {
+            max_running: 4,
+            max_per_account: 4,
+        })
+        .owner(owner)
+        .lease_ttl(Duration::from_secs(30))
+        .claim_every(Duration::from_millis(20))
+        .build();
+    (worker, pg)
+}
+
+fn run(
+    worker: &Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = worker.clone();
+    let task = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("runs");
+    });
+    (stop, task)
+}
+
+async fn statuses(store: &PgStore, ids: &[String]) -> Vec<Status> {
+    let ids = ids.to_vec();
+    let store: &dyn CheckpointStore = store;
+    store
+        .read(move |s| {
+            ids.iter()
+                .map(|id| s.record(id).unwrap().expect("the sync exists").status)
+                .collect()
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_database_share_pushes_and_create_each_entity_once() {
+    let server = TestServer::start();
+    let url = server.url();
+    let platform = Arc::new(MemoryPlatform::new(Arc::new(SystemClock)));
+    let (a, pg_a) = worker(&url, &platform, "worker-a").await;
+    let (b, pg_b) = worker(&url, &platform, "worker-b").await;
+
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        ids.extend(
+            via.submit_push(&one_campaign_set(n), &format!("acct{n}"), "memory")
+                .await
+                .expect("submitted"),
+        );
+    }
+    let (stop_a, run_a) = run(&a);
+    let (stop_b, run_b) = run(&b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = statuses(&pg_a, &ids).await;
+        if now.iter().all(|s| s.is_settled()) {
+            assert!(now.iter().all(|s| *s == Status::Succeeded), "{now:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not settled in time: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = (stop_a.send(()), stop_b.send(()));
+    run_a.await.unwrap();
+    run_b.await.unwrap();
+
+    assert!(
+        platform.duplicates().is_empty(),
+        "{:?}",
+        platform.duplicates()
+    );
+    assert_eq!(
+        platform.creations(),
+        16 * 5,
+        "5 entities per campaign, each once"
+    );
+    // Every lease was handed back at the end: nothing waits for an expiry.
+    let leases = pg_b.leases().await.unwrap();
+    assert!(leases.is_empty(), "{leases:?}");
+    // Both workers ran syncs: the claims were shared.
+    let (ran_a, ran_b) = (transitions(&a).await, transitions(&b).await);
+    assert_eq!(
+        ran_a + ran_b,
+        16 * 5,
+        "five transitions per push, each run once"
+    );
+    assert!(ran_a > 0 && ran_b > 0, "a ran {ran_a}, b ran {ran_b}");
+}
+
+/// Transitions this worker ran, from its metrics.
+async fn transitions(worker: &Worker) -> u64 {
+    worker
+        .render_metrics()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("adsync_transitions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
