@@ -18,6 +18,7 @@ mod pulling;
 mod pushing;
 mod report;
 mod signals;
+mod store_url;
 mod suggest;
 
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about,
     after_help = format!("{}\n\
-Environment: ADSYNC_DB (store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
+Environment: ADSYNC_DB (store), ADSYNC_STORE_URL (shared store), ADSYNC_REDDIT_BASE_URL, ADSYNC_REDDIT_TOKEN, \
 ADSYNC_REDDIT_USER_AGENT (--platform reddit), ADSYNC_AMAZON_HOST, ADSYNC_AMAZON_CLIENT_ID, \
 ADSYNC_AMAZON_TOKEN (pull), RUST_LOG (log filter).", Exit::help_paragraph())
 )]
@@ -49,6 +50,18 @@ struct Cli {
     /// The checkpoint store (a sled directory).
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
     db: PathBuf,
+    /// A PostgreSQL store that several daemons share, instead of --db
+    /// (`adsync daemon` and `adsync migrate`; other commands reach it through
+    /// a daemon with --daemon). Its password never appears in any output.
+    #[arg(
+        long,
+        global = true,
+        env = "ADSYNC_STORE_URL",
+        value_name = "postgres://…",
+        value_parser = store_url::StoreUrl::parse,
+        hide_env_values = true
+    )]
+    store: Option<store_url::StoreUrl>,
     /// Talk to the `adsync daemon` at this URL instead of opening the store
     /// (push, pull, status, show, history, cancel, resolve). Its token, when it listens
     /// beyond loopback, comes from ADSYNC_DAEMON_TOKEN.
@@ -97,6 +110,9 @@ enum Command {
     Daemon(cmd::daemon::Args),
     /// Runs a local fake of a platform's API (127.0.0.1 only) until Ctrl-C.
     FakeServer(cmd::fake_server::Args),
+    /// Applies the schema migrations of a shared store (--store); `adsync
+    /// daemon` applies them too when it starts.
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -136,11 +152,21 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
             | Command::Validate(_)
             | Command::FakeServer(_)
             | Command::Daemon(_)
+            | Command::Migrate
     );
     if let (Some(url), false) = (&cli.daemon, local_only) {
         return via_daemon(url, cli.command).await;
     }
     let db = cli.db.as_path();
+    let store = cli.store.as_ref();
+    if store.is_some() && !local_only {
+        return Err(Failure::usage(format!(
+            "`adsync {}` does not open a shared store (--store) itself yet: start `adsync \
+             daemon --store …` and send it the command with --daemon URL (or \
+             ADSYNC_DAEMON_URL)",
+            command_name(&cli.command)
+        )));
+    }
     match cli.command {
         Command::Demo => cmd::demo::run().await,
         Command::Push(args) => cmd::push::run(db, args).await,
@@ -153,7 +179,8 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Pull(args) => cmd::pull::run(db, args).await,
         Command::Show(args) => cmd::show::run(db, args).await,
-        Command::Daemon(args) => cmd::daemon::run(db, args).await,
+        Command::Daemon(args) => cmd::daemon::run(db, store, args).await,
+        Command::Migrate => cmd::migrate::run(store).await,
         Command::FakeServer(args) => cmd::fake_server::run(args).await,
     }
 }
@@ -196,5 +223,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Show(_) => "show",
         Command::FakeServer(_) => "fake-server",
         Command::Daemon(_) => "daemon",
+        Command::Migrate => "migrate",
     }
 }

@@ -34,7 +34,7 @@ pub fn client_host(host: &str) -> String {
 /// the client (same limiter and counters), for the progress display.
 pub async fn open_puller(
     config: AmazonConfig,
-    store: impl Future<Output = Result<Store, Failure>>,
+    store: impl Future<Output = Result<impl adsync::IntoStore, Failure>>,
     stop: &StopSignal,
 ) -> Result<(Puller, AmazonClient), Failure> {
     // `with_host` already dropped a trailing slash: this is `client_host`.

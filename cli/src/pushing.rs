@@ -14,7 +14,7 @@ use crate::crash_hook::crash_hook_from_env;
 /// A pusher through `adapter` that stops at the next step once `stop` is
 /// given (and, with `test-hooks`, crashes where `ADSYNC_TEST_CRASH_AT` says).
 pub fn open_pusher(
-    store: Store,
+    store: impl adsync::IntoStore,
     adapter: Arc<dyn PushAdapter>,
     stop: &adsync::StopSignal,
 ) -> Pusher {

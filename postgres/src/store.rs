@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::location::Location;
+use crate::migrate::Migrated;
 use crate::writer::{writer_task, Pending};
 
 /// Connections a store keeps open at most: the writers', and the readers'.
@@ -68,9 +69,19 @@ impl PgStore {
     /// credentials; [`StoreError::SchemaTooNew`] for a database written by a
     /// newer adsync.
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        Ok(Self::connect_migrated(url).await?.0)
+    }
+
+    /// [`PgStore::connect`], also saying what the migration did (what
+    /// `adsync migrate` reports).
+    ///
+    /// # Errors
+    ///
+    /// As [`PgStore::connect`].
+    pub async fn connect_migrated(url: &str) -> Result<(PgStore, Migrated), StoreError> {
         let store = Self::open(url)?;
-        store.migrate().await?;
-        Ok(store)
+        let migrated = store.migrate().await?;
+        Ok((store, migrated))
     }
 
     /// The pool and the writer, without touching the server.

@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use adsync::amazon::{AmazonConfig, DEFAULT_HOST};
 use adsync::memory::MemoryPlatform;
-use adsync::{Limits, PushAdapter, Secret, StopSignal, Store, SystemClock, Worker};
+use adsync::{Limits, PushAdapter, Secret, SharedStore, StopSignal, Store, SystemClock, Worker};
 use adsync_daemon::{Config, DaemonError, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, ENV_TOKEN};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -24,6 +24,7 @@ use crate::failure::Failure;
 use crate::platform_args::RedditArgs;
 use crate::pulling::{client_host, open_puller};
 use crate::pushing::open_pusher;
+use crate::store_url::StoreUrl;
 
 /// Arguments of `adsync daemon`.
 #[derive(Debug, clap::Args)]
@@ -87,7 +88,7 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// `adsync daemon`.
-pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exit, Failure> {
     let token = std::env::var(ENV_TOKEN)
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -121,20 +122,14 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         .await
         .map_err(daemon_failure)?;
     let addr = bound.addr();
-    let store = Store::open_from_async(db).await.map_err(|e| {
-        let locked = matches!(e, adsync::StoreError::Locked { .. });
-        let mut failure = Failure::from(e);
-        let shown = db.display().to_string();
-        if !failure.message.contains(&shown) {
-            failure.message = format!("cannot open the store {shown}: {}", failure.message);
+    let (store, dir): (SharedStore, Option<PathBuf>) = match shared {
+        Some(url) => (Arc::new(url.open().await?.0), None),
+        None => {
+            let store = open_dir(db).await?;
+            let dir = store.path().to_path_buf();
+            (Arc::new(store), Some(dir))
         }
-        if locked && !failure.message.contains("`adsync daemon` (pid") {
-            failure
-                .message
-                .push_str("; is another `adsync daemon` (or adsync command) running on it?");
-        }
-        failure
-    })?;
+    };
     // The worker gives every runner its own stop signal; this one only
     // satisfies the builders' signature.
     let unused = StopSignal::new();
@@ -160,7 +155,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     let bound = bound.with_config(config);
     outln!(
         "adsync daemon: listening on http://{addr} (store {}; {})",
-        store.path().display(),
+        store.location(),
         if served.is_empty() {
             "no platform configured".to_string()
         } else {
@@ -169,11 +164,14 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     );
     // A command that finds the store locked reads this to say where the
     // daemon is; a store directory we cannot write to only loses the hint.
-    let _announced = adsync_daemon::announce(store.path(), &format!("http://{addr}"))
-        .map_err(
-            |e| tracing::warn!(error = %e, "cannot announce the daemon in the store directory"),
-        )
-        .ok();
+    // A shared store has no directory: it is not locked by one process.
+    let _announced = dir.and_then(|dir| {
+        adsync_daemon::announce(&dir, &format!("http://{addr}"))
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot announce the daemon in the store directory"),
+            )
+            .ok()
+    });
     let stopped = bound
         .serve(worker, first_signal())
         .await
@@ -187,6 +185,24 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// Opens the sled store in `db`, saying what to do when it is locked.
+async fn open_dir(db: &Path) -> Result<Store, Failure> {
+    Store::open_from_async(db).await.map_err(|e| {
+        let locked = matches!(e, adsync::StoreError::Locked { .. });
+        let mut failure = Failure::from(e);
+        let shown = db.display().to_string();
+        if !failure.message.contains(&shown) {
+            failure.message = format!("cannot open the store {shown}: {}", failure.message);
+        }
+        if locked && !failure.message.contains("`adsync daemon` (pid") {
+            failure
+                .message
+                .push_str("; is another `adsync daemon` (or adsync command) running on it?");
+        }
+        failure
+    })
 }
 
 /// The Amazon client settings when its credentials are in the environment.

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod fake_server;
 pub mod history;
 pub mod machines;
+pub mod migrate;
 pub mod pull;
 pub mod push;
 pub mod resolve;
