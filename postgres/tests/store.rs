@@ -768,7 +768,10 @@ async fn commits_racing_a_takeover_land_all_or_nothing_and_never_after_it() {
             }
         }
         bystander.await.unwrap();
-        eprintln!("round {round}: {} of 160 commits landed before the takeover", acknowledged.len());
+        eprintln!(
+            "round {round}: {} of 160 commits landed before the takeover",
+            acknowledged.len()
+        );
         acknowledged.sort();
         let prefix = format!("{sync}/");
         let (mut stored, indexed) = h
