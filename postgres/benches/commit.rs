@@ -9,7 +9,8 @@
 //! 2. one sync's checkpoints through `PgStore::commit`, one after the other
 //!    (a record and its history entry per commit, as the runner writes before
 //!    each side effect): the cost per side effect, as a ratio to raw (target
-//!    ≤ 1.5×);
+//!    ≤ 1.5×), and the same for a claimed sync whose checkpoints carry its
+//!    fencing token (what a worker sharing the database writes);
 //! 3. 64 syncs committing at once: checkpoints per second, as a ratio to the
 //!    raw serial rate (target ≥ 8×), and how many commits shared a
 //!    transaction.
@@ -72,7 +73,19 @@ async fn run(url: String, phase: Duration) {
         .await
         .expect("prepares");
     let row = vec![7u8; size];
-    let store: Arc<dyn CheckpointStore> = Arc::new(PgStore::connect(&url).await.expect("connects"));
+    let pg = PgStore::connect(&url).await.expect("connects");
+    let store: Arc<dyn CheckpointStore> = Arc::new(pg.clone());
+    // A sync claimed by this "worker": its checkpoints carry the fence.
+    store
+        .commit(checkpoint("fenced", 0, &state))
+        .await
+        .expect("commits");
+    let claims = pg
+        .claim("bench", Duration::from_secs(3600), 1)
+        .await
+        .expect("claims");
+    let fence = claims.first().expect("the sync is claimed").fence;
+    let mut fenced_times = Vec::new();
     // One raw commit, then one checkpoint, and so on: both see the same
     // load, whatever it does meanwhile.
     let mut raw_times = Vec::new();
@@ -92,6 +105,12 @@ async fn run(url: String, phase: Duration) {
             .await
             .expect("commits");
         serial_times.push(t.elapsed());
+        let t = Instant::now();
+        store
+            .commit(checkpoint("fenced", seq + 1, &state).fenced("fenced", fence))
+            .await
+            .expect("a fenced commit");
+        fenced_times.push(t.elapsed());
         seq += 1;
     }
     let total = |times: &[Duration]| times.iter().sum::<Duration>();
@@ -99,6 +118,8 @@ async fn run(url: String, phase: Duration) {
     let serial_total = total(&serial_times);
     raw_times.sort();
     serial_times.sort();
+    let fenced_total = total(&fenced_times);
+    fenced_times.sort();
     let median = |times: &[Duration]| times[times.len() / 2];
     let raw_rate = raw_times.len() as f64 / raw_total.as_secs_f64();
     println!(
@@ -113,6 +134,14 @@ async fn run(url: String, phase: Duration) {
         serial_total.as_secs_f64() / raw_total.as_secs_f64(),
         ms(median(&serial_times)),
         median(&serial_times).as_secs_f64() / median(&raw_times).as_secs_f64(),
+    );
+    println!(
+        "PgStore, one claimed sync, fenced:  {:>8.0}/s  (mean {:.3} ms = {:.2}x raw, median {:.3} ms = {:.2}x raw)",
+        fenced_times.len() as f64 / fenced_total.as_secs_f64(),
+        ms(fenced_total / fenced_times.len() as u32),
+        fenced_total.as_secs_f64() / raw_total.as_secs_f64(),
+        ms(median(&fenced_times)),
+        median(&fenced_times).as_secs_f64() / median(&raw_times).as_secs_f64(),
     );
 
     // 3. 64 syncs at once.

@@ -33,6 +33,34 @@ const RELEASE: &str = "UPDATE adsync_syncs SET owner = NULL, lease_expires_at = 
 const LEASES: &str = "SELECT id, status, owner, lease_expires_at, lease_expires_at < now(), fence \
      FROM adsync_syncs WHERE owner IS NOT NULL ORDER BY id";
 
+/// Tries of a lease statement the server aborted for a deadlock or a
+/// serialization conflict (with a commit group locking the same rows).
+const CONFLICT_TRIES: usize = 5;
+
+fn conflict(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+/// Runs `query` until it succeeds, fails otherwise than by a conflict, or
+/// has conflicted `CONFLICT_TRIES` times.
+async fn retrying<T, F, Fut>(mut query: F) -> Result<T, tokio_postgres::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match query().await {
+            Err(e) if conflict(&e) && tries < CONFLICT_TRIES => continue,
+            other => return other,
+        }
+    }
+}
+
 fn token(fence: u64) -> i64 {
     i64::try_from(fence).unwrap_or(i64::MAX)
 }
@@ -54,10 +82,10 @@ impl PgStore {
         ttl: Duration,
         limit: usize,
     ) -> Result<Vec<Claim>, StoreError> {
-        let client = self.client().await?;
+        let client = &self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(CLAIM, &[&owner, &ttl.as_secs_f64(), &limit])
+        let ttl = ttl.as_secs_f64();
+        let rows = retrying(|| async move { client.query(CLAIM, &[&owner, &ttl, &limit]).await })
             .await
             .map_err(|e| self.db_error("claiming syncs", e))?;
         Ok(rows
@@ -86,13 +114,18 @@ impl PgStore {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let client = self.client().await?;
+        let client = &self.client().await?;
+        // In id order, as commit groups lock rows: fewer deadlocks with them.
+        let mut held: Vec<&(String, u64)> = held.iter().collect();
+        held.sort();
         let ids: Vec<&str> = held.iter().map(|(s, _)| s.as_str()).collect();
         let fences: Vec<i64> = held.iter().map(|(_, f)| token(*f)).collect();
-        let rows = client
-            .query(RENEW, &[&owner, &ttl.as_secs_f64(), &ids, &fences])
-            .await
-            .map_err(|e| self.db_error("renewing leases", e))?;
+        let ttl = ttl.as_secs_f64();
+        let (ids, fences) = (&ids, &fences);
+        let rows =
+            retrying(|| async move { client.query(RENEW, &[&owner, &ttl, ids, fences]).await })
+                .await
+                .map_err(|e| self.db_error("renewing leases", e))?;
         Ok(rows.into_iter().map(|row| row.get(0)).collect())
     }
 
@@ -105,9 +138,9 @@ impl PgStore {
     ///
     /// [`StoreError::Backend`] naming the store.
     pub async fn release(&self, sync: &str, fence: u64) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let n = client
-            .execute(RELEASE, &[&sync, &token(fence)])
+        let client = &self.client().await?;
+        let fence = token(fence);
+        let n = retrying(|| async move { client.execute(RELEASE, &[&sync, &fence]).await })
             .await
             .map_err(|e| self.db_error("releasing a lease", e))?;
         Ok(n == 1)
@@ -119,7 +152,7 @@ impl PgStore {
     ///
     /// [`StoreError::Backend`] naming the store.
     pub async fn leases(&self) -> Result<Vec<LeaseView>, StoreError> {
-        let client = self.client().await?;
+        let client = &self.client().await?;
         let rows = client
             .query(LEASES, &[])
             .await

@@ -687,3 +687,110 @@ async fn a_panicking_read_leaves_the_store_usable() {
         .unwrap();
     assert_eq!(record.seq, 1, "a later read sees the later commit");
 }
+
+/// A worker keeps committing while another takes its sync over: no commit
+/// started after the takeover lands, and what is stored is exactly what
+/// was acknowledged (a refused commit leaves nothing, even one that raced
+/// the claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_racing_a_takeover_land_all_or_nothing_and_never_after_it() {
+    let h = Harness::open(Backend::Postgres).await;
+    let pg = h.pg().clone();
+    for round in 0..5u64 {
+        let sync = format!("race-{round}");
+        h.store
+            .commit(checkpoint(&sync, 0, Status::Running))
+            .await
+            .unwrap();
+        let old = claim_expired(&pg, "slow", &sync).await;
+        let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The old owner: several committers at once, so its commits share
+        // groups with the others' and race the claim inside them.
+        let committers: Vec<_> = (0..4u64)
+            .map(|c| {
+                let (store, sync, taken) = (h.store.clone(), sync.clone(), taken.clone());
+                tokio::spawn(async move {
+                    let mut results = Vec::new();
+                    for n in 0..40u64 {
+                        let started_after = taken.load(std::sync::atomic::Ordering::SeqCst);
+                        let key = format!("{sync}/{c}/{n}");
+                        let result = store
+                            .commit(
+                                Commit::new()
+                                    .data(key.as_bytes(), vec![1])
+                                    .index(&key, "x")
+                                    .fenced(&sync, old),
+                            )
+                            .await;
+                        results.push((key, started_after, result));
+                    }
+                    results
+                })
+            })
+            .collect();
+        // Others' unfenced commits in the same groups.
+        let bystander = {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                for n in 0..40u64 {
+                    store
+                        .commit(Commit::new().data(format!("by/{round}/{n}").as_bytes(), vec![3]))
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(3 + round * 4)).await;
+        // SKIP LOCKED passes over the row while a group of the old owner
+        // holds it: try again until the claim gets it.
+        let mut tries = 0;
+        loop {
+            let new = pg.claim("fast", Duration::from_secs(60), 10).await.unwrap();
+            if new.iter().any(|c| c.sync == sync) {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 1000, "{sync} was never claimed");
+            tokio::task::yield_now().await;
+        }
+        taken.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut acknowledged = Vec::new();
+        for committer in committers {
+            for (key, started_after, result) in committer.await.unwrap() {
+                match result {
+                    Ok(()) => {
+                        assert!(!started_after, "{key} landed after the takeover");
+                        acknowledged.push(key);
+                    }
+                    Err(StoreError::LeaseLost { .. }) => {}
+                    Err(e) => panic!("{key}: {e}"),
+                }
+            }
+        }
+        bystander.await.unwrap();
+        eprintln!(
+            "round {round}: {} of 160 commits landed before the takeover",
+            acknowledged.len()
+        );
+        acknowledged.sort();
+        let prefix = format!("{sync}/");
+        let (mut stored, indexed) = h
+            .store
+            .read(move |s| {
+                let stored: Vec<String> = s
+                    .scan_data(prefix.as_bytes())
+                    .map(|e| String::from_utf8(e.unwrap().0).unwrap())
+                    .collect();
+                let indexed = stored
+                    .iter()
+                    .filter(|k| s.index(k).unwrap().is_some())
+                    .count();
+                (stored, indexed)
+            })
+            .await
+            .unwrap();
+        stored.sort();
+        assert_eq!(stored, acknowledged, "round {round}");
+        assert_eq!(indexed, stored.len(), "each landed commit landed whole");
+    }
+}
