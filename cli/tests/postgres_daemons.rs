@@ -49,24 +49,31 @@ struct Daemon {
 
 impl Daemon {
     fn start(store: &str, reddit: &str, dir: &std::path::Path) -> Daemon {
+        Self::start_with(store, reddit, dir, &[])
+    }
+
+    fn start_with(store: &str, reddit: &str, dir: &std::path::Path, extra: &[&str]) -> Daemon {
         let password = password_of(store);
-        let mut child = adsync(&[
+        let db = dir.join("unused.db").to_string_lossy().into_owned();
+        let mut args = vec![
             "--store",
             store,
             // Must be ignored: the shared store is used, no sled directory.
             "--db",
-            &dir.join("unused.db").to_string_lossy(),
+            &db,
             "daemon",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .env("ADSYNC_REDDIT_BASE_URL", reddit)
-        .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("adsync daemon starts");
+        ];
+        args.extend_from_slice(extra);
+        let mut child = adsync(&args)
+            .env("ADSYNC_REDDIT_BASE_URL", reddit)
+            .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("adsync daemon starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -232,4 +239,152 @@ async fn two_daemons_on_one_database_push_through_either_and_create_each_entity_
         .map(|c| 1 + c.ad_groups.iter().map(|g| 1 + g.ads.len()).sum::<usize>())
         .sum();
     assert_eq!(held.len(), accounts.len() * per_account);
+}
+
+/// Starts a daemon on the shared store with short leases, as `owner`.
+fn torture_daemon(store: &str, reddit: &str, dir: &std::path::Path, owner: &str) -> Daemon {
+    Daemon::start_with(
+        store,
+        reddit,
+        dir,
+        &[
+            "--lease-ttl",
+            "2s",
+            "--claim-every",
+            "100ms",
+            "--shutdown-timeout",
+            "1s",
+            "--owner",
+            owner,
+        ],
+    )
+}
+
+/// A small xorshift, seeded from the clock (printed) or ADSYNC_TORTURE_SEED.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicates() {
+    let seed = std::env::var("ADSYNC_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("torture seed {seed} (ADSYNC_TORTURE_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let server = TestServer::start();
+    let url = server.url();
+    // A tight write budget: pushes are throttled (429), back off durably and
+    // are handed from daemon to daemon, for long enough for the chaos below.
+    let reddit = FakeReddit::start(FakeRedditConfig {
+        token: REDDIT_TOKEN.into(),
+        reads_per_window: 100_000,
+        writes_per_window: 25,
+        window: Duration::from_secs(1),
+        ..FakeRedditConfig::default()
+    })
+    .await
+    .expect("fake reddit");
+    let dir = tempfile::tempdir().expect("dir");
+    let names = ["d0", "d1", "d2"];
+    let mut daemons: Vec<Daemon> = names
+        .iter()
+        .map(|n| torture_daemon(&url, &reddit.base_url(), dir.path(), n))
+        .collect();
+
+    let accounts: Vec<String> = (0..10).map(|n| format!("a2_t{n}")).collect();
+    let mut acknowledged = Vec::new();
+    for (n, account) in accounts.iter().enumerate() {
+        let body = format!(
+            "{{\"account\": \"{account}\", \"platform\": \"reddit\", \"set\": {EXAMPLE_SET_JSON}}}"
+        );
+        let (status, answer) = daemons[n % 3]
+            .json(reqwest::Method::POST, "/v1/pushes", Some(body))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        for id in answer["syncs"].as_array().expect("syncs") {
+            acknowledged.push(id.as_str().expect("id").to_string());
+        }
+    }
+
+    // The chaos must hit work in flight, not a finished run.
+    let (_, body) = daemons[0]
+        .json(reqwest::Method::GET, "/v1/syncs?status=running", None)
+        .await;
+    let running_at_start = body["syncs"].as_array().map_or(0, Vec::len);
+    assert!(running_at_start > 0, "every push finished before the chaos");
+
+    // Chaos: SIGKILL and restart a random daemon every few hundred ms; once,
+    // SIGSTOP one past its lease (others take its syncs over), then SIGCONT.
+    let (mut kills, mut paused) = (0, false);
+    let chaos_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < chaos_until {
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(400))).await;
+        let victim = rng.below(3) as usize;
+        if !paused && kills >= 3 {
+            paused = true;
+            let pid = i32::try_from(daemons[victim].child.id()).expect("pid");
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+            continue;
+        }
+        let _ = daemons[victim].child.kill();
+        let _ = daemons[victim].child.wait();
+        daemons[victim] = torture_daemon(&url, &reddit.base_url(), dir.path(), names[victim]);
+        kills += 1;
+    }
+    assert!(paused, "the pause happened");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = daemons[0]
+            .json(reqwest::Method::GET, "/v1/syncs", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let syncs = body["syncs"].as_array().expect("syncs").clone();
+        if syncs.len() == acknowledged.len() && syncs.iter().all(|s| s["status"] != "running") {
+            for sync in &syncs {
+                assert_eq!(sync["status"], "succeeded", "{sync:#}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the chaos (seed {seed}): {syncs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let held = reddit.entities();
+    assert!(
+        held.duplicates().is_empty(),
+        "seed {seed}: {:?}",
+        held.duplicates()
+    );
+    let set = adsync_fakes::fixtures::example_set();
+    let per_account: usize = set
+        .campaigns
+        .iter()
+        .map(|c| 1 + c.ad_groups.iter().map(|g| 1 + g.ads.len()).sum::<usize>())
+        .sum();
+    assert_eq!(held.len(), accounts.len() * per_account, "seed {seed}");
+    eprintln!(
+        "torture: {kills} kills and one pause past the lease, {running_at_start} of {} syncs \
+         running when the chaos began, seed {seed}",
+        acknowledged.len()
+    );
 }

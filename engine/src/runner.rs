@@ -471,6 +471,29 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
         (std::time::Instant::now() >= held.until).then_some(held.fence)
     }
 
+    /// Runs `effect` of sync `id`; when the sync is held under a lease, the
+    /// effect is polled only while the lease's time lasts (each poll checks
+    /// it first, with the deadline of the latest renewal). An effect that
+    /// waits (a rate limiter, a slow platform) across the deadline is
+    /// dropped before it can send anything more: `Err(fence)`.
+    async fn within_lease<T>(
+        &self,
+        id: &str,
+        effect: impl std::future::Future<Output = T>,
+    ) -> Result<T, u64> {
+        if !self.fences.lock().contains_key(id) {
+            return Ok(effect.await);
+        }
+        let mut effect = std::pin::pin!(effect);
+        std::future::poll_fn(|cx| {
+            if let Some(fence) = self.lease_ran_out(id) {
+                return std::task::Poll::Ready(Err(fence));
+            }
+            effect.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+
     /// `commit` with sync `id`'s fence, when this runner holds one.
     fn fenced(&self, id: &str, commit: Commit) -> Commit {
         match self.fences.lock().get(id) {
@@ -792,7 +815,20 @@ impl<M: Machine + CheckpointCodec> Runner<M> {
                     effect = M::effect_name(&effect)
                 );
                 tracing::info!(parent: &span, what = %M::describe_effect(&effect), "effect starts");
-                let (outcome, writes) = effects.perform(id, &effect).instrument(span).await;
+                let performed = effects.perform(id, &effect).instrument(span);
+                let (outcome, writes) = match self.within_lease(id, performed).await {
+                    Ok(done) => done,
+                    Err(fence) => {
+                        // The effect was dropped before its lease's time ran
+                        // out under it (e.g. while it waited for a rate
+                        // limiter): whether it reached the platform is for
+                        // the next owner's look-up to find out.
+                        return Err(RunError::Store(StoreError::LeaseLost {
+                            sync: id.to_string(),
+                            fence,
+                        }));
+                    }
+                };
                 (Some(effect), outcome, writes)
             }
         };

@@ -269,3 +269,76 @@ async fn no_effect_starts_once_the_lease_may_have_run_out() {
     assert_eq!(done.state.sent, ["m0", "m1"]);
     assert_eq!(*mail.sends.lock().unwrap(), [1]);
 }
+
+/// Sends after waiting at a gate (a rate limiter, say): the send itself is
+/// counted only once the gate opens.
+struct Gated {
+    gate: tokio::sync::Semaphore,
+    waiting: tokio::sync::Notify,
+    sends: Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl Effects<Sender> for Gated {
+    async fn perform(&self, _sync: &str, n: &usize) -> (Outcome, Commit) {
+        self.waiting.notify_one();
+        self.gate.acquire().await.expect("open").forget();
+        self.sends.lock().unwrap().push(*n);
+        (Outcome::Sent(format!("m{n}")), Commit::new())
+    }
+}
+
+#[tokio::test]
+async fn an_effect_waiting_across_its_lease_deadline_is_dropped_before_it_sends() {
+    let store = Arc::new(Fencing {
+        store: Store::temporary().unwrap(),
+        tokens: Mutex::new(HashMap::new()),
+    });
+    let runner = Arc::new(Runner::<Sender>::new(
+        store.clone() as Arc<dyn CheckpointStore>,
+        Arc::new(SystemClock),
+    ));
+    let state = State {
+        sent: Vec::new(),
+        total: 1,
+    };
+    runner
+        .start("s", state, BTreeMap::new(), &[])
+        .await
+        .unwrap();
+    let gated = Arc::new(Gated {
+        gate: tokio::sync::Semaphore::new(0),
+        waiting: tokio::sync::Notify::new(),
+        sends: Mutex::new(Vec::new()),
+    });
+    // The lease lasts 100 ms from now and is not renewed.
+    runner.hold(
+        &store.claim("s"),
+        Instant::now() + Duration::from_millis(100),
+    );
+    let step = tokio::spawn({
+        let (runner, gated) = (runner.clone(), gated.clone());
+        async move { runner.step("s", gated.as_ref()).await }
+    });
+    gated.waiting.notified().await;
+    // The effect waits at its gate past the deadline; then the gate opens.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gated.gate.add_permits(1);
+    let refused = step.await.unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(RunError::Store(StoreError::LeaseLost { fence: 1, .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        gated.sends.lock().unwrap().is_empty(),
+        "the effect was dropped before it sent"
+    );
+    assert_eq!(
+        runner.get("s").await.unwrap().record.seq,
+        0,
+        "nothing written"
+    );
+}

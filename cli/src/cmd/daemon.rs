@@ -55,8 +55,28 @@ pub struct Args {
     /// trials and tests).
     #[arg(long)]
     memory_file: Option<std::path::PathBuf>,
+    /// With --store: how long a claimed sync stays this daemon's without a
+    /// renewal (renewed every third of it). A daemon paused longer loses
+    /// its syncs to the others and can no longer write them.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
+    lease_ttl: Duration,
+    /// With --store: how often this daemon claims due syncs (and at once
+    /// after a submission to it).
+    #[arg(long, default_value = "1s", value_parser = parse_positive_duration)]
+    claim_every: Duration,
+    /// With --store: this daemon's name in the store's leases (default:
+    /// host, pid and a random suffix).
+    #[arg(long)]
+    owner: Option<String>,
     #[command(flatten)]
     reddit: RedditArgs,
+}
+
+fn parse_positive_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 fn at_least_one(raw: &str) -> Result<usize, String> {
@@ -138,7 +158,12 @@ pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exi
             max_running: args.max_running,
             max_per_account: args.max_per_account,
         })
-        .shutdown_timeout(args.shutdown_timeout);
+        .shutdown_timeout(args.shutdown_timeout)
+        .lease_ttl(args.lease_ttl)
+        .claim_every(args.claim_every);
+    if let Some(owner) = &args.owner {
+        builder = builder.owner(owner.clone());
+    }
     let mut served = Vec::new();
     for (adapter, labels) in adapters {
         served.push(format!("push {}", adapter.platform()));
