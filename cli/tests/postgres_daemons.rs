@@ -339,7 +339,32 @@ async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicat
             paused = true;
             let pid = i32::try_from(daemons[victim].child.id()).expect("pid");
             assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-            tokio::time::sleep(Duration::from_millis(3_500)).await;
+            // Past the 2 s lease: what the others show of the paused daemon's
+            // syncs is an expired lease (waiting for a new owner) or another
+            // owner, never the paused one as a live holder.
+            tokio::time::sleep(Duration::from_millis(2_600)).await;
+            let other = &daemons[(victim + 1) % 3];
+            let (_, body) = other
+                .json(reqwest::Method::GET, "/v1/syncs?status=running", None)
+                .await;
+            for sync in body["syncs"].as_array().expect("syncs") {
+                let lease = &sync["lease"];
+                if lease["owner"] == names[victim] {
+                    assert_eq!(lease["expired"], true, "{sync:#}");
+                }
+            }
+            let (code, out, err) = run(&mut adsync(&["--daemon", &other.url, "status"]));
+            assert_eq!(code, Some(0), "{err}");
+            assert!(
+                !out.contains(&format!("running on {}", names[victim])),
+                "the paused daemon shows as holding nothing live: {out}"
+            );
+            eprintln!(
+                "during the pause, status showed {} syncs running on a live daemon and {} waiting for a new owner",
+                out.matches("running on").count(),
+                out.matches("waiting for a new owner").count()
+            );
+            tokio::time::sleep(Duration::from_millis(900)).await;
             assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
             continue;
         }

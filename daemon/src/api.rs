@@ -168,6 +168,11 @@ struct SyncView {
     /// Where the worker has it, for an unfinished sync: whether it is
     /// being worked on right now, not a guess from the record.
     queue: Option<QueueView>,
+    /// On a store several daemons share: which daemon holds the sync, until
+    /// when (the store's clock), and whether that ran out (the holder died or
+    /// stalled: the sync waits for a new owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<LeaseJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<Box<serde_json::value::RawValue>>,
 }
@@ -203,9 +208,44 @@ impl QueueView {
     }
 }
 
+/// A sync's lease on a shared store.
+#[derive(Debug, Serialize)]
+struct LeaseJson {
+    owner: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: time::OffsetDateTime,
+    expired: bool,
+    fence: u64,
+}
+
+/// The leases of the worker's store by sync, when it has leases.
+async fn leases(worker: &Worker) -> Result<BTreeMap<String, LeaseJson>, ApiError> {
+    let Some(leases) = worker.store().leases() else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(leases
+        .leases()
+        .await
+        .map_err(RunError::from)?
+        .into_iter()
+        .map(|l| {
+            (
+                l.sync,
+                LeaseJson {
+                    owner: l.owner,
+                    expires_at: l.expires_at,
+                    expired: l.expired,
+                    fence: l.fence,
+                },
+            )
+        })
+        .collect())
+}
+
 impl SyncView {
     fn of(record: Record, with_state: bool, queued: Option<Queued>) -> SyncView {
         SyncView {
+            lease: None,
             not_before: record.not_before,
             queue: QueueView::of(queued),
             state: with_state.then(|| record.state.clone()),
@@ -268,6 +308,7 @@ async fn list_syncs(
         want.as_ref()
             .is_none_or(|w| r.labels.get(key).is_some_and(|v| v == w))
     };
+    let mut leases = leases(&state.worker).await?;
     let mut syncs = Vec::new();
     let mut unreadable = 0usize;
     for record in records {
@@ -284,7 +325,10 @@ async fn list_syncs(
             continue;
         }
         let queued = state.worker.queued(&record.id);
-        syncs.push(SyncView::of(record, false, queued));
+        let lease = leases.remove(&record.id);
+        let mut view = SyncView::of(record, false, queued);
+        view.lease = lease;
+        syncs.push(view);
     }
     Ok(Json(json!({ "syncs": syncs, "unreadable": unreadable })))
 }
@@ -303,7 +347,9 @@ async fn record(worker: &Worker, id: &str) -> Result<Record, ApiError> {
 async fn get_sync(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let record = record(&state.worker, &id).await?;
     let queued = state.worker.queued(&id);
-    Ok(Json(json!(SyncView::of(record, true, queued))))
+    let mut view = SyncView::of(record, true, queued);
+    view.lease = leases(&state.worker).await?.remove(&id);
+    Ok(Json(json!(view)))
 }
 
 async fn history(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

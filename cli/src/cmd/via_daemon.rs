@@ -106,13 +106,31 @@ fn label<'a>(view: &'a Value, key: &str) -> &'a str {
 }
 
 /// One sync as `status --daemon` lists it: where the daemon has it, when it
-/// is unfinished (running now, waiting for a time, or queued for a slot).
+/// is unfinished (running now, waiting for a time, or queued for a slot); on
+/// a shared store, which daemon holds it, or that it waits for a new owner.
 fn sync_line(view: &Value) -> String {
-    let status = match view.get("queue") {
-        Some(q) if !q.is_null() => match (text(q, "place"), q.get("until")) {
+    let lease = view.get("lease").filter(|l| !l.is_null());
+    let status = match (view.get("queue"), lease) {
+        (Some(q), _) if !q.is_null() => match (text(q, "place"), q.get("until")) {
             ("waiting", Some(Value::String(until))) => format!("waiting until {until}"),
             (place, _) => place.to_string(),
         },
+        (_, Some(lease)) if text(view, "status") == "running" => {
+            if lease.get("expired") == Some(&Value::Bool(true)) {
+                "waiting for a new owner".to_string()
+            } else {
+                format!(
+                    "running on {} (lease until {})",
+                    text(lease, "owner"),
+                    text(lease, "expires_at")
+                )
+            }
+        }
+        // Released by its last holder until its backoff ends: any daemon
+        // claims it then.
+        _ if text(view, "status") == "running" && text(view, "not_before") != "-" => {
+            format!("waiting until {}", text(view, "not_before"))
+        }
         _ => text(view, "status").to_string(),
     };
     let who = match text(view, "kind") {
