@@ -172,6 +172,11 @@ impl Leases for Shared {
     async fn leases(&self) -> Result<Vec<LeaseView>, StoreError> {
         Ok(Vec::new())
     }
+
+    async fn lead(&self, _role: &str) -> Result<bool, StoreError> {
+        // One process here: it leads.
+        Ok(true)
+    }
 }
 
 /// The memory platform behind a per-worker log of calls, each call taking

@@ -202,4 +202,8 @@ impl Leases for PgStore {
     async fn leases(&self) -> Result<Vec<LeaseView>, StoreError> {
         PgStore::leases(self).await
     }
+
+    async fn lead(&self, role: &str) -> Result<bool, StoreError> {
+        PgStore::lead(self, role).await
+    }
 }

@@ -18,6 +18,7 @@
 //! The design, the SQL and what CockroachDB would need: `docs/design/postgres.md`.
 #![warn(missing_docs)]
 
+mod leader;
 mod lease;
 mod location;
 mod migrate;

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     queue: mpsc::UnboundedSender<Pending>,
     pub(crate) stats: Arc<Mutex<WriterStats>>,
+    /// The connections holding this process's roles (see `PgStore::lead`).
+    pub(crate) leader: crate::leader::Leader,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -135,6 +137,7 @@ impl PgStore {
                 pool,
                 queue,
                 stats,
+                leader: crate::leader::Leader::default(),
             }),
         })
     }

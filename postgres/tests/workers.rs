@@ -132,12 +132,138 @@ async fn two_workers_on_one_database_share_pushes_and_create_each_entity_once() 
 
 /// Transitions this worker ran, from its metrics.
 async fn transitions(worker: &Worker) -> u64 {
+    metric(worker, "adsync_transitions_total").await
+}
+
+/// The sum of a counter's samples in this worker's metrics.
+async fn metric(worker: &Worker, name: &str) -> u64 {
     worker
         .render_metrics()
         .await
         .unwrap()
         .lines()
-        .filter(|l| l.starts_with("adsync_transitions_total{"))
+        .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_leads_a_role_until_it_goes_away() {
+    let server = TestServer::start();
+    let url = server.url();
+    let a = PgStore::connect(&url).await.unwrap();
+    let b = PgStore::connect(&url).await.unwrap();
+    assert!(a.lead("schedules").await.unwrap(), "the first to ask leads");
+    assert!(!b.lead("schedules").await.unwrap(), "one leader at a time");
+    assert!(
+        a.lead("schedules").await.unwrap(),
+        "and it stays the leader"
+    );
+    assert!(b.lead("other").await.unwrap(), "roles are separate");
+    // The leader goes away (its connections close with it): the other
+    // process takes the role at its next try.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.lead("schedules").await.unwrap() {
+        assert!(Instant::now() < deadline, "the role was never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_once_across_two_workers() {
+    use adsync::amazon::{AmazonClient, AmazonConfig, ThrottleConfig};
+    use adsync::{Cadence, Puller};
+    use adsync_fakes::{FakeAmazon, FakeAmazonConfig, Generator};
+
+    const PROFILE: &str = "777";
+    let generator = Generator {
+        campaigns: 2,
+        ad_groups_per_campaign: 2,
+        keywords_per_ad_group: 3,
+        seed: 9,
+    };
+    let amazon =
+        FakeAmazon::start(FakeAmazonConfig::default().with_profile(PROFILE, generator.generate()))
+            .await
+            .expect("fake Amazon starts");
+    let server = TestServer::start();
+    let url = server.url();
+    let pull_worker = |owner: &'static str| {
+        let (url, host) = (url.clone(), amazon.base_url());
+        async move {
+            let pg = PgStore::connect(&url).await.expect("connects");
+            let store: SharedStore = Arc::new(pg.clone());
+            let client = AmazonClient::new(
+                AmazonConfig::new("fake-client-id", "fake-token")
+                    .with_host(host)
+                    .with_throttle(ThrottleConfig {
+                        initial_rate: 1000.0,
+                        max_rate: 1000.0,
+                        burst: 100.0,
+                        ..ThrottleConfig::default()
+                    }),
+            )
+            .expect("client");
+            let puller = Puller::new(store.clone(), client, Arc::new(SystemClock));
+            let worker = Worker::builder(store)
+                .puller(puller)
+                .owner(owner)
+                .claim_every(Duration::from_millis(20))
+                .build();
+            (worker, pg)
+        }
+    };
+    let (a, pg) = pull_worker("worker-a").await;
+    let (b, _) = pull_worker("worker-b").await;
+    // Created through b; fires at creation, then hourly: once in this test.
+    b.create_schedule(
+        "amazon",
+        PROFILE,
+        Cadence::every(Duration::from_secs(3600)).expect("a cadence"),
+    )
+    .await
+    .expect("schedule");
+    let (stop_a, run_a) = run(&a);
+    let (stop_b, run_b) = run(&b);
+    let reader = a.puller("amazon").expect("puller").reader().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = reader.status(PROFILE).await.expect("status");
+        if status.as_ref().is_some_and(|s| s.counts.is_some()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled pull never completed: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both workers go on running for a while: neither fires it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fired = metric(&a, "adsync_schedule_runs_total").await
+        + metric(&a, "adsync_schedule_skips_total").await
+        + metric(&b, "adsync_schedule_runs_total").await
+        + metric(&b, "adsync_schedule_skips_total").await;
+    assert_eq!(fired, 1, "the schedule fired once, in one worker");
+    let _ = (stop_a.send(()), stop_b.send(()));
+    run_a.await.unwrap();
+    run_b.await.unwrap();
+    let status = reader.status(PROFILE).await.unwrap().expect("pulled");
+    assert_eq!(status.run, 1, "one pull: {status:?}");
+    let stored = {
+        let store: &dyn CheckpointStore = &pg;
+        store
+            .read(|s| {
+                s.scan_data(b"worker/schedule/")
+                    .map(|item| item.map(|(_, v)| v))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(stored.len(), 1);
+    let schedule: adsync::Schedule = serde_json::from_slice(&stored[0]).expect("a schedule");
+    assert_eq!(schedule.runs, 1, "{schedule:?}");
 }

@@ -35,6 +35,8 @@ pub(super) struct Leasing {
     pub(super) every: Duration,
     held: Mutex<HashMap<String, Holding>>,
     renewed: Mutex<Instant>,
+    /// When the leader last read the schedules from the store.
+    schedules_read: Mutex<Option<Instant>>,
 }
 
 /// A sync this worker holds: its claim, and which runner runs it.
@@ -54,6 +56,7 @@ impl Leasing {
             every: every.min(ttl / 3),
             held: Mutex::new(HashMap::new()),
             renewed: Mutex::new(Instant::now()),
+            schedules_read: Mutex::new(None),
         }
     }
 
@@ -72,6 +75,9 @@ impl Leasing {
         asked + self.ttl.mul_f64(0.9)
     }
 }
+
+/// How often the schedules' leader reads them from the store again.
+const SCHEDULES_REREAD: Duration = Duration::from_secs(5);
 
 /// A worker name unique enough among the workers of one database: host,
 /// process id and a random suffix (a restarted process is a new owner).
@@ -238,6 +244,69 @@ impl Worker {
                 None,
                 now,
             );
+        }
+    }
+
+    /// Whether this worker fires the pull schedules: always on a store of its
+    /// own; on a shared store only the leader does (so each schedule fires
+    /// once across workers), after reloading them from the store (another
+    /// worker may have created, deleted or fired one since).
+    pub(super) async fn leads_schedules(&self) -> bool {
+        let Some((leasing, leases)) = self.leases() else {
+            return true;
+        };
+        match leases.lead("schedules").await {
+            Ok(true) => {}
+            Ok(false) => {
+                *leasing.schedules_read.lock() = None;
+                return false;
+            }
+            Err(e) => {
+                *leasing.schedules_read.lock() = None;
+                tracing::error!(error = %e, "cannot tell whether this worker leads the schedules; not firing them this round");
+                return false;
+            }
+        }
+        // Read on taking the lead, then every few seconds (schedules created
+        // or deleted through another worker).
+        let fresh = leasing
+            .schedules_read
+            .lock()
+            .is_some_and(|at| at.elapsed() < SCHEDULES_REREAD);
+        if fresh {
+            return true;
+        }
+        let stored = self
+            .inner
+            .store
+            .read(|store| {
+                let mut schedules = std::collections::BTreeMap::new();
+                for item in store.scan_data(super::schedule::PREFIX.as_bytes()) {
+                    let (key, value) = item?;
+                    match serde_json::from_slice::<super::Schedule>(&value) {
+                        Ok(schedule) => {
+                            schedules.insert(key, schedule);
+                        }
+                        Err(e) => tracing::error!(
+                            key = %String::from_utf8_lossy(&key),
+                            error = %e,
+                            "a stored schedule does not decode; left alone"
+                        ),
+                    }
+                }
+                Ok::<_, StoreError>(schedules)
+            })
+            .await;
+        match stored {
+            Ok(Ok(schedules)) => {
+                *self.inner.schedules.lock() = schedules;
+                *leasing.schedules_read.lock() = Some(Instant::now());
+                true
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(error = %e, "cannot read the schedules; not firing them this round");
+                false
+            }
         }
     }
 

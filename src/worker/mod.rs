@@ -860,7 +860,9 @@ impl Worker {
             return None;
         }
         let now = self.inner.clock.now();
-        self.fire_schedules(now).await;
+        if self.leads_schedules().await {
+            self.fire_schedules(now).await;
+        }
         let claims_due = self.claim_round(now).await;
         let jobs: Vec<Job> = {
             let mut queue = self.inner.queue.lock();

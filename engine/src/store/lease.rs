@@ -94,4 +94,14 @@ pub trait Leases: Send + Sync {
     ///
     /// The store's failure, naming it.
     async fn leases(&self) -> Result<Vec<LeaseView>, StoreError>;
+
+    /// Whether this process leads `role` among the store's workers (at most
+    /// one process at a time does; asked again at every round, it stays the
+    /// leader while it lives and its connection holds). What runs once
+    /// across workers, such as firing pull schedules, runs in the leader.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure, naming it (then this process does not lead).
+    async fn lead(&self, role: &str) -> Result<bool, StoreError>;
 }
