@@ -38,6 +38,9 @@ async fn worker(url: &str, platform: &Arc<MemoryPlatform>, owner: &str) -> (Work
         .owner(owner)
         .lease_ttl(Duration::from_secs(30))
         .claim_every(Duration::from_millis(20))
+        // A sync whose commit failed (the server restarting) is tried again
+        // after this, not after the default minute.
+        .deferred_retry(Duration::from_millis(300))
         .build();
     (worker, pg)
 }
@@ -266,4 +269,75 @@ async fn a_schedule_fires_once_across_two_workers() {
     assert_eq!(stored.len(), 1);
     let schedule: adsync::Schedule = serde_json::from_slice(&stored[0]).expect("a schedule");
     assert_eq!(schedule.runs, 1, "{schedule:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_after_the_server_restarts_and_finish_without_duplicates() {
+    let server = TestServer::dedicated();
+    let url = server.url();
+    // Every platform call takes a while, so the restart lands mid-run.
+    let platform = Arc::new(MemoryPlatform::new(Arc::new(SystemClock)));
+    let (a, pg_a) = worker(&url, &platform, "worker-a").await;
+    let (b, _pg_b) = worker(&url, &platform, "worker-b").await;
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        ids.extend(
+            via.submit_push(&one_campaign_set(n), &format!("acct{n}"), "memory")
+                .await
+                .expect("submitted"),
+        );
+    }
+    let (stop_a, run_a) = run(&a);
+    let (stop_b, run_b) = run(&b);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let before = statuses(&pg_a, &ids).await;
+    let unsettled = before.iter().filter(|s| !s.is_settled()).count();
+    assert!(unsettled > 0, "every push finished before the restart");
+    eprintln!(
+        "restarting with {unsettled} of {} syncs unfinished",
+        ids.len()
+    );
+    // pg_ctl restart (fast: open connections are closed), off the runtime.
+    let restarted = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restarted");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // Reads may fail while the server comes back: try again.
+        let store: &dyn CheckpointStore = &pg_a;
+        let ids2 = ids.clone();
+        let statuses = store
+            .read(move |s| {
+                ids2.iter()
+                    .map(|id| s.record(id).map(|r| r.map(|r| r.status)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await;
+        if let Ok(Ok(statuses)) = statuses {
+            let statuses: Vec<Status> = statuses.into_iter().flatten().collect();
+            if statuses.len() == ids.len() && statuses.iter().all(|s| s.is_settled()) {
+                assert!(
+                    statuses.iter().all(|s| *s == Status::Succeeded),
+                    "{statuses:?}"
+                );
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "not settled after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = (stop_a.send(()), stop_b.send(()));
+    run_a.await.unwrap();
+    run_b.await.unwrap();
+    drop(restarted);
+    assert!(
+        platform.duplicates().is_empty(),
+        "{:?}",
+        platform.duplicates()
+    );
+    assert_eq!(platform.creations(), 24 * 5, "each entity once");
 }

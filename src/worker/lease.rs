@@ -37,6 +37,10 @@ pub(super) struct Leasing {
     renewed: Mutex<Instant>,
     /// When the leader last read the schedules from the store.
     schedules_read: Mutex<Option<Instant>>,
+    /// Leases to give back that the store could not take at the time (it
+    /// was restarting, say): tried again every round, so other workers need
+    /// not wait for their expiry.
+    to_release: Mutex<Vec<Claim>>,
 }
 
 /// A sync this worker holds: its claim, and which runner runs it.
@@ -57,6 +61,7 @@ impl Leasing {
             held: Mutex::new(HashMap::new()),
             renewed: Mutex::new(Instant::now()),
             schedules_read: Mutex::new(None),
+            to_release: Mutex::new(Vec::new()),
         }
     }
 
@@ -125,6 +130,7 @@ impl Worker {
     /// is room for, and queues them. Returns when the next round is due.
     pub(super) async fn claim_round(&self, now: Timestamp) -> Option<Timestamp> {
         let (leasing, leases) = self.leases()?;
+        self.retry_releases(leasing, leases).await;
         if leasing.renewed.lock().elapsed() >= leasing.ttl / 3 {
             self.renew(leasing, leases).await;
         }
@@ -202,7 +208,7 @@ impl Worker {
             Err(e) => {
                 tracing::error!(error = %e, "cannot read claimed syncs; giving them back");
                 for claim in &claims {
-                    drop(leases.release(claim).await);
+                    self.give_back(leasing, leases, claim.clone()).await;
                 }
                 return;
             }
@@ -212,12 +218,12 @@ impl Worker {
                 Ok(Some(record)) => Unfinished::of(record),
                 Ok(None) => {
                     tracing::error!(sync = %claim.sync, "a claimed sync has no record; giving it back");
-                    drop(leases.release(&claim).await);
+                    self.give_back(leasing, leases, claim).await;
                     continue;
                 }
                 Err(e) => {
                     tracing::error!(sync = %claim.sync, error = %e, "a claimed sync does not decode; giving it back");
-                    drop(leases.release(&claim).await);
+                    self.give_back(leasing, leases, claim).await;
                     continue;
                 }
             };
@@ -229,7 +235,7 @@ impl Worker {
             if !self.hold(&holding, until) {
                 let claim = holding.claim;
                 tracing::debug!(sync = %claim.sync, platform = %unfinished.platform, "claimed a sync of a platform this worker does not serve; giving it back");
-                drop(leases.release(&claim).await);
+                self.give_back(leasing, leases, claim).await;
                 continue;
             }
             leasing
@@ -331,9 +337,23 @@ impl Worker {
                 }
             }
         }
+        self.give_back(leasing, leases, claim).await;
+    }
+
+    /// Releases `claim`, or keeps it to try again next round.
+    async fn give_back(&self, leasing: &Leasing, leases: &dyn Leases, claim: Claim) {
         if let Err(e) = leases.release(&claim).await {
-            // It runs out by itself at its expiry.
-            tracing::warn!(sync = %id, error = %e, "cannot release a lease; it expires by itself");
+            tracing::warn!(sync = %claim.sync, error = %e, "cannot release a lease; trying again next round");
+            leasing.to_release.lock().push(claim);
+        }
+    }
+
+    /// Retries the releases that failed (a release of a lease that moved on
+    /// since is simply refused by the store).
+    async fn retry_releases(&self, leasing: &Leasing, leases: &dyn Leases) {
+        let pending = std::mem::take(&mut *leasing.to_release.lock());
+        for claim in pending {
+            self.give_back(leasing, leases, claim).await;
         }
     }
 
