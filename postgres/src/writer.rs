@@ -589,46 +589,40 @@ async fn send(
             }
             None => guards.push(None),
         }
-        if !plan.put_keys.is_empty() {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&plan.put_keys, &plan.put_values];
-            with_fence(&mut params, fence);
-            let statement = if fence.is_some() {
-                &statements.put_fenced
-            } else {
-                &statements.put
-            };
-            queries.push(Box::pin(execute(client, statement, params)));
-        }
-        if !plan.deletes.is_empty() {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&plan.deletes];
-            with_fence(&mut params, fence);
-            let statement = if fence.is_some() {
-                &statements.delete_fenced
-            } else {
-                &statements.delete
-            };
-            queries.push(Box::pin(execute(client, statement, params)));
-        }
-        if !plan.sync_ids.is_empty() {
-            let mut params: Vec<&(dyn ToSql + Sync)> =
-                vec![&plan.sync_ids, &plan.sync_statuses, &plan.sync_not_before];
-            with_fence(&mut params, fence);
-            let statement = if fence.is_some() {
-                &statements.syncs_fenced
-            } else {
-                &statements.syncs
-            };
-            queries.push(Box::pin(execute(client, statement, params)));
-        }
-        if !plan.sync_deletes.is_empty() {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&plan.sync_deletes];
-            with_fence(&mut params, fence);
-            let statement = if fence.is_some() {
-                &statements.syncs_delete_fenced
-            } else {
-                &statements.syncs_delete
-            };
-            queries.push(Box::pin(execute(client, statement, params)));
+        // Each part of the commit, fenced or not (then it lands only while
+        // the guard above found the token current).
+        let parts: [(bool, Vec<&(dyn ToSql + Sync)>, &Statement, &Statement); 4] = [
+            (
+                !plan.put_keys.is_empty(),
+                vec![&plan.put_keys, &plan.put_values],
+                &statements.put,
+                &statements.put_fenced,
+            ),
+            (
+                !plan.deletes.is_empty(),
+                vec![&plan.deletes],
+                &statements.delete,
+                &statements.delete_fenced,
+            ),
+            (
+                !plan.sync_ids.is_empty(),
+                vec![&plan.sync_ids, &plan.sync_statuses, &plan.sync_not_before],
+                &statements.syncs,
+                &statements.syncs_fenced,
+            ),
+            (
+                !plan.sync_deletes.is_empty(),
+                vec![&plan.sync_deletes],
+                &statements.syncs_delete,
+                &statements.syncs_delete_fenced,
+            ),
+        ];
+        for (wanted, mut params, plain, fenced) in parts {
+            if wanted {
+                with_fence(&mut params, fence);
+                let statement = if fence.is_some() { fenced } else { plain };
+                queries.push(Box::pin(execute(client, statement, params)));
+            }
         }
     }
     queries.push(Box::pin(client.execute(&statements.commit, &[])));
