@@ -39,8 +39,8 @@ async fn worker(url: &str, platform: &Arc<MemoryPlatform>, owner: &str) -> (Work
         .lease_ttl(Duration::from_secs(30))
         .claim_every(Duration::from_millis(20))
         // A sync whose commit failed (the server restarting) is tried again
-        // after this, not after the default minute.
-        .deferred_retry(Duration::from_millis(300))
+        // after this, not after the default 5 s.
+        .store_retry(Duration::from_millis(300))
         .build();
     (worker, pg)
 }

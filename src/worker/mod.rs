@@ -109,6 +109,7 @@ pub struct WorkerBuilder {
     limits: Limits,
     shutdown_timeout: Duration,
     deferred_retry: Duration,
+    store_retry: Duration,
     owner: Option<String>,
     lease_ttl: Duration,
     claim_every: Duration,
@@ -167,6 +168,15 @@ impl WorkerBuilder {
     /// could not decide yet.
     pub fn deferred_retry(mut self, wait: Duration) -> Self {
         self.deferred_retry = wait;
+        self
+    }
+
+    /// How long a sync whose store read or commit failed waits before the
+    /// worker tries it again (default 5 s): a database restarting, a disk
+    /// freed. Shorter than [`WorkerBuilder::deferred_retry`]: the store
+    /// usually comes back within seconds.
+    pub fn store_retry(mut self, wait: Duration) -> Self {
+        self.store_retry = wait;
         self
     }
 
@@ -236,6 +246,7 @@ impl WorkerBuilder {
                 submitting: Stripes::new(),
                 shutdown_timeout: self.shutdown_timeout,
                 deferred_retry: self.deferred_retry,
+                store_retry: self.store_retry,
             }),
         }
     }
@@ -333,6 +344,7 @@ struct Inner {
     submitting: Stripes,
     shutdown_timeout: Duration,
     deferred_retry: Duration,
+    store_retry: Duration,
 }
 
 /// How a sync's task ended.
@@ -355,6 +367,7 @@ impl Worker {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(30),
             deferred_retry: Duration::from_secs(60),
+            store_retry: Duration::from_secs(5),
             owner: None,
             lease_ttl: Duration::from_secs(30),
             claim_every: Duration::from_secs(1),
@@ -983,7 +996,8 @@ impl Worker {
         );
         {
             let mut queue = self.inner.queue.lock();
-            let retry = self.inner.clock.now() + self.inner.deferred_retry;
+            let now = self.inner.clock.now();
+            let retry = now + self.inner.deferred_retry;
             match &end {
                 // With leases, a waiting sync is given back and claimed
                 // again (by any worker) when it is due.
@@ -991,7 +1005,9 @@ impl Worker {
                 _ if lease_lost => queue.finished(&job.id),
                 // A store failure may pass (a full disk freed): try again
                 // later.
-                End::Failed(RunError::Store(_)) => queue.wait(&job.id, retry),
+                End::Failed(RunError::Store(_)) => {
+                    queue.wait(&job.id, now + self.inner.store_retry)
+                }
                 // Anything else (a state that does not decode) would fail
                 // the same way every time: alone, it waits for the next
                 // start; with leases, this worker keeps the sync and tries
