@@ -155,6 +155,24 @@ impl Commit {
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
+
+    /// The writes, in order, for a backend that applies them (sled's
+    /// [`Store`] applies them through its log).
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Makes the commit conditional on sync `sync`'s lease still carrying
+    /// fencing token `fence` (see [`CheckpointStore`]).
+    pub fn fenced(mut self, sync: &str, fence: u64) -> Self {
+        self.fence = Some((sync.to_string(), fence));
+        self
+    }
+
+    /// The fence set with [`Commit::fenced`], if any.
+    pub fn fence(&self) -> Option<(&str, u64)> {
+        self.fence.as_ref().map(|(s, f)| (s.as_str(), *f))
+    }
 }
 
 pub(super) fn record_key(id: &str) -> Vec<u8> {

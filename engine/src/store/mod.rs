@@ -362,13 +362,7 @@ impl Store {
         let mut segments = Vec::new();
         for item in self.inner.tree.scan_prefix(&prefix) {
             let (key, bytes) = item.map_err(|e| io_error(&self.inner.path, e))?;
-            let n = <[u8; 4]>::try_from(&key[prefix.len()..])
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    sync: record.id.clone(),
-                    detail: format!("a segment key of {} bytes", key.len()),
-                })?;
-            segments.push((n, raw_part(&record.id, &format!("segment {n}"), &bytes)?));
+            segments.push(segment_part(&record.id, prefix.len(), &key, &bytes)?);
         }
         record.plan = plan;
         record.segments = segments;
@@ -544,6 +538,23 @@ impl Drop for Inner {
         self.close();
     }
 }
+/// Segment `(n, JSON)` of sync `id` from its key (`prefix_len` bytes of
+/// segment prefix, then `n` big-endian) and value.
+pub(crate) fn segment_part(
+    id: &str,
+    prefix_len: usize,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<(u32, Arc<serde_json::value::RawValue>), StoreError> {
+    let n = <[u8; 4]>::try_from(&key[prefix_len..])
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            sync: id.to_string(),
+            detail: format!("a segment key of {} bytes", key.len()),
+        })?;
+    Ok((n, raw_part(id, &format!("segment {n}"), bytes)?))
+}
+
 /// A plan or segment of sync `id` as stored: JSON kept raw.
 pub(crate) fn raw_part(
     id: &str,

@@ -26,8 +26,10 @@ use super::commit::{
     data_key, head_key, history_prefix, index_key, plan_key, record_key, segment_prefix,
 };
 use super::record::decode_record;
-use super::{decode_history, raw_part, Commit, HistoryEntry, Record, Store, StoreError};
-use super::{Write, WriterStats};
+use super::WriterStats;
+use super::{
+    decode_history, raw_part, segment_part, Commit, HistoryEntry, Record, Store, StoreError,
+};
 
 /// A shared handle on a checkpoint store of any backend.
 pub type SharedStore = Arc<dyn CheckpointStore>;
@@ -244,14 +246,8 @@ impl<R: RawRead> LayoutReader<R> {
         let prefix = segment_prefix(&record.id);
         for item in self.0.scan(&prefix) {
             let (key, bytes) = item?;
-            let n = <[u8; 4]>::try_from(&key[prefix.len()..])
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::Corrupt {
-                    sync: record.id.clone(),
-                    detail: format!("a segment key of {} bytes", key.len()),
-                })?;
-            let segment = raw_part(&record.id, &format!("segment {n}"), &bytes)?;
-            record.segments.push((n, segment));
+            let segment = segment_part(&record.id, prefix.len(), &key, &bytes)?;
+            record.segments.push(segment);
         }
         Ok(record)
     }
@@ -313,26 +309,6 @@ impl<S: CheckpointStore> IntoStore for S {
 impl IntoStore for SharedStore {
     fn into_store(self) -> SharedStore {
         self
-    }
-}
-
-impl Commit {
-    /// The writes, in order, for a backend that applies them (sled's
-    /// [`Store`] applies them through its log).
-    pub fn writes(&self) -> &[Write] {
-        &self.writes
-    }
-
-    /// Makes the commit conditional on sync `sync`'s lease still carrying
-    /// fencing token `fence` (see [`CheckpointStore`]).
-    pub fn fenced(mut self, sync: &str, fence: u64) -> Self {
-        self.fence = Some((sync.to_string(), fence));
-        self
-    }
-
-    /// The fence set with [`Commit::fenced`], if any.
-    pub fn fence(&self) -> Option<(&str, u64)> {
-        self.fence.as_ref().map(|(s, f)| (s.as_str(), *f))
     }
 }
 
