@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod stdout;
+mod activity;
 mod cmd;
 mod crash_hook;
 mod daemon_client;
@@ -12,6 +13,7 @@ mod exit;
 mod failure;
 mod format;
 mod logs;
+mod opened;
 mod platform_args;
 mod progress;
 mod pulling;
@@ -50,9 +52,11 @@ struct Cli {
     /// The checkpoint store (a sled directory).
     #[arg(long, global = true, env = "ADSYNC_DB", default_value = "adsync.db")]
     db: PathBuf,
-    /// A PostgreSQL store that several daemons share, instead of --db
-    /// (`adsync daemon` and `adsync migrate`; other commands reach it through
-    /// a daemon with --daemon). Its password never appears in any output.
+    /// A PostgreSQL store that several daemons share, instead of --db:
+    /// `daemon` and `migrate` run on it; `status`, `show`, `history`,
+    /// `cancel` and `resolve` read and settle its syncs directly; `push`,
+    /// `pull` and `resume` go through a daemon (--daemon). Its password
+    /// never appears in any output.
     #[arg(
         long,
         global = true,
@@ -159,11 +163,16 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
     }
     let db = cli.db.as_path();
     let store = cli.store.as_ref();
-    if store.is_some() && !local_only {
+    // On a shared store the daemons run syncs: a one-shot process running
+    // one beside them would hold no lease.
+    let runs_syncs = matches!(
+        cli.command,
+        Command::Push(_) | Command::Pull(_) | Command::Resume(_)
+    );
+    if store.is_some() && runs_syncs {
         return Err(Failure::usage(format!(
-            "`adsync {}` does not open a shared store (--store) itself yet: start `adsync \
-             daemon --store …` and send it the command with --daemon URL (or \
-             ADSYNC_DAEMON_URL)",
+            "`adsync {}` does not run syncs on a shared store (--store) itself: the daemons on \
+             that store run them. Send it to one with --daemon URL (or ADSYNC_DAEMON_URL)",
             command_name(&cli.command)
         )));
     }
@@ -171,14 +180,14 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Demo => cmd::demo::run().await,
         Command::Push(args) => cmd::push::run(db, args).await,
         Command::Resume(args) => cmd::resume::run(db, args, given).await,
-        Command::Resolve(args) => cmd::resolve::run(db, args, given).await,
-        Command::Cancel(args) => cmd::cancel::run(db, args).await,
-        Command::Status(args) => cmd::status::run(db, args).await,
-        Command::History(args) => cmd::history::run(db, args).await,
+        Command::Resolve(args) => cmd::resolve::run(db, store, args, given).await,
+        Command::Cancel(args) => cmd::cancel::run(db, store, args).await,
+        Command::Status(args) => cmd::status::run(db, store, args).await,
+        Command::History(args) => cmd::history::run(db, store, args).await,
         Command::Machines(args) => cmd::machines::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Pull(args) => cmd::pull::run(db, args).await,
-        Command::Show(args) => cmd::show::run(db, args).await,
+        Command::Show(args) => cmd::show::run(db, store, args).await,
         Command::Daemon(args) => cmd::daemon::run(db, store, args).await,
         Command::Migrate => cmd::migrate::run(store).await,
         Command::FakeServer(args) => cmd::fake_server::run(args).await,

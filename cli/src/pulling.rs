@@ -13,6 +13,7 @@ use adsync::{Clock, SystemClock};
 use adsync::{PullMachine, PullMode, PullStatus, Puller, SyncState};
 use adsync::{Record, Store};
 
+use crate::activity::{Activity, Watch};
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::format::{rfc3339, rfc3339_or_dash};
@@ -291,37 +292,31 @@ impl LiveProgress {
 }
 
 /// A pull's status as `status` and `show` print it: the status its
-/// checkpoint tells, and whether no process is working on it any more.
+/// checkpoint tells, and who works on it now (see [`crate::activity`]).
 pub struct ShownPull {
     /// What the checkpoint says.
     pub status: PullStatus,
-    /// The time of the last checkpoint of a pull that no process is working
-    /// on although it did not finish (see [`crate::cmd::status::interrupted_at`]).
-    pub interrupted_at: Option<time::OffsetDateTime>,
+    /// Who works on it: nobody (interrupted, or waiting for a new owner on a
+    /// shared store), a daemon, or it is settled.
+    pub activity: Activity,
 }
 
 impl ShownPull {
     /// The pull status of `record`; `None` if it is no pull checkpoint this
     /// version can decode.
-    pub fn from_record(record: &Record) -> Option<Self> {
+    pub fn from_record(record: &Record, watch: &Watch) -> Option<Self> {
         if record.kind != PullMachine::KIND {
             return None;
         }
-        let interrupted_at = crate::cmd::status::interrupted_at(record);
+        let activity = watch.of(record);
         let status = PullStatus::from_record(record.clone()).ok()?;
-        Some(ShownPull {
-            status,
-            interrupted_at,
-        })
+        Some(ShownPull { status, activity })
     }
 
     /// The state as printed: `interrupted` instead of `syncing` for a pull
-    /// nobody works on.
+    /// nobody works on; on a shared store, the daemon working on it.
     pub fn state(&self) -> String {
-        match self.interrupted_at {
-            Some(_) => "interrupted".to_string(),
-            None => self.status.state.to_string(),
-        }
+        self.activity.shown(&self.status.state.to_string())
     }
 
     /// The status's JSON, with `state` as printed, the checkpoint's own
@@ -335,8 +330,9 @@ impl ShownPull {
             map.insert("state".to_string(), self.state().into());
             map.insert(
                 "interrupted_at".to_string(),
-                self.interrupted_at.map(rfc3339).into(),
+                self.activity.interrupted_at().map(rfc3339).into(),
             );
+            map.insert("lease".to_string(), self.activity.lease_json());
         }
         value
     }
@@ -356,12 +352,8 @@ pub fn print_shown(pulls: &[ShownPull], json: bool) {
     }
     for p in pulls {
         print_lines(&p.status, &p.state());
-        if let Some(at) = p.interrupted_at {
-            outln!(
-                "  interrupted: no process is working on it; last checkpoint {}; `adsync resume {}` continues it",
-                rfc3339(at),
-                p.status.sync
-            );
+        if let Some(next) = p.activity.next_step(&p.status.sync) {
+            outln!("  {next}");
         }
     }
 }
@@ -412,13 +404,16 @@ fn print_lines(s: &PullStatus, state: &str) {
 }
 
 /// The pull syncs among a store's readable records, for `adsync status`.
-pub fn pull_statuses(records: &[Record]) -> Vec<ShownPull> {
-    records.iter().filter_map(ShownPull::from_record).collect()
+pub fn pull_statuses(records: &[Record], watch: &Watch) -> Vec<ShownPull> {
+    records
+        .iter()
+        .filter_map(|r| ShownPull::from_record(r, watch))
+        .collect()
 }
 
 /// The pull section of `adsync status` (human output).
-pub fn print_pull_section(records: &[Record]) {
-    let pulls = pull_statuses(records);
+pub fn print_pull_section(records: &[Record], watch: &Watch) {
+    let pulls = pull_statuses(records, watch);
     if !pulls.is_empty() {
         outln!("\npull syncs:");
         print_shown(&pulls, false);

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use adsync::PushAdapter;
 use adsync::Runner;
-use adsync::Store;
 use adsync::{Clock, SystemClock};
 use adsync::{PushMachine, Pusher};
 
@@ -28,6 +27,6 @@ pub fn open_pusher(
 }
 
 /// A runner for commands that apply outcomes but never perform effects.
-pub fn read_only_runner(store: Store) -> Runner<PushMachine> {
+pub fn read_only_runner(store: impl adsync::IntoStore) -> Runner<PushMachine> {
     Runner::new(store, Arc::new(SystemClock))
 }

@@ -170,11 +170,18 @@ fn migrate_needs_a_store_applies_once_and_never_prints_the_password() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("schema version 1 already"), "{out}");
 
-    // Commands that do not open a shared store themselves say how to reach it.
-    let (code, _, err) = run(&mut adsync(&["--store", &url, "status"]));
+    // Commands that run syncs leave that to the daemons, and say how to reach one.
+    let (code, _, err) = run(&mut adsync(&[
+        "--store",
+        &url,
+        "push",
+        "set.json",
+        "--account",
+        "a2_x",
+    ]));
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("adsync daemon --store") && err.contains("--daemon"),
+        err.contains("the daemons on that store run them") && err.contains("--daemon"),
         "{err}"
     );
     assert!(!err.contains(&password), "{err}");

@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use adsync::Store;
-
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::format::rfc3339;
+use crate::opened::Opened;
+use crate::store_url::StoreUrl;
 
 /// Arguments of `adsync history`.
 #[derive(Debug, clap::Args)]
@@ -19,20 +19,20 @@ pub struct Args {
 }
 
 /// `adsync history`.
-pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exit, Failure> {
     let Args { sync, json } = args;
-    let store = Store::open_existing_from_async(db).await?;
-    store
-        .blocking(move |store| history(store, &sync, json))
-        .await?
-}
-
-fn history(store: &Store, sync: &str, json: bool) -> Result<Exit, Failure> {
-    let entries = store.history(sync)?;
+    let opened = Opened::existing(db, shared).await?;
+    let entries = {
+        let sync = sync.clone();
+        opened
+            .store
+            .read(move |store| store.history(&sync))
+            .await??
+    };
     if entries.is_empty() {
         return Err(Failure::usage(format!(
             "no sync `{sync}` in {}",
-            store.path().display()
+            opened.location()
         )));
     }
     print_history(&entries, json);

@@ -5,13 +5,14 @@ use std::path::Path;
 
 use adsync::PushOutcome;
 use adsync::Status;
-use adsync::Store;
 
 use crate::endpoint::{endpoint_of, open_adapter};
 use crate::exit::Exit;
 use crate::failure::Failure;
+use crate::opened::Opened;
 use crate::platform_args::{Given, PlatformArgs};
 use crate::pushing::read_only_runner;
+use crate::store_url::StoreUrl;
 use crate::suggest::resume_command;
 
 /// Arguments of `adsync resolve`.
@@ -33,17 +34,32 @@ pub struct Args {
 }
 
 /// `adsync resolve`; `given` says which platform flags were not defaulted.
-pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
+pub async fn run(
+    db: &Path,
+    shared: Option<&StoreUrl>,
+    args: Args,
+    given: Given,
+) -> Result<Exit, Failure> {
     let Args {
         sync,
         adopt,
         absent,
         platform: platform_args,
     } = args;
-    let store = Store::open_existing_from_async(db).await?;
-    let runner = read_only_runner(store);
+    let opened = Opened::existing(db, shared).await?;
+    let runner = read_only_runner(opened.store.clone());
     let checkpoint = runner.get(&sync).await?;
-    let resume = resume_command(db, &sync);
+    // On a shared store the daemons continue a sync once it runs again.
+    let (unfinished, next) = if opened.is_shared() {
+        let daemon = "a daemon on this store continues it";
+        (format!("; {daemon}"), daemon.to_string())
+    } else {
+        let resume = resume_command(db, &sync);
+        (
+            format!(", and `{resume}` continues it"),
+            format!("run `{resume}` to continue"),
+        )
+    };
     match checkpoint.record.status {
         Status::NeedsAttention => {}
         status @ (Status::Succeeded | Status::Failed | Status::Cancelled) => {
@@ -53,8 +69,8 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
         }
         Status::Running => {
             return Err(Failure::usage(format!(
-            "sync `{sync}` does not need attention: it is unfinished, and `{resume}` continues it"
-        )))
+                "sync `{sync}` does not need attention: it is unfinished{unfinished}"
+            )))
         }
     }
     let outcome = match (adopt, absent) {
@@ -77,6 +93,6 @@ pub async fn run(db: &Path, args: Args, given: Given) -> Result<Exit, Failure> {
         (None, false) => return Err(Failure::usage("pass --adopt <id> or --absent")),
     };
     let t = runner.resolve(&sync, outcome).await?;
-    outln!("{sync}: {} → {}; run `{resume}` to continue", t.from, t.to);
+    outln!("{sync}: {} → {}; {next}", t.from, t.to);
     Ok(Exit::Ok)
 }

@@ -3,14 +3,15 @@
 use std::path::Path;
 
 use adsync::amazon::{Items, ListKind, SpAdGroup, SpCampaign, SpKeyword};
-use adsync::Store;
 use adsync::{ProfileSnapshot, PullReader};
 use clap::ValueEnum;
 
 use crate::exit::Exit;
 use crate::failure::Failure;
+use crate::opened::Opened;
 use crate::platform_args::{ProfileArgs, PullPlatform};
 use crate::pulling::{print_shown, ShownPull};
+use crate::store_url::StoreUrl;
 
 /// What `adsync show` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,11 +56,10 @@ pub struct Args {
 /// `{"found": false, …}` object on stdout with `--json`, and
 /// [`Exit::NotFound`]. An empty list is printed only for a completed pull
 /// that persisted none of that kind.
-pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exit, Failure> {
     let PullPlatform::Amazon = args.pulled.platform;
-    let store = Store::open_existing_from_async(db)
-        .await
-        .map_err(Failure::from)?;
+    let opened = Opened::existing(db, shared).await?;
+    let store = opened.store.clone();
     let reader = PullReader::new(store.clone());
     let profile = args.pulled.profile.as_str();
     let limit = args.limit.unwrap_or(usize::MAX);
@@ -79,18 +79,15 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     };
     // The record again, for whether the pull is interrupted (its time).
     let sync = status.sync.clone();
-    let record = store
-        .blocking(move |store| store.record(&sync))
-        .await
-        .map_err(Failure::from)?
-        .map_err(Failure::from)?;
+    let record = store.read(move |store| store.record(&sync)).await??;
+    let watch = opened.watch().await?;
     let shown = record
         .as_ref()
-        .and_then(ShownPull::from_record)
+        .and_then(|r| ShownPull::from_record(r, &watch))
         // Unreadable as a pull after `status` read it: what `status` said.
         .unwrap_or(ShownPull {
             status,
-            interrupted_at: None,
+            activity: crate::activity::Activity::Settled,
         });
     if kind == ShowKind::Summary && id.is_none() {
         print_shown(std::slice::from_ref(&shown), args.json);
@@ -98,11 +95,15 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     }
     let status = &shown.status;
     if status.counts.is_none() {
+        let next = if opened.is_shared() {
+            "a daemon on this store continues it".to_string()
+        } else {
+            format!("`adsync resume {}` continues it", status.sync)
+        };
         return Ok(missing.report(&format!(
-            "profile {profile} has no completed pull (its pull `{}` is {}; `adsync resume {}` continues it)",
+            "profile {profile} has no completed pull (its pull `{}` is {}; {next})",
             status.sync,
             shown.state(),
-            status.sync
         )));
     }
     let source = Entities::Store(&reader);

@@ -3,13 +3,16 @@
 use std::io::Write;
 use std::path::Path;
 
+use adsync::Machine;
 use adsync::PushMachine;
-use adsync::{Machine, Status};
-use adsync::{Record, Store};
+use adsync::{Record, StoreRead};
 
+use crate::activity::Watch;
 use crate::exit::Exit;
 use crate::failure::Failure;
 use crate::format::{rfc3339, short_time};
+use crate::opened::Opened;
+use crate::store_url::StoreUrl;
 
 /// Arguments of `adsync status`.
 #[derive(Debug, clap::Args)]
@@ -20,37 +23,14 @@ pub struct Args {
 }
 
 /// `adsync status`.
-pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
+pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exit, Failure> {
     let json = args.json;
-    let store = Store::open_existing_from_async(db).await?;
-    store.blocking(move |store| status(store, json)).await?
-}
-
-/// When `record`'s sync was left unfinished by a process that no longer
-/// works on it: the time of its last checkpoint; `None` for a settled sync.
-///
-/// Only for a process that holds the store, as `status` and `show` do: sled
-/// locks the store's directory for the process that opened it, so no other
-/// process can be running any of its syncs now (a command that runs syncs
-/// holds the store until it exits, and `status` run meanwhile exits 4). A
-/// record that still says `running` was therefore left by a process that
-/// stopped (killed, crashed, interrupted) before the sync settled, and
-/// `adsync resume` continues it.
-///
-/// This is the one place that decides it: a process that both runs syncs
-/// and reports on them (a daemon) must ask its own runner which syncs it is
-/// driving instead.
-pub fn interrupted_at(record: &Record) -> Option<time::OffsetDateTime> {
-    (record.status == Status::Running).then_some(record.updated_at)
-}
-
-/// How `status` shows a sync's status: `interrupted` for a sync no process
-/// works on (see [`interrupted_at`]), else as recorded.
-fn shown_status(record: &Record) -> String {
-    match interrupted_at(record) {
-        Some(_) => "interrupted".to_string(),
-        None => record.status.to_string(),
-    }
+    let opened = Opened::existing(db, shared).await?;
+    let watch = opened.watch().await?;
+    opened
+        .store
+        .read(move |store| status(store, &watch, json))
+        .await?
 }
 
 /// Longest cell of the table's free-text columns; `--json` has the full text.
@@ -79,14 +59,14 @@ fn label<'a>(record: &'a Record, key: &str) -> &'a str {
 /// `adsync status`: every sync, then every set push, then pulls. Records are
 /// read and written one at a time (in JSON too), so memory does not grow
 /// with the number of syncs. Stops quietly when stdout is closed.
-fn status(store: &Store, json: bool) -> Result<Exit, Failure> {
+fn status(store: &dyn StoreRead, watch: &Watch, json: bool) -> Result<Exit, Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut broken = Vec::new();
     let written = if json {
-        status_json(store, &mut out, &mut broken)
+        status_json(store, watch, &mut out, &mut broken)
     } else {
-        status_table(store, &mut out, &mut broken)
+        status_table(store, watch, &mut out, &mut broken)
     };
     let _ = written.and_then(|()| out.flush());
     Ok(if broken.is_empty() {
@@ -97,7 +77,8 @@ fn status(store: &Store, json: bool) -> Result<Exit, Failure> {
 }
 
 fn status_json(
-    store: &Store,
+    store: &dyn StoreRead,
+    watch: &Watch,
     out: &mut impl Write,
     broken: &mut Vec<String>,
 ) -> std::io::Result<()> {
@@ -111,12 +92,14 @@ fn status_json(
                 continue;
             }
         };
-        let interrupted_at = interrupted_at(&r).map(rfc3339);
+        let activity = watch.of(&r);
         let value = serde_json::json!({
             "id": r.id, "kind": r.kind,
             "platform": r.labels.get("platform"), "account": r.labels.get("account"),
-            "phase": r.phase, "status": shown_status(&r), "recorded_status": r.status,
-            "interrupted_at": interrupted_at,
+            "phase": r.phase, "status": activity.shown(&r.status.to_string()),
+            "recorded_status": r.status,
+            "interrupted_at": activity.interrupted_at().map(rfc3339),
+            "lease": activity.lease_json(),
             "effects_run": r.effects_run, "failed_effects": r.failed_effects,
             "last_error": r.last_error, "labels": r.labels,
             "created_at": rfc3339(r.created_at), "updated_at": rfc3339(r.updated_at),
@@ -128,12 +111,12 @@ fn status_json(
     }
     write!(out, "\n  ],\n  \"sets\": [")?;
     let mut first = true;
-    for set in set_rows(store, broken) {
+    for set in set_rows(store, watch, broken) {
         write!(out, "{}\n    ", if first { "" } else { "," })?;
         first = false;
         serde_json::to_writer(&mut *out, &set)?;
     }
-    let pulls: Vec<_> = crate::pulling::pull_statuses(&pull_records(store, broken))
+    let pulls: Vec<_> = crate::pulling::pull_statuses(&pull_records(store, broken), watch)
         .iter()
         .map(crate::pulling::ShownPull::json)
         .collect();
@@ -145,7 +128,7 @@ fn status_json(
 }
 
 /// Pull records (one per pulled profile, not per sync of a set).
-fn pull_records(store: &Store, broken: &mut Vec<String>) -> Vec<Record> {
+fn pull_records(store: &dyn StoreRead, broken: &mut Vec<String>) -> Vec<Record> {
     let mut pulls = Vec::new();
     for item in store.records(false) {
         match item {
@@ -171,7 +154,11 @@ fn pull_records(store: &Store, broken: &mut Vec<String>) -> Vec<Record> {
 }
 
 /// The set pushes with their syncs' (shown) statuses.
-fn set_rows(store: &Store, broken: &mut Vec<String>) -> Vec<serde_json::Value> {
+fn set_rows(
+    store: &dyn StoreRead,
+    watch: &Watch,
+    broken: &mut Vec<String>,
+) -> Vec<serde_json::Value> {
     let mut sets = Vec::new();
     for set in adsync::set_records(store) {
         match set {
@@ -186,7 +173,7 @@ fn set_rows(store: &Store, broken: &mut Vec<String>) -> Vec<serde_json::Value> {
                 .iter()
                 .map(|m| {
                     let status = match store.record(&m.sync) {
-                        Ok(Some(r)) => shown_status(&r),
+                        Ok(Some(r)) => watch.of(&r).shown(&r.status.to_string()),
                         Ok(None) => "missing".to_string(),
                         Err(_) => "unreadable".to_string(),
                     };
@@ -203,27 +190,31 @@ fn set_rows(store: &Store, broken: &mut Vec<String>) -> Vec<serde_json::Value> {
 }
 
 fn status_table(
-    store: &Store,
+    store: &dyn StoreRead,
+    watch: &Watch,
     out: &mut impl Write,
     broken: &mut Vec<String>,
 ) -> std::io::Result<()> {
     // A first pass sizes the columns (ids are never cut: they are pasted into commands).
     let (mut id_w, mut platform_w, mut account_w, mut phase_w) = (4, 8, 7, 5);
+    // On a shared store a status names its daemon and lease ("running on …").
+    let mut status_w = 11;
     for r in store.records(false).flatten() {
         id_w = id_w.max(r.id.chars().count());
+        status_w = status_w.max(watch.of(&r).shown(&r.status.to_string()).chars().count());
         platform_w = platform_w.max(label(&r, "platform").chars().count().min(CELL / 3));
         account_w = account_w.max(label(&r, "account").chars().count().min(CELL / 2));
         phase_w = phase_w.max(r.phase.chars().count().min(CELL / 2));
     }
     writeln!(
         out,
-        "{} {:<6} {} {} {} {:<11} {:>7}  {:<20}  last error",
+        "{} {:<6} {} {} {} {} {:>7}  {:<20}  last error",
         pad("sync", id_w),
         "kind",
         pad("platform", platform_w),
         pad("account", account_w),
         pad("phase", phase_w),
-        "status",
+        pad("status", status_w),
         "effects",
         "last checkpoint"
     )?;
@@ -237,13 +228,13 @@ fn status_table(
         };
         writeln!(
             out,
-            "{} {:<6} {} {} {} {:<11} {:>7}  {:<20}  {}",
+            "{} {:<6} {} {} {} {} {:>7}  {:<20}  {}",
             pad(&r.id, id_w),
             truncate(&r.kind, 6),
             pad(&truncate(label(&r, "platform"), platform_w), platform_w),
             pad(&truncate(label(&r, "account"), account_w), account_w),
             pad(&truncate(&r.phase, phase_w), phase_w),
-            shown_status(&r),
+            pad(&watch.of(&r).shown(&r.status.to_string()), status_w),
             r.effects_run,
             short_time(r.updated_at),
             truncate(
@@ -255,7 +246,7 @@ fn status_table(
     for b in broken.iter() {
         writeln!(out, "unreadable: {b}")?;
     }
-    let sets = set_rows(store, broken);
+    let sets = set_rows(store, watch, broken);
     if !sets.is_empty() {
         writeln!(out, "\nsets:")?;
         for set in sets {
@@ -293,7 +284,7 @@ fn status_table(
         }
     }
     out.flush()?;
-    crate::pulling::print_pull_section(&pull_records(store, broken));
+    crate::pulling::print_pull_section(&pull_records(store, broken), watch);
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 pub mod fake_amazon;
+pub mod shared_store;
 
 #[path = "../../../tests/common/mod.rs"]
 mod shared;
