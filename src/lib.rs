@@ -143,6 +143,9 @@
 // Modules are private: the `pub use` lists below are the whole public API, so
 // the files behind them can be reorganised without breaking an embedder.
 mod adapter;
+/// Converging pushes: plan what a push writes from what the platform holds
+/// (the module lists its public items itself).
+pub mod converge;
 mod model;
 mod platform;
 mod pull;

@@ -1,0 +1,26 @@
+//! Converging pushes: compare what a set asks for, what adsync wrote, and
+//! what the platform holds, and write only the difference.
+//!
+//! The flow (issue #15), of which this module is the pure middle:
+//!
+//! 1. **observe**: list what the platform holds under the account and under
+//!    every campaign the store manages (one listing per parent, within the
+//!    read budget) and turn each listed entity into [`Observed`] fields;
+//! 2. **plan** ([`plan`]): per entity, create / update only the differing
+//!    fields / unchanged / adopt / replace / prune, or refuse; every field
+//!    change says whether it *drifted* (the platform's value is not the one
+//!    adsync last wrote);
+//! 3. **carry out**: the plan is checkpointed before the first write and the
+//!    push machine runs exactly it, so a crash resumes the same plan.
+//!
+//! Only step 2 exists so far; `adsync plan`, `adsync drift` and the push
+//! machine's reading phase build on it.
+
+mod fields;
+mod plan;
+
+pub use fields::{fields_of, Fields};
+pub use plan::{
+    drift, plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions,
+    PlanSummary, Refusal,
+};
