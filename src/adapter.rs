@@ -307,6 +307,32 @@ pub trait PushAdapter: Send + Sync + 'static {
         })
     }
 
+    /// Lists every entity of `kind` directly under `parent` (campaigns: the
+    /// account's; ad groups: a campaign's; ads and keyword entities: an ad
+    /// group's) with the fields a push controls, in the set file's
+    /// vocabulary ([`crate::converge::fields_of`]): what a converging push
+    /// compares the set with. Reads only. The default answers `Permanent`
+    /// ("cannot list"): a platform without it cannot plan a converging push.
+    ///
+    /// # Errors
+    ///
+    /// As [`PushAdapter::find`]; a listing the adapter cannot read is
+    /// `Transient` (retried within the read budget), never a partial list.
+    async fn list(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+    ) -> Result<Vec<crate::converge::Observed>, AdapterError> {
+        let _ = parent;
+        Err(AdapterError::Permanent {
+            message: format!(
+                "the {} adapter cannot list {kind}s, so it cannot plan a converging push",
+                self.platform()
+            ),
+            fields: vec![],
+        })
+    }
+
     /// Sets the keywords of ad group `ad_group_id` to exactly `keywords`
     /// (idempotent). Only called when [`PushAdapter::keyword_model`] is
     /// [`KeywordModel::AdGroupTargeting`].

@@ -88,6 +88,18 @@ impl From<PushError> for Failure {
                 exit: Exit::NeedsAttention,
                 message: e.to_string(),
             },
+            // A read a plan needed failed; nothing was written. The platform
+            // may answer later (5), or it refused what was asked (an unknown
+            // account: 2; anything else it refuses: 1).
+            PushError::Platform { ref source, .. } => Failure {
+                exit: match source {
+                    adsync::AdapterError::Transient { .. }
+                    | adsync::AdapterError::Unknown { .. } => Exit::Deferred,
+                    adsync::AdapterError::NotFound { .. } => Exit::BadInput,
+                    adsync::AdapterError::Permanent { .. } => Exit::SyncFailed,
+                },
+                message: e.to_string(),
+            },
         }
     }
 }

@@ -121,6 +121,8 @@ impl From<PushError> for ApiError {
             PushError::Unfinished { .. } | PushError::NeedsAttention { .. } => {
                 ApiError::conflict(e.to_string())
             }
+            // The platform could not be read for a plan: not the caller's fault.
+            PushError::Platform { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
         }
     }
 }

@@ -80,7 +80,7 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
 /// An RFC 3339 time as a canonical UTC string; text that does not parse is
 /// kept as it is (the set was validated; a platform's odd value then simply
 /// differs).
-fn instant(text: Option<&str>) -> Value {
+pub(crate) fn instant(text: Option<&str>) -> Value {
     let Some(text) = text else {
         return Value::Null;
     };

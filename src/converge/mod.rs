@@ -18,7 +18,9 @@
 
 mod fields;
 mod plan;
+mod planning;
 
+pub(crate) use fields::instant;
 pub use fields::{fields_of, Fields};
 pub use plan::{
     drift, plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions,

@@ -14,6 +14,7 @@ use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
     PlatformEntity, PushAdapter,
 };
+use crate::converge::{fields_of, Observed};
 use crate::model::{Keyword, MIN_NAME_LEN};
 use adsync_engine::{Clock, Timestamp};
 
@@ -29,6 +30,8 @@ pub enum Op {
     Find,
     /// `set_ad_group_keywords`.
     SetKeywords,
+    /// `list`.
+    List,
 }
 
 /// A scripted failure.
@@ -552,6 +555,30 @@ impl MemoryPlatform {
         removed
     }
 
+    /// `e` as a listing shows it: its fields as last written, and under
+    /// keyword targeting its ad group's keywords as set by
+    /// `set_ad_group_keywords` (not the spec's, which creates leave empty).
+    fn observed(&self, e: &StoredEntity) -> Observed {
+        let mut spec = e.spec.clone();
+        if let EntitySpec::AdGroup(group) = &mut spec {
+            group.keywords = e
+                .keywords
+                .iter()
+                .map(|text| Keyword {
+                    id: String::new(),
+                    text: text.clone(),
+                })
+                .collect();
+        }
+        Observed {
+            kind: e.kind,
+            id: e.id.clone(),
+            parent_id: e.parent_id.clone(),
+            name: e.name.clone(),
+            fields: fields_of(&spec, self.keyword_model),
+        }
+    }
+
     fn store_entity(&self, inner: &mut Inner, parent: &Parent, spec: &EntitySpec) -> String {
         inner.next_id += 1;
         inner.creations += 1;
@@ -811,6 +838,28 @@ impl PushAdapter for MemoryPlatform {
                 account_id: Some(e.account_id.clone()),
                 parent_id: e.parent_id.clone(),
             }))
+    }
+
+    async fn list(&self, parent: &Parent, kind: EntityKind) -> Result<Vec<Observed>, AdapterError> {
+        let subject = parent.parent_id.as_deref().unwrap_or(&parent.account_id);
+        let result = {
+            let mut inner = self.lock();
+            match self.begin(&mut inner, Op::List, kind, subject) {
+                Some(f) => Err(Self::injected(&f)),
+                None => Ok(inner
+                    .entities
+                    .values()
+                    .filter(|e| {
+                        e.kind == kind
+                            && e.account_id == parent.account_id
+                            && e.parent_id == parent.parent_id
+                    })
+                    .map(|e| self.observed(e))
+                    .collect()),
+            }
+        };
+        self.persist().await?;
+        result
     }
 
     async fn set_ad_group_keywords(

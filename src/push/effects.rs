@@ -22,6 +22,11 @@ impl AdapterEffects {
     pub fn new(adapter: Arc<dyn PushAdapter>) -> Self {
         AdapterEffects { adapter }
     }
+
+    /// The adapter, for reads outside the machine (planning a push).
+    pub(crate) fn adapter(&self) -> &dyn PushAdapter {
+        self.adapter.as_ref()
+    }
 }
 
 #[async_trait]

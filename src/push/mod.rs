@@ -15,7 +15,7 @@ pub use machine::{
     PushPolicy, PushState, Target, Work,
 };
 
-use crate::adapter::PushAdapter;
+use crate::adapter::{AdapterError, PushAdapter};
 use crate::model::CampaignSet;
 use adsync_engine::Clock;
 use adsync_engine::Status;
@@ -63,6 +63,16 @@ pub enum PushError {
         sync: String,
         /// Why it is parked.
         reason: String,
+    },
+    /// A read of the platform that a plan needs failed (`what` says which);
+    /// nothing was written.
+    #[error("{what}: {source}")]
+    Platform {
+        /// What was being read.
+        what: String,
+        /// The adapter's error.
+        #[source]
+        source: AdapterError,
     },
 }
 
@@ -193,7 +203,7 @@ impl std::fmt::Debug for Pusher {
 pub const DEFAULT_MAX_RUNNING: usize = 32;
 
 /// The index key naming the latest sync of a campaign on an account.
-fn latest_key(platform: &str, account: &str, campaign: &str) -> String {
+pub(crate) fn latest_key(platform: &str, account: &str, campaign: &str) -> String {
     format!("push/{platform}/{account}/{campaign}")
 }
 
@@ -758,7 +768,7 @@ impl KnownIds {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    fn decode(campaign: &str, bytes: &[u8]) -> Result<Self, PushError> {
+    pub(crate) fn decode(campaign: &str, bytes: &[u8]) -> Result<Self, PushError> {
         serde_json::from_slice(bytes).map_err(|e| {
             PushError::Run(RunError::Store(adsync_engine::StoreError::Corrupt {
                 sync: campaign.to_string(),

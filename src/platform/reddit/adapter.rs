@@ -11,6 +11,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, DATE, RETRY_AFTER, USER_AG
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::time::Instant;
@@ -25,6 +26,7 @@ use crate::adapter::{
     AdapterError, EntityKind, EntitySpec, FieldError, FoundEntity, KeywordModel, Parent,
     PlatformEntity, PushAdapter,
 };
+use crate::converge::{instant, Fields, Observed};
 use crate::model::Keyword;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Secret;
@@ -545,6 +547,80 @@ impl RedditAdapter {
         Ok(())
     }
 
+    /// Reads every page of the listing of `kind` under `parent`, handing
+    /// each page's items to `on_page`, following `pagination.next_url` (on
+    /// Reddit's own origin only: the token never goes elsewhere) and refusing
+    /// a pagination that loops.
+    async fn list_pages<T: DeserializeOwned>(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        mut on_page: impl FnMut(&str, Vec<T>) -> Result<(), AdapterError>,
+    ) -> Result<(), AdapterError> {
+        let mut url = self.url(&["ad_accounts", &parent.account_id, collection(kind)?]);
+        {
+            let mut q = url.query_pairs_mut();
+            match kind {
+                EntityKind::AdGroup => {
+                    q.append_pair("campaign_id", parent_id(parent, kind)?);
+                }
+                EntityKind::Ad => {
+                    q.append_pair("ad_group_id", parent_id(parent, kind)?);
+                }
+                _ => {}
+            }
+            if let Some(size) = self.config.page_size {
+                q.append_pair("page.size", &size.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let mut seen_pages = std::collections::HashSet::new();
+        let mut next = Some(url);
+        while let Some(page_url) = next.take() {
+            if !seen_pages.insert(page_url.to_string()) {
+                return Err(AdapterError::Transient {
+                    message: format!(
+                        "GET {}: pagination loops back to a page already read",
+                        page_url.path()
+                    ),
+                    retry_after: None,
+                });
+            }
+            let endpoint = format!("GET {}", page_url.path());
+            let page: ListEnvelope<T> = self
+                .get_json(
+                    &parent.account_id,
+                    page_url,
+                    format!("the parent of these {kind}s no longer exists on Reddit"),
+                )
+                .await?;
+            on_page(&endpoint, page.data)?;
+            if let Some(raw) = page.pagination.and_then(|p| p.next_url) {
+                if raw.trim().is_empty() {
+                    continue;
+                }
+                let next_url = Url::parse(&raw).map_err(|e| AdapterError::Transient {
+                    message: format!("{endpoint}: unusable pagination.next_url `{raw}`: {e}"),
+                    retry_after: None,
+                })?;
+                // The bearer token must never go to another host.
+                if next_url.origin() != self.base.origin() {
+                    return Err(AdapterError::Permanent {
+                        message: format!(
+                            "{endpoint}: pagination.next_url points to another origin ({}); refusing to send the token there",
+                            next_url.origin().ascii_serialization()
+                        ),
+                        fields: vec![],
+                    });
+                }
+                next = Some(next_url);
+            }
+        }
+        Ok(())
+    }
+
     async fn get_json<T: DeserializeOwned>(
         &self,
         account: &str,
@@ -853,51 +929,13 @@ impl PushAdapter for RedditAdapter {
         name: &str,
         created_after: Timestamp,
     ) -> Result<Vec<FoundEntity>, AdapterError> {
-        let mut url = self.url(&["ad_accounts", &parent.account_id, collection(kind)?]);
-        {
-            let mut q = url.query_pairs_mut();
-            match kind {
-                EntityKind::AdGroup => {
-                    q.append_pair("campaign_id", parent_id(parent, kind)?);
-                }
-                EntityKind::Ad => {
-                    q.append_pair("ad_group_id", parent_id(parent, kind)?);
-                }
-                _ => {}
-            }
-            if let Some(size) = self.config.page_size {
-                q.append_pair("page.size", &size.to_string());
-            }
-        }
-        if url.query() == Some("") {
-            url.set_query(None);
-        }
+        // `created_after` is on this machine's clock, `created_at` on
+        // Reddit's: compare on Reddit's, as its latest `Date` showed it. The
+        // header has whole seconds; the caller's slack absorbs that.
+        let threshold = created_after + self.clock_offset().unwrap_or(time::Duration::ZERO);
         let mut found = Vec::new();
-        let mut seen_pages = std::collections::HashSet::new();
-        let mut next = Some(url);
-        while let Some(page_url) = next.take() {
-            if !seen_pages.insert(page_url.to_string()) {
-                return Err(AdapterError::Transient {
-                    message: format!(
-                        "GET {}: pagination loops back to a page already read",
-                        page_url.path()
-                    ),
-                    retry_after: None,
-                });
-            }
-            let endpoint = format!("GET {}", page_url.path());
-            let page: ListEnvelope<EntitySummary> = self
-                .get_json(
-                    &parent.account_id,
-                    page_url,
-                    format!("the parent of these {kind}s no longer exists on Reddit"),
-                )
-                .await?;
-            // `created_after` is on this machine's clock, `created_at` on
-            // Reddit's: compare on Reddit's, as its latest `Date` showed it. The
-            // header has whole seconds; the caller's slack absorbs that.
-            let threshold = created_after + self.clock_offset().unwrap_or(time::Duration::ZERO);
-            for e in page.data {
+        self.list_pages::<EntitySummary>(parent, kind, |endpoint, page| {
+            for e in page {
                 if e.name != name {
                     continue;
                 }
@@ -920,28 +958,26 @@ impl PushAdapter for RedditAdapter {
                     });
                 }
             }
-            if let Some(raw) = page.pagination.and_then(|p| p.next_url) {
-                if raw.trim().is_empty() {
-                    continue;
-                }
-                let next_url = Url::parse(&raw).map_err(|e| AdapterError::Transient {
-                    message: format!("{endpoint}: unusable pagination.next_url `{raw}`: {e}"),
-                    retry_after: None,
-                })?;
-                // The bearer token must never go to another host.
-                if next_url.origin() != self.base.origin() {
-                    return Err(AdapterError::Permanent {
-                        message: format!(
-                            "{endpoint}: pagination.next_url points to another origin ({}); refusing to send the token there",
-                            next_url.origin().ascii_serialization()
-                        ),
-                        fields: vec![],
-                    });
-                }
-                next = Some(next_url);
-            }
-        }
+            Ok(())
+        })
+        .await?;
         Ok(found)
+    }
+
+    async fn list(&self, parent: &Parent, kind: EntityKind) -> Result<Vec<Observed>, AdapterError> {
+        if kind == EntityKind::Keyword {
+            // Keywords are the ad group's targeting here: a field of the group.
+            return Ok(vec![]);
+        }
+        let mut listed = Vec::new();
+        self.list_pages::<serde_json::Map<String, Value>>(parent, kind, |endpoint, page| {
+            for item in page {
+                listed.push(observed(endpoint, kind, &item)?);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(listed)
     }
 
     async fn get(
@@ -1014,6 +1050,80 @@ impl PushAdapter for RedditAdapter {
         )
         .await
     }
+}
+
+/// One listed Reddit entity in the set file's vocabulary (see
+/// `docs/platforms/reddit.md` for the names): `configured_status` is
+/// `status`, `bid_value` is `bid_value_micros`, `goal_type` and `goal_value`
+/// are `goal`, the targeting's keywords are the group's `keywords` (a set).
+/// Values are kept as Reddit sent them (an enum value this version does not
+/// know simply differs from the set's); an item without an id or name is a
+/// garbled page, retried like any unreadable answer.
+fn observed(
+    endpoint: &str,
+    kind: EntityKind,
+    item: &serde_json::Map<String, Value>,
+) -> Result<Observed, AdapterError> {
+    let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_string);
+    let field = |key: &str| item.get(key).cloned().unwrap_or(Value::Null);
+    let garbled = |what: &str| AdapterError::Transient {
+        message: format!("{endpoint}: a listed {kind} has no {what}"),
+        retry_after: None,
+    };
+    let id = text("id").ok_or_else(|| garbled("id"))?;
+    let name = text("name").ok_or_else(|| garbled("name"))?;
+    let mut fields = Fields::new();
+    fields.insert("name", Value::from(name.as_str()));
+    let parent_id = match kind {
+        EntityKind::Campaign => {
+            fields.insert("objective", field("objective"));
+            fields.insert("status", field("configured_status"));
+            let goal = match item.get("goal_type") {
+                Some(Value::Null) | None => Value::Null,
+                Some(goal_type) => serde_json::json!({
+                    "type": goal_type, "value_micros": field("goal_value"),
+                }),
+            };
+            fields.insert("goal", goal);
+            None
+        }
+        EntityKind::AdGroup => {
+            fields.insert("status", field("configured_status"));
+            fields.insert("bid_strategy", field("bid_strategy"));
+            fields.insert("bid_type", field("bid_type"));
+            fields.insert("bid_value_micros", field("bid_value"));
+            for key in ["start_time", "end_time"] {
+                let value = match item.get(key) {
+                    Some(Value::String(t)) => instant(Some(t)),
+                    Some(other) => other.clone(),
+                    None => Value::Null,
+                };
+                fields.insert(key, value);
+            }
+            let keywords: std::collections::BTreeSet<&str> = item
+                .get("targeting")
+                .and_then(|t| t.get("keywords"))
+                .and_then(Value::as_array)
+                .map(|k| k.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            fields.insert("keywords", keywords.into_iter().collect());
+            text("campaign_id")
+        }
+        EntityKind::Ad => {
+            fields.insert("post_id", field("post_id"));
+            fields.insert("click_url", field("click_url"));
+            fields.insert("status", field("configured_status"));
+            text("ad_group_id")
+        }
+        EntityKind::Keyword => return Err(garbled("kind: keywords are targeting on Reddit")),
+    };
+    Ok(Observed {
+        kind,
+        id,
+        parent_id,
+        name,
+        fields,
+    })
 }
 
 #[cfg(test)]
