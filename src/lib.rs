@@ -50,6 +50,12 @@
 //!   made current in one commit; client in [`amazon`] (its fake is in
 //!   `adsync-fakes`).
 //!
+//! * **converge** ([`converge`], [`Pusher::plan`]) — what a push of a set
+//!   would do, from what the platform lists and what adsync last wrote: per
+//!   entity create / update only the differing fields (drift marked) /
+//!   unchanged / adopt / replace / prune, or refuse. Pure planner, read-only
+//!   reads; the push machine does not carry plans out yet.
+//!
 //! And one that hosts them:
 //!
 //! * **worker** ([`Worker`]) — the push and pull runners of one store in a

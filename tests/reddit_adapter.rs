@@ -914,11 +914,21 @@ async fn garbled_or_incomplete_success_bodies_give_clear_errors() {
     assert_eq!(fake.entities().campaigns.len(), 2);
     assert_eq!(count(&fake.requests(), "POST", "", None), 2);
 
+    // A read is read again when its body is garbled once...
+    fake.clear_requests();
     fake.inject(
         RedditFault::new(RedditFaultKind::Garble)
             .method("GET")
             .times(1),
     );
+    let found = adapter
+        .find(&account(), EntityKind::Campaign, "Garbled One", long_ago())
+        .await
+        .expect("the second read is whole");
+    assert_eq!(found.len(), 1);
+    assert_eq!(count(&fake.requests(), "GET", "/campaigns", None), 2);
+    // ...and fails, naming the endpoint, when every try is garbled.
+    fake.inject(RedditFault::new(RedditFaultKind::Garble).method("GET"));
     match adapter
         .find(&account(), EntityKind::Campaign, "Garbled One", long_ago())
         .await

@@ -24,6 +24,11 @@ pub enum Exit {
     /// Distinct from [`Exit::Ok`] with empty output, so a script never reads
     /// "never pulled" as "zero keywords".
     NotFound,
+    /// `plan`: the push would write (create, update, adopt, replace or
+    /// prune). Like `terraform plan -detailed-exitcode`'s 2, but distinct
+    /// from every other code here, so "changes pending" is never read as an
+    /// error or as "nothing to do".
+    ChangesPending,
     /// Stopped by this signal (`libc::SIGINT` or `libc::SIGTERM`) at a
     /// durable checkpoint: the shell convention, 128 + the signal.
     Interrupted(i32),
@@ -32,7 +37,7 @@ pub enum Exit {
 impl Exit {
     /// Every exit in the order `--help` lists them; `Interrupted` stands for
     /// both signals the binary handles.
-    const ALL: [Exit; 8] = [
+    const ALL: [Exit; 9] = [
         Exit::Ok,
         Exit::SyncFailed,
         Exit::BadInput,
@@ -40,6 +45,7 @@ impl Exit {
         Exit::StoreUnusable,
         Exit::Deferred,
         Exit::NotFound,
+        Exit::ChangesPending,
         Exit::Interrupted(libc::SIGINT),
     ];
 
@@ -53,6 +59,7 @@ impl Exit {
             Exit::StoreUnusable => 4,
             Exit::Deferred => 5,
             Exit::NotFound => 6,
+            Exit::ChangesPending => 7,
             // Out of range only for a signal we never install a handler for.
             Exit::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(u8::MAX),
         }
@@ -67,13 +74,14 @@ impl Exit {
     pub fn worst(self, other: Exit) -> Exit {
         let rank = |e: Exit| match e {
             Exit::Ok => 0,
-            Exit::NotFound => 1,
-            Exit::BadInput => 2,
-            Exit::SyncFailed => 3,
-            Exit::NeedsAttention => 4,
-            Exit::Deferred => 5,
-            Exit::Interrupted(_) => 6,
-            Exit::StoreUnusable => 7,
+            Exit::ChangesPending => 1,
+            Exit::NotFound => 2,
+            Exit::BadInput => 3,
+            Exit::SyncFailed => 4,
+            Exit::NeedsAttention => 5,
+            Exit::Deferred => 6,
+            Exit::Interrupted(_) => 7,
+            Exit::StoreUnusable => 8,
         };
         if rank(other) > rank(self) {
             other
@@ -96,6 +104,7 @@ impl Exit {
             Exit::NotFound => {
                 "not found: no completed pull of the profile, or no entity with that id"
             }
+            Exit::ChangesPending => "plan: the push would write (changes pending)",
             Exit::Interrupted(_) => {
                 "stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)"
             }
@@ -142,6 +151,7 @@ mod tests {
 3 a sync needs attention; 4 the store could not be used (locked, corrupt); \
 5 a sync stopped unfinished because the platform was unavailable (resume it later); \
 6 not found: no completed pull of the profile, or no entity with that id; \
+7 plan: the push would write (changes pending); \
 130/143 stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)."
         );
     }
@@ -201,6 +211,7 @@ mod tests {
         // either argument order.
         let order = [
             Exit::Ok,
+            Exit::ChangesPending,
             Exit::NotFound,
             Exit::BadInput,
             Exit::SyncFailed,

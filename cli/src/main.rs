@@ -86,6 +86,10 @@ enum Command {
     Demo,
     /// Pushes a campaign-set file: one sync per campaign.
     Push(cmd::push::Args),
+    /// Shows what `push` of a set would do, entity by entity (create, update
+    /// field by field with drift, adopt, replace, prune, refuse), from what
+    /// the platform lists now. Writes nothing.
+    Plan(cmd::plan::Args),
     /// Resumes interrupted syncs (push or pull), or all of them. Platform,
     /// account and API base URL come from each sync's checkpoint; credentials
     /// from the environment (or flags). Flags, when given, must agree.
@@ -179,6 +183,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
     match cli.command {
         Command::Demo => cmd::demo::run().await,
         Command::Push(args) => cmd::push::run(db, args).await,
+        Command::Plan(args) => cmd::plan::run(db, store, args).await,
         Command::Resume(args) => cmd::resume::run(db, args, given).await,
         Command::Resolve(args) => cmd::resolve::run(db, store, args, given).await,
         Command::Cancel(args) => cmd::cancel::run(db, store, args).await,
@@ -221,6 +226,7 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Demo => "demo",
         Command::Push(_) => "push",
+        Command::Plan(_) => "plan",
         Command::Resume(_) => "resume",
         Command::Resolve(_) => "resolve",
         Command::Cancel(_) => "cancel",

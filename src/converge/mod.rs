@@ -5,16 +5,18 @@
 //!
 //! 1. **observe**: list what the platform holds under the account and under
 //!    every campaign the store manages (one listing per parent, within the
-//!    read budget) and turn each listed entity into [`Observed`] fields;
-//! 2. **plan** ([`plan`]): per entity, create / update only the differing
+//!    read budget) and turn each listed entity into [`Observed`](crate::converge::Observed) fields
+//!    ([`PushAdapter::list`](crate::PushAdapter::list));
+//! 2. **plan** ([`plan`](fn@crate::converge::plan)): per entity, create / update only the differing
 //!    fields / unchanged / adopt / replace / prune, or refuse; every field
 //!    change says whether it *drifted* (the platform's value is not the one
 //!    adsync last wrote);
 //! 3. **carry out**: the plan is checkpointed before the first write and the
 //!    push machine runs exactly it, so a crash resumes the same plan.
 //!
-//! Only step 2 exists so far; `adsync plan`, `adsync drift` and the push
-//! machine's reading phase build on it.
+//! Steps 1 and 2 exist ([`Pusher::plan`](crate::Pusher::plan) reads and
+//! plans; `adsync plan` prints it); the push machine does not carry a plan
+//! out yet, and `adsync drift` is to come.
 
 mod fields;
 mod plan;

@@ -339,9 +339,11 @@ impl Plan {
             .filter(|e| matches!(e.action, Action::Refuse { .. }))
     }
 
-    /// Whether the push would write anything (refusals aside).
+    /// Whether the push would change anything: write to the platform, or
+    /// adopt an entity (which changes what adsync manages). Refusals aside.
     pub fn has_changes(&self) -> bool {
-        self.summary().writes > 0
+        let s = self.summary();
+        s.writes > 0 || s.adopt > 0
     }
 }
 

@@ -7,6 +7,7 @@ pub mod fake_server;
 pub mod history;
 pub mod machines;
 pub mod migrate;
+pub mod plan;
 pub mod pull;
 pub mod push;
 pub mod resolve;

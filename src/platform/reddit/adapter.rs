@@ -628,20 +628,36 @@ impl RedditAdapter {
         not_found: String,
     ) -> Result<T, AdapterError> {
         let endpoint = format!("GET {}", url.path());
-        let body = self
-            .execute(&Call {
-                account,
-                method: Method::GET,
-                url,
-                body: None,
-                op: Op::Read,
-                not_found,
-            })
-            .await?;
-        serde_json::from_slice(&body).map_err(|e| AdapterError::Transient {
-            message: format!("{endpoint}: unreadable success response: {e}"),
-            retry_after: None,
-        })
+        let call = Call {
+            account,
+            method: Method::GET,
+            url,
+            body: None,
+            op: Op::Read,
+            not_found,
+        };
+        // A read changes nothing: a body cut short or garbled on the way is
+        // read again, within the same backoff budget as a 5xx.
+        let mut garbled = 0u32;
+        loop {
+            let body = self.execute(&call).await?;
+            match serde_json::from_slice(&body) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    garbled += 1;
+                    if !self.config.backoff.allows_retry(garbled) {
+                        return Err(AdapterError::Transient {
+                            message: format!(
+                                "{endpoint}: unreadable success response ({garbled} times): {e}"
+                            ),
+                            retry_after: None,
+                        });
+                    }
+                    debug!(path = call.url.path(), error = %e, "reddit read: garbled body; reading again");
+                    tokio::time::sleep(self.config.backoff.delay(garbled)).await;
+                }
+            }
+        }
     }
 
     async fn patch(
