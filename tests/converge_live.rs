@@ -218,4 +218,16 @@ async fn on_reddit_a_plan_reads_one_listing_per_parent_and_reports_drift() {
     assert_eq!(changes[0].field, "bid_value_micros");
     assert!(changes[0].drifted());
     assert_eq!(plans[0].summary().drifted, 1);
+
+    // Without a set: the drift of every campaign adsync manages on the account.
+    fake.clear_requests();
+    let drifts = pusher.drift(ACCOUNT).await.expect("drift");
+    assert_eq!(drifts.len(), set.campaigns.len());
+    let drifted: Vec<_> = drifts.iter().flat_map(|d| &d.entities).collect();
+    assert_eq!(drifted.len(), 1, "{drifts:?}");
+    assert_eq!(drifted[0].id, group_id);
+    assert!(drifted[0]
+        .to_string()
+        .contains("bid_value_micros: adsync wrote"));
+    assert!(fake.requests().iter().all(|r| r.method == "GET"));
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use adsync::converge::{
-    drift, fields_of, plan, Action, Desired, Known, Observed, Plan, PlanOptions, Refusal,
+    drift, fields_of, plan, Action, Desired, Drift, Known, Observed, Plan, PlanOptions, Refusal,
 };
 use adsync::{Campaign, EntityKind, EntitySpec, KeywordModel};
 
@@ -160,9 +160,24 @@ fn a_field_changed_on_the_platform_is_drift_restored_by_the_push() {
     assert_eq!((s.update, s.drifted, s.writes), (1, 1, 1));
     let drifted = drift(&known, &observed);
     assert_eq!(drifted.len(), 1);
-    let (id, changes) = drifted.iter().next().expect("one");
-    assert_eq!(id, &group_id);
-    assert_eq!(changes[0].platform, serde_json::json!(9_990_000));
+    assert_eq!(drifted[0].id, group_id);
+    let Drift::Changed { fields } = &drifted[0].drift else {
+        panic!("changed, not gone: {drifted:?}")
+    };
+    assert_eq!(fields[0].field, "bid_value_micros");
+    assert_eq!(fields[0].platform, serde_json::json!(9_990_000));
+    // Deleted on the platform: gone, whatever a set says.
+    let without: Vec<Observed> = observed.into_iter().filter(|o| o.id != group_id).collect();
+    let gone = drift(&known, &without);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].drift, Drift::Gone);
+    assert_eq!(
+        gone[0].to_string(),
+        format!(
+            "- ad_group {} {:?} ({group_id}): gone from the platform",
+            gone[0].local_id, gone[0].name
+        )
+    );
     snap!("converge_drift", p.to_string());
 }
 

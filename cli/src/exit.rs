@@ -24,10 +24,11 @@ pub enum Exit {
     /// Distinct from [`Exit::Ok`] with empty output, so a script never reads
     /// "never pulled" as "zero keywords".
     NotFound,
-    /// `plan`: the push would write (create, update, adopt, replace or
-    /// prune). Like `terraform plan -detailed-exitcode`'s 2, but distinct
-    /// from every other code here, so "changes pending" is never read as an
-    /// error or as "nothing to do".
+    /// Differences found: `plan` — the push would write (create, update,
+    /// adopt, replace or prune); `drift` — the platform no longer holds what
+    /// adsync wrote. Like `terraform plan -detailed-exitcode`'s 2, but
+    /// distinct from every other code here, so "changes pending" is never
+    /// read as an error or as "nothing to do".
     ChangesPending,
     /// Stopped by this signal (`libc::SIGINT` or `libc::SIGTERM`) at a
     /// durable checkpoint: the shell convention, 128 + the signal.
@@ -104,7 +105,9 @@ impl Exit {
             Exit::NotFound => {
                 "not found: no completed pull of the profile, or no entity with that id"
             }
-            Exit::ChangesPending => "plan: the push would write (changes pending)",
+            Exit::ChangesPending => {
+                "differences: the push would write (plan), or the platform drifted (drift)"
+            }
             Exit::Interrupted(_) => {
                 "stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)"
             }
@@ -151,7 +154,7 @@ mod tests {
 3 a sync needs attention; 4 the store could not be used (locked, corrupt); \
 5 a sync stopped unfinished because the platform was unavailable (resume it later); \
 6 not found: no completed pull of the profile, or no entity with that id; \
-7 plan: the push would write (changes pending); \
+7 differences: the push would write (plan), or the platform drifted (drift); \
 130/143 stopped by SIGINT/SIGTERM at a durable checkpoint (the printed command continues)."
         );
     }

@@ -90,6 +90,9 @@ enum Command {
     /// field by field with drift, adopt, replace, prune, refuse), from what
     /// the platform lists now. Writes nothing.
     Plan(cmd::plan::Args),
+    /// Shows where the platform no longer holds what adsync last wrote, for
+    /// every campaign it manages on an account (no set file). Writes nothing.
+    Drift(cmd::drift::Args),
     /// Resumes interrupted syncs (push or pull), or all of them. Platform,
     /// account and API base URL come from each sync's checkpoint; credentials
     /// from the environment (or flags). Flags, when given, must agree.
@@ -184,6 +187,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Demo => cmd::demo::run().await,
         Command::Push(args) => cmd::push::run(db, args).await,
         Command::Plan(args) => cmd::plan::run(db, store, args).await,
+        Command::Drift(args) => cmd::drift::run(db, store, args).await,
         Command::Resume(args) => cmd::resume::run(db, args, given).await,
         Command::Resolve(args) => cmd::resolve::run(db, store, args, given).await,
         Command::Cancel(args) => cmd::cancel::run(db, store, args).await,
@@ -227,6 +231,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Demo => "demo",
         Command::Push(_) => "push",
         Command::Plan(_) => "plan",
+        Command::Drift(_) => "drift",
         Command::Resume(_) => "resume",
         Command::Resolve(_) => "resolve",
         Command::Cancel(_) => "cancel",

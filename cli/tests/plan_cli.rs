@@ -90,6 +90,48 @@ async fn plan_reads_only_and_its_exit_code_says_whether_a_push_would_write() {
     assert_eq!(plans[0]["summary"]["update"], 1);
     assert_eq!(writes(&fake), 0);
 
+    // Drift: nothing yet; then someone edits the group on the platform.
+    let drift = |fake: &FakeRedditHandle| {
+        let mut all = vec!["--db", db.to_str().expect("utf-8"), "drift"];
+        all.extend_from_slice(&["--platform", "reddit", "--account", "a2_plan"]);
+        run_cmd(
+            adsync_cmd(&all)
+                .env("ADSYNC_REDDIT_BASE_URL", fake.base_url())
+                .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN),
+        )
+    };
+    let (code, out, err) = drift(&fake);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("0 entities drifted"), "{out}");
+    let group_id = fake
+        .entities()
+        .ad_groups
+        .iter()
+        .find(|g| g["name"] == set["campaigns"][0]["ad_groups"][0]["name"])
+        .and_then(|g| g["id"].as_str().map(str::to_string))
+        .expect("the pushed group");
+    // An edit in Reddit's UI, as an API call of its own.
+    let edited_by_hand = reqwest::Client::new()
+        .patch(format!("{}/ad_groups/{group_id}", fake.base_url()))
+        .bearer_auth(REDDIT_TOKEN)
+        .header("user-agent", "the-platforms-ui")
+        .json(&serde_json::json!({"data": {"bid_value": old + 1}}))
+        .send()
+        .await
+        .expect("the fake answers");
+    assert!(edited_by_hand.status().is_success());
+    fake.clear_requests();
+    let (code, out, err) = drift(&fake);
+    assert_eq!(code, Some(7), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "bid_value_micros: adsync wrote {old}, the platform has {}",
+            old + 1
+        )),
+        "{out}"
+    );
+    assert_eq!(writes(&fake), 0);
+
     // Another store: the entities exist by name, adsync did not create them
     // as far as it knows. Refused (3) unless adopting, which writes nothing
     // to the platform but changes what adsync manages (7).

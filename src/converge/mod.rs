@@ -16,15 +16,20 @@
 //!
 //! Steps 1 and 2 exist ([`Pusher::plan`](crate::Pusher::plan) reads and
 //! plans; `adsync plan` prints it); the push machine does not carry a plan
-//! out yet, and `adsync drift` is to come.
+//! out yet. [`drift`](fn@crate::converge::drift) and
+//! [`Pusher::drift`](crate::Pusher::drift) report where the platform no
+//! longer holds what adsync wrote (`adsync drift`).
 
+mod drift;
 mod fields;
 mod plan;
 mod planning;
 
+pub use drift::{drift, Drift, DriftedField, EntityDrift};
 pub(crate) use fields::instant;
 pub use fields::{fields_of, Fields};
 pub use plan::{
-    drift, plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions,
-    PlanSummary, Refusal,
+    plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions, PlanSummary,
+    Refusal,
 };
+pub use planning::CampaignDrift;

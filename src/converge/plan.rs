@@ -3,7 +3,7 @@
 //! lists. No I/O here: the caller reads the platform and the store first,
 //! and carries the plan out (checkpointed) afterwards.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -565,33 +565,6 @@ fn depth(kind: EntityKind) -> u8 {
         EntityKind::AdGroup => 1,
         EntityKind::Ad | EntityKind::Keyword => 2,
     }
-}
-
-/// The drift of entities adsync manages: every field whose platform value
-/// differs from what adsync last wrote, whatever a set says now
-/// (`adsync drift`). Entities the platform no longer lists are not drift.
-pub fn drift(known: &[Known], observed: &[Observed]) -> BTreeMap<String, Vec<FieldChange>> {
-    let listed: HashMap<&str, &Observed> = observed.iter().map(|o| (o.id.as_str(), o)).collect();
-    known
-        .iter()
-        .filter_map(|k| {
-            let o = listed.get(k.id.as_str())?;
-            let changes: Vec<FieldChange> = k
-                .written
-                .iter()
-                .filter_map(|(field, wrote)| {
-                    let have = o.fields.get(field).cloned().unwrap_or(Value::Null);
-                    (have != *wrote).then(|| FieldChange {
-                        field,
-                        platform: have,
-                        written: Some(wrote.clone()),
-                        desired: wrote.clone(),
-                    })
-                })
-                .collect();
-            (!changes.is_empty()).then(|| (k.id.clone(), changes))
-        })
-        .collect()
 }
 
 impl fmt::Display for Plan {

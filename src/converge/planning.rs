@@ -5,12 +5,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use super::drift::{drift, EntityDrift};
 use super::fields::fields_of;
 use super::plan::{plan, Desired, Known, Observed, Plan, PlanOptions};
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
 use crate::model::{CampaignSet, Keyword};
 use crate::push::Pusher;
 use crate::push::{known_ids_key, latest_key, EntityResult, KnownIds, PushError, PushState};
+
+/// The drift of one campaign adsync manages ([`Pusher::drift`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CampaignDrift {
+    /// The campaign's local id.
+    pub campaign: String,
+    /// Its entities that drifted (empty: none).
+    pub entities: Vec<EntityDrift>,
+}
 
 impl Pusher {
     /// Plans the push of every campaign of `set` to `account`: reads what the
@@ -73,39 +83,76 @@ impl Pusher {
                         .map(|o| o.id.clone()),
                 )
                 .collect();
-            let mut groups = Vec::new();
-            for root in &roots {
-                let under = Parent {
-                    account_id: account.to_string(),
-                    parent_id: Some(root.clone()),
-                };
-                groups.extend(list(adapter, &under, EntityKind::AdGroup).await?);
-            }
-            // Groups adsync manages that were moved or listed elsewhere still
-            // count: their children are looked at too.
-            let mut group_ids: BTreeSet<String> = groups.iter().map(|g| g.id.clone()).collect();
-            group_ids.extend(
-                known
-                    .iter()
-                    .filter(|k| k.kind == EntityKind::AdGroup)
-                    .map(|k| k.id.clone()),
-            );
-            observed.extend(groups);
-            for group in &group_ids {
-                let under = Parent {
-                    account_id: account.to_string(),
-                    parent_id: Some(group.clone()),
-                };
-                observed.extend(list(adapter, &under, EntityKind::Ad).await?);
-                if model == KeywordModel::Entities {
-                    observed.extend(list(adapter, &under, EntityKind::Keyword).await?);
-                }
-            }
+            let known_groups = known
+                .iter()
+                .filter(|k| k.kind == EntityKind::AdGroup)
+                .map(|k| k.id.clone())
+                .collect();
+            observed.extend(observe_under(adapter, account, &roots, known_groups, model).await?);
             let mut seen = HashSet::new();
             observed.retain(|o| seen.insert(o.id.clone()));
             plans.push(plan(&campaign.id, &desired, &known, &observed, options));
         }
         Ok(plans)
+    }
+
+    /// The drift of every campaign adsync manages on `account` (those it
+    /// created or adopted with this pusher's platform): per campaign, the
+    /// entities whose platform copy differs from what adsync last wrote or
+    /// that the platform no longer lists. Reads only, one listing per parent.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pusher::plan`].
+    pub async fn drift(&self, account: &str) -> Result<Vec<CampaignDrift>, PushError> {
+        let adapter = self.effects().adapter();
+        let model = adapter.keyword_model();
+        let prefix = known_ids_key(self.platform(), account, "");
+        let campaigns: Vec<String> = self
+            .runner()
+            .read(move |store| {
+                store
+                    .scan_data(&prefix)
+                    .map(|item| {
+                        item.map(|(key, _)| {
+                            String::from_utf8_lossy(&key[prefix.len()..]).into_owned()
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let account_parent = Parent {
+            account_id: account.to_string(),
+            parent_id: None,
+        };
+        let mut listed: Option<Vec<Observed>> = None;
+        let mut out = Vec::new();
+        for campaign in campaigns {
+            let known = self.known(account, &campaign, model).await?;
+            if known.is_empty() {
+                continue;
+            }
+            if listed.is_none() {
+                listed = Some(list(adapter, &account_parent, EntityKind::Campaign).await?);
+            }
+            let mut observed = listed.clone().unwrap_or_default();
+            let ids_of = |kind: EntityKind| -> BTreeSet<String> {
+                known
+                    .iter()
+                    .filter(|k| k.kind == kind)
+                    .map(|k| k.id.clone())
+                    .collect()
+            };
+            let roots = ids_of(EntityKind::Campaign);
+            observed.extend(
+                observe_under(adapter, account, &roots, ids_of(EntityKind::AdGroup), model).await?,
+            );
+            out.push(CampaignDrift {
+                campaign,
+                entities: drift(&known, &observed),
+            });
+        }
+        Ok(out)
     }
 
     /// The entities adsync created or adopted for `campaign` on `account`,
@@ -204,6 +251,35 @@ fn written_entities(state: &PushState, model: KeywordModel) -> Vec<Known> {
             })
         })
         .collect()
+}
+
+/// Everything listed under the campaigns `roots` (their ad groups) and under
+/// each of those groups and `more_groups` (their ads, and keyword entities
+/// where keywords are entities): one listing per parent.
+async fn observe_under(
+    adapter: &dyn PushAdapter,
+    account: &str,
+    roots: &BTreeSet<String>,
+    mut more_groups: BTreeSet<String>,
+    model: KeywordModel,
+) -> Result<Vec<Observed>, PushError> {
+    let under = |id: &str| Parent {
+        account_id: account.to_string(),
+        parent_id: Some(id.to_string()),
+    };
+    let mut observed = Vec::new();
+    for root in roots {
+        observed.extend(list(adapter, &under(root), EntityKind::AdGroup).await?);
+    }
+    // Groups adsync manages that are listed elsewhere (moved) still count.
+    more_groups.extend(observed.iter().map(|g| g.id.clone()));
+    for group in &more_groups {
+        observed.extend(list(adapter, &under(group), EntityKind::Ad).await?);
+        if model == KeywordModel::Entities {
+            observed.extend(list(adapter, &under(group), EntityKind::Keyword).await?);
+        }
+    }
+    Ok(observed)
 }
 
 async fn list(

@@ -3,6 +3,7 @@
 pub mod cancel;
 pub mod daemon;
 pub mod demo;
+pub mod drift;
 pub mod fake_server;
 pub mod history;
 pub mod machines;
