@@ -566,3 +566,34 @@ async fn a_source_with_corrupt_records_is_refused_naming_each_and_nothing_is_wri
         "nothing written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_larger_than_one_batch_is_copied_whole() {
+    let dir = TempDir::new();
+    let path = dir.path().join("adsync.db");
+    {
+        let store = Store::open_from_async(&path).await.unwrap();
+        // More keys than one INSERT carries, and values larger than one
+        // INSERT's byte budget: several batches, by count and by size.
+        let mut commit = adsync::Commit::new();
+        for n in 0..4500u32 {
+            commit = commit.data(format!("many/{n:05}").as_bytes(), n.to_be_bytes().to_vec());
+        }
+        for n in 0..3u8 {
+            commit = commit.data(format!("big/{n}").as_bytes(), vec![n; 3 << 20]);
+        }
+        store.commit(commit).await.unwrap();
+        store.close();
+    }
+    let source = reopen(&path).await;
+    let server = TestServer::start();
+    let url = server.url();
+    let pg = PgStore::connect(&url).await.unwrap();
+    let imported = pg.import(&source).await.expect("copies");
+    assert_eq!(imported.keys, 4503);
+    assert_eq!(imported.sync_count(), 0);
+    let everything: Vec<(Vec<u8>, Vec<u8>)> = RawRead::scan(&source, b"")
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dump(&url).await.0, everything);
+}
