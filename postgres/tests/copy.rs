@@ -523,7 +523,7 @@ async fn a_source_with_corrupt_records_is_refused_naming_each_and_nothing_is_wri
         let store = Store::open_from_async(&path).await.unwrap();
         let pushing = pusher(store.clone(), &platform);
         let mut ids = Vec::new();
-        for n in 0..3 {
+        for n in 0..4 {
             let report = pushing.push(&set(n), &format!("acct{n}")).await.unwrap();
             ids.push(report.campaigns[0].sync.clone());
         }
@@ -531,11 +531,18 @@ async fn a_source_with_corrupt_records_is_refused_naming_each_and_nothing_is_wri
         ids
     };
     let source = reopen(&path).await;
-    // Two records damaged behind the store's back; the third is intact.
+    // Damaged behind the store's back: two records, and a history entry of
+    // a third sync; the second sync is intact.
     let tree = source.raw_tree().unwrap();
     tree.insert(format!("r/{}", ids[0]), &b"{\"format\": 2, \"trunc"[..])
         .unwrap();
     tree.insert(format!("r/{}", ids[2]), &b"[]"[..]).unwrap();
+    let (entry, _) = tree
+        .scan_prefix(format!("h/{}\0", ids[3]))
+        .next()
+        .expect("a history entry")
+        .unwrap();
+    tree.insert(entry, &b"not json"[..]).unwrap();
 
     let server = TestServer::start();
     let url = server.url();
@@ -545,20 +552,21 @@ async fn a_source_with_corrupt_records_is_refused_naming_each_and_nothing_is_wri
         panic!("{refused:?}")
     };
     assert_eq!(from, &path.display().to_string());
-    let named: Vec<String> = syncs
+    let named: Vec<(String, String)> = syncs
         .iter()
         .map(|e| match e {
-            StoreError::Corrupt { sync, .. } => sync.clone(),
+            StoreError::Corrupt { sync, detail } => (sync.clone(), detail.clone()),
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(named, vec![ids[0].clone(), ids[2].clone()]);
+    let named_ids: Vec<&String> = named.iter().map(|(id, _)| id).collect();
+    assert_eq!(named_ids, vec![&ids[0], &ids[2], &ids[3]]);
+    assert!(named[2].1.starts_with("history entry"), "{named:?}");
     let message = refused.to_string();
-    assert!(message.contains("2 sync(s)"), "{message}");
-    assert!(
-        message.contains(&ids[0]) && message.contains(&ids[2]),
-        "{message}"
-    );
+    assert!(message.contains("3 sync(s)"), "{message}");
+    for id in [&ids[0], &ids[2], &ids[3]] {
+        assert!(message.contains(id.as_str()), "{message}");
+    }
     assert!(!message.contains(&ids[1]), "{message}");
     assert_eq!(
         dump(&url).await,
