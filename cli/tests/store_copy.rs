@@ -200,13 +200,6 @@ async fn a_copied_store_is_finished_by_a_daemon_with_every_entity_once() {
     assert!(push(&db, &set, &reddit.base_url(), "a2_done", None).success());
     let killed = push(&db, &set, &reddit.base_url(), "a2_killed", Some("5:before"));
     assert_eq!(killed.signal(), Some(libc::SIGKILL), "{killed:?}");
-    let before = sled_syncs(&db);
-    let campaigns = example_set().campaigns.len();
-    assert_eq!(before.len(), 2 * campaigns, "{before:?}");
-    assert!(
-        before.iter().any(|(_, status)| status == "running"),
-        "a push was interrupted: {before:?}"
-    );
 
     let server = TestServer::start();
     let url = server.url();
@@ -231,33 +224,39 @@ async fn a_copied_store_is_finished_by_a_daemon_with_every_entity_once() {
         err.contains("no adsync store") && err.contains("nothing-here"),
         "{err}"
     );
-    {
-        let held = open_sled(&db);
-        let (code, _, err) = run(
-            &mut adsync(&["store", "copy", "--from", db_arg, "--to", &url]),
-            &password,
-        );
-        assert_eq!(code, Some(4), "{err}");
-        assert!(err.contains("in use by another process"), "{err}");
-        held.close();
-    }
+    let busy = dir.path().join("busy.db");
+    let held = adsync::Store::open(&busy).expect("a store held by this process");
+    let (code, _, err) = run(
+        &mut adsync(&[
+            "store",
+            "copy",
+            "--from",
+            busy.to_str().unwrap(),
+            "--to",
+            &url,
+        ]),
+        &password,
+    );
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("in use by another process"), "{err}");
+    drop(held);
 
-    // The copy (the database is still empty: the refusals wrote nothing).
-    let copied = (0..50)
-        .find_map(|_| {
-            let (code, out, err) = run(
-                &mut adsync(&["store", "copy", "--from", db_arg, "--to", &url, "--json"]),
-                &password,
-            );
-            if code == Some(4) && err.contains("in use") {
-                // The lock of the handle just closed, not yet let go.
-                std::thread::sleep(Duration::from_millis(20));
-                return None;
-            }
-            assert_eq!(code, Some(0), "{err}");
-            Some(serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}")))
-        })
-        .expect("the copy ran");
+    // The copy: the first to open the killed push's store since the kill,
+    // so it replays the write-ahead log itself. The database is still
+    // empty: the refusals wrote nothing.
+    let (code, out, err) = run(
+        &mut adsync(&["store", "copy", "--from", db_arg, "--to", &url, "--json"]),
+        &password,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let copied: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let before = sled_syncs(&db);
+    let campaigns = example_set().campaigns.len();
+    assert_eq!(before.len(), 2 * campaigns, "{before:?}");
+    assert!(
+        before.iter().any(|(_, status)| status == "running"),
+        "a push was interrupted: {before:?}"
+    );
     assert_eq!(copied["sync_count"], 2 * campaigns, "{copied:#}");
     let running = before.iter().filter(|(_, s)| s == "running").count();
     assert_eq!(copied["syncs"]["running"], running, "{copied:#}");
