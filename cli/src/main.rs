@@ -124,6 +124,9 @@ enum Command {
     /// Applies the schema migrations of a shared store (--store); `adsync
     /// daemon` applies them too when it starts.
     Migrate,
+    /// Moves a store: `adsync store copy --from <sled dir> --to postgres://…`
+    /// copies every sync into an empty shared store.
+    Store(cmd::store_copy::Args),
 }
 
 fn main() -> ExitCode {
@@ -164,6 +167,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
             | Command::FakeServer(_)
             | Command::Daemon(_)
             | Command::Migrate
+            | Command::Store(_)
     );
     if let (Some(url), false) = (&cli.daemon, local_only) {
         return via_daemon(url, cli.command).await;
@@ -199,6 +203,7 @@ async fn run(cli: Cli, given: Given) -> Result<Exit, Failure> {
         Command::Show(args) => cmd::show::run(db, store, args).await,
         Command::Daemon(args) => cmd::daemon::run(db, store, args).await,
         Command::Migrate => cmd::migrate::run(store).await,
+        Command::Store(args) => cmd::store_copy::run(store, args).await,
         Command::FakeServer(args) => cmd::fake_server::run(args).await,
     }
 }
@@ -244,5 +249,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::FakeServer(_) => "fake-server",
         Command::Daemon(_) => "daemon",
         Command::Migrate => "migrate",
+        Command::Store(_) => "store",
     }
 }

@@ -15,9 +15,14 @@
 //! compiled in; [`PgStore::connect`] applies the pending ones and refuses a
 //! database whose schema is newer than this build (`StoreError::SchemaTooNew`).
 //!
+//! [`PgStore::import`] moves a sled store over: every key byte for byte, in
+//! one transaction, into an empty database, then reads it all back to
+//! compare (`adsync store copy`).
+//!
 //! The design, the SQL and what CockroachDB would need: `docs/design/postgres.md`.
 #![warn(missing_docs)]
 
+mod copy;
 mod leader;
 mod lease;
 mod location;
@@ -26,6 +31,7 @@ mod read;
 mod store;
 mod writer;
 
+pub use copy::{CopyError, Imported};
 pub use lease::{Claim, LeaseView};
 pub use migrate::{Migrated, SCHEMA_VERSION};
 pub use store::PgStore;

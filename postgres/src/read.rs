@@ -23,6 +23,15 @@ const NEXT_PAGE_OPEN: &str =
     "SELECT key, value FROM adsync_kv WHERE key > $1 ORDER BY key LIMIT $2";
 
 pub(crate) async fn read_with(store: &PgStore, reads: Reads) -> Result<(), StoreError> {
+    read_raw(store, move |raw| reads(&LayoutReader(raw))).await
+}
+
+/// Runs `reads` with the store's keys as stored (what `PgStore::import`
+/// compares with its source), in one read transaction on the blocking pool.
+pub(crate) async fn read_raw(
+    store: &PgStore,
+    reads: impl for<'a> FnOnce(PgRaw<'a>) + Send + 'static,
+) -> Result<(), StoreError> {
     let client = store.client().await?;
     let location = store.inner.location.clone();
     let handle = Handle::current();
@@ -37,7 +46,7 @@ pub(crate) async fn read_with(store: &PgStore, reads: Reads) -> Result<(), Store
             handle: &handle,
             location: &location,
         };
-        reads(&LayoutReader(raw));
+        reads(raw);
         handle
             .block_on(client.batch_execute("COMMIT"))
             .map_err(|e| db_error(&location, "ending a read", e))?;
@@ -66,7 +75,7 @@ impl Drop for Checkout {
 
 /// [`RawRead`] over one connection, blocking on the runtime's handle (the
 /// reads run on the blocking pool, where that is allowed).
-struct PgRaw<'a> {
+pub(crate) struct PgRaw<'a> {
     client: &'a deadpool_postgres::Client,
     handle: &'a Handle,
     location: &'a Location,

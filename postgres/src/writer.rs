@@ -210,34 +210,53 @@ impl Plan {
             sync_deletes: Vec::new(),
         };
         for (key, value) in last {
-            let sync = key
-                .strip_prefix(b"r/")
-                .map(|id| String::from_utf8_lossy(id).into_owned());
             match value {
                 Some(value) => {
-                    if let Some(id) = sync {
-                        // A record the engine encoded always probes; one that
-                        // does not is kept out of claims.
-                        let (status, not_before) = match serde_json::from_slice::<Probe>(value) {
-                            Ok(p) => (p.status, p.not_before),
-                            Err(_) => ("unreadable".to_string(), None),
-                        };
-                        plan.sync_ids.push(id);
-                        plan.sync_statuses.push(status);
-                        plan.sync_not_before.push(not_before);
+                    if let Some(row) = RecordRow::of(key, value) {
+                        plan.sync_ids.push(row.id);
+                        plan.sync_statuses.push(row.status);
+                        plan.sync_not_before.push(row.not_before);
                     }
                     plan.put_keys.push(key.to_vec());
                     plan.put_values.push(value.to_vec());
                 }
                 None => {
-                    if let Some(id) = sync {
-                        plan.sync_deletes.push(id);
+                    if let Some(id) = key.strip_prefix(b"r/") {
+                        plan.sync_deletes
+                            .push(String::from_utf8_lossy(id).into_owned());
                     }
                     plan.deletes.push(key.to_vec());
                 }
             }
         }
         plan
+    }
+}
+
+/// The `adsync_syncs` row that writing `value` at `key` keeps up to date:
+/// one for a record (`r/<sync>`), none for any other key. Every path that
+/// puts records (commits, `PgStore::import`) derives it here, so claims see
+/// the same rows however the records arrived.
+pub(crate) struct RecordRow {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    pub(crate) not_before: Option<OffsetDateTime>,
+}
+
+impl RecordRow {
+    pub(crate) fn of(key: &[u8], value: &[u8]) -> Option<RecordRow> {
+        let id = String::from_utf8_lossy(key.strip_prefix(b"r/")?).into_owned();
+        // A record the engine encoded always probes; one that does not is
+        // kept out of claims.
+        let (status, not_before) = match serde_json::from_slice::<Probe>(value) {
+            Ok(p) => (p.status, p.not_before),
+            Err(_) => ("unreadable".to_string(), None),
+        };
+        Some(RecordRow {
+            id,
+            status,
+            not_before,
+        })
     }
 }
 

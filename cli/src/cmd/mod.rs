@@ -15,5 +15,6 @@ pub mod resolve;
 pub mod resume;
 pub mod show;
 pub mod status;
+pub mod store_copy;
 pub mod validate;
 pub mod via_daemon;

@@ -65,6 +65,17 @@ pub enum StoreError {
         /// The newest version this build applies.
         supported: i64,
     },
+    /// A store that must be empty to receive a copy of another
+    /// (`adsync store copy`) already holds something; nothing was written.
+    #[error("store {store} is not empty ({keys} keys, {syncs} syncs): a store is copied only into an empty one, so nothing was written")]
+    NotEmpty {
+        /// Where the store is, its password replaced.
+        store: String,
+        /// Keys it holds (records, history, data, …).
+        keys: u64,
+        /// Syncs it has rows for.
+        syncs: u64,
+    },
     /// A record does not decode.
     #[error("sync `{sync}` has a corrupt checkpoint: {detail}")]
     Corrupt {

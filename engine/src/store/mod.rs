@@ -499,6 +499,34 @@ impl Store {
         )
     }
 
+    /// Every key under `prefix` as stored (see "Layout"), with its value:
+    /// the raw reads of [`RawRead`], for copying the store to another backend
+    /// that keeps the same layout. Like [`Store::scan_data`], it first waits
+    /// for every acknowledged commit to be in sled, then does not hold off
+    /// the writer.
+    fn scan_raw(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_ {
+        let waited = self.inner.shared.wait_applied();
+        let failed = waited.err().map(Err).into_iter();
+        failed.chain(self.inner.tree.scan_prefix(prefix).map(move |item| {
+            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| io_error(&self.inner.path, e))
+        }))
+    }
+
+    /// The value of `key` as stored (see "Layout"): [`RawRead::get`].
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let _visible = self.visible()?;
+        Ok(self
+            .inner
+            .tree
+            .get(key)
+            .map_err(|e| io_error(&self.inner.path, e))?
+            .map(|v| v.to_vec()))
+    }
+
     /// The highest seq of sync `id` whose commit has been flushed, as seen by
     /// the writer thread (used by the write-ahead tests).
     #[cfg(any(test, feature = "testing"))]

@@ -213,6 +213,9 @@ pub trait StoreRead {
 /// Raw access to the store's key space, for a backend that keeps the same
 /// key layout as sled's [`Store`] (see its "Layout"). Wrap it in a
 /// [`LayoutReader`] to get every [`StoreRead`].
+///
+/// sled's [`Store`] implements it too: `scan(b"")` is every key it holds,
+/// byte for byte (what `adsync_postgres::PgStore::import` copies).
 pub trait RawRead {
     /// The value of `key`.
     ///
@@ -370,5 +373,18 @@ impl StoreRead for Store {
 
     fn scan_data(&self, prefix: &[u8]) -> ReadIter<'_, (Vec<u8>, Vec<u8>)> {
         Box::new(Store::scan_data(self, prefix))
+    }
+}
+
+/// The store's keys as stored, for copying them elsewhere (the write-ahead
+/// log was replayed when the store was opened, so nothing acknowledged is
+/// missing). Blocks on sled: call it off async worker threads.
+impl RawRead for Store {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(key)
+    }
+
+    fn scan(&self, prefix: &[u8]) -> ReadIter<'_, (Vec<u8>, Vec<u8>)> {
+        Box::new(self.scan_raw(prefix))
     }
 }
