@@ -7,10 +7,9 @@
 //! directory is refused before anything is written; the password appears in
 //! no output.
 
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use adsync_fakes::fixtures::{example_set, EXAMPLE_SET_JSON};
@@ -18,54 +17,20 @@ use adsync_fakes::postgres::TestServer;
 use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig};
 use serde_json::Value;
 
-const REDDIT_TOKEN: &str = "reddit-copy-test-token";
+mod common;
 
-/// `adsync` without any of adsync's variables from the caller's environment.
-fn adsync(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_adsync"));
-    command.args(args);
-    for var in [
-        "ADSYNC_DB",
-        "ADSYNC_STORE_URL",
-        "ADSYNC_DAEMON_URL",
-        "ADSYNC_TEST_CRASH_AT",
-        "ADSYNC_REDDIT_TOKEN",
-        "ADSYNC_REDDIT_BASE_URL",
-        "ADSYNC_REDDIT_USER_AGENT",
-        "ADSYNC_AMAZON_TOKEN",
-        "ADSYNC_AMAZON_CLIENT_ID",
-    ] {
-        command.env_remove(var);
-    }
-    command.stdin(Stdio::null());
-    command
-}
+use common::shared_store::{adsync_cmd as adsync, password_of, run_cmd, Daemon, REDDIT_TOKEN};
 
 /// Exit code, stdout, stderr; `password` in neither.
 fn run(command: &mut Command, password: &str) -> (Option<i32>, String, String) {
-    let out = command.output().expect("adsync runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
+    let (code, stdout, stderr) = run_cmd(command);
     assert!(
         !stdout.contains(password) && !stderr.contains(password),
         "the password was printed: {stdout}{stderr}"
     );
-    (out.status.code(), stdout, stderr)
+    (code, stdout, stderr)
 }
 
-/// The password in `url` (`postgres://user:password@host/db`).
-fn password_of(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL").1;
-    let credentials = rest.split_once('@').expect("credentials").0;
-    let password = credentials.split_once(':').expect("a password").1;
-    assert!(password.len() >= 8, "a password long enough to search for");
-    password.to_string()
-}
-
-/// `adsync push` of the example set to `account` on the fake Reddit server,
-/// into the sled store `db`; killed at checkpoint `crash_at` if given.
 fn push(
     db: &Path,
     set: &Path,
@@ -118,66 +83,6 @@ fn open_sled(db: &Path) -> adsync::Store {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{} does not open", db.display());
-}
-
-/// A running `adsync daemon --store …`, killed when dropped; its stderr
-/// goes to a file, searched for the password at the end.
-struct Daemon {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(store: &str, reddit: &str, stderr: &Path) -> Daemon {
-        let mut child = adsync(&["--store", store, "daemon", "--listen", "127.0.0.1:0"])
-            .env("ADSYNC_REDDIT_BASE_URL", reddit)
-            .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(stderr).expect("a log file"))
-            .spawn()
-            .expect("adsync daemon starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the daemon prints its address");
-        let port = line
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.rsplit(':').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        assert!(!line.contains(&password_of(store)), "{line}");
-        Daemon {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    async fn syncs(&self) -> Vec<Value> {
-        let response = self
-            .http
-            .get(format!("{}/v1/syncs", self.url))
-            .send()
-            .await
-            .expect("the daemon answers");
-        assert_eq!(response.status().as_u16(), 200);
-        let body: Value = response.json().await.expect("JSON");
-        body["syncs"].as_array().expect("syncs").clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +181,7 @@ async fn a_copied_store_is_finished_by_a_daemon_with_every_entity_once() {
 
     // A daemon on the copy finishes the interrupted push.
     let log = dir.path().join("daemon.log");
-    let daemon = Daemon::start(&url, &reddit.base_url(), &log);
+    let daemon = Daemon::start_logged(&url, &reddit.base_url(), &log, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let syncs = loop {
         let syncs = daemon.syncs().await;

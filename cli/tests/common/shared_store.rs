@@ -30,6 +30,7 @@ pub fn adsync_cmd(args: &[&str]) -> Command {
     ] {
         command.env_remove(var);
     }
+    command.stdin(Stdio::null());
     command
 }
 
@@ -62,27 +63,32 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts a daemon on `store` pushing to the fake Reddit at `reddit`,
-    /// with `extra` daemon flags; waits for the address it prints.
+    /// with `extra` daemon flags (and a `--db` in `dir` it must ignore);
+    /// its log goes to the test's stderr. Waits for the address it prints.
     pub fn start(store: &str, reddit: &str, dir: &Path, extra: &[&str]) -> Daemon {
-        let password = password_of(store);
         let db = dir.join("unused.db").to_string_lossy().into_owned();
-        let mut args = vec![
-            "--store",
-            store,
-            // Must be ignored: the shared store is used, no sled directory.
-            "--db",
-            &db,
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-        ];
+        // Must be ignored: the shared store is used, no sled directory.
+        Self::launch(store, reddit, &["--db", &db], extra, Stdio::inherit())
+    }
+
+    /// [`Daemon::start`] with its log (stderr) written to `log`.
+    pub fn start_logged(store: &str, reddit: &str, log: &Path, extra: &[&str]) -> Daemon {
+        let file = std::fs::File::create(log).expect("a log file");
+        Self::launch(store, reddit, &[], extra, Stdio::from(file))
+    }
+
+    /// `adsync --store <store> <global…> daemon --listen 127.0.0.1:0 <extra…>`.
+    fn launch(store: &str, reddit: &str, global: &[&str], extra: &[&str], stderr: Stdio) -> Daemon {
+        let password = password_of(store);
+        let mut args = vec!["--store", store];
+        args.extend_from_slice(global);
+        args.extend(["daemon", "--listen", "127.0.0.1:0"]);
         args.extend_from_slice(extra);
         let mut child = adsync_cmd(&args)
             .env("ADSYNC_REDDIT_BASE_URL", reddit)
             .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("adsync daemon starts");
         let mut line = String::new();
@@ -131,6 +137,13 @@ impl Daemon {
             status,
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
         )
+    }
+
+    /// `GET /v1/syncs`: every sync the daemon's store holds.
+    pub async fn syncs(&self) -> Vec<Value> {
+        let (status, body) = self.json(reqwest::Method::GET, "/v1/syncs", None).await;
+        assert_eq!(status, 200, "{body}");
+        body["syncs"].as_array().expect("syncs").clone()
     }
 
     /// Kills the daemon at once (SIGKILL), as a machine dying would.
