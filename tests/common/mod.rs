@@ -39,9 +39,14 @@ pub enum Backend {
 
 /// Makes each listed `async fn name(backend: Backend)` a test on both
 /// stores: `on_sled::name` and `on_postgres::name`. Tests run on tokio's
-/// current-thread runtime; `#[multi_thread] name` on two worker threads.
+/// current-thread runtime; `#[multi_thread] name` on two worker threads;
+/// `#[sled_only] name` only as `on_sled::name` (say why at the function).
 #[macro_export]
 macro_rules! on_both_stores {
+    (@test Postgres, [sled_only], $name:ident) => {};
+    (@test Sled, [sled_only], $name:ident) => {
+        $crate::on_both_stores!(@test Sled, [], $name);
+    };
     (@test $backend:ident, [], $name:ident) => {
         #[tokio::test]
         async fn $name() {
