@@ -1,12 +1,15 @@
-//! Crashes inside the library, on both stores: a push of a set dies at each
-//! checkpoint boundary in turn — just before a checkpoint is written (the
-//! effect ran, its outcome is lost) and just after (the state is durable,
-//! its effect has not started) — then a new process opens the store again
-//! and resumes. After every variant the platform holds exactly one entity
-//! per local entity and the store holds all of their ids.
+//! Crashes inside the library, on both stores: a push of a set, and a pull
+//! of a profile, die at each checkpoint boundary in turn — just before a
+//! checkpoint is written (the effect ran, its outcome is lost) and just
+//! after (the state is durable, its effect has not started) — then a new
+//! process opens the store again and resumes. After every push variant the
+//! platform holds exactly one entity per local entity and the store holds
+//! all of their ids; after every pull variant the snapshot equals the
+//! server's data and no page was fetched twice but the one whose checkpoint
+//! the crash prevented.
 //!
-//! The CLI's crash tests (`cli/tests/crash.rs`) SIGKILL an `adsync push`,
-//! which runs on sled only. Here "the process dies" is the runner's test
+//! The CLI's crash tests (`cli/tests/crash.rs`, `pull_crash.rs`) SIGKILL an
+//! `adsync push` or `pull`, which run on sled only. Here "the process dies" is the runner's test
 //! hook unwinding the task that runs the sync, at the chosen boundary;
 //! every other sync of the set dies at its own next boundary, and every
 //! handle on the store is dropped before the next process opens it. One ad
@@ -14,15 +17,24 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use adsync::amazon::{AmazonClient, AmazonConfig, ThrottleConfig};
 use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::testing::{self as snapshot, AMAZON};
 use adsync::{CampaignSet, EntityKind, Hook, HookPoint, HookWhen, ManualClock, PushMachine};
-use adsync::{Pusher, Status};
+use adsync::{PullMode, PullPolicy, Puller, Pusher, Runner, Status, SystemClock};
+use adsync_fakes::amazon::{wire_json, RequestRecord};
+use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
 use common::{start_time, Backend, TestDb, TestStore, ACCOUNT, TWO_CAMPAIGNS};
 
-on_both_stores!(every_checkpoint_boundary_then_resume_leaves_no_duplicates_and_every_id);
+on_both_stores!(
+    a_push_dying_at_every_checkpoint_boundary_then_resumed_leaves_no_duplicates_and_every_id,
+    #[multi_thread]
+    a_pull_dying_at_every_checkpoint_boundary_then_resumed_fetches_no_page_twice,
+);
 
 const LOCAL_ENTITIES: usize = 9;
 
@@ -75,27 +87,30 @@ fn crash_hook(at: CrashAt) -> (Hook, Arc<AtomicBool>) {
     (hook, died)
 }
 
-/// One process: a pusher on the store of `db` (with `hook`), running `work`.
-/// Everything it holds is dropped when it returns.
-async fn process<F, Fut>(
-    db: &TestDb,
-    platform: &Arc<MemoryPlatform>,
-    clock: &Arc<ManualClock>,
-    hook: Option<Hook>,
-    work: F,
-) where
-    F: FnOnce(Pusher) -> Fut,
+/// The runner's hook for `crash` (none for `None`), and the flag raised
+/// when the process dies.
+fn hook_for(crash: Option<CrashAt>) -> (Option<Hook>, Arc<AtomicBool>) {
+    match crash.map(crash_hook) {
+        Some((hook, died)) => (Some(hook), died),
+        None => (None, Arc::default()),
+    }
+}
+
+/// Installs `hook`, if any, on a runner.
+fn hooked<M: adsync::CheckpointCodec>(hook: Option<Hook>) -> impl FnOnce(Runner<M>) -> Runner<M> {
+    move |runner| match hook {
+        Some(hook) => runner.with_seed(7).with_hook(hook),
+        None => runner.with_seed(7),
+    }
+}
+
+/// One process running `work` in a task of its own: a death unwinds it and
+/// nothing more. Everything the work holds is dropped when it returns.
+async fn process<Fut>(work: Fut)
+where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let pusher =
-        Pusher::new(db.open().await, platform.clone(), clock.clone()).with_runner(|runner| {
-            match hook {
-                Some(hook) => runner.with_seed(7).with_hook(hook),
-                None => runner.with_seed(7),
-            }
-        });
-    // A task of its own, as a process: a death unwinds it and nothing more.
-    if let Err(e) = tokio::spawn(work(pusher)).await {
+    if let Err(e) = tokio::spawn(work).await {
         let cause = e.into_panic();
         if !cause.is::<Died>() {
             std::panic::resume_unwind(cause);
@@ -153,14 +168,15 @@ async fn push_crash_resume(backend: Backend, crash: Option<CrashAt>) -> u64 {
     let clock = Arc::new(ManualClock::new(start_time()));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::LoseResponse);
-    let (hook, died) = match crash.map(crash_hook) {
-        Some((hook, died)) => (Some(hook), died),
-        None => (None, Arc::default()),
+    let pusher = |store: TestStore, hook: Option<Hook>| {
+        Pusher::new(store, platform.clone(), clock.clone()).with_runner(hooked(hook))
     };
-    process(&db, &platform, &clock, hook, |pusher| async move {
+    let (hook, died) = hook_for(crash);
+    let dying = pusher(db.open().await, hook);
+    process(async move {
         // The sync tasks that die are reported as failed: the process is
         // gone all the same.
-        let _ = pusher.push(&set(), ACCOUNT).await;
+        let _ = dying.push(&set(), ACCOUNT).await;
     })
     .await;
     assert_eq!(
@@ -168,15 +184,18 @@ async fn push_crash_resume(backend: Backend, crash: Option<CrashAt>) -> u64 {
         crash.is_some(),
         "{variant}: died"
     );
-    process(&db, &platform, &clock, None, |pusher| async move {
-        let report = pusher.resume_all().await.expect("resumes");
+    let resuming = pusher(db.open().await, None);
+    process(async move {
+        let report = resuming.resume_all().await.expect("resumes");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
     })
     .await;
     check(&db.open().await, &platform, &variant).await
 }
 
-async fn every_checkpoint_boundary_then_resume_leaves_no_duplicates_and_every_id(backend: Backend) {
+async fn a_push_dying_at_every_checkpoint_boundary_then_resumed_leaves_no_duplicates_and_every_id(
+    backend: Backend,
+) {
     // A clean run tells how many checkpoint boundaries there are.
     let boundaries = push_crash_resume(backend, None).await;
     assert!(boundaries >= LOCAL_ENTITIES as u64, "{boundaries}");
@@ -185,4 +204,164 @@ async fn every_checkpoint_boundary_then_resume_leaves_no_duplicates_and_every_id
             push_crash_resume(backend, Some(CrashAt { n, when })).await;
         }
     }
+}
+
+const PROFILE: &str = "271828";
+const PAGE: usize = 4;
+
+fn profile() -> ProfileData {
+    Generator {
+        campaigns: 3,
+        ad_groups_per_campaign: 2,
+        keywords_per_ad_group: 4,
+        seed: 9,
+    }
+    .generate()
+}
+
+fn pages_of(d: &ProfileData) -> usize {
+    [d.campaigns.len(), d.ad_groups.len(), d.keywords.len()]
+        .iter()
+        .map(|n| n.div_ceil(PAGE).max(1))
+        .sum()
+}
+
+/// The pages served (200) since the last call, as (endpoint, nextToken).
+fn take_pages(server: &FakeAmazonHandle) -> Vec<(String, Option<String>)> {
+    let log: Vec<RequestRecord> = server.requests();
+    server.clear_requests();
+    log.into_iter()
+        .filter(|r| r.status == 200)
+        .map(|r| (r.path, r.next_token))
+        .collect()
+}
+
+fn puller(store: TestStore, server: &FakeAmazonHandle, hook: Option<Hook>) -> Puller {
+    let client = AmazonClient::new(
+        AmazonConfig::new("fake-client-id", "fake-token")
+            .with_host(server.base_url())
+            .with_throttle(ThrottleConfig {
+                initial_rate: 1000.0,
+                max_rate: 1000.0,
+                burst: 100.0,
+                ..ThrottleConfig::default()
+            }),
+    )
+    .expect("client");
+    Puller::new(store, client, Arc::new(SystemClock))
+        .with_runner(hooked(hook))
+        .with_policy(PullPolicy {
+            page_size: PAGE as u32,
+            ..PullPolicy::default()
+        })
+}
+
+/// The pull's checkpoints after the start (each one a hook point).
+async fn checkpoints(store: &TestStore) -> u64 {
+    store
+        .record(&adsync::testing::pull_sync_id(AMAZON, PROFILE))
+        .await
+        .seq
+}
+
+async fn assert_persisted_equals(store: &TestStore, expected: &ProfileData, variant: &str) {
+    let snap = store
+        .read(|r| snapshot::read_snapshot(r, AMAZON, PROFILE))
+        .await
+        .expect("the store serves reads")
+        .expect("the snapshot reads")
+        .unwrap_or_else(|| panic!("{variant}: nothing persisted"));
+    assert_eq!(
+        wire_json(&snap.campaigns),
+        wire_json(&expected.campaigns),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.ad_groups),
+        wire_json(&expected.ad_groups),
+        "{variant}"
+    );
+    assert_eq!(
+        wire_json(&snap.keywords),
+        wire_json(&expected.keywords),
+        "{variant}"
+    );
+}
+
+async fn a_pull_dying_at_every_checkpoint_boundary_then_resumed_fetches_no_page_twice(
+    backend: Backend,
+) {
+    let expected = profile();
+    let server =
+        FakeAmazon::start(FakeAmazonConfig::default().with_profile(PROFILE, expected.clone()))
+            .await
+            .expect("fake server starts");
+    let all_pages = pages_of(&expected);
+
+    // A clean run tells how many checkpoint boundaries there are.
+    let clean = TestDb::new(backend).open().await;
+    let status = puller(clean.clone(), &server, None)
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("pulls");
+    assert_eq!(status.state, adsync::SyncState::Completed);
+    let boundaries = checkpoints(&clean).await;
+    assert_eq!(
+        boundaries as usize,
+        1 + all_pages + 1,
+        "cleanup, pages, persist"
+    );
+    assert_eq!(take_pages(&server).len(), all_pages);
+    assert_persisted_equals(&clean, &expected, "clean").await;
+
+    for n in 1..=boundaries {
+        for when in [HookWhen::BeforeCommit, HookWhen::AfterCommit] {
+            let variant = format!("dies at checkpoint {n} ({when:?})");
+            let db = TestDb::new(backend);
+            let (hook, died) = hook_for(Some(CrashAt { n, when }));
+            let dying = puller(db.open().await, &server, hook);
+            process(async move {
+                let _ = dying.pull(PROFILE, PullMode::ResumeOrStart).await;
+            })
+            .await;
+            assert!(died.load(Ordering::SeqCst), "{variant}: did not die");
+            let before = take_pages(&server);
+            if n == boundaries && when == HookWhen::AfterCommit {
+                // Completed was durable: the pull is done (pulling again
+                // would be a new pull, not a resume).
+                assert_eq!(before.len(), all_pages, "{variant}");
+                assert_persisted_equals(&db.open().await, &expected, &variant).await;
+                continue;
+            }
+            let store = db.open().await;
+            let status = puller(store.clone(), &server, None)
+                .pull(PROFILE, PullMode::ResumeOrStart)
+                .await
+                .expect("resumes");
+            assert_eq!(status.state, adsync::SyncState::Completed, "{variant}");
+            let after = take_pages(&server);
+            assert_persisted_equals(&store, &expected, &variant).await;
+
+            // Every page was fetched; none twice, except the one page whose
+            // checkpoint the crash prevented ("before": fetched, not staged).
+            let first: HashSet<_> = before.iter().cloned().collect();
+            let second: HashSet<_> = after.iter().cloned().collect();
+            assert_eq!(first.len(), before.len(), "{variant}: {before:?}");
+            assert_eq!(second.len(), after.len(), "{variant}: {after:?}");
+            let twice: Vec<_> = first.intersection(&second).collect();
+            match when {
+                HookWhen::AfterCommit => {
+                    assert!(twice.is_empty(), "{variant}: refetched {twice:?}")
+                }
+                HookWhen::BeforeCommit => {
+                    assert!(twice.len() <= 1, "{variant}: refetched {twice:?}");
+                    if let Some(page) = twice.first() {
+                        assert_eq!(Some(*page), before.last(), "{variant}");
+                    }
+                }
+            }
+            assert_eq!(first.union(&second).count(), all_pages, "{variant}");
+        }
+    }
+    server.shutdown().await;
 }
