@@ -8,8 +8,14 @@
 //! server's data and no page was fetched twice but the one whose checkpoint
 //! the crash prevented.
 //!
-//! The CLI's crash tests (`cli/tests/crash.rs`, `pull_crash.rs`) SIGKILL an
-//! `adsync push` or `pull`, which run on sled only. Here "the process dies" is the runner's test
+//! Over HTTP, a push to the fake Reddit server dies at random moments (a
+//! random boundary, or its future dropped after a random delay, whatever is
+//! in flight) while the server loses responses and answers 5xx and 429;
+//! afterwards the server holds each entity once and the store no token.
+//!
+//! The CLI's crash tests (`cli/tests/crash.rs`, `pull_crash.rs`,
+//! `reddit_crash.rs`) SIGKILL an `adsync push` or `pull`, which run on sled
+//! only. Here "the process dies" is the runner's test
 //! hook unwinding the task that runs the sync, at the chosen boundary;
 //! every other sync of the set dies at its own next boundary, and every
 //! handle on the store is dropped before the next process opens it. One ad
@@ -20,18 +26,27 @@ mod common;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use adsync::amazon::{AmazonClient, AmazonConfig, ThrottleConfig};
 use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::reddit::{RedditAdapter, RedditConfig};
 use adsync::testing::{self as snapshot, AMAZON};
 use adsync::{CampaignSet, EntityKind, Hook, HookPoint, HookWhen, ManualClock, PushMachine};
 use adsync::{PullMode, PullPolicy, Puller, Pusher, Runner, Status, SystemClock};
+use adsync::{PushPolicy, Secret};
 use adsync_fakes::amazon::{wire_json, RequestRecord};
+use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
+use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
 use common::{start_time, Backend, TestDb, TestStore, ACCOUNT, TWO_CAMPAIGNS};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 on_both_stores!(
     a_push_dying_at_every_checkpoint_boundary_then_resumed_leaves_no_duplicates_and_every_id,
+    #[multi_thread]
+    a_push_over_http_dying_at_random_moments_then_resumed_leaves_one_entity_each_and_no_token,
     #[multi_thread]
     a_pull_dying_at_every_checkpoint_boundary_then_resumed_fetches_no_page_twice,
 );
@@ -364,4 +379,190 @@ async fn a_pull_dying_at_every_checkpoint_boundary_then_resumed_fetches_no_page_
         }
     }
     server.shutdown().await;
+}
+
+/// Local entities of [`TWO_CAMPAIGNS`] the Reddit server holds (keywords are
+/// ad group targeting there): (local id, kind, name).
+const ON_REDDIT: [(&str, &str, &str); 7] = [
+    ("c1", "campaign", "Campaign one"),
+    ("c2", "campaign", "Campaign two"),
+    ("g1", "ad_group", "Group one"),
+    ("g2", "ad_group", "Group two"),
+    ("g3", "ad_group", "Group three"),
+    ("a1", "ad", "Ad one"),
+    ("a2", "ad", "Ad two"),
+];
+
+/// A lost create response, and maybe 500s, a 429 and a dropped connection.
+fn random_faults(rng: &mut StdRng) -> Vec<RedditFault> {
+    let paths = ["/campaigns", "/ad_groups", "/ads"];
+    let mut faults = vec![
+        RedditFault::new(RedditFaultKind::LoseResponse { withhold_ms: None })
+            .method("POST")
+            .path_contains(paths[rng.random_range(0..paths.len())])
+            .times(1),
+    ];
+    if rng.random_bool(0.6) {
+        let method = ["POST", "GET", "PATCH"][rng.random_range(0..3)];
+        faults.push(
+            RedditFault::new(RedditFaultKind::Status {
+                status: 500,
+                after_apply: method != "GET" && rng.random_bool(0.5),
+                retry_after_secs: None,
+                reset_secs: None,
+            })
+            .method(method)
+            .times(rng.random_range(1..=2)),
+        );
+    }
+    if rng.random_bool(0.6) {
+        let method = ["POST", "GET", "PATCH"][rng.random_range(0..3)];
+        faults.push(
+            RedditFault::new(RedditFaultKind::Status {
+                status: 429,
+                after_apply: false,
+                retry_after_secs: None,
+                reset_secs: None,
+            })
+            .method(method)
+            .times(1),
+        );
+    }
+    if rng.random_bool(0.4) {
+        faults.push(
+            RedditFault::new(RedditFaultKind::Drop)
+                .method("GET")
+                .times(1),
+        );
+    }
+    faults
+}
+
+fn reddit_pusher(store: TestStore, fake: &FakeRedditHandle, hook: Option<Hook>) -> Pusher {
+    let backoff = adsync::Backoff {
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+        max_attempts: 3,
+    };
+    let adapter = RedditAdapter::new(RedditConfig {
+        base_url: fake.base_url(),
+        token: Some(Secret::new(fake.config().token.clone())),
+        timeout: Duration::from_secs(5),
+        backoff,
+        ..RedditConfig::default()
+    })
+    .expect("adapter");
+    Pusher::new(store, Arc::new(adapter), Arc::new(SystemClock))
+        .with_runner(hooked(hook))
+        .with_policy(PushPolicy {
+            backoff,
+            ..PushPolicy::default()
+        })
+}
+
+async fn a_push_over_http_dying_at_random_moments_then_resumed_leaves_one_entity_each_and_no_token(
+    backend: Backend,
+) {
+    let seed = std::env::var("ADSYNC_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    println!("ADSYNC_CRASH_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut died = 0;
+    for round in 0..6 {
+        let fake = FakeReddit::start(FakeRedditConfig::default())
+            .await
+            .expect("fake Reddit starts");
+        let token = fake.config().token.clone();
+        let db = TestDb::new(backend);
+        let faults = random_faults(&mut rng);
+        let variant = format!("round {round}: {faults:?}");
+        for fault in faults {
+            fake.inject(fault);
+        }
+
+        // Dies at a checkpoint boundary, or wherever it is after a delay.
+        let (hook, dead) = if rng.random_bool(0.5) {
+            let at = CrashAt {
+                n: rng.random_range(1..=16),
+                when: [HookWhen::BeforeCommit, HookWhen::AfterCommit][rng.random_range(0..2)],
+            };
+            hook_for(Some(at))
+        } else {
+            hook_for(None)
+        };
+        let delay = Duration::from_millis(rng.random_range(5..80));
+        let dying = reddit_pusher(db.open().await, &fake, hook);
+        let cut_off = Arc::new(AtomicBool::new(false));
+        let cut = cut_off.clone();
+        process(async move {
+            let set = set();
+            if tokio::time::timeout(delay, dying.push(&set, ACCOUNT))
+                .await
+                .is_err()
+            {
+                cut.store(true, Ordering::SeqCst);
+            }
+        })
+        .await;
+        if dead.load(Ordering::SeqCst) || cut_off.load(Ordering::SeqCst) {
+            died += 1;
+        }
+
+        // A new process resumes what was started, then pushes the set again
+        // (the dead one may not have started every sync): ids are reused.
+        let store = db.open().await;
+        let resuming = reddit_pusher(store.clone(), &fake, None);
+        let report = resuming.resume_all().await.expect("resumes");
+        assert!(report.errors.is_empty(), "{variant}: {:?}", report.errors);
+        let report = resuming.push(&set(), ACCOUNT).await.expect("pushes");
+        assert!(report.all_synced(), "{variant}: {report:#?}");
+        drop((resuming, store));
+
+        let held = fake.entities();
+        assert!(
+            held.duplicates().is_empty(),
+            "{variant}: duplicates {:?}",
+            held.duplicates()
+        );
+        assert_eq!(
+            (held.campaigns.len(), held.ad_groups.len(), held.ads.len()),
+            (2, 3, 2),
+            "{variant}: the server holds {held:#?}"
+        );
+        let on_server: Vec<(String, String, String)> = [
+            ("campaign", &held.campaigns),
+            ("ad_group", &held.ad_groups),
+            ("ad", &held.ads),
+        ]
+        .into_iter()
+        .flat_map(|(kind, list)| {
+            list.iter().map(move |v| {
+                let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (text("id"), kind.to_string(), text("name"))
+            })
+        })
+        .collect();
+        for (local, kind, name) in ON_REDDIT {
+            let id = report
+                .campaigns
+                .iter()
+                .flat_map(|c| &c.entities)
+                .find(|e| e.local_id == local)
+                .and_then(|e| e.platform_id.clone())
+                .unwrap_or_else(|| panic!("{variant}: {local} has no id"));
+            assert!(
+                on_server.contains(&(id.clone(), kind.to_string(), name.to_string())),
+                "{variant}: {local} → {id} is not on the server: {on_server:?}"
+            );
+        }
+        let leaked = db.places_holding(&token).await;
+        assert!(
+            leaked.is_empty(),
+            "{variant}: the token is stored in {leaked:?}"
+        );
+        fake.shutdown().await;
+    }
+    assert!(died > 0, "no process died");
 }

@@ -132,6 +132,55 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Where `needle` occurs in what the store keeps, read behind its back:
+    /// sled's files (tree and write-ahead log), or the database's rows. For
+    /// checking that a secret never reached the store. Call it with no
+    /// store open (sled's files are complete once it is closed).
+    pub async fn places_holding(&self, needle: &str) -> Vec<String> {
+        let needle = needle.as_bytes();
+        let mut found = Vec::new();
+        match &*self.0 {
+            Place::Sled(dir) => {
+                let mut stack = vec![dir.path().to_path_buf()];
+                while let Some(path) = stack.pop() {
+                    if path.is_dir() {
+                        for entry in std::fs::read_dir(&path).expect("a store directory") {
+                            stack.push(entry.expect("an entry").path());
+                        }
+                    } else {
+                        let bytes = std::fs::read(&path).expect("a store file");
+                        if bytes.windows(needle.len()).any(|w| w == needle) {
+                            found.push(path.display().to_string());
+                        }
+                    }
+                }
+            }
+            Place::Postgres(server) => {
+                let (client, connection) =
+                    tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+                        .await
+                        .expect("a direct connection to the test database");
+                let task = tokio::spawn(connection);
+                let rows = client
+                    .query(
+                        "SELECT 'adsync_kv ' || encode(key, 'escape') FROM adsync_kv \
+                           WHERE position($1::bytea in key) > 0 OR position($1::bytea in value) > 0 \
+                         UNION ALL SELECT 'adsync_syncs ' || id FROM adsync_syncs s \
+                           WHERE position(convert_from($1::bytea, 'UTF8') in s::text) > 0",
+                        &[&needle],
+                    )
+                    .await
+                    .expect("the search runs");
+                found.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+                drop(client);
+                let _ = task.await;
+            }
+        }
+        found
+    }
+}
+
 /// A store as one "process" opened it, plus what a test needs to look
 /// behind its back. Derefs to the store seam (`commit`, `read`, ...); passes
 /// wherever a store is taken (`Pusher::new(store.clone(), ..)`).
