@@ -1,14 +1,23 @@
 //! Cancelling a push: it lands at a step boundary, keeps every platform id,
 //! never while a create's outcome is unknown, and a later push of the same set
-//! updates what the cancelled one created instead of duplicating it.
+//! updates what the cancelled one created instead of duplicating it. On sled
+//! and on PostgreSQL.
+
+mod common;
 
 use std::sync::Arc;
 
 use adsync::memory::MemoryPlatform;
 use adsync::{
     CampaignSet, Cancel, EntityResult, ManualClock, PushPhase, Pusher, RunError, Status, Step,
-    Store,
 };
+use common::{Backend, TestDb, TestStore};
+
+on_both_stores!(
+    a_cancelled_push_keeps_its_ids_and_the_next_push_updates_them,
+    after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_cancel_lands,
+    a_sync_parked_for_an_operator_is_not_cancelled_behind_their_back,
+);
 
 fn set() -> CampaignSet {
     CampaignSet::from_json(
@@ -25,19 +34,27 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH))
 }
 
-#[tokio::test]
-async fn a_cancelled_push_keeps_its_ids_and_the_next_push_updates_them() {
+async fn a_cancelled_push_keeps_its_ids_and_the_next_push_updates_them(backend: Backend) {
     let clock = clock();
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    let pusher = Pusher::new(Store::temporary().unwrap(), platform.clone(), clock);
+    let pusher = Pusher::new(TestStore::temporary(backend).await, platform.clone(), clock);
     let ids = pusher.start(&set(), "a2").await.unwrap();
     assert!(matches!(
         pusher.step(&ids[0]).await.unwrap(),
         Step::Transitioned(_)
     ));
 
-    let Cancel::Cancelled(t) = pusher.runner().cancel(&ids[0]).await.unwrap() else {
-        panic!("nothing was in flight: the cancel lands at once");
+    // Nothing is in flight. On a store of one's own (sled) the cancel lands
+    // at once. On a shared store (PostgreSQL) only the holder of a sync's
+    // lease writes its states, and this runner holds none: the request is
+    // durable and lands at the sync's next step boundary, before any effect.
+    let t = match (backend, pusher.runner().cancel(&ids[0]).await.unwrap()) {
+        (Backend::Sled, Cancel::Cancelled(t)) => t,
+        (Backend::Postgres, Cancel::Requested) => match pusher.step(&ids[0]).await.unwrap() {
+            Step::Transitioned(t) => t,
+            other => panic!("the requested cancel lands at the next step: {other:?}"),
+        },
+        (backend, other) => panic!("{backend:?}: {other:?}"),
     };
     assert_eq!(
         (t.from, t.to),
@@ -68,14 +85,14 @@ async fn a_cancelled_push_keeps_its_ids_and_the_next_push_updates_them() {
     assert!(platform.duplicates().is_empty());
 }
 
-#[tokio::test]
-async fn after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_cancel_lands() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
+async fn after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_cancel_lands(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend);
     let clock = clock();
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     let id = {
-        let pusher = Pusher::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
+        let pusher = Pusher::new(db.open().await, platform.clone(), clock.clone());
         let ids = pusher.start(&set(), "a2").await.unwrap();
         pusher.step(&ids[0]).await.unwrap(); // the campaign
         pusher.runner().store().close();
@@ -83,7 +100,7 @@ async fn after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_canc
     };
     // A new process: the ad group's create, named by the last checkpoint,
     // may have been sent before the old one died.
-    let pusher = Pusher::new(Store::open(&db).unwrap(), platform.clone(), clock);
+    let pusher = Pusher::new(db.open().await, platform.clone(), clock);
     assert!(
         matches!(
             pusher.runner().cancel(&id).await.unwrap(),
@@ -110,13 +127,12 @@ async fn after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_canc
     assert_eq!(platform.creations(), 1);
 }
 
-#[tokio::test]
-async fn a_sync_parked_for_an_operator_is_not_cancelled_behind_their_back() {
+async fn a_sync_parked_for_an_operator_is_not_cancelled_behind_their_back(backend: Backend) {
     use adsync::memory::{Fault, Op};
     use adsync::EntityKind;
     let clock = clock();
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
-    let pusher = Pusher::new(Store::temporary().unwrap(), platform.clone(), clock);
+    let pusher = Pusher::new(TestStore::temporary(backend).await, platform.clone(), clock);
     let ids = pusher.start(&set(), "a2").await.unwrap();
     pusher.step(&ids[0]).await.unwrap(); // the campaign
                                          // The ad group is created, its response lost, and a twin appears: the

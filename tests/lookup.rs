@@ -1,7 +1,8 @@
 //! Look-ups after an unknown outcome, and ids gone from the platform (issue 12,
 //! items 5–8 and 17): the platform's clock, a platform down during the
 //! look-up, a 404 on update, adoption verified on the platform, requests that
-//! cannot be built, and error texts that say each thing once.
+//! cannot be built, and error texts that say each thing once. The scenarios
+//! that keep syncs run on sled and on PostgreSQL.
 
 mod common;
 
@@ -14,13 +15,22 @@ use adsync::Backoff;
 use adsync::Campaign;
 use adsync::Secret;
 use adsync::Status;
-use adsync::Store;
 use adsync::{verify_adoption, AdoptError, EntityResult, PushPhase, PushPolicy, Pusher};
 use adsync::{AdapterError, EntityKind, EntitySpec, Parent, PushAdapter};
 use adsync::{Clock, SystemClock};
 use adsync_fakes::reddit::{RedditFault, RedditFaultKind};
 use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
-use common::{small_set, Harness, ACCOUNT};
+use common::{small_set, Backend, Harness, TestDb, TestStore, ACCOUNT};
+
+on_both_stores!(
+    a_platform_clock_30_minutes_off_either_way_causes_no_duplicate,
+    a_lookup_the_platform_could_not_answer_is_retried_on_resume,
+    an_id_gone_from_the_platform_is_recreated_once_and_then_updated,
+    an_id_found_gone_is_not_carried_into_the_next_push,
+    an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_several,
+    an_adopted_id_is_verified_on_the_platform,
+    error_texts_do_not_repeat_themselves,
+);
 
 fn fast_backoff(max_attempts: u32) -> Backoff {
     Backoff {
@@ -51,7 +61,7 @@ fn reddit(fake: &FakeRedditHandle, attempts: u32) -> Arc<RedditAdapter> {
     )
 }
 
-fn pusher(store: Store, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher {
+fn pusher(store: TestStore, adapter: Arc<dyn PushAdapter>, attempts: u32) -> Pusher {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Pusher::new(store, adapter.clone(), clock)
         .with_runner(|runner| runner.with_seed(3))
@@ -72,8 +82,7 @@ fn lose_first_ad_group_create(fake: &FakeRedditHandle) {
 
 /// Item 5: a platform clock 30 minutes behind (or ahead of) ours must not hide
 /// the entity whose create response was lost, so it is adopted, not re-created.
-#[tokio::test]
-async fn a_platform_clock_30_minutes_off_either_way_causes_no_duplicate() {
+async fn a_platform_clock_30_minutes_off_either_way_causes_no_duplicate(backend: Backend) {
     for offset in [-1800i64, 1800] {
         let fake = FakeReddit::start(FakeRedditConfig {
             clock_offset_secs: offset,
@@ -83,7 +92,7 @@ async fn a_platform_clock_30_minutes_off_either_way_causes_no_duplicate() {
         .expect("fake");
         lose_first_ad_group_create(&fake);
         let adapter = reddit(&fake, 3);
-        let p = pusher(Store::temporary().expect("store"), adapter.clone(), 3);
+        let p = pusher(TestStore::temporary(backend).await, adapter.clone(), 3);
         let report = p.push(&small_set(), ACCOUNT).await.expect("push");
         assert!(report.all_synced(), "offset {offset}: {report:?}");
         let held = fake.entities();
@@ -104,8 +113,7 @@ async fn a_platform_clock_30_minutes_off_either_way_causes_no_duplicate() {
 /// Item 7: the look-up fails (5xx) through every retry: the sync stops, not
 /// parked, and a later resume (the platform healthy again) finishes it with
 /// exactly one ad group — in this process and in a new one.
-#[tokio::test]
-async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
+async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume(backend: Backend) {
     for new_process in [false, true] {
         let fake = FakeReddit::start(FakeRedditConfig::default())
             .await
@@ -124,9 +132,8 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
             .times(4),
         );
         let adapter = reddit(&fake, 2);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("adsync.db");
-        let store = Store::open_from_async(&db).await.expect("store");
+        let db = TestDb::new(backend);
+        let store = db.open().await;
         let p = pusher(store, adapter.clone(), 2);
         let ids = p.start(&small_set(), ACCOUNT).await.expect("start");
         let report = p.run_all(&ids).await;
@@ -152,8 +159,7 @@ async fn a_lookup_the_platform_could_not_answer_is_retried_on_resume() {
 
         let p = if new_process {
             drop(p);
-            let store = Store::open_from_async(&db).await.expect("reopen");
-            pusher(store, adapter.clone(), 2)
+            pusher(db.open().await, adapter.clone(), 2)
         } else {
             p
         };
@@ -198,9 +204,8 @@ fn group_ids(h: &Harness) -> Vec<String> {
 
 /// Item 6: an update answered "not found" forgets the gone id and looks the
 /// entity up by name: none → created again; later pushes update the new id.
-#[tokio::test]
-async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated() {
-    let h = Harness::temporary();
+async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -243,9 +248,8 @@ async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated() {
 /// Item 4 with item 6: an id a sync found gone (404, nothing by its name) and
 /// could not replace (the create failed) is not carried into the next push,
 /// which creates the entity at once instead of updating the gone id again.
-#[tokio::test]
-async fn an_id_found_gone_is_not_carried_into_the_next_push() {
-    let h = Harness::temporary();
+async fn an_id_found_gone_is_not_carried_into_the_next_push(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -284,9 +288,10 @@ async fn an_id_found_gone_is_not_carried_into_the_next_push() {
 
 /// Item 6: the gone entity was re-made under the same parent by someone else
 /// (one match by name): adopted and brought to the spec; several: parked.
-#[tokio::test]
-async fn an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_several() {
-    let h = Harness::temporary();
+async fn an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_several(
+    backend: Backend,
+) {
+    let h = Harness::temporary(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -327,9 +332,8 @@ async fn an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_seve
 
 /// Item 6: an id to adopt is checked on the platform: exists, right kind,
 /// right parent, same name.
-#[tokio::test]
-async fn an_adopted_id_is_verified_on_the_platform() {
-    let h = Harness::temporary();
+async fn an_adopted_id_is_verified_on_the_platform(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::AdGroup),
@@ -476,8 +480,7 @@ async fn a_request_that_cannot_be_built_is_a_configuration_error() {
 }
 
 /// Item 17: each error text says each thing once.
-#[tokio::test]
-async fn error_texts_do_not_repeat_themselves() {
+async fn error_texts_do_not_repeat_themselves(backend: Backend) {
     let fake = FakeReddit::start(FakeRedditConfig::default())
         .await
         .expect("fake");
@@ -511,7 +514,7 @@ async fn error_texts_do_not_repeat_themselves() {
         other => panic!("{other:?}"),
     }
     // Retries spent on an update: the count is said once.
-    let p = pusher(Store::temporary().expect("store"), adapter.clone(), 2);
+    let p = pusher(TestStore::temporary(backend).await, adapter.clone(), 2);
     assert!(p
         .push(&small_set(), ACCOUNT)
         .await

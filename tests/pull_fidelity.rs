@@ -3,7 +3,10 @@
 //! (field names, values, nesting; key order aside), for all three kinds. The
 //! fake renders every documented field (`dynamicBidding` included) and one
 //! undocumented field (`fakeFutureField`, also inside `budget`), none of which
-//! the client's typed fields model except the core ones.
+//! the client's typed fields model except the core ones. On sled and on
+//! PostgreSQL.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +14,16 @@ use std::time::Duration;
 use adsync::amazon::{
     AmazonClient, AmazonConfig, SpAdGroup, SpCampaign, SpKeyword, ThrottleConfig,
 };
-use adsync::{Backoff, PullMode, PullPolicy, Puller, Store, SystemClock};
+use adsync::{Backoff, PullMode, PullPolicy, Puller, SystemClock};
 use adsync_fakes::amazon::{wire, wire_json};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator, ProfileData};
+use common::{Backend, TestDb, TestStore};
 use serde_json::Value;
+
+on_both_stores!(
+    #[multi_thread]
+    persisted_entities_equal_the_servers_listing_as_json
+);
 
 const PROFILE: &str = "2718281828";
 
@@ -27,7 +36,7 @@ fn generator() -> Generator {
     }
 }
 
-fn puller(h: &FakeAmazonHandle, store: Store) -> Puller {
+fn puller(h: &FakeAmazonHandle, store: TestStore) -> Puller {
     let config = AmazonConfig::new("fake-client-id", "fake-token")
         .with_host(h.base_url())
         .with_timeout(Duration::from_secs(5))
@@ -122,18 +131,14 @@ fn assert_listing_has_unmodelled_fields(data: &ProfileData) {
     assert!(has(keywords, &|k| k["fakeFutureField"].is_u64()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persisted_entities_equal_the_servers_listing_as_json() {
+async fn persisted_entities_equal_the_servers_listing_as_json(backend: Backend) {
     let data = generator().generate();
     assert_listing_has_unmodelled_fields(&data);
     let h = FakeAmazon::start(FakeAmazonConfig::default().with_profile(PROFILE, data.clone()))
         .await
         .expect("fake server starts");
-    let dir = tempfile::tempdir().expect("dir");
-    let store = Store::open_from_async(dir.path().join("adsync.db"))
-        .await
-        .expect("store");
-    let p = puller(&h, store.clone());
+    let db = TestDb::new(backend);
+    let p = puller(&h, db.open().await);
     let status = p
         .pull(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -199,7 +204,7 @@ async fn persisted_entities_equal_the_servers_listing_as_json() {
 
     // After a restart (a new process on the same store) nothing is lost either.
     drop(p);
-    let p = puller(&h, store);
+    let p = puller(&h, db.open().await);
     let snap = p.snapshot(PROFILE).await.expect("reads").expect("snapshot");
     assert_same("campaigns", wire_json(&snap.campaigns), &listed_campaigns);
     h.shutdown().await;

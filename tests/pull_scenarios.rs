@@ -1,6 +1,7 @@
 //! Pull scenarios against the fake Amazon Ads server, in process, over loopback.
 //! Each test starts its own server on 127.0.0.1:0 and shuts it down. Traces of
-//! the machine's transitions are insta snapshots in `snapshots/`.
+//! the machine's transitions are insta snapshots in `snapshots/`. Each runs on
+//! sled and on PostgreSQL, against the same snapshots.
 
 mod common;
 
@@ -16,11 +17,29 @@ use adsync::testing::{self as snapshot, AMAZON};
 use adsync::Backoff;
 use adsync::Status;
 use adsync::Step;
-use adsync::Store;
 use adsync::SystemClock;
 use adsync::{PullMode, PullPhase, PullPolicy, Puller, SyncState};
 use adsync_fakes::amazon::{wire, wire_json, AmazonFault, Mutation, RequestRecord};
 use adsync_fakes::{FakeAmazon, FakeAmazonConfig, FakeAmazonHandle, Generator};
+
+use common::{Backend, TestDb, TestStore};
+
+on_both_stores!(
+    full_pull_persists_exactly_the_servers_data,
+    a_pull_killed_while_a_page_is_in_flight_resumes_at_that_page_after_a_restart,
+    second_pull_upserts_and_drops_entities_gone_from_the_platform,
+    bad_responses_fail_clearly_and_persist_nothing,
+    a_429_storm_is_ridden_out,
+    exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume,
+    restart_mode_discards_a_failed_pulls_staging,
+    two_profiles_share_one_limiter_that_never_exceeds_the_rate,
+    invalid_profile_ids_are_refused_before_anything_is_written,
+    a_profile_without_ad_groups_or_keywords_pulls_empty_lists,
+    a_garbled_page_mid_pull_is_fetched_again_and_the_pull_completes_in_one_run,
+    a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging,
+    #[multi_thread]
+    readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix,
+);
 
 const PROFILE: &str = "3141592653589793";
 
@@ -73,11 +92,11 @@ fn policy(page_size: u32, machine_attempts: u32) -> PullPolicy {
 }
 
 struct Setup {
-    store: Store,
+    store: TestStore,
     puller: Puller,
 }
 
-fn puller_with(store: Store, client: AmazonClient, policy: PullPolicy) -> Setup {
+fn puller_with(store: TestStore, client: AmazonClient, policy: PullPolicy) -> Setup {
     let clock = Arc::new(SystemClock);
     let puller = Puller::new(store.clone(), client, clock)
         .with_runner(|runner| runner.with_seed(3))
@@ -85,19 +104,19 @@ fn puller_with(store: Store, client: AmazonClient, policy: PullPolicy) -> Setup 
     Setup { store, puller }
 }
 
-fn setup(h: &FakeAmazonHandle) -> Setup {
+async fn setup(h: &FakeAmazonHandle, backend: Backend) -> Setup {
     puller_with(
-        Store::temporary().expect("store"),
+        TestStore::temporary(backend).await,
         client(h, 3, throttle(1000.0, 10.0)),
         policy(4, 2),
     )
 }
 
 /// The transitions of the profile's sync (no timestamps) and its status.
-fn trace(s: &Setup) -> String {
+async fn trace(s: &Setup) -> String {
     let id = s.puller.sync_id(PROFILE);
     let mut out = String::new();
-    for e in s.store.history(&id).expect("history") {
+    for e in s.store.history(&id).await {
         let _ = writeln!(
             out,
             "{:>2}. {:<17} | {}\n    {:<17} | => {} → {}",
@@ -109,7 +128,7 @@ fn trace(s: &Setup) -> String {
             e.to
         );
     }
-    let record = s.store.record(&id).expect("read").expect("record");
+    let record = s.store.record(&id).await;
     let _ = writeln!(
         out,
         "\nstatus: {} (last error: {})",
@@ -146,23 +165,27 @@ async fn assert_persisted_equals_server(s: &Setup, h: &FakeAmazonHandle) {
 }
 
 /// Data keys under the profile: (staged pages, generations present).
-fn stored_keys(store: &Store) -> (usize, Vec<u64>) {
-    let staged = store
-        .scan_data(&snapshot::stage_prefix(AMAZON, PROFILE))
-        .count();
-    let mut gens: Vec<u64> = store
-        .scan_data(&snapshot::generations_prefix(AMAZON, PROFILE))
-        .filter_map(|item| item.ok())
-        .filter_map(|(k, _)| snapshot::generation_of(AMAZON, PROFILE, &k))
-        .collect();
-    gens.dedup();
-    (staged, gens)
+async fn stored_keys(store: &TestStore) -> (usize, Vec<u64>) {
+    store
+        .read(|store| {
+            let staged = store
+                .scan_data(&snapshot::stage_prefix(AMAZON, PROFILE))
+                .count();
+            let mut gens: Vec<u64> = store
+                .scan_data(&snapshot::generations_prefix(AMAZON, PROFILE))
+                .filter_map(|item| item.ok())
+                .filter_map(|(k, _)| snapshot::generation_of(AMAZON, PROFILE, &k))
+                .collect();
+            gens.dedup();
+            (staged, gens)
+        })
+        .await
+        .expect("the store serves reads")
 }
 
-#[tokio::test]
-async fn full_pull_persists_exactly_the_servers_data() {
+async fn full_pull_persists_exactly_the_servers_data(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     let status = s
         .puller
         .pull(PROFILE, PullMode::ResumeOrStart)
@@ -177,7 +200,7 @@ async fn full_pull_persists_exactly_the_servers_data() {
     );
     assert!(status.last_success_at.is_some() && status.finished_at.is_some());
     assert_eq!(
-        stored_keys(&s.store),
+        stored_keys(&s.store).await,
         (0, vec![1]),
         "staging is gone, one generation"
     );
@@ -210,7 +233,7 @@ async fn full_pull_persists_exactly_the_servers_data() {
             .expect("find"),
         None
     );
-    common_snap("pull_s1_full_pull", trace(&s));
+    common_snap("pull_s1_full_pull", trace(&s).await);
     h.shutdown().await;
 }
 
@@ -218,10 +241,9 @@ fn common_snap(name: &str, value: String) {
     snap!(name, value);
 }
 
-#[tokio::test]
-async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
+async fn second_pull_upserts_and_drops_entities_gone_from_the_platform(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     s.puller
         .pull(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -306,8 +328,8 @@ async fn second_pull_upserts_and_drops_entities_gone_from_the_platform() {
     let groups: Vec<SpAdGroup> = s.puller.ad_groups(PROFILE).await.expect("ad groups");
     assert_eq!(groups[0].state, State::Paused);
     // The old generation and the staging are gone.
-    assert_eq!(stored_keys(&s.store), (0, vec![2]));
-    common_snap("pull_s2_second_pull_after_changes", trace(&s));
+    assert_eq!(stored_keys(&s.store).await, (0, vec![2]));
+    common_snap("pull_s2_second_pull_after_changes", trace(&s).await);
     h.shutdown().await;
 }
 
@@ -326,8 +348,61 @@ async fn step_until(s: &Setup, stop: impl Fn(&adsync::PullState) -> bool) {
     }
 }
 
-#[tokio::test]
-async fn bad_responses_fail_clearly_and_persist_nothing() {
+/// A crash in the middle of a page fetch: the pull's future is dropped while
+/// the keyword page's request is in flight, the store is closed, and a new
+/// process resumes from the last checkpoint: the page is asked for again,
+/// the staged pages are not.
+async fn a_pull_killed_while_a_page_is_in_flight_resumes_at_that_page_after_a_restart(
+    backend: Backend,
+) {
+    let h = server().await;
+    let db = TestDb::new(backend);
+    let process = |store| puller_with(store, client(&h, 3, throttle(1000.0, 10.0)), policy(4, 2));
+
+    // Process 1 dies while the second keyword page is being answered.
+    {
+        let s = process(db.open().await);
+        s.puller
+            .begin(PROFILE, PullMode::ResumeOrStart)
+            .await
+            .expect("begin");
+        step_until(&s, |st| {
+            st.phase == PullPhase::FetchingKeywords && st.pages.keywords == 1
+        })
+        .await;
+        h.inject(AmazonFault::Delay { ms: 5_000 }, 1);
+        let id = s.puller.sync_id(PROFILE);
+        tokio::select! {
+            done = s.puller.run(&id) => panic!("the run ended: {done:?}"),
+            () = async {
+                while h.pending_faults() > 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } => {}
+        }
+    }
+    let before = h.requests().len();
+    assert_eq!(before, 1 + 2 + 1, "the page in flight is not logged");
+
+    // Process 2 resumes.
+    let s = process(db.open().await);
+    let status = s
+        .puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("resume");
+    assert_eq!(status.state, SyncState::Completed, "{status:?}");
+    assert_persisted_equals_server(&s, &h).await;
+    let log = h.requests();
+    assert!(requests_by_page(&log).values().all(|&n| n == 1), "{log:#?}");
+    assert_eq!(log.len(), 9, "every page once, the one in flight included");
+    assert_eq!(stored_keys(&s.store).await, (0, vec![1]));
+    // The crash left no trace: the history is a clean full pull's.
+    common_snap("pull_s1_full_pull", trace(&s).await);
+    h.shutdown().await;
+}
+
+async fn bad_responses_fail_clearly_and_persist_nothing(backend: Backend) {
     // A body that is not JSON at all is retried instead: see
     // `a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging`.
     for (fault, name, expected) in [
@@ -339,7 +414,7 @@ async fn bad_responses_fail_clearly_and_persist_nothing() {
         (AmazonFault::UnknownEnum, "unknown_enum", "SUSPENDED"),
     ] {
         let h = server().await;
-        let s = setup(&h);
+        let s = setup(&h, backend).await;
         s.puller
             .begin(PROFILE, PullMode::ResumeOrStart)
             .await
@@ -372,10 +447,10 @@ async fn bad_responses_fail_clearly_and_persist_nothing() {
             .expect("exists");
         assert_eq!(status.state, SyncState::Failed);
         assert_eq!(status.counts, None);
-        common_snap(&format!("pull_s3_bad_response_{name}"), trace(&s));
+        common_snap(&format!("pull_s3_bad_response_{name}"), trace(&s).await);
 
         // The staged pages are kept; pulling again resumes at the failed page.
-        assert!(stored_keys(&s.store).0 > 0, "{name}: staging kept");
+        assert!(stored_keys(&s.store).await.0 > 0, "{name}: staging kept");
         h.clear_requests();
         let status = s
             .puller
@@ -395,10 +470,9 @@ async fn bad_responses_fail_clearly_and_persist_nothing() {
     }
 }
 
-#[tokio::test]
-async fn a_429_storm_is_ridden_out() {
+async fn a_429_storm_is_ridden_out(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     s.puller
         .begin(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -431,14 +505,13 @@ async fn a_429_storm_is_ridden_out() {
         checkpoint.record.failed_effects >= 1,
         "the machine retried the page"
     );
-    common_snap("pull_s4_429_storm", trace(&s));
+    common_snap("pull_s4_429_storm", trace(&s).await);
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume() {
+async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     s.puller
         .begin(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -455,10 +528,10 @@ async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume() {
     let error = checkpoint.record.last_error.clone().unwrap_or_default();
     assert!(error.contains("gave up after 2 attempt(s)"), "{error}");
     assert!(error.contains("staged pages are kept"), "{error}");
-    let staged_before = stored_keys(&s.store).0;
+    let staged_before = stored_keys(&s.store).await.0;
     assert_eq!(staged_before, 1 + 2 + 3);
     assert_eq!(s.puller.snapshot(PROFILE).await.expect("read"), None);
-    common_snap("pull_s5_retries_exhausted", trace(&s));
+    common_snap("pull_s5_retries_exhausted", trace(&s).await);
 
     h.clear_requests();
     let status = s
@@ -472,10 +545,9 @@ async fn exhausted_retries_fail_the_pull_and_keep_staged_pages_for_a_resume() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn restart_mode_discards_a_failed_pulls_staging() {
+async fn restart_mode_discards_a_failed_pulls_staging(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     s.puller
         .begin(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -510,8 +582,7 @@ fn max_per_window(log: &[RequestRecord], window: Duration) -> usize {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn two_profiles_share_one_limiter_that_never_exceeds_the_rate() {
+async fn two_profiles_share_one_limiter_that_never_exceeds_the_rate(backend: Backend) {
     // Two profiles pulled concurrently through one client: every request of
     // both passes the same limiter, counted at the server per window.
     let data = Generator {
@@ -533,7 +604,7 @@ async fn two_profiles_share_one_limiter_that_never_exceeds_the_rate() {
         ..ThrottleConfig::default()
     };
     let s = puller_with(
-        Store::temporary().expect("store"),
+        TestStore::temporary(backend).await,
         client(&h, 3, limited),
         policy(2, 2),
     );
@@ -574,10 +645,9 @@ async fn two_profiles_share_one_limiter_that_never_exceeds_the_rate() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn invalid_profile_ids_are_refused_before_anything_is_written() {
+async fn invalid_profile_ids_are_refused_before_anything_is_written(backend: Backend) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     for bad in ["", "a/b", "x y", &"9".repeat(65)] {
         let err = s
             .puller
@@ -586,13 +656,12 @@ async fn invalid_profile_ids_are_refused_before_anything_is_written() {
             .expect_err("refused");
         assert!(err.to_string().contains("invalid profile id"), "{err}");
     }
-    assert!(s.store.list().is_empty());
+    assert!(s.store.list().await.is_empty());
     assert!(h.requests().is_empty());
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix() {
+async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix(backend: Backend) {
     let big = Generator {
         campaigns: 20,
         ad_groups_per_campaign: 10,
@@ -602,7 +671,7 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
     let config = FakeAmazonConfig::default().with_profile(PROFILE, big.generate());
     let h = FakeAmazon::start(config).await.expect("server");
     let s = puller_with(
-        Store::temporary().expect("store"),
+        TestStore::temporary(backend).await,
         client(&h, 3, throttle(1000.0, 10.0)),
         policy(1000, 2),
     );
@@ -629,11 +698,14 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
         let whole =
             |d: &adsync_fakes::ProfileData| wire_json(&(&d.campaigns, &d.ad_groups, &d.keywords));
         let (old, new) = (whole(&old), whole(&new));
-        std::thread::spawn(move || {
+        tokio::spawn(async move {
             let mut seen = std::collections::BTreeSet::new();
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) || reads == 0 {
-                let snap = snapshot::read_snapshot(&store, AMAZON, PROFILE)
+                let snap = store
+                    .read(|r| snapshot::read_snapshot(r, AMAZON, PROFILE))
+                    .await
+                    .expect("the store serves reads")
                     .expect("reads")
                     .expect("exists");
                 let got = wire_json(&(&snap.campaigns, &snap.ad_groups, &snap.keywords));
@@ -653,14 +725,13 @@ async fn readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix()
         .await
         .expect("second pull");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (seen, reads) = reader.join().expect("reader");
+    let (seen, reads) = reader.await.expect("reader");
     assert!(reads > 0 && !seen.is_empty());
     assert_persisted_equals_server(&s, &h).await;
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
+async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists(backend: Backend) {
     let empty = Generator {
         campaigns: 2,
         ad_groups_per_campaign: 0,
@@ -671,7 +742,7 @@ async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
         .with_profile(PROFILE, empty.generate())
         .with_profile("999", adsync_fakes::ProfileData::default());
     let h = FakeAmazon::start(config).await.expect("server");
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     let status = s
         .puller
         .pull(PROFILE, PullMode::ResumeOrStart)
@@ -694,10 +765,11 @@ async fn a_profile_without_ad_groups_or_keywords_pulls_empty_lists() {
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_garbled_page_mid_pull_is_fetched_again_and_the_pull_completes_in_one_run() {
+async fn a_garbled_page_mid_pull_is_fetched_again_and_the_pull_completes_in_one_run(
+    backend: Backend,
+) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     // 1 campaign page, 2 ad group pages and 2 keyword pages answer normally;
     // the first answer to the third keyword page is cut in half.
     h.inject(AmazonFault::Pass, 1 + 2 + 2);
@@ -730,19 +802,16 @@ async fn a_garbled_page_mid_pull_is_fetched_again_and_the_pull_completes_in_one_
         2
     );
     // The client absorbed it: the machine saw no failure.
-    let record = s
-        .store
-        .record(&s.puller.sync_id(PROFILE))
-        .expect("read")
-        .expect("record");
+    let record = s.store.record(&s.puller.sync_id(PROFILE)).await;
     assert_eq!(record.failed_effects, 0);
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging() {
+async fn a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging(
+    backend: Backend,
+) {
     let h = server().await;
-    let s = setup(&h);
+    let s = setup(&h, backend).await;
     s.puller
         .begin(PROFILE, PullMode::ResumeOrStart)
         .await
@@ -771,9 +840,9 @@ async fn a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_stagi
     ] {
         assert!(error.contains(expected), "{expected:?} missing: {error}");
     }
-    assert_eq!(stored_keys(&s.store).0, 1 + 2 + 1, "staging kept");
+    assert_eq!(stored_keys(&s.store).await.0, 1 + 2 + 1, "staging kept");
     assert_eq!(s.puller.snapshot(PROFILE).await.expect("reads"), None);
-    common_snap("pull_s3_bad_response_invalid_json", trace(&s));
+    common_snap("pull_s3_bad_response_invalid_json", trace(&s).await);
 
     h.clear_requests();
     let status = s

@@ -1,5 +1,6 @@
 //! The push scenarios of the seed document, as traces: each checks the ids the
-//! store holds and what the platform holds, and snapshots the full transition trace.
+//! store holds and what the platform holds, and snapshots the full transition
+//! trace. Each runs on sled and on PostgreSQL, against the same snapshot.
 
 mod common;
 
@@ -9,10 +10,28 @@ use adsync::memory::{Fault, MemoryPlatform, Op};
 use adsync::ManualClock;
 use adsync::Status;
 use adsync::Step;
-use adsync::Store;
-use adsync::{EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
+use adsync::{AdapterError, EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter, Pusher};
 use adsync::{EntityResult, PushOutcome, PushPhase};
-use common::{small_set, start_time, trace, Harness, ACCOUNT};
+use common::{small_set, start_time, trace, Backend, Harness, TestDb, ACCOUNT};
+
+on_both_stores!(
+    s1_campaign_created_then_ad_group_fails_keeps_the_campaign_id,
+    s2_ad_fails_keeps_campaign_and_ad_group_ids,
+    s3_full_success_records_every_id,
+    s4_campaign_create_fails_and_nothing_is_recorded,
+    s5_resync_with_ids_updates_and_creates_nothing,
+    s6_lost_response_then_restart_adopts_the_entity,
+    a_push_killed_in_the_middle_of_a_create_adopts_the_entity_after_a_restart,
+    lost_response_in_process_is_looked_up_not_resent,
+    timeout_before_the_platform_saw_the_create_finds_nothing_and_creates_once,
+    transient_errors_back_off_with_checkpointed_attempts_then_succeed,
+    transient_errors_are_bounded_then_the_entity_fails_with_the_last_error,
+    an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it,
+    reddit_style_keywords_are_set_on_the_ad_group_in_one_idempotent_step,
+    one_campaign_failing_does_not_stop_the_others,
+    an_entity_removed_then_put_back_is_not_created_twice,
+    a_forgotten_platform_id_is_created_again,
+);
 
 async fn push_small(h: &Harness) -> String {
     let report = h
@@ -24,15 +43,14 @@ async fn push_small(h: &Harness) -> String {
     report.campaigns[0].sync.clone()
 }
 
-fn ids(h: &Harness, sync: &str) -> Vec<(String, String)> {
-    let record = h.store.record(sync).unwrap().unwrap();
+async fn ids(h: &Harness, sync: &str) -> Vec<(String, String)> {
+    let record = h.record(sync).await;
     let checkpoint = adsync::Checkpoint::<adsync::PushMachine>::try_from(record).unwrap();
     checkpoint.state.platform_ids().into_iter().collect()
 }
 
-#[tokio::test]
-async fn s1_campaign_created_then_ad_group_fails_keeps_the_campaign_id() {
-    let h = Harness::temporary();
+async fn s1_campaign_created_then_ad_group_fails_keeps_the_campaign_id(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::AdGroup),
@@ -40,21 +58,17 @@ async fn s1_campaign_created_then_ad_group_fails_keeps_the_campaign_id() {
     );
     let sync = push_small(&h).await;
 
+    assert_eq!(h.record(&sync).await.status, Status::Failed);
     assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Failed
-    );
-    assert_eq!(
-        ids(&h, &sync),
+        ids(&h, &sync).await,
         vec![("c1".to_string(), "cmp_1".to_string())]
     );
     assert_eq!(h.platform.creations(), 1);
-    snap!("s1_campaign_created_ad_group_fails", trace(&h, &sync));
+    snap!("s1_campaign_created_ad_group_fails", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn s2_ad_fails_keeps_campaign_and_ad_group_ids() {
-    let h = Harness::temporary();
+async fn s2_ad_fails_keeps_campaign_and_ad_group_ids(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::Ad),
@@ -62,7 +76,7 @@ async fn s2_ad_fails_keeps_campaign_and_ad_group_ids() {
     );
     let sync = push_small(&h).await;
 
-    let ids = ids(&h, &sync);
+    let ids = ids(&h, &sync).await;
     assert!(
         ids.contains(&("c1".into(), "cmp_1".into()))
             && ids.contains(&("g1".into(), "adg_2".into())),
@@ -70,30 +84,22 @@ async fn s2_ad_fails_keeps_campaign_and_ad_group_ids() {
     );
     // Keywords belong to the ad group, not the ad: they still sync.
     assert!(ids.iter().any(|(local, _)| local == "k1"));
-    assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Failed
-    );
-    snap!("s2_ad_fails", trace(&h, &sync));
+    assert_eq!(h.record(&sync).await.status, Status::Failed);
+    snap!("s2_ad_fails", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn s3_full_success_records_every_id() {
-    let h = Harness::temporary();
+async fn s3_full_success_records_every_id(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     let sync = push_small(&h).await;
 
-    assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Succeeded
-    );
-    assert_eq!(ids(&h, &sync).len(), 5);
+    assert_eq!(h.record(&sync).await.status, Status::Succeeded);
+    assert_eq!(ids(&h, &sync).await.len(), 5);
     assert_eq!(h.platform.creations(), 5);
-    snap!("s3_full_success", trace(&h, &sync));
+    snap!("s3_full_success", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn s4_campaign_create_fails_and_nothing_is_recorded() {
-    let h = Harness::temporary();
+async fn s4_campaign_create_fails_and_nothing_is_recorded(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::Campaign),
@@ -101,17 +107,16 @@ async fn s4_campaign_create_fails_and_nothing_is_recorded() {
     );
     let sync = push_small(&h).await;
 
-    assert!(ids(&h, &sync).is_empty());
+    assert!(ids(&h, &sync).await.is_empty());
     assert_eq!(h.platform.creations(), 0);
-    let record = h.store.record(&sync).unwrap().unwrap();
+    let record = h.record(&sync).await;
     assert_eq!(record.status, Status::Failed);
     assert!(record.last_error.unwrap().contains("objective not allowed"));
-    snap!("s4_campaign_create_fails", trace(&h, &sync));
+    snap!("s4_campaign_create_fails", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn s5_resync_with_ids_updates_and_creates_nothing() {
-    let h = Harness::temporary();
+async fn s5_resync_with_ids_updates_and_creates_nothing(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     // First push fails half-way: campaign and ad group exist.
     h.platform.fail_next(
         Op::Create,
@@ -126,10 +131,7 @@ async fn s5_resync_with_ids_updates_and_creates_nothing() {
     let second = push_small(&h).await;
     assert_ne!(first, second);
     assert_eq!(h.platform.creations(), 5);
-    assert_eq!(
-        h.store.record(&second).unwrap().unwrap().status,
-        Status::Succeeded
-    );
+    assert_eq!(h.record(&second).await.status, Status::Succeeded);
 
     // A third push of a fully synced set creates nothing at all.
     let third = push_small(&h).await;
@@ -137,6 +139,7 @@ async fn s5_resync_with_ids_updates_and_creates_nothing() {
     assert!(h.platform.duplicates().is_empty());
     let creates = h
         .history(&third)
+        .await
         .iter()
         .filter(|e| e.effect.as_deref().is_some_and(|x| x.starts_with("create")))
         .count();
@@ -145,23 +148,21 @@ async fn s5_resync_with_ids_updates_and_creates_nothing() {
         "s5_resync_updates",
         format!(
             "{}\n--- third push ---\n{}",
-            trace(&h, &second),
-            trace(&h, &third)
+            trace(&h, &second).await,
+            trace(&h, &third).await
         )
     );
 }
 
-#[tokio::test]
-async fn s6_lost_response_then_restart_adopts_the_entity() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("adsync.db");
+async fn s6_lost_response_then_restart_adopts_the_entity(backend: Backend) {
+    let db = TestDb::new(backend);
     let clock = Arc::new(ManualClock::new(start_time()));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
 
     // Process 1: step until the ad group's create is the durable next effect,
     // then the create reaches the platform and the process dies before recording it.
     let sync = {
-        let h = Harness::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
+        let h = Harness::open(&db, platform.clone(), clock.clone()).await;
         let ids = h.pusher.start(&small_set(), ACCOUNT).await.unwrap();
         let sync = ids[0].clone();
         let Step::Transitioned(t) = h.pusher.step(&sync).await.unwrap() else {
@@ -183,7 +184,7 @@ async fn s6_lost_response_then_restart_adopts_the_entity() {
     assert_eq!(platform.creations(), 2);
 
     // Process 2: resume from the checkpoint.
-    let h = Harness::new(Store::open(&db).unwrap(), platform.clone(), clock.clone());
+    let h = Harness::open(&db, platform.clone(), clock.clone()).await;
     let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
     let group = &done.state.entities()[1];
@@ -197,20 +198,119 @@ async fn s6_lost_response_then_restart_adopts_the_entity() {
         platform.duplicates()
     );
     assert_eq!(platform.creations(), 5);
-    snap!("s6_lost_response_restart_adopts", trace(&h, &sync));
+    snap!("s6_lost_response_restart_adopts", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn lost_response_in_process_is_looked_up_not_resent() {
-    let h = Harness::temporary();
+/// The platform of a process killed while a create is in flight: the create
+/// reaches the platform, and its answer never comes back.
+struct DiesDuringCreate {
+    platform: Arc<MemoryPlatform>,
+    kind: EntityKind,
+    /// Told once the create has reached the platform.
+    reached: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl PushAdapter for DiesDuringCreate {
+    fn platform(&self) -> &str {
+        self.platform.platform()
+    }
+    fn keyword_model(&self) -> KeywordModel {
+        self.platform.keyword_model()
+    }
+    async fn create(&self, parent: &Parent, spec: &EntitySpec) -> Result<String, AdapterError> {
+        let id = self.platform.create(parent, spec).await?;
+        if spec.kind() == self.kind {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(id)
+    }
+    async fn update(
+        &self,
+        parent: &Parent,
+        id: &str,
+        spec: &EntitySpec,
+    ) -> Result<(), AdapterError> {
+        self.platform.update(parent, id, spec).await
+    }
+    async fn find(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        name: &str,
+        created_after: adsync::Timestamp,
+    ) -> Result<Vec<adsync::FoundEntity>, AdapterError> {
+        self.platform.find(parent, kind, name, created_after).await
+    }
+    async fn set_ad_group_keywords(
+        &self,
+        parent: &Parent,
+        ad_group_id: &str,
+        keywords: &[adsync::Keyword],
+    ) -> Result<(), AdapterError> {
+        self.platform
+            .set_ad_group_keywords(parent, ad_group_id, keywords)
+            .await
+    }
+}
+
+/// A crash in the middle of an effect, as a library user meets it: the
+/// push's future is dropped while the ad group's create is in flight (it
+/// reached the platform), the store is closed, and a new process resumes
+/// from the last checkpoint: outcome unknown, looked up, adopted.
+async fn a_push_killed_in_the_middle_of_a_create_adopts_the_entity_after_a_restart(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend);
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+
+    // Process 1 dies during the ad group's create.
+    let sync = {
+        let store = db.open().await;
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let dies = Arc::new(DiesDuringCreate {
+            platform: platform.clone(),
+            kind: EntityKind::AdGroup,
+            reached: reached.clone(),
+        });
+        let pusher = Pusher::new(store, dies, clock.clone()).with_runner(|r| r.with_seed(7));
+        let ids = pusher.start(&small_set(), ACCOUNT).await.unwrap();
+        tokio::select! {
+            done = pusher.run(&ids[0]) => panic!("the run ended: {done:?}"),
+            () = reached.notified() => {}
+        }
+        ids[0].clone()
+    };
+    assert_eq!(platform.creations(), 2, "the campaign, and the ad group");
+
+    // Process 2: the ad group's create is the durable next effect.
+    let h = Harness::open(&db, platform.clone(), clock.clone()).await;
+    let done = h.pusher.run(&sync).await.unwrap();
+    assert_eq!(done.record.status, Status::Succeeded);
+    let group = &done.state.entities()[1];
+    assert_eq!(
+        (group.platform_id(), group.result()),
+        (Some("adg_2"), &EntityResult::Adopted)
+    );
+    assert!(
+        platform.duplicates().is_empty(),
+        "{:?}",
+        platform.duplicates()
+    );
+    assert_eq!(platform.creations(), 5);
+    // The same history as a lost response followed by a restart (s6).
+    snap!("s6_lost_response_restart_adopts", trace(&h, &sync).await);
+}
+
+async fn lost_response_in_process_is_looked_up_not_resent(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform
         .fail_next(Op::Create, Some(EntityKind::Ad), Fault::LoseResponse);
     let sync = push_small(&h).await;
 
-    assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Succeeded
-    );
+    assert_eq!(h.record(&sync).await.status, Status::Succeeded);
     assert!(h.platform.duplicates().is_empty());
     assert_eq!(h.platform.creations(), 5);
     let finds = h
@@ -220,22 +320,21 @@ async fn lost_response_in_process_is_looked_up_not_resent() {
         .filter(|c| c.op == Op::Find)
         .count();
     assert_eq!(finds, 1);
-    snap!("lost_response_in_process", trace(&h, &sync));
+    snap!("lost_response_in_process", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn timeout_before_the_platform_saw_the_create_finds_nothing_and_creates_once() {
-    let h = Harness::temporary();
+async fn timeout_before_the_platform_saw_the_create_finds_nothing_and_creates_once(
+    backend: Backend,
+) {
+    let h = Harness::temporary(backend).await;
     h.platform
         .fail_next(Op::Create, Some(EntityKind::Campaign), Fault::Timeout);
     let sync = push_small(&h).await;
-    assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Succeeded
-    );
+    assert_eq!(h.record(&sync).await.status, Status::Succeeded);
     assert_eq!(h.platform.creations(), 5);
     let phases: Vec<String> = h
         .history(&sync)
+        .await
         .iter()
         .take(4)
         .map(|e| e.to.clone())
@@ -246,14 +345,13 @@ async fn timeout_before_the_platform_saw_the_create_finds_nothing_and_creates_on
     );
 }
 
-#[tokio::test]
-async fn transient_errors_back_off_with_checkpointed_attempts_then_succeed() {
-    let h = Harness::temporary();
+async fn transient_errors_back_off_with_checkpointed_attempts_then_succeed(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_call(1, Fault::Transient);
     h.platform.fail_call(2, Fault::Transient);
     let sync = push_small(&h).await;
 
-    let history = h.history(&sync);
+    let history = h.history(&sync).await;
     assert_eq!(history[1].to, "Pending");
     assert_eq!(history[2].to, "Pending");
     assert_eq!(history[3].to, "CampaignCreated");
@@ -264,7 +362,7 @@ async fn transient_errors_back_off_with_checkpointed_attempts_then_succeed() {
             && slept <= std::time::Duration::from_millis(1500),
         "{slept:?}"
     );
-    let record = h.store.record(&sync).unwrap().unwrap();
+    let record = h.record(&sync).await;
     assert_eq!(
         (record.status, record.failed_effects),
         (Status::Succeeded, 2)
@@ -272,15 +370,14 @@ async fn transient_errors_back_off_with_checkpointed_attempts_then_succeed() {
     assert_eq!(h.platform.creations(), 5);
 }
 
-#[tokio::test]
-async fn transient_errors_are_bounded_then_the_entity_fails_with_the_last_error() {
-    let h = Harness::temporary();
+async fn transient_errors_are_bounded_then_the_entity_fails_with_the_last_error(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     for _ in 0..6 {
         h.platform
             .fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::Transient);
     }
     let sync = push_small(&h).await;
-    let record = h.store.record(&sync).unwrap().unwrap();
+    let record = h.record(&sync).await;
     assert_eq!(record.status, Status::Failed);
     let error = record.last_error.unwrap();
     assert!(
@@ -289,14 +386,13 @@ async fn transient_errors_are_bounded_then_the_entity_fails_with_the_last_error(
     );
     assert_eq!(record.failed_effects, 6);
     assert_eq!(
-        ids(&h, &sync),
+        ids(&h, &sync).await,
         vec![("c1".to_string(), "cmp_1".to_string())]
     );
 }
 
-#[tokio::test]
-async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it() {
-    let h = Harness::temporary();
+async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     // Someone else created a same-named campaign just now, and our create's response is lost.
     h.platform.insert(
         &Parent {
@@ -309,7 +405,7 @@ async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it() {
         .fail_next(Op::Create, Some(EntityKind::Campaign), Fault::LoseResponse);
     let sync = push_small(&h).await;
 
-    let record = h.store.record(&sync).unwrap().unwrap();
+    let record = h.record(&sync).await;
     assert_eq!(record.status, Status::NeedsAttention);
     let reason = record.last_error.unwrap();
     assert!(
@@ -328,17 +424,13 @@ async fn an_ambiguous_look_up_parks_the_sync_and_an_operator_resolves_it() {
     let done = h.pusher.run(&sync).await.unwrap();
     assert_eq!(done.record.status, Status::Succeeded);
     assert_eq!(done.state.entities()[0].platform_id(), Some("cmp_2"));
-    snap!("ambiguous_lookup_operator_adopts", trace(&h, &sync));
+    snap!("ambiguous_lookup_operator_adopts", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn reddit_style_keywords_are_set_on_the_ad_group_in_one_idempotent_step() {
-    let h = Harness::with_model(KeywordModel::AdGroupTargeting);
+async fn reddit_style_keywords_are_set_on_the_ad_group_in_one_idempotent_step(backend: Backend) {
+    let h = Harness::with_model(backend, KeywordModel::AdGroupTargeting).await;
     let sync = push_small(&h).await;
-    assert_eq!(
-        h.store.record(&sync).unwrap().unwrap().status,
-        Status::Succeeded
-    );
+    assert_eq!(h.record(&sync).await.status, Status::Succeeded);
     let group = h
         .platform
         .entities()
@@ -350,12 +442,11 @@ async fn reddit_style_keywords_are_set_on_the_ad_group_in_one_idempotent_step() 
         vec!["shoes".to_string(), "boots".to_string()]
     );
     assert_eq!(h.platform.creations(), 3, "keywords are not entities here");
-    snap!("targeting_keywords", trace(&h, &sync));
+    snap!("targeting_keywords", trace(&h, &sync).await);
 }
 
-#[tokio::test]
-async fn one_campaign_failing_does_not_stop_the_others() {
-    let h = Harness::temporary();
+async fn one_campaign_failing_does_not_stop_the_others(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::Campaign),
@@ -400,9 +491,8 @@ async fn one_campaign_failing_does_not_stop_the_others() {
 
 /// Removing an ad group, pushing, then putting it back updates the ad group
 /// the first push created: ids come from every earlier sync, not only the latest.
-#[tokio::test]
-async fn an_entity_removed_then_put_back_is_not_created_twice() {
-    let h = Harness::temporary();
+async fn an_entity_removed_then_put_back_is_not_created_twice(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     let full = small_set();
     let mut without = full.clone();
     without.campaigns[0].ad_groups.clear();
@@ -417,7 +507,7 @@ async fn an_entity_removed_then_put_back_is_not_created_twice() {
     );
     // c1, g1, a1, k1, k2: each created once.
     assert_eq!(h.platform.creations(), 5);
-    let last = h.store.record("c1-3").unwrap().unwrap();
+    let last = h.record("c1-3").await;
     let checkpoint = adsync::Checkpoint::<adsync::PushMachine>::try_from(last).unwrap();
     assert!(checkpoint
         .state
@@ -427,9 +517,8 @@ async fn an_entity_removed_then_put_back_is_not_created_twice() {
 }
 
 /// An id marked as gone is not carried over: the entity is created again.
-#[tokio::test]
-async fn a_forgotten_platform_id_is_created_again() {
-    let h = Harness::temporary();
+async fn a_forgotten_platform_id_is_created_again(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     let set = small_set();
     let report = h.pusher.push(&set, ACCOUNT).await.expect("push runs");
     let group = report.campaigns[0]

@@ -1,5 +1,8 @@
 //! The push runner end to end on the memory platform: what a runner keeps in
-//! memory, what it writes where, and how old records still read.
+//! memory, what it writes where, and how old records still read. On sled and
+//! on PostgreSQL (both keep the same key layout, which the tests look at).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,8 +12,17 @@ use adsync::CampaignSet;
 use adsync::ManualClock;
 use adsync::Status;
 use adsync::{AdapterEffects, PushMachine, Pusher};
-use adsync::{Commit, Store, RECORD_FORMAT};
+use adsync::{Commit, RECORD_FORMAT};
 use adsync::{Runner, Step};
+use common::{Backend, TestStore};
+
+on_both_stores!(
+    a_settled_sync_leaves_nothing_in_the_fresh_cache,
+    a_record_head_is_written_once_and_format_1_records_still_read_and_step,
+    progress_segments_written_with_checkpoints_read_back_at_every_step,
+    started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time,
+    resume_all_names_a_record_it_cannot_read_and_resumes_the_others,
+);
 
 /// The first state of a push of `campaign` to account `a2` on the memory platform.
 fn memory_state(campaign: &adsync::Campaign) -> adsync::PushState {
@@ -29,8 +41,8 @@ fn memory_state(campaign: &adsync::Campaign) -> adsync::PushState {
 
 /// A pusher (and its runner) over a temporary store and an in-memory
 /// platform, on a paused clock.
-fn memory_push() -> (Arc<MemoryPlatform>, Pusher) {
-    let store = Store::temporary().expect("store");
+async fn memory_push(backend: Backend) -> (Arc<MemoryPlatform>, Pusher) {
+    let store = TestStore::temporary(backend).await;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     let pusher = Pusher::new(store, platform.clone(), clock);
@@ -39,8 +51,7 @@ fn memory_push() -> (Arc<MemoryPlatform>, Pusher) {
 
 /// A finished sync's state (its plan and every entity) must not stay in
 /// the runner: a large set's runner held all of them until it was dropped.
-#[tokio::test]
-async fn a_settled_sync_leaves_nothing_in_the_fresh_cache() {
+async fn a_settled_sync_leaves_nothing_in_the_fresh_cache(backend: Backend) {
     let set = CampaignSet::from_json(
         r#"{"name": "s", "campaigns": [
             {"id": "c1", "name": "Spring", "objective": "CLICKS",
@@ -50,7 +61,7 @@ async fn a_settled_sync_leaves_nothing_in_the_fresh_cache() {
         "inline.json",
     )
     .expect("set");
-    let (platform, pusher) = memory_push();
+    let (platform, pusher) = memory_push(backend).await;
     let runner = pusher.runner();
     let report = pusher.push(&set, "a2").await.expect("push");
     assert!(report.all_synced(), "{report:?}");
@@ -86,8 +97,7 @@ async fn a_settled_sync_leaves_nothing_in_the_fresh_cache() {
 /// A format-2 record carries its head (kind, start time, labels) once,
 /// under its own key; a format-1 record (every field in `r/`, as the
 /// previous version wrote it) still reads, and its sync keeps format 1.
-#[tokio::test]
-async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step() {
+async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(backend: Backend) {
     let set = CampaignSet::from_json(
         r#"{"name": "s", "campaigns": [
             {"id": "c1", "name": "Spring", "objective": "CLICKS",
@@ -96,20 +106,19 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
         "inline.json",
     )
     .expect("set");
-    let store = Store::temporary().expect("store");
+    let store = TestStore::temporary(backend).await;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     let effects = AdapterEffects::new(platform.clone());
     let runner = || Runner::<PushMachine>::new(store.clone(), clock.clone());
     let state = memory_state(&set.campaigns[0]);
     let labels = BTreeMap::from([("set_file".to_string(), "/srv/sets/spring.json".to_string())]);
-    let raw = |key: &str| {
-        store
-            .raw_tree()
-            .expect("tree")
-            .get(key)
-            .expect("get")
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    let raw = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            let value = store.raw_get(key).await;
+            value.map(|v| String::from_utf8_lossy(&v).into_owned())
+        }
     };
     let writer = runner();
     writer
@@ -119,12 +128,12 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
     let Step::Transitioned(first) = writer.step("c1-1", &effects).await.expect("step") else {
         panic!("a step")
     };
-    let body = raw("r/c1-1").expect("record");
+    let body = raw("r/c1-1").await.expect("record");
     assert!(body.contains(r#""format":2"#), "{body}");
     for static_field in ["spring.json", "created_at", "\"kind\""] {
         assert!(!body.contains(static_field), "{static_field} in {body}");
     }
-    let head = raw("m/c1-1").expect("head");
+    let head = raw("m/c1-1").await.expect("head");
     assert!(head.contains("/srv/sets/spring.json"), "{head}");
     let stored = runner().get("c1-1").await.expect("reads");
     assert_eq!(stored.record.labels, labels);
@@ -138,18 +147,14 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
         .commit(Commit::new().record(&old).expect("encodes"))
         .await
         .expect("commit");
-    store
-        .raw_tree()
-        .expect("tree")
-        .remove("m/c1-1")
-        .expect("remove");
-    assert!(raw("r/c1-1").expect("record").contains("spring.json"));
+    store.raw_remove("m/c1-1").await;
+    assert!(raw("r/c1-1").await.expect("record").contains("spring.json"));
     let resumed = runner();
     assert_eq!(resumed.get("c1-1").await.expect("reads").record, old);
     let Step::Transitioned(second) = resumed.step("c1-1", &effects).await.expect("step") else {
         panic!("a step")
     };
-    let body = raw("r/c1-1").expect("record");
+    let body = raw("r/c1-1").await.expect("record");
     assert!(
         body.contains(r#""format":1"#) && body.contains("spring.json"),
         "{body}"
@@ -177,8 +182,7 @@ async fn a_record_head_is_written_once_and_format_1_records_still_read_and_step(
 
 /// A sync whose progress is partly in segments reads back, from a runner
 /// that did not write it, as the state its writer held, at every step.
-#[tokio::test]
-async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
+async fn progress_segments_written_with_checkpoints_read_back_at_every_step(backend: Backend) {
     let ads: Vec<serde_json::Value> = (0..150)
         .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
         .collect();
@@ -186,7 +190,7 @@ async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
         {"id": "c1", "name": "Spring", "objective": "CLICKS",
          "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
     let set = CampaignSet::from_json(&set.to_string(), "inline.json").expect("set");
-    let store = Store::temporary().expect("store");
+    let store = TestStore::temporary(backend).await;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     let effects = AdapterEffects::new(platform);
@@ -226,8 +230,7 @@ async fn progress_segments_written_with_checkpoints_read_back_at_every_step() {
 /// A set's started syncs wait their turn, and a sync this runner started
 /// is still fresh when it runs: created, never looked up as if it had
 /// been restarted.
-#[tokio::test]
-async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
+async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time(backend: Backend) {
     let set = CampaignSet::from_json(
         r#"{"name": "s", "campaigns": [
             {"id": "c1", "name": "Spring", "objective": "CLICKS"},
@@ -236,7 +239,7 @@ async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
         "inline.json",
     )
     .expect("set");
-    let (platform, pusher) = memory_push();
+    let (platform, pusher) = memory_push(backend).await;
     let pusher = pusher.with_max_running(1);
     let runner = pusher.runner();
     let ids = pusher.start(&set, "a2").await.expect("start");
@@ -255,9 +258,8 @@ async fn started_syncs_wait_their_turn_and_run_fresh_a_few_at_a_time() {
     );
 }
 
-#[tokio::test]
-async fn resume_all_names_a_record_it_cannot_read_and_resumes_the_others() {
-    let store = Store::temporary().expect("store");
+async fn resume_all_names_a_record_it_cannot_read_and_resumes_the_others(backend: Backend) {
+    let store = TestStore::temporary(backend).await;
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     let pusher = Pusher::new(store.clone(), platform, clock);
@@ -265,11 +267,7 @@ async fn resume_all_names_a_record_it_cannot_read_and_resumes_the_others() {
         CampaignSet::from_json(adsync_fakes::fixtures::TWO_CAMPAIGNS, "two.json").expect("set");
     let ids = pusher.start(&set, "acct").await.expect("started");
     // The first sync's record is damaged on disk.
-    store
-        .raw_tree()
-        .expect("tree")
-        .insert(format!("r/{}", ids[0]), b"{not json".as_slice())
-        .expect("damage");
+    store.raw_put(&format!("r/{}", ids[0]), b"{not json").await;
     let report = pusher.resume_all().await.expect("lists");
     assert_eq!(
         report.campaigns.len(),

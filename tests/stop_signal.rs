@@ -1,16 +1,22 @@
 //! The runner's StopSignal, as an embedder uses it: no effect starts after
 //! the signal, and a later run finishes the syncs with nothing duplicated.
+//! On sled and on PostgreSQL.
 
 mod common;
 
 use std::sync::Arc;
 
 use adsync::RunError;
-use common::{small_set, Harness, ACCOUNT};
+use common::{small_set, Backend, Harness, TestStore, ACCOUNT};
 
-#[tokio::test]
-async fn a_stopped_runner_starts_no_effect_and_a_new_one_finishes_the_set() {
-    let h = Harness::temporary();
+on_both_stores!(
+    a_stopped_runner_starts_no_effect_and_a_new_one_finishes_the_set,
+    a_stop_during_a_run_lets_the_effect_in_flight_finish_then_stops,
+    a_stop_wakes_a_sync_waiting_out_its_backoff,
+);
+
+async fn a_stopped_runner_starts_no_effect_and_a_new_one_finishes_the_set(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     let ids = h.pusher.start(&small_set(), ACCOUNT).await.expect("starts");
     h.runner().stop_signal().stop();
     let report = h.pusher.run_all(&ids).await;
@@ -29,9 +35,8 @@ async fn a_stopped_runner_starts_no_effect_and_a_new_one_finishes_the_set() {
     assert_eq!(h.platform.entities().len(), small_set().entity_count());
 }
 
-#[tokio::test]
-async fn a_stop_during_a_run_lets_the_effect_in_flight_finish_then_stops() {
-    let h = Harness::temporary();
+async fn a_stop_during_a_run_lets_the_effect_in_flight_finish_then_stops(backend: Backend) {
+    let h = Harness::temporary(backend).await;
     let ids = h.pusher.start(&small_set(), ACCOUNT).await.expect("starts");
     let stop = h.runner().stop_signal().clone();
     // Stop as soon as the first effect's outcome is durable.
@@ -53,14 +58,11 @@ async fn a_stop_during_a_run_lets_the_effect_in_flight_finish_then_stops() {
     assert_eq!(h.platform.entities().len(), small_set().entity_count());
 }
 
-#[tokio::test]
-async fn a_stop_wakes_a_sync_waiting_out_its_backoff() {
+async fn a_stop_wakes_a_sync_waiting_out_its_backoff(backend: Backend) {
     use adsync::memory::{Fault, MemoryPlatform};
     use adsync::Backoff;
     use adsync::{Clock, SystemClock};
     use adsync::{PushPolicy, Pusher};
-
-    use adsync::Store;
     use std::time::{Duration, Instant};
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -68,7 +70,7 @@ async fn a_stop_wakes_a_sync_waiting_out_its_backoff() {
     // The first call fails; its retry waits at least 30 s.
     platform.fail_call(1, Fault::Transient);
     let pusher = Arc::new(
-        Pusher::new(Store::temporary().expect("store"), platform.clone(), clock).with_policy(
+        Pusher::new(TestStore::temporary(backend).await, platform.clone(), clock).with_policy(
             PushPolicy {
                 backoff: Backoff {
                     base: Duration::from_secs(60),

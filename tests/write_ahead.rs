@@ -1,5 +1,6 @@
 //! Write-ahead: for every side effect of a run, the checkpoint naming that
-//! effect was already durable (committed and flushed) when the effect began.
+//! effect was already durable (committed and flushed) when the effect began,
+//! on sled and on PostgreSQL.
 
 mod common;
 
@@ -11,17 +12,21 @@ use adsync::CampaignSet;
 use adsync::Commit;
 use adsync::EntityKind;
 use adsync::ManualClock;
-use adsync::Store;
 use adsync::{AdapterEffects, PushEffect, PushMachine, PushOutcome, Pusher};
 use adsync::{Checkpoint, Effects};
 use adsync::{Machine, Next, Status};
 use async_trait::async_trait;
-use common::{example_set, start_time, ACCOUNT};
+use common::{example_set, start_time, Backend, TestStore, ACCOUNT};
+
+on_both_stores!(
+    #[multi_thread]
+    every_effect_starts_only_after_the_state_naming_it_is_durable
+);
 
 /// Wraps the real effects and checks the store before letting each one start.
 struct CheckDurable {
     inner: AdapterEffects,
-    store: Store,
+    store: TestStore,
     checked: AtomicUsize,
     violations: std::sync::Mutex<Vec<String>>,
 }
@@ -29,12 +34,8 @@ struct CheckDurable {
 #[async_trait]
 impl Effects<PushMachine> for CheckDurable {
     async fn perform(&self, sync: &str, effect: &PushEffect) -> (PushOutcome, Commit) {
-        let record = self
-            .store
-            .record(sync)
-            .expect("read")
-            .expect("the sync has a record");
-        let durable = self.store.durable_seq(sync);
+        let record = self.store.record(sync).await;
+        let durable = self.store.durable_seq(sync).await;
         let state = Checkpoint::<PushMachine>::try_from(record.clone())
             .expect("decodes")
             .state;
@@ -55,15 +56,13 @@ impl Effects<PushMachine> for CheckDurable {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_effect_starts_only_after_the_state_naming_it_is_durable() {
+async fn every_effect_starts_only_after_the_state_naming_it_is_durable(backend: Backend) {
     let clock = Arc::new(ManualClock::new(start_time()));
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
     // Exercise every effect kind: creates, a transient retry, a lost response and its look-up.
     platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::Transient);
     platform.fail_next(Op::Create, Some(EntityKind::Ad), Fault::LoseResponse);
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("db")).unwrap();
+    let store = TestStore::temporary(backend).await;
     let effects = Arc::new(CheckDurable {
         inner: AdapterEffects::new(platform.clone()),
         store: store.clone(),
@@ -94,18 +93,11 @@ async fn every_effect_starts_only_after_the_state_naming_it_is_durable() {
 
     let violations = effects.violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "{violations:#?}");
-    let history_effects: usize = store
-        .list()
-        .into_iter()
-        .map(|r| {
-            store
-                .history(&r.unwrap().id)
-                .unwrap()
-                .iter()
-                .filter(|e| e.effect.is_some())
-                .count()
-        })
-        .sum();
+    let mut history_effects = 0;
+    for record in store.list().await {
+        let history = store.history(&record.unwrap().id).await;
+        history_effects += history.iter().filter(|e| e.effect.is_some()).count();
+    }
     assert_eq!(
         effects.checked.load(Ordering::SeqCst),
         history_effects,
