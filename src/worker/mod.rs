@@ -491,6 +491,23 @@ impl Worker {
         if self.inner.queue.lock().contains(&id) {
             return Ok((id, false));
         }
+        if self.inner.leasing.is_some() {
+            // Unfinished syncs wait in the shared store, not in this worker's
+            // queue: a pull of the profile still running (queued for a
+            // claim, or held by any worker) is the one to wait for.
+            let key = id.clone();
+            let unfinished = self
+                .inner
+                .store
+                .read(move |store| store.record(&key))
+                .await
+                .map_err(RunError::from)?
+                .map_err(RunError::from)?
+                .is_some_and(|r| r.status == Status::Running);
+            if unfinished {
+                return Ok((id, false));
+            }
+        }
         let id = puller.begin(profile, PullMode::ResumeOrStart).await?;
         let now = self.inner.clock.now();
         let began = if self.inner.leasing.is_some() {
