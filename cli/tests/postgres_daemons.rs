@@ -391,7 +391,10 @@ fn created_in(request: &adsync_fakes::reddit::LoggedRequest) -> Option<&str> {
 
 /// The creates (every one the fake received, answered or not) that a worker
 /// sent after another worker had taken its sync over; returns them as
-/// messages, and how many creates were checked.
+/// messages, how many creates were checked, and the closest call: the least
+/// time from a create's arrival to a later claim of its sync by another
+/// worker (negative: the claim came first; a finding needs less than
+/// `-TRANSIT`).
 ///
 /// A create of sync `s` by worker `w` (its User-Agent) arriving at `t`
 /// (each account has one campaign, so one sync) is one when another worker
@@ -431,10 +434,11 @@ fn creates_after_takeover(
     events: &[LeaseEvent],
     sync_of_account: &std::collections::HashMap<String, String>,
     pause: &Pause,
-) -> (Vec<String>, usize) {
+) -> (Vec<String>, usize, Option<i128>) {
     let transit = span(TRANSIT);
     let mut found = Vec::new();
     let mut checked = 0;
+    let mut closest: Option<i128> = None;
     for request in requests {
         let Some(account) = created_in(request) else {
             continue;
@@ -463,6 +467,9 @@ fn creates_after_takeover(
         } else {
             t - transit
         };
+        for other in claims().filter(|e| e.worker != worker && e.fence > own) {
+            closest = Some(closest.map_or(other.at - t, |c| c.min(other.at - t)));
+        }
         for other in claims().filter(|e| e.worker != worker && e.fence > own && e.at < sent) {
             found.push(format!(
                 "{request:?}, sent by {worker} under fence {own}, after {}",
@@ -470,7 +477,7 @@ fn creates_after_takeover(
             ));
         }
     }
-    (found, checked)
+    (found, checked, closest)
 }
 
 /// Claims of a lease that its holder had not given back: (the earlier
@@ -679,7 +686,8 @@ async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicat
         events.extend(lease_events(name, &log));
     }
     let requests = reddit.requests();
-    let (found, creates) = creates_after_takeover(&requests, &events, &sync_of_account, &pause);
+    let (found, creates, closest) =
+        creates_after_takeover(&requests, &events, &sync_of_account, &pause);
     assert!(
         found.is_empty(),
         "seed {seed}: creates sent after a takeover:\n{}",
@@ -714,8 +722,10 @@ async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicat
     eprintln!(
         "torture: {kills} kills and one pause past the lease, {running_at_start} of {} syncs \
          running when the chaos began; {creates} creates checked against {} takeovers \
-         ({of_paused} of the paused daemon's syncs); seed {seed}",
+         ({of_paused} of the paused daemon's syncs), the closest {:.0} ms before another \
+         worker's claim of its sync; seed {seed}",
         sync_of_account.len(),
-        takeovers.len()
+        takeovers.len(),
+        closest.map_or(f64::NAN, |c| c as f64 / 1e6),
     );
 }
