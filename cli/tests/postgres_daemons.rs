@@ -343,7 +343,12 @@ struct LeaseEvent {
 /// `<time> INFO …adsync::worker::lease: claimed a sync sync=… fence=… owner=…`).
 fn lease_events(worker: &str, log: &str) -> Vec<LeaseEvent> {
     let mut events = Vec::new();
-    for line in log.lines().filter(|l| l.contains("adsync::worker::lease")) {
+    // A process killed while it wrote may leave a last line unfinished.
+    let whole = log.rfind('\n').map_or("", |end| &log[..end]);
+    for line in whole
+        .lines()
+        .filter(|l| l.contains("adsync::worker::lease"))
+    {
         let (claimed, fields) = if let Some((_, fields)) = line.split_once(" claimed a sync ") {
             (true, fields)
         } else if let Some((_, fields)) = line.split_once(" released a sync ") {
@@ -685,6 +690,11 @@ async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicat
         let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).expect("a log");
         events.extend(lease_events(name, &log));
     }
+    assert!(
+        events.iter().any(|e| e.claimed),
+        "seed {seed}: no daemon logged a claim (`claimed a sync` at info, from \
+         src/worker/lease.rs): is the adsync binary built from this tree?"
+    );
     let requests = reddit.requests();
     let (found, creates, closest) =
         creates_after_takeover(&requests, &events, &sync_of_account, &pause);
