@@ -1,7 +1,9 @@
 //! `--store postgres://…`: `adsync migrate`, and two `adsync daemon`
 //! processes sharing one throwaway PostgreSQL database, pushing to the fake
 //! Reddit server through either. Every entity exists once, every sync is
-//! readable through both daemons, and the password never appears.
+//! readable through both daemons, and the password never appears. Then the
+//! torture: three daemons killed, restarted and one paused past its lease,
+//! checked from the fake's request log and the daemons' lease log lines.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -300,6 +302,38 @@ fn torture_daemon(store: &str, reddit: &str, dir: &std::path::Path, name: &str) 
     )
 }
 
+/// Prints the daemons' warnings and errors (the last lines of each log in
+/// `dir`) when the test fails: their stderr goes to files, which the failed
+/// test's temporary directory takes along.
+struct LogsOnFailure<'a>(&'a std::path::Path);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.0) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "log") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" INFO ")).collect();
+            let tail = &lines[lines.len().saturating_sub(20)..];
+            if tail.is_empty() {
+                continue;
+            }
+            eprintln!("--- {} (last warnings and errors)", path.display());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 /// A small xorshift, seeded from the clock (printed) or ADSYNC_TORTURE_SEED.
 struct Rng(u64);
 
@@ -554,6 +588,7 @@ async fn three_daemons_survive_kills_and_a_pause_past_the_lease_without_duplicat
     .await
     .expect("fake reddit");
     let dir = tempfile::tempdir().expect("dir");
+    let _logs = LogsOnFailure(dir.path());
     // Every process is a worker of its own name (a restarted one too): w1, w2, …
     let mut names: Vec<String> = Vec::new();
     let start = |names: &mut Vec<String>| {
