@@ -13,7 +13,9 @@
 //! `ADSYNC_BENCH_LATENCY_MS` (default 50; real ad platforms answer slower).
 //! Timed: from the workers' start until no sync is running. Reported per
 //! phase: pushes/s, transitions/s (the workers' own counters), how the
-//! transitions were shared; then the ratio 3 : 1. Every sync must succeed and
+//! transitions were shared, and the share of the latency bound (the pushes/s
+//! the workers' default limits allow when every call takes the latency and
+//! nothing else costs); then the ratio 3 : 1. Every sync must succeed and
 //! every entity exist once on the platform.
 //!
 //! The phases alternate (1, 3, 1, 3, …; `ADSYNC_BENCH_ROUNDS` rounds,
@@ -24,14 +26,15 @@
 //!
 //! Run: `cargo bench -p adsync-postgres --bench workers`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adsync::memory::MemoryPlatform;
 use adsync::{
     AdapterError, CampaignSet, CheckpointStore, EntityKind, EntitySpec, FoundEntity, Keyword,
-    KeywordModel, Parent, PlatformEntity, PushAdapter, Pusher, SharedStore, Status, SystemClock,
-    Timestamp, Worker,
+    KeywordModel, Limits, Parent, PlatformEntity, PushAdapter, Pusher, SharedStore, Status,
+    SystemClock, Timestamp, Worker,
 };
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::postgres::TestServer;
@@ -59,16 +62,24 @@ fn main() {
         .build()
         .expect("a runtime");
     println!(
-        "{pushes} pushes per phase, platform latency {} ms, {rounds} rounds",
-        latency.as_millis()
+        "{pushes} pushes per phase, platform latency {} ms, {rounds} rounds, default limits \
+         ({} syncs at once per worker)",
+        latency.as_millis(),
+        Limits::default().max_running,
     );
     let mut ratios = Vec::new();
     let (mut one, mut three) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let a = runtime.block_on(phase(1, pushes, latency));
         let b = runtime.block_on(phase(3, pushes, latency));
-        println!("round {round}: 1 worker  {a}");
-        println!("round {round}: 3 workers {b}");
+        println!(
+            "round {round}: 1 worker  {a}; {:.0}% of its latency bound",
+            100.0 * a.pushes_per_sec() / a.latency_bound(1, latency)
+        );
+        println!(
+            "round {round}: 3 workers {b}; {:.0}% of their latency bound",
+            100.0 * b.pushes_per_sec() / b.latency_bound(3, latency)
+        );
         let ratio = b.pushes_per_sec() / a.pushes_per_sec();
         println!("round {round}: 3 : 1 = {ratio:.2}x");
         ratios.push(ratio);
@@ -101,6 +112,8 @@ struct Figures {
     elapsed: Duration,
     /// Transitions each worker ran.
     transitions: Vec<u64>,
+    /// Platform calls made (each paid the latency).
+    calls: usize,
 }
 
 impl Figures {
@@ -111,6 +124,15 @@ impl Figures {
     fn transitions_per_sec(&self) -> f64 {
         self.transitions.iter().sum::<u64>() as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Pushes per second that `workers` workers could reach if only the
+    /// platform's latency limited them: each runs `max_running` syncs at
+    /// once, and a push makes its calls one after the other.
+    fn latency_bound(&self, workers: usize, latency: Duration) -> f64 {
+        let running = (workers * Limits::default().max_running) as f64;
+        let calls_per_push = self.calls as f64 / self.pushes as f64;
+        running / (calls_per_push * latency.as_secs_f64())
+    }
 }
 
 impl std::fmt::Display for Figures {
@@ -118,10 +140,11 @@ impl std::fmt::Display for Figures {
         let shares: Vec<String> = self.transitions.iter().map(u64::to_string).collect();
         write!(
             f,
-            "{:>6.0} pushes/s, {:>6.0} transitions/s ({} pushes in {:.2} s; transitions by worker: {})",
+            "{:>6.0} pushes/s, {:>6.0} transitions/s ({} pushes, {} platform calls, in {:.2} s; transitions by worker: {})",
             self.pushes_per_sec(),
             self.transitions_per_sec(),
             self.pushes,
+            self.calls,
             self.elapsed.as_secs_f64(),
             shares.join(" + "),
         )
@@ -135,6 +158,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
     let url = server.url();
     let clock = Arc::new(SystemClock);
     let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let calls = Arc::new(AtomicUsize::new(0));
     let mut all = Vec::new();
     for w in 0..workers {
         let pg = PgStore::connect(&url).await.expect("connects");
@@ -142,6 +166,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
         let adapter = Arc::new(Slow {
             inner: platform.clone(),
             latency,
+            calls: calls.clone(),
         });
         all.push(
             Worker::builder(store.clone())
@@ -255,6 +280,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
         pushes,
         elapsed,
         transitions,
+        calls: calls.load(Ordering::Relaxed),
     }
 }
 
@@ -271,14 +297,16 @@ async fn metric(worker: &Worker, name: &str) -> u64 {
 }
 
 /// The in-memory platform, answering every call after `latency` (as
-/// `adsync-daemon`'s submit bench models a platform).
+/// `adsync-daemon`'s submit bench models a platform), counting the calls.
 struct Slow {
     inner: Arc<MemoryPlatform>,
     latency: Duration,
+    calls: Arc<AtomicUsize>,
 }
 
 impl Slow {
     async fn wait(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
