@@ -114,6 +114,10 @@ struct Figures {
     transitions: Vec<u64>,
     /// Platform calls made (each paid the latency).
     calls: usize,
+    /// CPU time this process used (the workers, the platform), and the
+    /// share of the machine's cores busy (every process: PostgreSQL, and
+    /// whatever else runs), over the phase; Linux only.
+    cpu: Option<(Duration, f64)>,
 }
 
 impl Figures {
@@ -147,7 +151,16 @@ impl std::fmt::Display for Figures {
             self.calls,
             self.elapsed.as_secs_f64(),
             shares.join(" + "),
-        )
+        )?;
+        if let Some((own, busy)) = self.cpu {
+            write!(
+                f,
+                "; CPU: this process {:.2} s, the machine's cores {:.0}% busy",
+                own.as_secs_f64(),
+                busy * 100.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +219,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
         .await
         .expect("connects");
     tokio::spawn(connection);
+    let cpu_before = cpu();
     let started = Instant::now();
     let running: Vec<_> = all
         .iter()
@@ -240,6 +254,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_after = cpu();
     for (stop, task) in running {
         let _ = stop.send(());
         task.await.expect("a worker");
@@ -281,7 +296,48 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
         elapsed,
         transitions,
         calls: calls.load(Ordering::Relaxed),
+        cpu: cpu_before.zip(cpu_after).map(|(a, b)| {
+            let own = Duration::from_secs_f64((b.own - a.own) as f64 / TICKS);
+            let busy = (b.busy - a.busy) as f64 / (b.total - a.total).max(1) as f64;
+            (own, busy)
+        }),
     }
+}
+
+/// Clock ticks per second of /proc's CPU counters (USER_HZ: 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// CPU counters, in clock ticks: this process's (user + system), and the
+/// machine's busy and total over all cores.
+struct Cpu {
+    own: u64,
+    busy: u64,
+    total: u64,
+}
+
+fn cpu() -> Option<Cpu> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let machine = std::fs::read_to_string("/proc/stat").ok()?;
+    let times: Vec<u64> = machine
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are
+    // not busy.
+    let total: u64 = times.iter().take(8).sum();
+    let idle = times.get(3)? + times.get(4).copied().unwrap_or(0);
+    Some(Cpu {
+        own,
+        busy: total - idle,
+        total,
+    })
 }
 
 /// The sum of a counter's samples in this worker's metrics.
