@@ -233,6 +233,10 @@ pub struct LoggedRequest {
     /// The injected fault that hit it, if any (e.g. `"lose_response"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// Its `User-Agent` header as sent (empty when missing or not text):
+    /// tells apart the clients of one fake, e.g. several workers.
+    #[serde(default)]
+    pub user_agent: String,
 }
 
 /// Everything the fake holds, in creation order (each object as the API shows it).
@@ -647,7 +651,13 @@ impl Shared {
     }
 
     /// Logs a request on arrival (status unknown yet) and returns its sequence number.
-    fn log_start(&self, method: &Method, path: String, fault: Option<&RedditFaultKind>) -> u64 {
+    fn log_start(
+        &self,
+        method: &Method,
+        path: String,
+        user_agent: String,
+        fault: Option<&RedditFaultKind>,
+    ) -> u64 {
         let at = now_rfc3339();
         let mut inner = self.lock();
         inner.log_seq += 1;
@@ -660,6 +670,7 @@ impl Shared {
                 status: None,
                 at,
                 fault: fault.map(fault_name),
+                user_agent,
             },
         ));
         seq
@@ -787,7 +798,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 
     let fault = shared.take_fault(&method, &path);
-    let seq = shared.log_start(&method, logged_path, fault.as_ref());
+    let user_agent = parts
+        .headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let seq = shared.log_start(&method, logged_path, user_agent, fault.as_ref());
     match &fault {
         Some(RedditFaultKind::Latency { ms }) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await

@@ -139,6 +139,11 @@ impl Worker {
             let asked = Instant::now();
             match leases.claim(&leasing.owner, leasing.ttl, room).await {
                 Ok(claims) if !claims.is_empty() => {
+                    // Before anything runs under them: a reader of the logs
+                    // (the torture test) orders each effect after its claim.
+                    for claim in &claims {
+                        tracing::info!(sync = %claim.sync, fence = claim.fence, owner = %leasing.owner, "claimed a sync");
+                    }
                     let until = leasing.valid_until(asked);
                     self.take_up(leasing, leases, claims, until, now).await
                 }
@@ -342,9 +347,12 @@ impl Worker {
 
     /// Releases `claim`, or keeps it to try again next round.
     async fn give_back(&self, leasing: &Leasing, leases: &dyn Leases, claim: Claim) {
-        if let Err(e) = leases.release(&claim).await {
-            tracing::warn!(sync = %claim.sync, error = %e, "cannot release a lease; trying again next round");
-            leasing.to_release.lock().push(claim);
+        match leases.release(&claim).await {
+            Ok(released) => log_release(leasing, &claim, released),
+            Err(e) => {
+                tracing::warn!(sync = %claim.sync, error = %e, "cannot release a lease; trying again next round");
+                leasing.to_release.lock().push(claim);
+            }
         }
     }
 
@@ -373,9 +381,23 @@ impl Worker {
         };
         let held: Vec<Claim> = leasing.held.lock().drain().map(|(_, h)| h.claim).collect();
         for claim in held {
-            if let Err(e) = leases.release(&claim).await {
-                tracing::warn!(sync = %claim.sync, error = %e, "cannot release a lease; it expires by itself");
+            match leases.release(&claim).await {
+                Ok(released) => log_release(leasing, &claim, released),
+                Err(e) => {
+                    tracing::warn!(sync = %claim.sync, error = %e, "cannot release a lease; it expires by itself");
+                }
             }
         }
+    }
+}
+
+/// A lease given back (`released`), or found already taken by another
+/// claim: with the claims, tells a reader of the logs a takeover (a claim
+/// of a lease its holder never gave back) from a handover.
+fn log_release(leasing: &Leasing, claim: &Claim, released: bool) {
+    if released {
+        tracing::info!(sync = %claim.sync, fence = claim.fence, owner = %leasing.owner, "released a sync");
+    } else {
+        tracing::info!(sync = %claim.sync, fence = claim.fence, owner = %leasing.owner, "a lease to release was claimed by another worker already");
     }
 }
