@@ -231,3 +231,68 @@ async fn on_reddit_a_plan_reads_one_listing_per_parent_and_reports_drift() {
         .contains("bid_value_micros: adsync wrote"));
     assert!(fake.requests().iter().all(|r| r.method == "GET"));
 }
+
+#[tokio::test]
+async fn a_set_reusing_another_sets_campaign_ids_is_refused_unless_it_takes_over() {
+    let (platform, clock) = memory();
+    let pusher = pusher(&platform, &clock);
+    let set = example_set();
+    pusher.push(&set, ACCOUNT).await.expect("push");
+    let entities = platform.entities().len();
+
+    // Another file, another set name, the same campaign ids: it would rename
+    // the first set's live campaigns.
+    let mut other = set.clone();
+    other.name = "another set".into();
+    other.campaigns[0].name = "Renamed by another set".into();
+    let plans = pusher
+        .plan(&other, ACCOUNT, PlanOptions::default())
+        .await
+        .expect("plan");
+    assert_eq!(
+        plans[0].entries[0].action,
+        Action::Refuse {
+            refusal: Refusal::OwnedByAnotherSet {
+                set: set.name.clone()
+            }
+        },
+        "{}",
+        plans[0]
+    );
+    let before = pusher.unfinished().await.expect("read");
+    let err = pusher
+        .start(&other, ACCOUNT)
+        .await
+        .expect_err("refused before anything is written");
+    assert!(
+        matches!(err, adsync::PushError::OwnedByAnotherSet { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--take-over"), "{err}");
+    assert_eq!(pusher.unfinished().await.expect("read"), before);
+    assert_eq!(platform.entities().len(), entities);
+
+    // Taking over is a choice: then the campaign is renamed, nothing duplicated.
+    let taking = Pusher::new(
+        pusher.runner().store().clone(),
+        platform.clone(),
+        clock.clone(),
+    )
+    .with_take_over(true);
+    let plans = taking
+        .plan(
+            &other,
+            ACCOUNT,
+            PlanOptions {
+                take_over: true,
+                ..PlanOptions::default()
+            },
+        )
+        .await
+        .expect("plan");
+    assert_eq!(plans[0].summary().update, 1, "{}", plans[0]);
+    let report = taking.push(&other, ACCOUNT).await.expect("push");
+    assert!(report.all_synced());
+    assert_eq!(platform.entities().len(), entities);
+    assert!(platform.duplicates().is_empty());
+}

@@ -83,7 +83,9 @@ impl From<PushError> for Failure {
         match e {
             PushError::Run(e) => e.into(),
             // Nothing failed: the push was refused before it started.
-            PushError::Unfinished { .. } => Failure::usage(e.to_string()),
+            PushError::Unfinished { .. } | PushError::OwnedByAnotherSet { .. } => {
+                Failure::usage(e.to_string())
+            }
             PushError::NeedsAttention { .. } => Failure {
                 exit: Exit::NeedsAttention,
                 message: e.to_string(),

@@ -118,9 +118,9 @@ impl From<PushError> for ApiError {
             PushError::Run(e) => e.into(),
             // Refused before anything started: the store holds other work
             // for these campaigns.
-            PushError::Unfinished { .. } | PushError::NeedsAttention { .. } => {
-                ApiError::conflict(e.to_string())
-            }
+            PushError::Unfinished { .. }
+            | PushError::NeedsAttention { .. }
+            | PushError::OwnedByAnotherSet { .. } => ApiError::conflict(e.to_string()),
             // The platform could not be read for a plan: not the caller's fault.
             PushError::Platform { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
         }

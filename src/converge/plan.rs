@@ -132,6 +132,8 @@ pub struct PlanOptions {
     /// Archive entities adsync created or adopted that the set no longer
     /// names, and replace entities that cannot change in place (`--prune`).
     pub prune: bool,
+    /// Push a campaign another set pushed last (`--take-over`).
+    pub take_over: bool,
 }
 
 /// One field the push will change, with what drift tells about it.
@@ -170,6 +172,12 @@ pub enum Refusal {
         /// Their ids.
         ids: Vec<String>,
     },
+    /// Another set pushed this campaign last (same account and campaign id):
+    /// pushing would change that set's live campaign; only with `--take-over`.
+    OwnedByAnotherSet {
+        /// The set that owns it.
+        set: String,
+    },
     /// It must be replaced (see [`Action::Replace`]), which archives the old
     /// one: only with `--prune`.
     ReplaceNeedsPrune {
@@ -187,6 +195,11 @@ impl fmt::Display for Refusal {
                 f,
                 "{id} already exists by this name and adsync did not create it; \
                  --adopt-existing adopts it"
+            ),
+            Refusal::OwnedByAnotherSet { set } => write!(
+                f,
+                "set `{set}` pushed this campaign last; pushing this set would rename and change \
+                 it (--take-over allows it)"
             ),
             Refusal::Ambiguous { ids } => write!(
                 f,

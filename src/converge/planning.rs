@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::drift::{drift, EntityDrift};
 use super::fields::fields_of;
-use super::plan::{plan, Desired, Known, Observed, Plan, PlanOptions};
+use super::plan::{plan, Action, Desired, Known, Observed, Plan, PlanOptions, Refusal};
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, KeywordModel, Parent, PushAdapter};
 use crate::model::{CampaignSet, Keyword};
 use crate::push::Pusher;
@@ -68,7 +68,7 @@ impl Pusher {
         let mut plans = Vec::new();
         for campaign in &set.campaigns {
             let desired = Desired::of_campaign(campaign, model);
-            let known = self.known(account, &campaign.id, model).await?;
+            let (known, owner) = self.known(account, &campaign.id, model).await?;
             let mut observed: Vec<Observed> = campaigns.clone();
             // The campaigns to look under: the one adsync manages, and any of
             // the set's name (to adopt or refuse).
@@ -91,7 +91,15 @@ impl Pusher {
             observed.extend(observe_under(adapter, account, &roots, known_groups, model).await?);
             let mut seen = HashSet::new();
             observed.retain(|o| seen.insert(o.id.clone()));
-            plans.push(plan(&campaign.id, &desired, &known, &observed, options));
+            let mut planned = plan(&campaign.id, &desired, &known, &observed, options);
+            if let Some(owner) = owner.filter(|o| *o != set.name && !options.take_over) {
+                if let Some(first) = planned.entries.first_mut() {
+                    first.action = Action::Refuse {
+                        refusal: Refusal::OwnedByAnotherSet { set: owner },
+                    };
+                }
+            }
+            plans.push(planned);
         }
         Ok(plans)
     }
@@ -128,7 +136,7 @@ impl Pusher {
         let mut listed: Option<Vec<Observed>> = None;
         let mut out = Vec::new();
         for campaign in campaigns {
-            let known = self.known(account, &campaign, model).await?;
+            let (known, _) = self.known(account, &campaign, model).await?;
             if known.is_empty() {
                 continue;
             }
@@ -157,13 +165,14 @@ impl Pusher {
 
     /// The entities adsync created or adopted for `campaign` on `account`,
     /// each with the fields it last wrote: from the campaign's syncs, latest
-    /// first, until every platform id the store keeps for it is accounted for.
+    /// first, until every platform id the store keeps for it is accounted for;
+    /// and the set that pushed it last.
     async fn known(
         &self,
         account: &str,
         campaign: &str,
         model: KeywordModel,
-    ) -> Result<Vec<Known>, PushError> {
+    ) -> Result<(Vec<Known>, Option<String>), PushError> {
         let platform = self.platform().to_string();
         let (index_key, ids_key) = (
             latest_key(&platform, account, campaign),
@@ -174,8 +183,9 @@ impl Pusher {
             .read(move |store| Ok((store.index(&index_key)?, store.data(&ids_key)?)))
             .await?;
         let Some(latest) = latest else {
-            return Ok(vec![]);
+            return Ok((vec![], None));
         };
+        let mut owner = None;
         let mut ids = match stored {
             Some(bytes) => KnownIds::decode(campaign, &bytes)?.ids,
             None => BTreeMap::new(),
@@ -193,6 +203,7 @@ impl Pusher {
             };
             let latest_ids = checkpoint.state.platform_ids();
             if n == generation {
+                owner = checkpoint.record.labels.get("set").cloned();
                 // The latest sync's ids win over the map (written at its start).
                 ids.extend(latest_ids);
             }
@@ -205,7 +216,7 @@ impl Pusher {
                 break;
             }
         }
-        Ok(known)
+        Ok((known, owner))
     }
 }
 

@@ -64,6 +64,18 @@ pub enum PushError {
         /// Why it is parked.
         reason: String,
     },
+    /// Campaigns of the set were last pushed by another set (same account
+    /// and campaign id): pushing would change that set's live campaigns.
+    /// Nothing was written; [`Pusher::with_take_over`] allows it.
+    #[error("set `{set}`: campaign(s) {} on account {account} belong to another set; pushing would rename and change its live campaigns. Give them other ids, or take them over (`--take-over`)", campaigns.join(", "))]
+    OwnedByAnotherSet {
+        /// The set pushed.
+        set: String,
+        /// The account.
+        account: String,
+        /// Each campaign with the set that owns it.
+        campaigns: Vec<String>,
+    },
     /// A read of the platform that a plan needs failed (`what` says which);
     /// nothing was written.
     #[error("{what}: {source}")]
@@ -184,6 +196,7 @@ pub struct Pusher {
     clock: Arc<dyn Clock>,
     labels: BTreeMap<String, String>,
     max_running: usize,
+    take_over: bool,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -227,7 +240,18 @@ impl Pusher {
             clock,
             labels: BTreeMap::new(),
             max_running: DEFAULT_MAX_RUNNING,
+            take_over: false,
         }
+    }
+
+    /// Lets this pusher's pushes take a campaign over from another set: a
+    /// campaign's identity is (platform, account, campaign id), so a set
+    /// that reuses a campaign id another set pushed would rename and change
+    /// that set's live campaign. Without it, [`Pusher::start`] refuses such a
+    /// push ([`PushError::OwnedByAnotherSet`]) before anything is written.
+    pub fn with_take_over(mut self, take_over: bool) -> Self {
+        self.take_over = take_over;
+        self
     }
 
     /// Runs at most `n` syncs of a set at once (at least one; default
@@ -337,6 +361,7 @@ impl Pusher {
         let mut members = Vec::new();
         let mut unfinished = Vec::new();
         let mut changed = Vec::new();
+        let mut owned = Vec::new();
         let mut taken = std::collections::HashSet::new();
         for campaign in &set.campaigns {
             let hash = campaign_hash(campaign);
@@ -382,6 +407,11 @@ impl Pusher {
                         })
                     }
                     Status::Succeeded | Status::Failed | Status::Cancelled => {}
+                }
+                if let Some(owner) = checkpoint.record.labels.get("set") {
+                    if *owner != set.name && !self.take_over {
+                        owned.push(format!("`{}` (set `{owner}`)", campaign.id));
+                    }
                 }
                 generation = previous
                     .rsplit('-')
@@ -448,6 +478,13 @@ impl Pusher {
                 state,
                 labels,
                 index: vec![(key, id)],
+            });
+        }
+        if !owned.is_empty() {
+            return Err(PushError::OwnedByAnotherSet {
+                set: set.name.clone(),
+                account: account.to_string(),
+                campaigns: owned,
             });
         }
         if !changed.is_empty() {

@@ -34,6 +34,10 @@ pub struct Args {
     /// another ad group).
     #[arg(long)]
     pub(crate) prune: bool,
+    /// Plan to take over campaigns that another set pushed last (as `push
+    /// --take-over`); otherwise their campaign is listed as refused.
+    #[arg(long)]
+    pub(crate) take_over: bool,
     /// Also list the entities with nothing to write.
     #[arg(long)]
     pub(crate) all: bool,
@@ -65,6 +69,7 @@ pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exi
     let options = PlanOptions {
         adopt_existing: args.adopt_existing,
         prune: args.prune,
+        take_over: args.take_over,
     };
     let plans = pusher.plan(&parsed, &args.account, options).await?;
     if args.json {

@@ -25,6 +25,11 @@ pub struct Args {
     pub(crate) account: String,
     #[command(flatten)]
     pub(crate) platform: PlatformArgs,
+    /// Push campaigns that another set pushed last (same account and
+    /// campaign id), renaming and changing them to this set's; refused
+    /// otherwise, before anything is written.
+    #[arg(long)]
+    pub(crate) take_over: bool,
     /// Print the final report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -36,6 +41,7 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         set,
         account,
         platform,
+        take_over,
         json,
     } = args;
     // Parse and validate everything before the store is even opened:
@@ -58,7 +64,8 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         command_line(["adsync", "--db", db.as_str(), "resume", "--all"]),
     );
     let pusher = open_pusher(store, adapter, interrupts.stop_signal())
-        .with_labels(endpoint.labels(&set_file.to_string_lossy()));
+        .with_labels(endpoint.labels(&set_file.to_string_lossy()))
+        .with_take_over(take_over);
     let ids = pusher
         .start(&parsed, &account)
         .await
