@@ -347,9 +347,12 @@ pub enum AmazonError {
         /// The start of the body.
         body: String,
     },
-    /// The client could not be configured or built.
+    /// The client could not be configured.
     #[error("configuration: {0}")]
     Config(String),
+    /// The HTTP client could not be built (its TLS backend, say).
+    #[error("configuration: building the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 impl AmazonError {
@@ -424,7 +427,7 @@ impl AmazonClient {
             .connect_timeout(config.timeout)
             .user_agent(concat!("adsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AmazonError::Config(format!("building the HTTP client: {e}")))?;
+            .map_err(AmazonError::HttpClient)?;
         let throttle = Throttle::new(config.throttle, config.backoff);
         Ok(AmazonClient {
             inner: Arc::new(Inner {

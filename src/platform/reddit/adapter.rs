@@ -132,7 +132,7 @@ pub enum ConfigError {
     InvalidToken,
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
 }
 
 impl RedditConfig {
@@ -306,7 +306,7 @@ impl RedditAdapter {
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ConfigError::Client(e.to_string()))?;
+            .map_err(ConfigError::Client)?;
         Ok(RedditAdapter {
             config,
             base,
