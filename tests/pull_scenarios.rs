@@ -39,6 +39,7 @@ on_both_stores!(
     a_storm_of_garbled_pages_fails_the_pull_naming_the_page_and_keeps_staging,
     #[multi_thread]
     readers_during_a_pull_see_the_old_snapshot_or_the_new_one_never_a_mix,
+    statuses_name_an_unreadable_record_and_still_list_the_others,
 );
 
 const PROFILE: &str = "3141592653589793";
@@ -234,6 +235,23 @@ async fn full_pull_persists_exactly_the_servers_data(backend: Backend) {
         None
     );
     common_snap("pull_s1_full_pull", trace(&s).await);
+    h.shutdown().await;
+}
+
+async fn statuses_name_an_unreadable_record_and_still_list_the_others(backend: Backend) {
+    let h = server().await;
+    let s = setup(&h, backend).await;
+    s.puller
+        .pull(PROFILE, PullMode::ResumeOrStart)
+        .await
+        .expect("pull runs");
+    s.store.raw_put("r/pull-amazon-999", b"{not json").await;
+    let statuses = s.puller.statuses().await.expect("the store serves reads");
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    let (good, bad): (Vec<_>, Vec<_>) = statuses.into_iter().partition(Result::is_ok);
+    assert_eq!(good[0].as_ref().expect("ok").profile_id, PROFILE);
+    let err = bad[0].as_ref().expect_err("unreadable").to_string();
+    assert!(err.contains("pull-amazon-999"), "{err}");
     h.shutdown().await;
 }
 

@@ -436,8 +436,9 @@ impl Puller {
         self.reader.status(profile).await
     }
 
-    /// The status of every pulled profile (of every platform), by sync id.
-    pub async fn statuses(&self) -> Result<Vec<PullStatus>, PullError> {
+    /// The status of every pulled profile (of every platform), by sync id;
+    /// an unreadable record is an error in its place (see [`PullReader::statuses`]).
+    pub async fn statuses(&self) -> Result<Vec<Result<PullStatus, PullError>>, PullError> {
         self.reader.statuses().await
     }
 
@@ -525,15 +526,21 @@ impl PullReader {
         Ok(record.map(PullStatus::from_record).transpose()?)
     }
 
-    /// The status of every pulled profile (of every platform), by sync id;
-    /// records that cannot be read or decoded are left out.
-    pub async fn statuses(&self) -> Result<Vec<PullStatus>, PullError> {
+    /// The status of every pulled profile (of every platform), by sync id.
+    /// A record that cannot be read (it may be a pull's), or a pull record
+    /// that does not decode, is an error in its place, naming its sync: the
+    /// others are still listed, and nothing is hidden.
+    pub async fn statuses(&self) -> Result<Vec<Result<PullStatus, PullError>>, PullError> {
         let records = self.read(|store| Ok::<_, PullError>(store.list())).await?;
         Ok(records
             .into_iter()
-            .filter_map(Result::ok)
-            .filter(|r| r.kind == <PullMachine as adsync_engine::Machine>::KIND)
-            .filter_map(|r| PullStatus::from_record(r).ok())
+            .filter_map(|record| match record {
+                Err(e) => Some(Err(PullError::Run(RunError::Store(e)))),
+                Ok(r) if r.kind == <PullMachine as adsync_engine::Machine>::KIND => {
+                    Some(PullStatus::from_record(r).map_err(PullError::from))
+                }
+                Ok(_) => None,
+            })
             .collect())
     }
 
