@@ -22,7 +22,7 @@ use adsync_engine::{
 };
 
 use crate::model::CampaignSet;
-use crate::pull::{PullError, PullMode, Puller};
+use crate::pull::{PullError, PullMachine, PullMode, Puller};
 use crate::push::{PushError, PushMachine, PushOutcome, Pusher};
 
 pub use metrics::{Gauges, Metrics};
@@ -535,13 +535,13 @@ impl Worker {
         let record = self.record(id).await?;
         let platform = record.labels.get("platform").cloned().unwrap_or_default();
         let outcome = match record.kind.as_str() {
-            "push" => cancelled(
+            PushMachine::KIND => cancelled(
                 self.pusher_served(id, &record, &platform)?
                     .runner()
                     .cancel(id)
                     .await?,
             ),
-            "pull" => cancelled(
+            PullMachine::KIND => cancelled(
                 self.puller_served(id, &record, &platform)?
                     .runner()
                     .cancel(id)
@@ -553,10 +553,10 @@ impl Worker {
             let running = self.inner.queue.lock().forget(id);
             // A task that took the sync up meanwhile counts its end itself.
             if !running {
-                let kind = if record.kind == "push" {
-                    "push"
+                let kind = if record.kind == PushMachine::KIND {
+                    PushMachine::KIND
                 } else {
-                    "pull"
+                    PullMachine::KIND
                 };
                 self.inner.metrics.settled(kind, Status::Cancelled);
             }
@@ -1226,7 +1226,7 @@ struct Unfinished {
 
 impl Unfinished {
     fn of(record: Record) -> Unfinished {
-        let (kind, account_label) = if record.kind == "pull" {
+        let (kind, account_label) = if record.kind == PullMachine::KIND {
             (Kind::Pull, "profile")
         } else {
             (Kind::Push, "account")
