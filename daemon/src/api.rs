@@ -333,19 +333,8 @@ async fn list_syncs(
     Ok(Json(json!({ "syncs": syncs, "unreadable": unreadable })))
 }
 
-async fn record(worker: &Worker, id: &str) -> Result<Record, ApiError> {
-    let key = id.to_string();
-    worker
-        .store()
-        .read(move |store| store.record(&key))
-        .await
-        .map_err(RunError::from)?
-        .map_err(RunError::from)?
-        .ok_or_else(|| RunError::UnknownSync(id.to_string()).into())
-}
-
 async fn get_sync(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let record = record(&state.worker, &id).await?;
+    let record = state.worker.record(&id).await?;
     let queued = state.worker.queued(&id);
     let mut view = SyncView::of(record, true, queued);
     view.lease = leases(&state.worker).await?.remove(&id);
@@ -353,7 +342,7 @@ async fn get_sync(State(state): Shared, Path(id): Path<String>) -> Result<Json<V
 }
 
 async fn history(State(state): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    record(&state.worker, &id).await?;
+    state.worker.record(&id).await?;
     let key = id.clone();
     let entries = state
         .worker
@@ -394,7 +383,7 @@ async fn resolve(
 ) -> Result<Json<Value>, ApiError> {
     let bytes = bytes(body)?;
     let decision: ResolveBody = body::parse(body::text(&bytes)?)?;
-    let record = record(&state.worker, &id).await?;
+    let record = state.worker.record(&id).await?;
     if record.kind != "push" {
         return Err(ApiError::conflict(format!(
             "sync `{id}` is a {} sync; only push syncs are resolved",

@@ -625,7 +625,14 @@ impl Worker {
             .ok_or_else(|| not_served(id, record, platform))
     }
 
-    async fn record(&self, id: &str) -> Result<Record, WorkerError> {
+    /// The latest checkpoint of sync `id`, read off the async threads.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Run`] with [`RunError::UnknownSync`] when the store
+    /// has no such sync, or the store's error (a record that does not decode
+    /// names its sync).
+    pub async fn record(&self, id: &str) -> Result<Record, WorkerError> {
         let key = id.to_string();
         let record = self
             .inner
