@@ -5,8 +5,7 @@
 //! torture: three daemons killed, restarted and one paused past its lease,
 //! checked from the fake's request log and the daemons' lease log lines.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use adsync_fakes::fixtures::EXAMPLE_SET_JSON;
@@ -14,146 +13,11 @@ use adsync_fakes::postgres::TestServer;
 use adsync_fakes::reddit::{FakeReddit, FakeRedditConfig};
 use serde_json::Value;
 
-const REDDIT_TOKEN: &str = "reddit-pg-test-token";
+mod common;
 
-fn adsync(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_adsync"));
-    command.args(args);
-    for var in [
-        "ADSYNC_DB",
-        "ADSYNC_STORE_URL",
-        "ADSYNC_DAEMON_URL",
-        "ADSYNC_REDDIT_TOKEN",
-        "ADSYNC_REDDIT_BASE_URL",
-        "ADSYNC_REDDIT_USER_AGENT",
-        "ADSYNC_AMAZON_TOKEN",
-        "ADSYNC_AMAZON_CLIENT_ID",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-fn run(command: &mut Command) -> (Option<i32>, String, String) {
-    let out = command.output().expect("adsync runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A running `adsync daemon --store …`, killed when dropped.
-struct Daemon {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(store: &str, reddit: &str, dir: &std::path::Path) -> Daemon {
-        Self::start_with(store, reddit, dir, &[])
-    }
-
-    fn start_with(store: &str, reddit: &str, dir: &std::path::Path, extra: &[&str]) -> Daemon {
-        Self::spawn(store, reddit, dir, extra, |_| {})
-    }
-
-    /// Starts a daemon; `configure` may set more environment or redirect
-    /// its stderr (inherited otherwise).
-    fn spawn(
-        store: &str,
-        reddit: &str,
-        dir: &std::path::Path,
-        extra: &[&str],
-        configure: impl FnOnce(&mut Command),
-    ) -> Daemon {
-        let password = password_of(store);
-        let db = dir.join("unused.db").to_string_lossy().into_owned();
-        let mut args = vec![
-            "--store",
-            store,
-            // Must be ignored: the shared store is used, no sled directory.
-            "--db",
-            &db,
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        let mut command = adsync(&args);
-        command
-            .env("ADSYNC_REDDIT_BASE_URL", reddit)
-            .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        configure(&mut command);
-        let mut child = command.spawn().expect("adsync daemon starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the daemon prints its address");
-        assert!(
-            !line.contains(&password),
-            "the password is never printed: {line}"
-        );
-        let port = line
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.rsplit(':').next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Daemon {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    async fn json(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<String>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body);
-        }
-        let response = request.send().await.expect("the daemon answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The password in `url` (`postgres://user:password@host/db`), which no
-/// output may contain.
-fn password_of(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL").1;
-    let credentials = rest.split_once('@').expect("credentials").0;
-    let password = credentials.split_once(':').expect("a password").1;
-    assert!(password.len() >= 8, "a password long enough to search for");
-    password.to_string()
-}
+use common::shared_store::{
+    adsync_cmd as adsync, password_of, run_cmd as run, Daemon, REDDIT_TOKEN,
+};
 
 #[test]
 fn migrate_needs_a_store_applies_once_and_never_prints_the_password() {
@@ -216,8 +80,8 @@ async fn two_daemons_on_one_database_push_through_either_and_create_each_entity_
     .await
     .expect("fake reddit");
     let dir = tempfile::tempdir().expect("dir");
-    let a = Daemon::start(&url, &reddit.base_url(), dir.path());
-    let b = Daemon::start(&url, &reddit.base_url(), dir.path());
+    let a = Daemon::start(&url, &reddit.base_url(), dir.path(), &[]);
+    let b = Daemon::start(&url, &reddit.base_url(), dir.path(), &[]);
 
     let accounts: Vec<String> = (0..6).map(|n| format!("a2_acct{n}")).collect();
     for (n, account) in accounts.iter().enumerate() {

@@ -66,31 +66,48 @@ impl Daemon {
     /// with `extra` daemon flags (and a `--db` in `dir` it must ignore);
     /// its log goes to the test's stderr. Waits for the address it prints.
     pub fn start(store: &str, reddit: &str, dir: &Path, extra: &[&str]) -> Daemon {
-        let db = dir.join("unused.db").to_string_lossy().into_owned();
-        // Must be ignored: the shared store is used, no sled directory.
-        Self::launch(store, reddit, &["--db", &db], extra, Stdio::inherit())
+        Self::spawn(store, reddit, dir, extra, |_| {})
     }
 
     /// [`Daemon::start`] with its log (stderr) written to `log`.
     pub fn start_logged(store: &str, reddit: &str, log: &Path, extra: &[&str]) -> Daemon {
         let file = std::fs::File::create(log).expect("a log file");
-        Self::launch(store, reddit, &[], extra, Stdio::from(file))
+        let dir = log.parent().expect("the log's directory");
+        Self::spawn(store, reddit, dir, extra, |command| {
+            command.stderr(file);
+        })
     }
 
-    /// `adsync --store <store> <global…> daemon --listen 127.0.0.1:0 <extra…>`.
-    fn launch(store: &str, reddit: &str, global: &[&str], extra: &[&str], stderr: Stdio) -> Daemon {
+    /// Starts a daemon; `configure` may set more environment or redirect
+    /// its stderr (inherited otherwise).
+    pub fn spawn(
+        store: &str,
+        reddit: &str,
+        dir: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let password = password_of(store);
-        let mut args = vec!["--store", store];
-        args.extend_from_slice(global);
-        args.extend(["daemon", "--listen", "127.0.0.1:0"]);
+        let db = dir.join("unused.db").to_string_lossy().into_owned();
+        let mut args = vec![
+            "--store",
+            store,
+            // Must be ignored: the shared store is used, no sled directory.
+            "--db",
+            &db,
+            "daemon",
+            "--listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra);
-        let mut child = adsync_cmd(&args)
+        let mut command = adsync_cmd(&args);
+        command
             .env("ADSYNC_REDDIT_BASE_URL", reddit)
             .env("ADSYNC_REDDIT_TOKEN", REDDIT_TOKEN)
             .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("adsync daemon starts");
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let mut child = command.spawn().expect("adsync daemon starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
