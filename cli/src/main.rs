@@ -54,9 +54,9 @@ struct Cli {
     db: PathBuf,
     /// A PostgreSQL store that several daemons share, instead of --db:
     /// `daemon` and `migrate` run on it; `status`, `show`, `history`,
-    /// `cancel` and `resolve` read and settle its syncs directly; `push`,
-    /// `pull` and `resume` go through a daemon (--daemon). Its password
-    /// never appears in any output.
+    /// `cancel`, `resolve`, `plan` and `drift` read and settle its syncs
+    /// directly; `store copy` fills it; `push`, `pull` and `resume` go
+    /// through a daemon (--daemon). Its password never appears in any output.
     #[arg(
         long,
         global = true,
