@@ -24,11 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adsync::memory::MemoryPlatform;
-use adsync::{
-    AdapterError, EntityKind, EntitySpec, FoundEntity, Keyword, KeywordModel, Parent, PushAdapter,
-    Pusher, Store, SystemClock, Timestamp, Worker,
-};
-use adsync_fakes::bench::{arg, raw_fdatasync_rate};
+use adsync::{Pusher, Store, SystemClock, Worker};
+use adsync_fakes::bench::{arg, raw_fdatasync_rate, SlowPlatform};
 use adsync_fakes::fixtures::{campaign, Shape};
 
 /// The allocator of the `adsync` binary, which runs the daemon.
@@ -80,10 +77,11 @@ fn measure(mode: Mode) {
         let worker = Worker::builder(store.clone())
             .pusher(Pusher::new(
                 store.clone(),
-                Arc::new(Slow {
-                    inner: platform.clone(),
+                Arc::new(SlowPlatform::new(
+                    platform.clone(),
                     latency,
-                }),
+                    Arc::new(AtomicUsize::new(0)),
+                )),
                 clock,
             ))
             .build();
@@ -214,67 +212,4 @@ fn body(c: usize, i: usize) -> bytes::Bytes {
         "platform": "memory",
     });
     serde_json::to_vec(&body).expect("serializes").into()
-}
-
-/// The in-memory platform, answering every call after `latency`.
-struct Slow {
-    inner: Arc<MemoryPlatform>,
-    latency: Duration,
-}
-
-impl Slow {
-    async fn wait(&self) {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl PushAdapter for Slow {
-    fn platform(&self) -> &str {
-        self.inner.platform()
-    }
-
-    fn keyword_model(&self) -> KeywordModel {
-        self.inner.keyword_model()
-    }
-
-    async fn create(&self, parent: &Parent, spec: &EntitySpec) -> Result<String, AdapterError> {
-        self.wait().await;
-        self.inner.create(parent, spec).await
-    }
-
-    async fn update(
-        &self,
-        parent: &Parent,
-        id: &str,
-        spec: &EntitySpec,
-    ) -> Result<(), AdapterError> {
-        self.wait().await;
-        self.inner.update(parent, id, spec).await
-    }
-
-    async fn find(
-        &self,
-        parent: &Parent,
-        kind: EntityKind,
-        name: &str,
-        created_after: Timestamp,
-    ) -> Result<Vec<FoundEntity>, AdapterError> {
-        self.wait().await;
-        self.inner.find(parent, kind, name, created_after).await
-    }
-
-    async fn set_ad_group_keywords(
-        &self,
-        parent: &Parent,
-        ad_group_id: &str,
-        keywords: &[Keyword],
-    ) -> Result<(), AdapterError> {
-        self.wait().await;
-        self.inner
-            .set_ad_group_keywords(parent, ad_group_id, keywords)
-            .await
-    }
 }

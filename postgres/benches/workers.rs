@@ -32,10 +32,9 @@ use std::time::{Duration, Instant};
 
 use adsync::memory::MemoryPlatform;
 use adsync::{
-    AdapterError, CampaignSet, CheckpointStore, EntityKind, EntitySpec, FoundEntity, Keyword,
-    KeywordModel, Limits, Parent, PlatformEntity, PushAdapter, Pusher, SharedStore, Status,
-    SystemClock, Timestamp, Worker,
+    CampaignSet, CheckpointStore, Limits, Pusher, SharedStore, Status, SystemClock, Worker,
 };
+use adsync_fakes::bench::SlowPlatform;
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::postgres::TestServer;
 use adsync_postgres::PgStore;
@@ -176,11 +175,7 @@ async fn phase(workers: usize, pushes: usize, latency: Duration) -> Figures {
     for w in 0..workers {
         let pg = PgStore::connect(&url).await.expect("connects");
         let store: SharedStore = Arc::new(pg);
-        let adapter = Arc::new(Slow {
-            inner: platform.clone(),
-            latency,
-            calls: calls.clone(),
-        });
+        let adapter = Arc::new(SlowPlatform::new(platform.clone(), latency, calls.clone()));
         all.push(
             Worker::builder(store.clone())
                 .pusher(Pusher::new(store, adapter, clock.clone()))
@@ -350,80 +345,4 @@ async fn metric(worker: &Worker, name: &str) -> u64 {
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-/// The in-memory platform, answering every call after `latency` (as
-/// `adsync-daemon`'s submit bench models a platform), counting the calls.
-struct Slow {
-    inner: Arc<MemoryPlatform>,
-    latency: Duration,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Slow {
-    async fn wait(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl PushAdapter for Slow {
-    fn platform(&self) -> &str {
-        self.inner.platform()
-    }
-
-    fn keyword_model(&self) -> KeywordModel {
-        self.inner.keyword_model()
-    }
-
-    async fn create(&self, parent: &Parent, spec: &EntitySpec) -> Result<String, AdapterError> {
-        self.wait().await;
-        self.inner.create(parent, spec).await
-    }
-
-    async fn update(
-        &self,
-        parent: &Parent,
-        id: &str,
-        spec: &EntitySpec,
-    ) -> Result<(), AdapterError> {
-        self.wait().await;
-        self.inner.update(parent, id, spec).await
-    }
-
-    async fn find(
-        &self,
-        parent: &Parent,
-        kind: EntityKind,
-        name: &str,
-        created_after: Timestamp,
-    ) -> Result<Vec<FoundEntity>, AdapterError> {
-        self.wait().await;
-        self.inner.find(parent, kind, name, created_after).await
-    }
-
-    async fn get(
-        &self,
-        parent: &Parent,
-        kind: EntityKind,
-        id: &str,
-    ) -> Result<Option<PlatformEntity>, AdapterError> {
-        self.wait().await;
-        self.inner.get(parent, kind, id).await
-    }
-
-    async fn set_ad_group_keywords(
-        &self,
-        parent: &Parent,
-        ad_group_id: &str,
-        keywords: &[Keyword],
-    ) -> Result<(), AdapterError> {
-        self.wait().await;
-        self.inner
-            .set_ad_group_keywords(parent, ad_group_id, keywords)
-            .await
-    }
 }
