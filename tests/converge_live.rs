@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use adsync::converge::{Action, Plan, PlanOptions, Refusal};
 use adsync::memory::{MemoryPlatform, Op};
-use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
-use adsync::{Backoff, CampaignSet, EntityKind, EntitySpec, ManualClock, Parent, PushAdapter};
+use adsync::reddit::{RedditAdapter, RedditConfig};
+use adsync::{CampaignSet, EntityKind, EntitySpec, ManualClock, Parent, PushAdapter};
 use adsync::{KeywordModel, Pusher, Secret, Store};
 use adsync_fakes::{FakeReddit, FakeRedditConfig};
 use common::{example_set, start_time, ACCOUNT};
@@ -139,20 +139,8 @@ async fn on_reddit_a_plan_reads_one_listing_per_parent_and_reports_drift() {
         RedditAdapter::new(RedditConfig {
             base_url: fake.base_url(),
             token: Some(Secret::new(fake.config().token.clone())),
-            user_agent: "adsync-tests/1.0".into(),
-            timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(1),
-            rate: RatePolicy {
-                reads: 10_000,
-                writes: 10_000,
-                window: Duration::from_secs(1),
-            },
-            backoff: Backoff {
-                base: Duration::from_millis(20),
-                max: Duration::from_secs(2),
-                max_attempts: 4,
-            },
-            page_size: None,
+            timeout: Duration::from_secs(5),
+            ..RedditConfig::default()
         })
         .expect("adapter"),
     );

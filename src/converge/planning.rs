@@ -89,8 +89,6 @@ impl Pusher {
                 .map(|k| k.id.clone())
                 .collect();
             observed.extend(observe_under(adapter, account, &roots, known_groups, model).await?);
-            let mut seen = HashSet::new();
-            observed.retain(|o| seen.insert(o.id.clone()));
             let mut planned = plan(&campaign.id, &desired, &known, &observed, options);
             if let Some(owner) = owner.filter(|o| *o != set.name && !options.take_over) {
                 if let Some(first) = planned.entries.first_mut() {
