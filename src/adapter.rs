@@ -271,6 +271,59 @@ pub trait PushAdapter: Send + Sync + 'static {
         spec: &EntitySpec,
     ) -> Result<(), AdapterError>;
 
+    /// Writes only `fields` (the set file's names, [`crate::converge::fields_of`])
+    /// of `spec` onto entity `id`: what a converging push sends when it found
+    /// those fields differing. A field the spec leaves out is cleared (set to
+    /// the platform's default). Idempotent, like [`PushAdapter::update`].
+    ///
+    /// The default writes every field through [`PushAdapter::update`]: the
+    /// same end state, in a larger request.
+    ///
+    /// # Errors
+    ///
+    /// As [`PushAdapter::update`].
+    async fn update_fields(
+        &self,
+        parent: &Parent,
+        id: &str,
+        spec: &EntitySpec,
+        fields: &[String],
+    ) -> Result<(), AdapterError> {
+        let _ = fields;
+        self.update(parent, id, spec).await
+    }
+
+    /// Archives entity `id` of `kind`: stops it for good while keeping it
+    /// (and its reporting) on the platform, which is how a converging push
+    /// prunes an entity the set no longer names (`--prune`) or retires one it
+    /// replaced. Idempotent: archiving an archived entity succeeds.
+    /// The default answers `Permanent` ("cannot archive").
+    ///
+    /// # Errors
+    ///
+    /// [`AdapterError::NotFound`] when `id` is gone (the machine counts it as
+    /// pruned); the other classes as for [`PushAdapter::update`].
+    async fn archive(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<(), AdapterError> {
+        let _ = (parent, id);
+        Err(AdapterError::Permanent {
+            message: format!("the {} adapter cannot archive a {kind}", self.platform()),
+            fields: vec![],
+        })
+    }
+
+    /// Whether [`PushAdapter::list`] is implemented. A push through an
+    /// adapter that lists *converges*: it reads the platform first and writes
+    /// only what differs (see [`crate::converge`]); through one that does
+    /// not, it creates what has no id and updates the rest, as before.
+    fn lists(&self) -> bool {
+        false
+    }
+
     /// Lists entities of `kind` under `parent` named exactly `name` and created at or
     /// after `created_after`: used to settle an unknown create outcome.
     ///

@@ -187,10 +187,10 @@ pub use adapter::{
 
 // Push: a campaign set to a platform.
 pub use push::{
-    set_records, verify_adoption, AdapterEffects, AdoptError, CampaignReport, Entity, EntityReport,
-    EntityResult, PushEffect, PushError, PushMachine, PushObserver, PushOutcome, PushOutcomeKind,
-    PushPhase, PushPolicy, PushState, Pusher, SetMember, SetRecord, SetReport, Target, Work,
-    DEFAULT_MAX_RUNNING,
+    set_records, verify_adoption, AdapterEffects, AdoptError, CampaignReport, Decision, Entity,
+    EntityReport, EntityResult, Overwrite, PushEffect, PushError, PushMachine, PushObserver,
+    PushOutcome, PushOutcomeKind, PushPhase, PushPolicy, PushState, Pusher, SetMember, SetRecord,
+    SetReport, Target, Work, DEFAULT_MAX_RUNNING,
 };
 
 // Pull: an Amazon Ads profile into a snapshot.

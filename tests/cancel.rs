@@ -36,7 +36,7 @@ fn clock() -> Arc<ManualClock> {
 
 async fn a_cancelled_push_keeps_its_ids_and_the_next_push_updates_them(backend: Backend) {
     let clock = clock();
-    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()).without_listing());
     let pusher = Pusher::new(TestStore::temporary(backend).await, platform.clone(), clock);
     let ids = pusher.start(&set(), "a2").await.unwrap();
     assert!(matches!(
@@ -90,7 +90,7 @@ async fn after_a_restart_a_create_that_may_have_run_is_looked_up_before_the_canc
 ) {
     let db = TestDb::new(backend);
     let clock = clock();
-    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()).without_listing());
     let id = {
         let pusher = Pusher::new(db.open().await, platform.clone(), clock.clone());
         let ids = pusher.start(&set(), "a2").await.unwrap();
@@ -131,7 +131,7 @@ async fn a_sync_parked_for_an_operator_is_not_cancelled_behind_their_back(backen
     use adsync::memory::{Fault, Op};
     use adsync::EntityKind;
     let clock = clock();
-    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()).without_listing());
     let pusher = Pusher::new(TestStore::temporary(backend).await, platform.clone(), clock);
     let ids = pusher.start(&set(), "a2").await.unwrap();
     pusher.step(&ids[0]).await.unwrap(); // the campaign

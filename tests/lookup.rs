@@ -205,7 +205,7 @@ fn group_ids(h: &Harness) -> Vec<String> {
 /// Item 6: an update answered "not found" forgets the gone id and looks the
 /// entity up by name: none → created again; later pushes update the new id.
 async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated(backend: Backend) {
-    let h = Harness::temporary(backend).await;
+    let h = Harness::without_listing(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -249,7 +249,7 @@ async fn an_id_gone_from_the_platform_is_recreated_once_and_then_updated(backend
 /// could not replace (the create failed) is not carried into the next push,
 /// which creates the entity at once instead of updating the gone id again.
 async fn an_id_found_gone_is_not_carried_into_the_next_push(backend: Backend) {
-    let h = Harness::temporary(backend).await;
+    let h = Harness::without_listing(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -291,7 +291,7 @@ async fn an_id_found_gone_is_not_carried_into_the_next_push(backend: Backend) {
 async fn an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_several(
     backend: Backend,
 ) {
-    let h = Harness::temporary(backend).await;
+    let h = Harness::without_listing(backend).await;
     assert!(h
         .pusher
         .push(&small_set(), ACCOUNT)
@@ -333,7 +333,7 @@ async fn an_id_gone_from_the_platform_adopts_one_match_by_name_and_parks_on_seve
 /// Item 6: an id to adopt is checked on the platform: exists, right kind,
 /// right parent, same name.
 async fn an_adopted_id_is_verified_on_the_platform(backend: Backend) {
-    let h = Harness::temporary(backend).await;
+    let h = Harness::without_listing(backend).await;
     h.platform.fail_next(
         Op::Create,
         Some(EntityKind::AdGroup),
@@ -524,13 +524,19 @@ async fn error_texts_do_not_repeat_themselves(backend: Backend) {
         .as_str()
         .expect("id")
         .to_string();
-    fake.inject(RedditFault::new(RedditFaultKind::Status {
-        status: 500,
-        after_apply: false,
-        retry_after_secs: None,
-        reset_secs: None,
-    }));
-    let report = p.push(&small_set(), ACCOUNT).await.expect("push 2");
+    fake.inject(
+        RedditFault::new(RedditFaultKind::Status {
+            status: 500,
+            after_apply: false,
+            retry_after_secs: None,
+            reset_secs: None,
+        })
+        .method("PATCH"),
+    );
+    // A renamed campaign: the converging push has an update to send.
+    let mut renamed = small_set();
+    renamed.campaigns[0].name = "Campaign one, renamed".into();
+    let report = p.push(&renamed, ACCOUNT).await.expect("push 2");
     fake.clear_faults();
     match &report.campaigns[0].entities[0].result {
         EntityResult::Failed { error } => assert_eq!(

@@ -58,7 +58,7 @@ impl Effects<PushMachine> for CheckDurable {
 
 async fn every_effect_starts_only_after_the_state_naming_it_is_durable(backend: Backend) {
     let clock = Arc::new(ManualClock::new(start_time()));
-    let platform = Arc::new(MemoryPlatform::new(clock.clone()));
+    let platform = Arc::new(MemoryPlatform::new(clock.clone()).without_listing());
     // Exercise every effect kind: creates, a transient retry, a lost response and its look-up.
     platform.fail_next(Op::Create, Some(EntityKind::AdGroup), Fault::Transient);
     platform.fail_next(Op::Create, Some(EntityKind::Ad), Fault::LoseResponse);

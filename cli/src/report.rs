@@ -30,6 +30,15 @@ pub fn print(report: &SetReport, json: bool) {
                     .and_then(|v| v.get("result").and_then(|r| r.as_str()).map(str::to_string))
                     .unwrap_or_default()
             );
+            for o in &e.overwritten {
+                outln!(
+                    "      drift overwritten: {}: {} on the platform (adsync had written {}) → {}",
+                    o.field,
+                    o.platform,
+                    o.written,
+                    o.desired
+                );
+            }
         }
     }
     for e in &report.errors {

@@ -237,6 +237,10 @@ pub struct LoggedRequest {
     /// tells apart the clients of one fake, e.g. several workers.
     #[serde(default)]
     pub user_agent: String,
+    /// The `data` object of a POST or PATCH body, as sent (tests check that
+    /// an update holds only the fields that changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
 }
 
 /// Everything the fake holds, in creation order (each object as the API shows it).
@@ -657,6 +661,7 @@ impl Shared {
         path: String,
         user_agent: String,
         fault: Option<&RedditFaultKind>,
+        data: Option<Value>,
     ) -> u64 {
         let at = now_rfc3339();
         let mut inner = self.lock();
@@ -671,6 +676,7 @@ impl Shared {
                 at,
                 fault: fault.map(fault_name),
                 user_agent,
+                data,
             },
         ));
         seq
@@ -804,7 +810,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let seq = shared.log_start(&method, logged_path, user_agent, fault.as_ref());
+    let data = (method == Method::POST || method == Method::PATCH)
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten()
+        .and_then(|v| v.get("data").cloned());
+    let seq = shared.log_start(&method, logged_path, user_agent, fault.as_ref(), data);
     match &fault {
         Some(RedditFaultKind::Latency { ms }) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await

@@ -61,6 +61,45 @@ pub fn fields_of(spec: &EntitySpec, model: KeywordModel) -> Fields {
     f
 }
 
+/// Every field name [`fields_of`] uses, so that stored fields read back as
+/// the same `&'static str` keys.
+const NAMES: &[&str] = &[
+    "bid_strategy",
+    "bid_type",
+    "bid_value_micros",
+    "click_url",
+    "end_time",
+    "goal",
+    "keywords",
+    "name",
+    "objective",
+    "post_id",
+    "start_time",
+    "status",
+    "text",
+];
+
+/// The `&'static` name of field `name`, if it is one of [`fields_of`]'s.
+pub(crate) fn field_name(name: &str) -> Option<&'static str> {
+    NAMES.iter().copied().find(|n| *n == name)
+}
+
+/// Reads [`Fields`] written by serde (checkpoints, outcomes): an unknown
+/// field name is an error naming it, never dropped.
+pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
+    use serde::Deserialize as _;
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(name, value)| match field_name(&name) {
+            Some(name) => Ok((name, value)),
+            None => Err(serde::de::Error::custom(format!(
+                "unknown field `{name}` (known: {})",
+                NAMES.join(", ")
+            ))),
+        })
+        .collect()
+}
+
 /// Fields that cannot be changed in place: an entity whose value differs is
 /// replaced (a new one created, the old one archived), never updated. An
 /// ad's post is what the ad *is* on Reddit; a keyword entity is its text.

@@ -32,4 +32,5 @@ pub use plan::{
     plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions, PlanSummary,
     Refusal,
 };
+pub(crate) use planning::observe_campaign;
 pub use planning::CampaignDrift;

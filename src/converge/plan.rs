@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::fields::{fields_of, immutable, Fields};
@@ -82,7 +82,7 @@ impl Desired {
 
 /// An entity adsync created or adopted for this campaign, as the store
 /// remembers it: its platform id and the fields adsync last wrote.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Known {
     /// Its level.
     pub kind: EntityKind,
@@ -95,11 +95,12 @@ pub struct Known {
     /// Its name when adsync last wrote it.
     pub name: String,
     /// The fields adsync last wrote (what drift is measured against).
+    #[serde(deserialize_with = "super::fields::deserialize")]
     pub written: Fields,
 }
 
 /// An entity the platform listed under the account or a managed parent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
     /// Its level.
     pub kind: EntityKind,
@@ -110,6 +111,7 @@ pub struct Observed {
     /// Its name (a keyword's text).
     pub name: String,
     /// Its fields as the platform holds them, in the set's vocabulary.
+    #[serde(deserialize_with = "super::fields::deserialize")]
     pub fields: Fields,
 }
 
@@ -124,7 +126,7 @@ impl Observed {
 }
 
 /// What the user allows a push to do beyond creating and updating.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Adopt an entity that exists on the platform by exact name under the
     /// right parent but that the store does not know (`--adopt-existing`).
@@ -390,6 +392,9 @@ pub fn plan(
     // written: `None` while it is still to be created.
     let mut ids: HashMap<&str, Option<String>> = HashMap::new();
     let mut entries = Vec::new();
+    // Entities created again because the platform lost them: their old
+    // children went with them (or are orphans), so those are created again too.
+    let mut recreated: HashSet<&str> = HashSet::new();
 
     for d in desired {
         let parent_id: Option<Option<String>> =
@@ -403,18 +408,24 @@ pub fn plan(
             id,
             action,
         };
+        let create = |gone: Option<&Known>| match gone {
+            Some(k) => entry(
+                Some(k.id.clone()),
+                Action::Recreate {
+                    old_id: k.id.clone(),
+                },
+            ),
+            None => entry(None, Action::Create),
+        };
         let known = by_local.get(&(d.kind, d.local_id.as_str())).copied();
-        let (next_id, planned) = match known {
+        // Adsync created it, and the platform no longer lists it (deleted
+        // by hand, or with its parent): it is created again, under the same
+        // name rules as an entity the store does not know.
+        let orphaned = d.parent.as_deref().is_some_and(|p| recreated.contains(p));
+        let gone = known.filter(|k| orphaned || !listed.contains_key(k.id.as_str()));
+        let (next_id, planned) = match known.filter(|_| gone.is_none()) {
             Some(k) => match listed.get(k.id.as_str()).copied() {
-                None => (
-                    None,
-                    entry(
-                        Some(k.id.clone()),
-                        Action::Recreate {
-                            old_id: k.id.clone(),
-                        },
-                    ),
-                ),
+                None => (None, entry(Some(k.id.clone()), Action::Create)),
                 Some(o) => {
                     let moved = match &parent_id {
                         Some(Some(p)) => o.parent_id.as_deref() != Some(p.as_str()),
@@ -471,7 +482,7 @@ pub fn plan(
                     }
                 }
             },
-            None if parent_is_new => (None, entry(None, Action::Create)),
+            None if parent_is_new => (None, create(gone)),
             None => {
                 let parent = parent_id.clone().flatten();
                 let candidates: Vec<&Observed> = observed
@@ -485,7 +496,7 @@ pub fn plan(
                     })
                     .collect();
                 match candidates.as_slice() {
-                    [] => (None, entry(None, Action::Create)),
+                    [] => (None, create(gone)),
                     [only] if options.adopt_existing => (
                         Some(only.id.clone()),
                         entry(
@@ -520,6 +531,9 @@ pub fn plan(
                 }
             }
         };
+        if matches!(planned.action, Action::Recreate { .. }) {
+            recreated.insert(d.local_id.as_str());
+        }
         ids.insert(d.local_id.as_str(), next_id);
         entries.push(planned);
     }

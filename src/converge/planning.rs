@@ -4,6 +4,7 @@
 //! set. Reads only: nothing is written to the store or the platform.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use super::drift::{drift, EntityDrift};
 use super::fields::fields_of;
@@ -171,6 +172,18 @@ impl Pusher {
         campaign: &str,
         model: KeywordModel,
     ) -> Result<(Vec<Known>, Option<String>), PushError> {
+        let (known, owner) = self.known_with_specs(account, campaign, model).await?;
+        Ok((known.into_iter().map(|(k, _)| k).collect(), owner))
+    }
+
+    /// [`Pusher::known`], each entity with the spec it was last written
+    /// with (what a converging push archives a retired entity as).
+    pub(crate) async fn known_with_specs(
+        &self,
+        account: &str,
+        campaign: &str,
+        model: KeywordModel,
+    ) -> Result<(Vec<(Known, Arc<EntitySpec>)>, Option<String>), PushError> {
         let platform = self.platform().to_string();
         let (index_key, ids_key) = (
             latest_key(&platform, account, campaign),
@@ -193,8 +206,9 @@ impl Pusher {
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
-        let mut known: Vec<Known> = Vec::new();
+        let mut known: Vec<(Known, Arc<EntitySpec>)> = Vec::new();
         let mut done: HashSet<String> = HashSet::new();
+        let mut fallback: Vec<(Known, Arc<EntitySpec>)> = Vec::new();
         for n in (1..=generation).rev() {
             let Ok(checkpoint) = runner.get(&format!("{campaign}-{n}")).await else {
                 continue;
@@ -204,14 +218,22 @@ impl Pusher {
                 owner = checkpoint.record.labels.get("set").cloned();
                 // The latest sync's ids win over the map (written at its start).
                 ids.extend(latest_ids);
+                fallback = written_entities(&checkpoint.state, model, true);
             }
-            for k in written_entities(&checkpoint.state, model) {
+            for (k, spec) in written_entities(&checkpoint.state, model, false) {
                 if ids.get(&k.local_id) == Some(&k.id) && done.insert(k.local_id.clone()) {
-                    known.push(k);
+                    known.push((k, spec));
                 }
             }
             if ids.keys().all(|local| done.contains(local)) {
                 break;
+            }
+        }
+        // An id no sync records a write for (its update failed, say): what
+        // the latest sync wanted is the best account of it.
+        for (k, spec) in fallback {
+            if ids.get(&k.local_id) == Some(&k.id) && done.insert(k.local_id.clone()) {
+                known.push((k, spec));
             }
         }
         Ok((known, owner))
@@ -221,12 +243,22 @@ impl Pusher {
 /// The entities of a sync's state that it wrote (created, updated, adopted)
 /// with the fields it wrote them with; under keyword targeting an ad group's
 /// keywords are those its sync applied.
-fn written_entities(state: &PushState, model: KeywordModel) -> Vec<Known> {
+fn written_entities(
+    state: &PushState,
+    model: KeywordModel,
+    any: bool,
+) -> Vec<(Known, Arc<EntitySpec>)> {
     let entities = state.entities();
     let written = |r: &EntityResult| {
-        matches!(
+        any || matches!(
             r,
-            EntityResult::Created | EntityResult::Updated | EntityResult::Adopted
+            EntityResult::Created
+                | EntityResult::Updated
+                | EntityResult::Adopted
+                | EntityResult::Unchanged
+                | EntityResult::Replaced { .. }
+                | EntityResult::Archived
+                | EntityResult::Left
         )
     };
     entities
@@ -240,14 +272,20 @@ fn written_entities(state: &PushState, model: KeywordModel) -> Vec<Known> {
                 group.keywords = entities
                     .iter()
                     .filter(|k| k.parent() == Some(n) && k.kind() == EntityKind::Keyword)
-                    .filter(|k| matches!(k.result(), EntityResult::Applied))
+                    .filter(|k| {
+                        matches!(k.result(), EntityResult::Applied | EntityResult::Unchanged)
+                    })
                     .map(|k| Keyword {
                         id: k.local_id().to_string(),
                         text: k.spec().lookup_name().to_string(),
                     })
                     .collect();
             }
-            Some(Known {
+            let mut written = fields_of(&spec, model);
+            if matches!(e.result(), EntityResult::Archived) {
+                written.insert("status", serde_json::Value::from("ARCHIVED"));
+            }
+            let known = Known {
                 kind: e.kind(),
                 local_id: e.local_id().to_string(),
                 parent: e
@@ -256,10 +294,45 @@ fn written_entities(state: &PushState, model: KeywordModel) -> Vec<Known> {
                     .map(|p| p.local_id().to_string()),
                 id,
                 name: e.spec().lookup_name().to_string(),
-                written: fields_of(&spec, model),
-            })
+                written,
+            };
+            Some((known, Arc::new(e.spec().clone())))
         })
         .collect()
+}
+
+/// What a converging push reads before its first write (the push machine's
+/// `Observe` effect): the account's campaigns, then everything under the
+/// campaigns adsync manages (`campaign_ids`) or that bear the campaign's
+/// name (to adopt or refuse), and under the ad groups it manages
+/// (`ad_group_ids`, even when listed elsewhere): one listing per parent,
+/// the same walk as [`Pusher::plan`].
+pub(crate) async fn observe_campaign(
+    adapter: &dyn PushAdapter,
+    account: &str,
+    campaign_name: &str,
+    campaign_ids: &[String],
+    ad_group_ids: &[String],
+) -> Result<Vec<Observed>, PushError> {
+    let account_parent = Parent {
+        account_id: account.to_string(),
+        parent_id: None,
+    };
+    let mut observed = list(adapter, &account_parent, EntityKind::Campaign).await?;
+    let roots: BTreeSet<String> = campaign_ids
+        .iter()
+        .cloned()
+        .chain(
+            observed
+                .iter()
+                .filter(|o| o.name == campaign_name)
+                .map(|o| o.id.clone()),
+        )
+        .collect();
+    let groups = ad_group_ids.iter().cloned().collect();
+    let model = adapter.keyword_model();
+    observed.extend(observe_under(adapter, account, &roots, groups, model).await?);
+    Ok(observed)
 }
 
 /// Everything listed under the campaigns `roots` (their ad groups) and under

@@ -15,7 +15,7 @@ use crate::adapter::{
     PlatformEntity, PushAdapter,
 };
 use crate::converge::{fields_of, Observed};
-use crate::model::{Keyword, MIN_NAME_LEN};
+use crate::model::{ConfiguredStatus, Keyword, MIN_NAME_LEN};
 use adsync_engine::{Clock, Timestamp};
 
 /// Kinds of platform calls, for scripting faults.
@@ -32,6 +32,8 @@ pub enum Op {
     SetKeywords,
     /// `list`.
     List,
+    /// `archive`.
+    Archive,
 }
 
 /// A scripted failure.
@@ -217,6 +219,8 @@ pub struct MemoryPlatform {
     clock: Arc<dyn Clock>,
     keyword_model: KeywordModel,
     file: Option<Arc<Journal>>,
+    /// Whether it offers `list` (see [`MemoryPlatform::without_listing`]).
+    listing: bool,
 }
 
 /// The file a file-backed platform is kept in, appended to change by change.
@@ -390,7 +394,16 @@ impl MemoryPlatform {
             clock,
             keyword_model: KeywordModel::Entities,
             file: None,
+            listing: true,
         }
+    }
+
+    /// A platform that does not offer `list`, as a user's own adapter that
+    /// cannot list: pushes through it do not converge (they create what has
+    /// no id and update the rest). Tests of that path use it.
+    pub fn without_listing(mut self) -> Self {
+        self.listing = false;
+        self
     }
 
     /// Chooses how keywords are stored (entities, or strings on ad groups as on Reddit).
@@ -453,6 +466,7 @@ impl MemoryPlatform {
                 pending: Mutex::new(Vec::new()),
                 file: Mutex::new(Ok(file)),
             })),
+            listing: true,
         })
     }
 
@@ -787,6 +801,90 @@ impl PushAdapter for MemoryPlatform {
         result
     }
 
+    async fn update_fields(
+        &self,
+        _parent: &Parent,
+        id: &str,
+        spec: &EntitySpec,
+        fields: &[String],
+    ) -> Result<(), AdapterError> {
+        let result = {
+            let mut inner = self.lock();
+            match self.begin(&mut inner, Op::Update, spec.kind(), id) {
+                fault @ (Some(Fault::LoseResponse) | None) => {
+                    let applied = self.check(spec).and_then(|()| {
+                        let Some(e) = inner.entities.get_mut(id).filter(|e| e.kind == spec.kind())
+                        else {
+                            return Err(AdapterError::NotFound {
+                                message: format!(
+                                    "{} {id} no longer exists on the platform",
+                                    spec.kind()
+                                ),
+                            });
+                        };
+                        e.spec = with_fields(&e.spec, spec, fields)?;
+                        e.name = e.spec.lookup_name().to_string();
+                        e.updates += 1;
+                        let e = e.clone();
+                        self.record(|| Change::Updated(e));
+                        Ok(())
+                    });
+                    lose_response(applied, fault.as_ref())
+                }
+                Some(f) => Err(Self::injected(&f)),
+            }
+        };
+        self.persist().await?;
+        result
+    }
+
+    async fn archive(
+        &self,
+        _parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<(), AdapterError> {
+        let result = {
+            let mut inner = self.lock();
+            match self.begin(&mut inner, Op::Archive, kind, id) {
+                fault @ (Some(Fault::LoseResponse) | None) => {
+                    let applied = match inner.entities.get_mut(id).filter(|e| e.kind == kind) {
+                        None => Err(AdapterError::NotFound {
+                            message: format!("{kind} {id} no longer exists on the platform"),
+                        }),
+                        // A keyword entity has no status here: archiving it
+                        // removes it, as Amazon's keyword archive hides it.
+                        Some(_) if kind == EntityKind::Keyword => {
+                            inner.entities.remove(id);
+                            self.record(|| Change::Removed(id.to_string()));
+                            Ok(())
+                        }
+                        Some(e) => {
+                            match &mut e.spec {
+                                EntitySpec::Campaign(c) => c.status = ConfiguredStatus::Archived,
+                                EntitySpec::AdGroup(g) => g.status = ConfiguredStatus::Archived,
+                                EntitySpec::Ad(a) => a.status = ConfiguredStatus::Archived,
+                                EntitySpec::Keyword(_) => {}
+                            }
+                            e.updates += 1;
+                            let e = e.clone();
+                            self.record(|| Change::Updated(e));
+                            Ok(())
+                        }
+                    };
+                    lose_response(applied, fault.as_ref())
+                }
+                Some(f) => Err(Self::injected(&f)),
+            }
+        };
+        self.persist().await?;
+        result
+    }
+
+    fn lists(&self) -> bool {
+        self.listing
+    }
+
     async fn find(
         &self,
         parent: &Parent,
@@ -898,6 +996,30 @@ impl PushAdapter for MemoryPlatform {
         self.persist().await?;
         result
     }
+}
+
+/// `current` with `fields` (the set file's names) taken from `desired`: a
+/// field `desired` leaves out is cleared. Both are the same kind.
+fn with_fields(
+    current: &EntitySpec,
+    desired: &EntitySpec,
+    fields: &[String],
+) -> Result<EntitySpec, AdapterError> {
+    let bad = |e: serde_json::Error| AdapterError::Permanent {
+        message: format!("cannot apply fields {fields:?}: {e}"),
+        fields: vec![],
+    };
+    let mut merged = serde_json::to_value(current).map_err(bad)?;
+    let from = serde_json::to_value(desired).map_err(bad)?;
+    if let (Some(into), Some(from)) = (merged.as_object_mut(), from.as_object()) {
+        for field in fields {
+            match from.get(field) {
+                Some(value) => into.insert(field.clone(), value.clone()),
+                None => into.remove(field),
+            };
+        }
+    }
+    serde_json::from_value(merged).map_err(bad)
 }
 
 #[cfg(test)]

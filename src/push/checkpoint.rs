@@ -45,7 +45,9 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::machine::{Entity, EntityResult, PushPhase, PushPolicy, PushState, Target, Work};
+use super::machine::{
+    Converge, Decision, Entity, EntityResult, PushPhase, PushPolicy, PushState, Target, Work,
+};
 use crate::adapter::EntitySpec;
 use adsync_engine::Timestamp;
 
@@ -62,6 +64,8 @@ struct PlanOut<'a> {
     policy: &'a PushPolicy,
     entities: Vec<PlannedOut<'a>>,
     work: Vec<WorkOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    converge: Option<&'a Converge>,
 }
 
 /// One entity of a plan: `[parent, kind, fields…]`, the parent an index or
@@ -151,6 +155,8 @@ impl Serialize for WorkOut<'_> {
         match self.0 {
             Work::Upsert { entity } => serializer.serialize_u64(*entity as u64),
             Work::SetKeywords { ad_group, keywords } => (ad_group, keywords).serialize(serializer),
+            // Once per sync: the object form.
+            Work::Observe | Work::Archive { .. } => self.0.serialize(serializer),
         }
     }
 }
@@ -162,6 +168,8 @@ struct PlanIn {
     policy: PushPolicy,
     entities: Vec<PlannedIn>,
     work: Vec<WorkIn>,
+    #[serde(default)]
+    converge: Option<Converge>,
 }
 
 /// An entity of a plan as read: a [`PlannedOut`] tuple, or the object
@@ -292,6 +300,10 @@ impl<'de> Deserialize<'de> for WorkIn {
                 Ok(WorkIn(Work::Upsert { entity }))
             }
 
+            fn visit_str<E: serde::de::Error>(self, tag: &str) -> Result<WorkIn, E> {
+                Work::deserialize(serde::de::value::StrDeserializer::<E>::new(tag)).map(WorkIn)
+            }
+
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<WorkIn, A::Error> {
                 let (ad_group, keywords) = <(usize, Vec<usize>)>::deserialize(
                     serde::de::value::SeqAccessDeserializer::new(seq),
@@ -320,7 +332,15 @@ struct ProgressOut<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     retry_at: Option<Timestamp>,
     last_error: &'a Option<String>,
+    /// The reading phase's decisions are in their segment ([`DECISIONS`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    decided: bool,
 }
+
+/// The segment holding a converging push's decisions: written once, with
+/// the checkpoint of the reading phase's outcome (they never change after).
+/// Past every chunk number.
+pub(crate) const DECISIONS: u32 = u32::MAX;
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
@@ -355,7 +375,8 @@ fn sealed(state: &PushState) -> usize {
         .unwrap_or_default()
         .iter()
         .flat_map(|w| match w {
-            Work::Upsert { entity } => Some(*entity),
+            Work::Observe => None,
+            Work::Upsert { entity } | Work::Archive { entity } => Some(*entity),
             Work::SetKeywords { ad_group, keywords } => std::iter::once(*ad_group)
                 .chain(keywords.iter().copied())
                 .min(),
@@ -391,7 +412,7 @@ pub(crate) fn encode_segments(
             before.len() != now.len() || before.iter().zip(now).any(|(a, b)| !Arc::ptr_eq(a, b))
         }
     };
-    (0..sealed_now)
+    let mut segments = (0..sealed_now)
         .filter(|&chunk| chunk >= sealed_before || changed(chunk))
         .map(|chunk| {
             let rows = TouchedEntities(chunk_of(entities, chunk), chunk * CHUNK);
@@ -399,7 +420,19 @@ pub(crate) fn encode_segments(
             let n = u32::try_from(chunk).map_err(serde::ser::Error::custom)?;
             Ok((n, serde_json::value::to_raw_value(&rows)?))
         })
-        .collect()
+        .collect::<serde_json::Result<Vec<_>>>()?;
+    if let Some(decisions) = &state.decisions {
+        let new = prev
+            .and_then(|p| p.decisions.as_ref())
+            .is_none_or(|before| !Arc::ptr_eq(before, decisions));
+        if new {
+            segments.push((
+                DECISIONS,
+                serde_json::value::to_raw_value(decisions.as_ref())?,
+            ));
+        }
+    }
+    Ok(segments)
 }
 
 /// An entity's encoded progress row, kept with the entity, so a checkpoint
@@ -503,6 +536,10 @@ impl<'a> EntityProgressOut<'a> {
             EntityResult::Updated => ("updated", None),
             EntityResult::Adopted => ("adopted", None),
             EntityResult::Applied => ("applied", None),
+            EntityResult::Unchanged => ("unchanged", None),
+            EntityResult::Replaced { old_id } => ("replaced", Some(old_id.as_str())),
+            EntityResult::Archived => ("archived", None),
+            EntityResult::Left => ("left", None),
             EntityResult::Failed { error } => ("failed", Some(error.as_str())),
             EntityResult::Skipped { reason } => ("skipped", Some(reason.as_str())),
         };
@@ -525,6 +562,8 @@ struct ProgressIn {
     #[serde(default, with = "time::serde::rfc3339::option")]
     retry_at: Option<Timestamp>,
     last_error: Option<String>,
+    #[serde(default)]
+    decided: bool,
 }
 
 /// A row in either form (see [`EntityProgressOut`]).
@@ -580,6 +619,10 @@ enum ResultTag {
     Updated,
     Adopted,
     Applied,
+    Unchanged,
+    Replaced,
+    Archived,
+    Left,
     Failed,
     Skipped,
 }
@@ -594,6 +637,12 @@ impl EntityProgressIn {
             ResultTag::Updated => EntityResult::Updated,
             ResultTag::Adopted => EntityResult::Adopted,
             ResultTag::Applied => EntityResult::Applied,
+            ResultTag::Unchanged => EntityResult::Unchanged,
+            ResultTag::Replaced => EntityResult::Replaced {
+                old_id: message.ok_or_else(|| needs("replaced"))?,
+            },
+            ResultTag::Archived => EntityResult::Archived,
+            ResultTag::Left => EntityResult::Left,
             ResultTag::Failed => EntityResult::Failed {
                 error: message.ok_or_else(|| needs("failed"))?,
             },
@@ -619,6 +668,7 @@ pub(crate) fn encode_plan(state: &PushState) -> serde_json::Result<Box<RawValue>
             })
             .collect(),
         work: state.work.iter().map(WorkOut).collect(),
+        converge: state.converge.as_deref(),
     })
 }
 
@@ -636,6 +686,7 @@ pub(crate) fn encode_progress(state: &PushState) -> serde_json::Result<Box<RawVa
         intent_at: state.intent_at,
         retry_at: state.retry_at,
         last_error: &state.last_error,
+        decided: state.decisions.is_some(),
     })
 }
 
@@ -659,7 +710,8 @@ pub(crate) fn decode(
         .filter_map(|e| e.parent)
         .chain(plan.work.iter().flat_map(|w| {
             match &w.0 {
-                Work::Upsert { entity } => vec![*entity],
+                Work::Observe => vec![],
+                Work::Upsert { entity } | Work::Archive { entity } => vec![*entity],
                 Work::SetKeywords { ad_group, keywords } => std::iter::once(*ad_group)
                     .chain(keywords.iter().copied())
                     .collect(),
@@ -671,6 +723,32 @@ pub(crate) fn decode(
             "the plan refers to entity #{bad}, but it has {count} entities"
         ));
     }
+    if let Some(converge) = &plan.converge {
+        if converge.retired_from > count {
+            return Err(format!(
+                "the plan retires entities from #{}, but it has {count} entities",
+                converge.retired_from
+            ));
+        }
+    }
+    let decisions = match segments.iter().find(|(n, _)| *n == DECISIONS) {
+        _ if !progress.decided => None,
+        None => return Err(
+            "the checkpoint says the push decided its plan, but the decisions' segment is missing"
+                .to_string(),
+        ),
+        Some((_, raw)) => {
+            let decisions: std::collections::BTreeMap<usize, Decision> =
+                serde_json::from_str(raw.get())
+                    .map_err(|e| format!("the decisions' segment does not decode: {e}"))?;
+            if let Some(bad) = decisions.keys().find(|&&i| i >= count) {
+                return Err(format!(
+                    "the decisions name entity #{bad}, but the plan has {count} entities"
+                ));
+            }
+            Some(Arc::new(decisions))
+        }
+    };
     let mut entities: Vec<Entity> = plan
         .entities
         .into_iter()
@@ -719,6 +797,8 @@ pub(crate) fn decode(
         intent_at: progress.intent_at,
         retry_at: progress.retry_at,
         last_error: progress.last_error,
+        converge: plan.converge.map(Arc::new),
+        decisions,
     })
 }
 
@@ -937,6 +1017,7 @@ mod tests {
                 intent_at: state.intent_at,
                 retry_at: state.retry_at,
                 last_error: &state.last_error,
+                decided: false,
             })
             .expect("encodes");
             assert!(!old.get().contains("sealed"));

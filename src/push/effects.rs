@@ -46,12 +46,52 @@ impl AdapterEffects {
                 Ok(id) => PushOutcome::Created { id },
                 Err(error) => failed(error),
             },
-            PushEffect::Update { parent, id, spec } => {
-                match self.adapter.update(parent, id, spec).await {
+            PushEffect::Update {
+                parent,
+                id,
+                spec,
+                fields,
+            } => {
+                let updated = match fields {
+                    Some(fields) => self.adapter.update_fields(parent, id, spec, fields).await,
+                    None => self.adapter.update(parent, id, spec).await,
+                };
+                match updated {
                     Ok(()) => PushOutcome::Updated,
                     Err(error) => failed(error),
                 }
             }
+            PushEffect::Observe {
+                parent,
+                campaign_name,
+                campaign_ids,
+                ad_group_ids,
+            } => {
+                match crate::converge::observe_campaign(
+                    self.adapter.as_ref(),
+                    &parent.account_id,
+                    campaign_name,
+                    campaign_ids,
+                    ad_group_ids,
+                )
+                .await
+                {
+                    Ok(entities) => PushOutcome::Observed { entities },
+                    Err(crate::push::PushError::Platform { what, source }) => {
+                        failed(with_context(source, &what))
+                    }
+                    Err(other) => failed(AdapterError::Transient {
+                        message: other.to_string(),
+                        retry_after: None,
+                    }),
+                }
+            }
+            PushEffect::Archive {
+                parent, kind, id, ..
+            } => match self.adapter.archive(parent, *kind, id).await {
+                Ok(()) => PushOutcome::Archived,
+                Err(error) => failed(error),
+            },
             PushEffect::SetKeywords {
                 parent,
                 ad_group_id,
@@ -78,6 +118,29 @@ impl AdapterEffects {
                 Err(error) => failed(error),
             },
         }
+    }
+}
+
+/// `error` with what was being read in front of its message.
+fn with_context(error: AdapterError, what: &str) -> AdapterError {
+    match error {
+        AdapterError::Transient {
+            message,
+            retry_after,
+        } => AdapterError::Transient {
+            message: format!("{what}: {message}"),
+            retry_after,
+        },
+        AdapterError::Permanent { message, fields } => AdapterError::Permanent {
+            message: format!("{what}: {message}"),
+            fields,
+        },
+        AdapterError::Unknown { message } => AdapterError::Unknown {
+            message: format!("{what}: {message}"),
+        },
+        AdapterError::NotFound { message } => AdapterError::NotFound {
+            message: format!("{what}: {message}"),
+        },
     }
 }
 

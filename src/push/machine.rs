@@ -10,6 +10,7 @@ use strum::{Display, EnumIter};
 
 use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
+use crate::converge::{Known, Observed, PlanOptions};
 use crate::model::{Campaign, Keyword};
 use adsync_engine::Backoff;
 use adsync_engine::Timestamp;
@@ -24,6 +25,10 @@ pub struct PushMachine;
 /// The typed phases of a push sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumIter)]
 pub enum PushPhase {
+    /// A converging push reads what the platform holds under the campaign
+    /// before its first write; the plan it decides is checkpointed with the
+    /// outcome.
+    Reading,
     /// Nothing is on the platform yet (or the campaign has an id and gets updated).
     Pending,
     /// The campaign exists and its id is durable; ad groups are being synced.
@@ -32,6 +37,9 @@ pub enum PushPhase {
     AdGroupsCreated,
     /// Every ad is settled; keywords are being synced.
     AdsCreated,
+    /// Everything the set names is settled; entities it no longer names (or
+    /// that were replaced) are being archived (`--prune`).
+    Pruning,
     /// A create may or may not have happened; the entity is being looked up.
     OutcomeUnknown,
     /// Stopped: the look-up could not be made (the platform failed or timed
@@ -51,9 +59,11 @@ pub enum PushPhase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Display, EnumIter)]
 #[allow(missing_docs)]
 pub enum PushOutcomeKind {
+    Observed,
     Created,
     Updated,
     KeywordsSet,
+    Archived,
     FoundNone,
     FoundOne,
     FoundMany,
@@ -114,6 +124,18 @@ pub enum EntityResult {
     Adopted,
     /// Set on its ad group's targeting (platforms whose keywords are not entities).
     Applied,
+    /// A converging push found it as the set wants it: nothing written.
+    Unchanged,
+    /// Created anew, and the entity it replaces (moved to another parent, or
+    /// with a field that cannot change in place) archived.
+    Replaced {
+        /// The archived entity's platform id.
+        old_id: String,
+    },
+    /// No longer in the set: archived on the platform (`--prune`).
+    Archived,
+    /// No longer in the set: left on the platform (a push without `--prune`).
+    Left,
     /// Failed; the platform's message.
     Failed {
         /// The error.
@@ -215,6 +237,9 @@ impl Entity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Work {
+    /// Read what the platform holds, and decide the plan (converging pushes:
+    /// always the first item).
+    Observe,
     /// Create or update `entity` (an index into [`PushState::entities`]).
     Upsert {
         /// The entity.
@@ -227,6 +252,80 @@ pub enum Work {
         /// The keyword entities.
         keywords: Vec<usize>,
     },
+    /// Archive `entity`, one adsync manages that the set no longer names.
+    Archive {
+        /// The entity (past [`PushState::entities`]' in-set part).
+        entity: usize,
+    },
+}
+
+/// What a converging push was started with: the user's options, and what the
+/// store knew of the campaign's entities (the reading phase plans against
+/// it). Part of the plan: fixed for the sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Converge {
+    /// `--adopt-existing`, `--prune`, `--take-over`.
+    pub(crate) options: PlanOptions,
+    /// Entities from this index on are *retired*: adsync created or adopted
+    /// them for this campaign and the set no longer names them.
+    pub(crate) retired_from: usize,
+    /// The entities adsync created or adopted, with the fields it last wrote.
+    pub(crate) known: Vec<Known>,
+}
+
+/// What the reading phase decided for one entity (only entities with work
+/// or something to report have one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The fields an update writes (the set file's names); empty: all of
+    /// them, as a push that does not converge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) write: Vec<String>,
+    /// The platform id of the entity this one's create replaces: archived
+    /// right after the create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) replaces: Option<String>,
+    /// An existing entity of its name was adopted (its id recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) adopted: bool,
+    /// Under keyword targeting: the ad group's keywords differ and are set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) keywords: bool,
+    /// Fields someone changed on the platform since adsync wrote them, which
+    /// this push puts back to the set's value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) overwrites: Vec<Overwrite>,
+}
+
+impl Decision {
+    /// The fields the update writes; empty when it writes every field.
+    pub fn write(&self) -> &[String] {
+        &self.write
+    }
+
+    /// The id of the entity this one replaces, archived after its create.
+    pub fn replaces(&self) -> Option<&str> {
+        self.replaces.as_deref()
+    }
+
+    /// The drifted fields this push overwrites.
+    pub fn overwrites(&self) -> &[Overwrite] {
+        &self.overwrites
+    }
+}
+
+/// A drifted field a push puts back: someone changed it on the platform
+/// after adsync last wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overwrite {
+    /// The set file's name of the field.
+    pub field: String,
+    /// What the platform held.
+    pub platform: serde_json::Value,
+    /// What adsync had written.
+    pub written: serde_json::Value,
+    /// What the set asks for (and the push writes).
+    pub desired: serde_json::Value,
 }
 
 /// The checkpointed state of a push sync.
@@ -260,6 +359,13 @@ pub struct PushState {
     pub(crate) retry_at: Option<Timestamp>,
     /// The last error, or why the sync needs attention.
     pub(crate) last_error: Option<String>,
+    /// A converging push: its options and what the store knew (`None`: a
+    /// push through an adapter that cannot list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) converge: Option<Arc<Converge>>,
+    /// What the reading phase decided, by entity index (`None` before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) decisions: Option<Arc<BTreeMap<usize, Decision>>>,
 }
 
 /// A side effect named by a push state.
@@ -267,6 +373,18 @@ pub struct PushState {
 #[serde(tag = "effect", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum PushEffect {
+    /// List what the platform holds under the account and the campaign
+    /// (repeatable: reads only).
+    Observe {
+        /// The account.
+        parent: Parent,
+        /// The campaign's name: campaigns of that name are candidates to adopt.
+        campaign_name: String,
+        /// The platform ids of the campaign adsync manages (and listed under).
+        campaign_ids: Vec<String>,
+        /// Ad groups adsync manages, listed under even if moved elsewhere.
+        ad_group_ids: Vec<String>,
+    },
     /// Create an entity (never repeated blindly).
     Create {
         /// Under what.
@@ -282,6 +400,20 @@ pub enum PushEffect {
         id: String,
         /// To what (shared with the state).
         spec: Arc<EntitySpec>,
+        /// Only these fields (a converging push); `None`: every field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fields: Option<Vec<String>>,
+    },
+    /// Archive an entity (repeatable).
+    Archive {
+        /// The account.
+        parent: Parent,
+        /// Its level.
+        kind: EntityKind,
+        /// Its local id (in the set that pushed it).
+        local_id: String,
+        /// Its platform id.
+        id: String,
     },
     /// Set an ad group's keywords (repeatable).
     SetKeywords {
@@ -314,6 +446,13 @@ pub enum PushEffect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum PushOutcome {
+    /// What the platform lists under the account and the campaign.
+    Observed {
+        /// Every listed entity, in the set file's vocabulary.
+        entities: Vec<Observed>,
+    },
+    /// The archive succeeded.
+    Archived,
     /// The create succeeded with this id.
     Created {
         /// The platform id.
@@ -466,7 +605,117 @@ impl PushState {
             intent_at: now,
             retry_at: None,
             last_error: None,
+            converge: None,
+            decisions: None,
         }
+    }
+
+    /// The initial state of a *converging* push of `campaign`: it first reads
+    /// what the platform holds (phase [`PushPhase::Reading`]), then plans
+    /// against the set and `known` (the entities adsync created or adopted
+    /// for this campaign, each with the fields it last wrote and its spec)
+    /// and writes only what differs. Known entities the set no longer names
+    /// are kept as *retired* entities, archived with `--prune`.
+    pub(crate) fn converging(
+        target: Target,
+        campaign: &Campaign,
+        known: Vec<(Known, Arc<EntitySpec>)>,
+        options: PlanOptions,
+        policy: PushPolicy,
+        now: Timestamp,
+    ) -> Self {
+        let ids: BTreeMap<String, String> = known
+            .iter()
+            .map(|(k, _)| (k.local_id.clone(), k.id.clone()))
+            .collect();
+        let mut state = PushState::new(target, campaign, &ids, policy, now);
+        let targeting = state.target.keyword_model == KeywordModel::AdGroupTargeting;
+        let retired_from = state.entities.len();
+        let mut entities: Vec<Arc<Entity>> = state.entities.as_ref().clone();
+        let index_of = |entities: &[Arc<Entity>], kind: EntityKind, local: &str| {
+            entities
+                .iter()
+                .position(|e| e.kind() == kind && e.local_id() == local)
+        };
+        // Parents first, so a retired child finds its retired parent.
+        let mut retired: Vec<&(Known, Arc<EntitySpec>)> = known
+            .iter()
+            .filter(|(k, _)| index_of(&entities[..retired_from], k.kind, &k.local_id).is_none())
+            .filter(|(k, _)| !(targeting && k.kind == EntityKind::Keyword))
+            .collect();
+        retired.sort_by_key(|(k, _)| depth(k.kind));
+        for (k, spec) in retired {
+            let parent = k.parent.as_deref().and_then(|p| {
+                let kind = match k.kind {
+                    EntityKind::Campaign => return None,
+                    EntityKind::AdGroup => EntityKind::Campaign,
+                    EntityKind::Ad | EntityKind::Keyword => EntityKind::AdGroup,
+                };
+                index_of(&entities, kind, p)
+            });
+            let mut entity = Entity::planned(spec.as_ref().clone(), parent, Some(k.id.clone()));
+            entity.spec = spec.clone();
+            entities.push(Arc::new(entity));
+        }
+        let mut work = vec![Work::Observe];
+        work.extend(
+            state
+                .work
+                .iter()
+                .filter(|w| matches!(w, Work::Upsert { .. }))
+                .cloned(),
+        );
+        if targeting {
+            // Every ad group, even one whose set has no keywords: `[]` clears
+            // the old targeting. The reading phase skips those that match.
+            for (group, e) in entities[..retired_from].iter().enumerate() {
+                if e.kind() == EntityKind::AdGroup {
+                    let keywords = (0..retired_from)
+                        .filter(|&k| {
+                            entities[k].kind() == EntityKind::Keyword
+                                && entities[k].parent == Some(group)
+                        })
+                        .collect();
+                    work.push(Work::SetKeywords {
+                        ad_group: group,
+                        keywords,
+                    });
+                }
+            }
+        }
+        // Children before parents: an archived parent's children stay as they are.
+        let mut prunes: Vec<usize> = (retired_from..entities.len()).collect();
+        prunes.sort_by_key(|&e| std::cmp::Reverse(depth(entities[e].kind())));
+        work.extend(prunes.into_iter().map(|entity| Work::Archive { entity }));
+        state.entities = Arc::new(entities);
+        state.work = Arc::new(work);
+        state.phase = PushPhase::Reading;
+        state.converge = Some(Arc::new(Converge {
+            options,
+            retired_from,
+            known: known.into_iter().map(|(k, _)| k).collect(),
+        }));
+        state
+    }
+
+    /// Whether this push converges (reads the platform first, writes only
+    /// what differs).
+    pub fn converges(&self) -> bool {
+        self.converge.is_some()
+    }
+
+    /// What the reading phase decided for entity `index` (`None` before it,
+    /// and for entities with nothing to write or report).
+    pub fn decision(&self, index: usize) -> Option<&Decision> {
+        self.decisions.as_ref()?.get(&index)
+    }
+
+    /// Whether entity `index` is retired: adsync manages it, the set no
+    /// longer names it.
+    pub fn is_retired(&self, index: usize) -> bool {
+        self.converge
+            .as_ref()
+            .is_some_and(|c| index >= c.retired_from)
     }
 
     /// The campaign's local id.
@@ -530,6 +779,8 @@ impl PushState {
     fn phase_for(&self, cursor: usize) -> PushPhase {
         match self.work.get(cursor) {
             None => PushPhase::Synced,
+            Some(Work::Observe) => PushPhase::Reading,
+            Some(Work::Archive { .. }) => PushPhase::Pruning,
             Some(Work::SetKeywords { .. }) => PushPhase::AdsCreated,
             Some(Work::Upsert { entity }) => match self.entities.get(*entity).map(|e| e.kind()) {
                 Some(EntityKind::Campaign) | None => PushPhase::Pending,
@@ -542,10 +793,30 @@ impl PushState {
 
     fn is_blocked(&self, work: &Work) -> bool {
         match work {
-            Work::Upsert { entity } => self.entities.get(*entity).is_none_or(|e| e.is_blocked()),
+            Work::Observe => false,
+            Work::Upsert { entity } | Work::Archive { entity } => {
+                self.entities.get(*entity).is_none_or(|e| e.is_blocked())
+            }
             Work::SetKeywords { ad_group, .. } => {
                 self.entities.get(*ad_group).is_none_or(|e| e.is_blocked())
             }
+        }
+    }
+
+    /// Whether `work` has nothing left to do: the reading phase settled its
+    /// entity (unchanged, adopted as it is, left) or found its keywords
+    /// already in place.
+    fn is_settled(&self, work: &Work) -> bool {
+        match work {
+            Work::Observe => false,
+            Work::Upsert { entity } | Work::Archive { entity } => self
+                .entities
+                .get(*entity)
+                .is_some_and(|e| e.result != EntityResult::Pending),
+            Work::SetKeywords { ad_group, .. } => self
+                .decisions
+                .as_ref()
+                .is_some_and(|d| !d.get(ad_group).is_some_and(|d| d.keywords)),
         }
     }
 
@@ -556,7 +827,7 @@ impl PushState {
         self.intent_at = ctx.now;
         self.cursor += 1;
         while let Some(work) = self.work.get(self.cursor) {
-            if !self.is_blocked(work) {
+            if !self.is_blocked(work) && !self.is_settled(work) {
                 break;
             }
             self.cursor += 1;
@@ -587,9 +858,13 @@ impl PushState {
     /// Fails the current item's entity (and skips its descendants), then advances.
     fn fail_current(mut self, error: String, ctx: &Context) -> Self {
         let target = match self.current() {
-            Some(Work::Upsert { entity }) => vec![*entity],
+            Some(Work::Upsert { entity } | Work::Archive { entity }) => vec![*entity],
+            // An empty keyword set (clearing the targeting) fails its group.
+            Some(Work::SetKeywords { ad_group, keywords }) if keywords.is_empty() => {
+                vec![*ad_group]
+            }
             Some(Work::SetKeywords { keywords, .. }) => keywords.clone(),
-            None => vec![],
+            Some(Work::Observe) | None => vec![],
         };
         for &t in &target {
             let what = self.describe(t);
@@ -691,6 +966,266 @@ impl PushState {
     }
 }
 
+/// How deep a level sits: campaigns 0, ad groups 1, ads and keywords 2.
+fn depth(kind: EntityKind) -> u8 {
+    match kind {
+        EntityKind::Campaign => 0,
+        EntityKind::AdGroup => 1,
+        EntityKind::Ad | EntityKind::Keyword => 2,
+    }
+}
+
+impl PushState {
+    /// The entity `index` of the set as the planner sees it ([`Desired`]):
+    /// under keyword targeting an ad group carries its keyword children's texts.
+    fn desired(&self, index: usize) -> Option<crate::converge::Desired> {
+        let e = self.entities.get(index)?;
+        let model = self.target.keyword_model;
+        let fields = match (e.spec.as_ref(), model) {
+            (EntitySpec::AdGroup(group), KeywordModel::AdGroupTargeting) => {
+                let mut group = group.clone();
+                group.keywords = self
+                    .entities
+                    .iter()
+                    .filter(|k| k.parent == Some(index) && k.kind() == EntityKind::Keyword)
+                    .filter_map(|k| match k.spec.as_ref() {
+                        EntitySpec::Keyword(kw) => Some(kw.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                crate::converge::fields_of(&EntitySpec::AdGroup(group), model)
+            }
+            (spec, _) => crate::converge::fields_of(spec, model),
+        };
+        Some(crate::converge::Desired {
+            kind: e.kind(),
+            local_id: e.local_id().to_string(),
+            parent: e
+                .parent
+                .and_then(|p| self.entities.get(p))
+                .map(|p| p.local_id().to_string()),
+            name: e.spec.lookup_name().to_string(),
+            fields,
+        })
+    }
+
+    /// The reading phase's outcome applied: plans the set against what the
+    /// store knew and what the platform lists ([`crate::converge::plan`]),
+    /// records adopted ids and the decisions (durable with this transition,
+    /// before any write), settles what needs no write, and moves to the first
+    /// write. A refusal fails the sync here, before any write.
+    fn decide(mut self, observed: &[Observed], converge: &Converge, ctx: &Context) -> Self {
+        use crate::converge::{plan, Action};
+        let targeting = self.target.keyword_model == KeywordModel::AdGroupTargeting;
+        let in_set = converge.retired_from.min(self.entities.len());
+        let desired: Vec<_> = (0..in_set)
+            .filter(|&i| !(targeting && self.entities[i].kind() == EntityKind::Keyword))
+            .filter_map(|i| self.desired(i))
+            .collect();
+        let planned = plan(
+            self.campaign_id(),
+            &desired,
+            &converge.known,
+            observed,
+            converge.options,
+        );
+        let index: std::collections::HashMap<(EntityKind, String), usize> = self
+            .entities
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !(targeting && e.kind() == EntityKind::Keyword))
+            .map(|(i, e)| ((e.kind(), e.local_id().to_string()), i))
+            .collect();
+        let refused: Vec<String> = planned
+            .refusals()
+            .map(|r| match &r.action {
+                Action::Refuse { refusal } => {
+                    format!("{} `{}` ({}): {refusal}", r.kind, r.local_id, r.name)
+                }
+                _ => String::new(),
+            })
+            .collect();
+        if !refused.is_empty() {
+            for entry in planned.refusals() {
+                let Some(&i) = index.get(&(entry.kind, entry.local_id.clone())) else {
+                    continue;
+                };
+                if let (Action::Refuse { refusal }, Some(e)) = (&entry.action, self.entity_mut(i)) {
+                    e.result = EntityResult::Failed {
+                        error: refusal.to_string(),
+                    };
+                }
+            }
+            self.phase = PushPhase::Failed;
+            self.cursor = self.work.len();
+            self.retry_at = None;
+            self.last_error = Some(format!("refused before any write: {}", refused.join("; ")));
+            return self;
+        }
+        let mut decisions = BTreeMap::new();
+        let mut settled = std::collections::HashSet::new();
+        for entry in &planned.entries {
+            let Some(&i) = index.get(&(entry.kind, entry.local_id.clone())) else {
+                continue;
+            };
+            settled.insert(i);
+            let is_group = entry.kind == EntityKind::AdGroup;
+            let wants_keywords = is_group
+                && targeting
+                && desired
+                    .iter()
+                    .find(|d| d.kind == EntityKind::AdGroup && d.local_id == entry.local_id)
+                    .and_then(|d| d.fields.get("keywords"))
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|k| !k.is_empty());
+            let of_changes = |changes: &[crate::converge::FieldChange], adopted: bool| {
+                let keywords = changes.iter().any(|c| c.field == "keywords");
+                Decision {
+                    write: changes
+                        .iter()
+                        .filter(|c| c.field != "keywords")
+                        .map(|c| c.field.to_string())
+                        .collect(),
+                    replaces: None,
+                    adopted,
+                    keywords,
+                    overwrites: changes
+                        .iter()
+                        .filter(|c| c.drifted())
+                        .map(|c| Overwrite {
+                            field: c.field.to_string(),
+                            platform: c.platform.clone(),
+                            written: c.written.clone().unwrap_or_default(),
+                            desired: c.desired.clone(),
+                        })
+                        .collect(),
+                }
+            };
+            match &entry.action {
+                Action::Create => {
+                    decisions.insert(
+                        i,
+                        Decision {
+                            keywords: wants_keywords,
+                            ..Decision::default()
+                        },
+                    );
+                }
+                Action::Recreate { .. } | Action::Replace { .. } => {
+                    if let Some(e) = self.entity_mut(i) {
+                        e.platform_id = None;
+                    }
+                    let replaces = match &entry.action {
+                        Action::Replace { old_id, .. } => Some(old_id.clone()),
+                        _ => None,
+                    };
+                    decisions.insert(
+                        i,
+                        Decision {
+                            keywords: wants_keywords,
+                            replaces,
+                            ..Decision::default()
+                        },
+                    );
+                }
+                Action::Update { changes } | Action::Adopt { changes } => {
+                    let adopted = matches!(entry.action, Action::Adopt { .. });
+                    let decision = of_changes(changes, adopted);
+                    if let Some(e) = self.entity_mut(i) {
+                        if adopted {
+                            e.platform_id = entry.id.clone();
+                        }
+                        if decision.write.is_empty() {
+                            e.result = if adopted {
+                                EntityResult::Adopted
+                            } else {
+                                EntityResult::Unchanged
+                            };
+                        }
+                    }
+                    decisions.insert(i, decision);
+                }
+                Action::Unchanged => {
+                    if let Some(e) = self.entity_mut(i) {
+                        e.result = EntityResult::Unchanged;
+                    }
+                }
+                Action::Prune => {}
+                Action::Removed => {
+                    if let Some(e) = self.entity_mut(i) {
+                        e.result = EntityResult::Left;
+                    }
+                }
+                Action::Refuse { .. } => {}
+            }
+        }
+        // Retired entities the plan leaves out are archived or gone already.
+        for i in in_set..self.entities.len() {
+            if !settled.contains(&i) {
+                if let Some(e) = self.entity_mut(i) {
+                    e.result = EntityResult::Unchanged;
+                }
+            }
+        }
+        // Keywords whose group's targeting is already right.
+        if targeting {
+            for i in 0..in_set {
+                let e = &self.entities[i];
+                let group_sets = e
+                    .parent
+                    .and_then(|g| decisions.get(&g))
+                    .is_some_and(|d| d.keywords);
+                if e.kind() == EntityKind::Keyword && !group_sets {
+                    if let Some(e) = self.entity_mut(i) {
+                        e.result = EntityResult::Unchanged;
+                    }
+                }
+            }
+        }
+        self.decisions = Some(Arc::new(decisions));
+        self.last_error = None;
+        self.advance(ctx)
+    }
+
+    /// The platform could not be read: the sync fails before any write.
+    fn unreadable(mut self, message: String) -> Self {
+        self.phase = PushPhase::Failed;
+        self.retry_at = None;
+        self.last_error = Some(format!(
+            "could not read what the platform holds, so nothing was written: {message}"
+        ));
+        self
+    }
+
+    /// Whether the current item is the archive of the entity its create
+    /// replaced: the entity exists (created or adopted) and `replaces` is set.
+    fn replacing(&self) -> Option<(usize, String)> {
+        let Some(&Work::Upsert { entity }) = self.current() else {
+            return None;
+        };
+        let e = self.entities.get(entity)?;
+        let old = self.decision(entity)?.replaces.clone()?;
+        (e.platform_id.is_some()
+            && matches!(e.result, EntityResult::Created | EntityResult::Adopted))
+        .then_some((entity, old))
+    }
+
+    /// Records that `entity` exists as `id` (created or adopted), then moves
+    /// on, or stays on the item to archive what it replaces.
+    fn exists(mut self, entity: usize, result: EntityResult, id: String, ctx: &Context) -> Self {
+        self.set_result(entity, result, Some(id));
+        if self.replacing().is_some() {
+            self.phase = self.phase_for(self.cursor);
+            self.attempt = 0;
+            self.retry_at = None;
+            self.intent_at = ctx.now;
+            self
+        } else {
+            self.advance(ctx)
+        }
+    }
+}
+
 /// The intent time recorded for the look-up of an entity whose platform id is
 /// gone: any entity of its name under its parent is a candidate, however old.
 /// (A create's intent is always a real, recent time.)
@@ -737,17 +1272,59 @@ impl Machine for PushMachine {
                     created_after: state.intent_at - slack,
                 })
             }
+            PushPhase::Reading => {
+                let Some(converge) = &state.converge else {
+                    return parked;
+                };
+                let ids = |kind: EntityKind| -> Vec<String> {
+                    converge
+                        .known
+                        .iter()
+                        .filter(|k| k.kind == kind)
+                        .map(|k| k.id.clone())
+                        .collect()
+                };
+                Next::Effect(PushEffect::Observe {
+                    parent: Parent {
+                        account_id: state.target.account_id.clone(),
+                        parent_id: None,
+                    },
+                    campaign_name: state
+                        .entities
+                        .first()
+                        .map(|e| e.spec.lookup_name().to_string())
+                        .unwrap_or_default(),
+                    campaign_ids: ids(EntityKind::Campaign),
+                    ad_group_ids: ids(EntityKind::AdGroup),
+                })
+            }
             PushPhase::Pending
             | PushPhase::CampaignCreated
             | PushPhase::AdGroupsCreated
-            | PushPhase::AdsCreated => match state.current() {
-                None => parked,
+            | PushPhase::AdsCreated
+            | PushPhase::Pruning => match state.current() {
+                None | Some(Work::Observe) => parked,
                 Some(Work::Upsert { entity }) => {
                     let (Some(parent), Some(e)) =
                         (state.parent_of(*entity), state.entities.get(*entity))
                     else {
                         return parked;
                     };
+                    if let Some((_, old)) = state.replacing() {
+                        return Next::Effect(PushEffect::Archive {
+                            parent: Parent {
+                                account_id: state.target.account_id.clone(),
+                                parent_id: None,
+                            },
+                            kind: e.kind(),
+                            local_id: e.local_id().to_string(),
+                            id: old,
+                        });
+                    }
+                    let fields = state
+                        .decision(*entity)
+                        .map(|d| d.write.clone())
+                        .filter(|w| !w.is_empty());
                     Next::Effect(match &e.platform_id {
                         None => PushEffect::Create {
                             parent,
@@ -757,7 +1334,25 @@ impl Machine for PushMachine {
                             parent,
                             id: id.clone(),
                             spec: e.spec.clone(),
+                            fields,
                         },
+                    })
+                }
+                Some(Work::Archive { entity }) => {
+                    let Some(e) = state.entities.get(*entity) else {
+                        return parked;
+                    };
+                    let Some(id) = e.platform_id.clone() else {
+                        return parked;
+                    };
+                    Next::Effect(PushEffect::Archive {
+                        parent: Parent {
+                            account_id: state.target.account_id.clone(),
+                            parent_id: None,
+                        },
+                        kind: e.kind(),
+                        local_id: e.local_id().to_string(),
+                        id,
                     })
                 }
                 Some(Work::SetKeywords { ad_group, keywords }) => {
@@ -805,14 +1400,39 @@ impl Machine for PushMachine {
         // The four step phases (a pattern, so the match stays flat).
         macro_rules! step {
             () => {
-                P::Pending | P::CampaignCreated | P::AdGroupsCreated | P::AdsCreated
+                P::Pending | P::CampaignCreated | P::AdGroupsCreated | P::AdsCreated | P::Pruning
             };
         }
         match (state.phase, outcome) {
             (P::Synced | P::Failed | P::Cancelled, _) => {
                 reject::<Self>(state, outcome, "the sync has finished")
             }
-            (step!(), O::Cancelled) => {
+            (P::Reading, _) if state.converge.is_none() => {
+                reject::<Self>(state, outcome, "only a converging push reads first")
+            }
+            (P::Reading, O::Observed { entities }) => {
+                let converge = state.converge.clone().unwrap_or_else(|| {
+                    Arc::new(Converge {
+                        options: PlanOptions::default(),
+                        retired_from: state.entities.len(),
+                        known: vec![],
+                    })
+                });
+                Ok(s.decide(entities, &converge, ctx))
+            }
+            (
+                P::Reading,
+                O::Failed {
+                    error: error @ (AdapterError::Transient { .. } | AdapterError::Unknown { .. }),
+                },
+            ) => Ok(s.retry_or(error, ctx, |s, msg| s.unreadable(msg))),
+            (
+                P::Reading,
+                O::Failed {
+                    error: error @ (AdapterError::Permanent { .. } | AdapterError::NotFound { .. }),
+                },
+            ) => Ok(s.unreadable(error.to_string())),
+            (step!() | P::Reading, O::Cancelled) => {
                 let mut s = s;
                 s.phase = P::Cancelled;
                 s.retry_at = None;
@@ -845,11 +1465,11 @@ impl Machine for PushMachine {
             }
             (P::NeedsAttention, O::OperatorAdopt { id }) => {
                 let mut s = s;
-                if let Some(entity) = create {
-                    s.set_result(entity, EntityResult::Adopted, Some(id.clone()));
-                }
                 s.last_error = None;
-                Ok(s.advance(ctx))
+                match create {
+                    Some(entity) => Ok(s.exists(entity, EntityResult::Adopted, id.clone(), ctx)),
+                    None => Ok(s.advance(ctx)),
+                }
             }
             (P::NeedsAttention, O::OperatorAbsent) => {
                 let mut s = s.back_to_create(ctx);
@@ -865,6 +1485,11 @@ impl Machine for PushMachine {
             (P::OutcomeUnknown, _) if create.is_none() => {
                 reject::<Self>(state, outcome, "no create is pending")
             }
+            (P::Reading, _) => reject::<Self>(
+                state,
+                outcome,
+                "the pending effect reads what the platform holds",
+            ),
             (P::OutcomeUnknown, O::Found { matches }) => {
                 let entity = create.unwrap_or_default();
                 match matches.as_slice() {
@@ -880,9 +1505,7 @@ impl Machine for PushMachine {
                         Ok(s)
                     }
                     [found] => {
-                        let mut s = s;
-                        s.set_result(entity, EntityResult::Adopted, Some(found.id.clone()));
-                        Ok(s.advance(ctx))
+                        Ok(s.exists(entity, EntityResult::Adopted, found.id.clone(), ctx))
                     }
                     many => {
                         let ids: Vec<&str> = many.iter().map(|m| m.id.as_str()).collect();
@@ -936,26 +1559,33 @@ impl Machine for PushMachine {
                 reject::<Self>(state, outcome, "no work is pending")
             }
             (step!(), O::Created { id }) => match create {
-                Some(entity) => {
-                    let mut s = s;
-                    s.set_result(entity, EntityResult::Created, Some(id.clone()));
-                    Ok(s.advance(ctx))
-                }
+                Some(entity) => Ok(s.exists(entity, EntityResult::Created, id.clone(), ctx)),
                 None => reject::<Self>(state, outcome, "the pending effect is not a create"),
             },
             (step!(), O::Updated) => match work {
-                Some(&Work::Upsert { entity }) if create.is_none() => {
+                Some(&Work::Upsert { entity }) if create.is_none() && state.replacing().is_none() => {
                     let mut s = s;
-                    s.set_result(entity, EntityResult::Updated, None);
+                    let adopted = state.decision(entity).is_some_and(|d| d.adopted);
+                    let result = if adopted {
+                        EntityResult::Adopted
+                    } else {
+                        EntityResult::Updated
+                    };
+                    s.set_result(entity, result, None);
                     Ok(s.advance(ctx))
                 }
                 _ => reject::<Self>(state, outcome, "the pending effect is not an update"),
             },
             (step!(), O::KeywordsSet) => match work {
-                Some(Work::SetKeywords { keywords, .. }) => {
+                Some(Work::SetKeywords { ad_group, keywords }) => {
                     let mut s = s;
                     for &k in keywords {
                         s.set_result(k, EntityResult::Applied, None);
+                    }
+                    // A converging push found the group's own fields right but
+                    // changed its targeting: the group was updated.
+                    if s.entities.get(*ad_group).map(|g| &g.result) == Some(&EntityResult::Unchanged) {
+                        s.set_result(*ad_group, EntityResult::Updated, None);
                     }
                     Ok(s.advance(ctx))
                 }
@@ -963,6 +1593,33 @@ impl Machine for PushMachine {
             },
             (step!(), O::Found { .. }) => {
                 reject::<Self>(state, outcome, "no look-up is pending")
+            }
+            (step!(), O::Observed { .. }) => {
+                reject::<Self>(state, outcome, "the platform was read already")
+            }
+            // An archive answered 404: the entity is gone, which is all a
+            // prune wants.
+            (
+                step!(),
+                O::Archived
+                | O::Failed {
+                    error: AdapterError::NotFound { .. },
+                },
+            ) if matches!(work, Some(Work::Archive { .. })) || state.replacing().is_some() => {
+                let mut s = s;
+                match (work, state.replacing()) {
+                    (Some(&Work::Archive { entity }), _) => {
+                        s.set_result(entity, EntityResult::Archived, None);
+                    }
+                    (_, Some((entity, old_id))) => {
+                        s.set_result(entity, EntityResult::Replaced { old_id }, None);
+                    }
+                    _ => {}
+                }
+                Ok(s.advance(ctx))
+            }
+            (step!(), O::Archived) => {
+                reject::<Self>(state, outcome, "the pending effect is not an archive")
             }
             (
                 step!(),
@@ -1051,7 +1708,9 @@ impl Machine for PushMachine {
     fn on_cancel(state: &PushState) -> Option<PushOutcome> {
         matches!(
             state.phase,
-            PushPhase::Pending
+            PushPhase::Reading
+                | PushPhase::Pruning
+                | PushPhase::Pending
                 | PushPhase::CampaignCreated
                 | PushPhase::AdGroupsCreated
                 | PushPhase::AdsCreated
@@ -1091,9 +1750,41 @@ impl Machine for PushMachine {
                     under(parent)
                 )
             }
-            PushEffect::Update { id, spec, .. } => {
+            PushEffect::Update {
+                id,
+                spec,
+                fields: None,
+                ..
+            } => {
                 format!("update {} `{}` as {id}", spec.kind(), spec.local_id())
             }
+            PushEffect::Update {
+                id,
+                spec,
+                fields: Some(fields),
+                ..
+            } => {
+                format!(
+                    "update {} of {} `{}` as {id}",
+                    fields.join(", "),
+                    spec.kind(),
+                    spec.local_id()
+                )
+            }
+            PushEffect::Observe {
+                parent,
+                campaign_name,
+                campaign_ids,
+                ad_group_ids,
+            } => format!(
+                "list the campaigns of account {} and what is under campaign \"{campaign_name}\" ({} known, {} known ad groups)",
+                parent.account_id,
+                campaign_ids.len(),
+                ad_group_ids.len()
+            ),
+            PushEffect::Archive {
+                kind, local_id, id, ..
+            } => format!("archive {kind} `{local_id}` ({id})"),
             PushEffect::SetKeywords {
                 ad_group,
                 ad_group_id,
@@ -1129,6 +1820,8 @@ impl Machine for PushMachine {
 
     fn describe_outcome(outcome: &PushOutcome) -> String {
         match outcome {
+            PushOutcome::Observed { entities } => format!("listed {} entities", entities.len()),
+            PushOutcome::Archived => "archived".into(),
             PushOutcome::Created { id } => format!("created {id}"),
             PushOutcome::Updated => "updated".into(),
             PushOutcome::KeywordsSet => "keywords set".into(),
@@ -1179,6 +1872,8 @@ impl MachineDocs for PushMachine {
 
     fn outcome_kind(outcome: &PushOutcome) -> PushOutcomeKind {
         match outcome {
+            PushOutcome::Observed { .. } => PushOutcomeKind::Observed,
+            PushOutcome::Archived => PushOutcomeKind::Archived,
             PushOutcome::Created { .. } => PushOutcomeKind::Created,
             PushOutcome::Updated => PushOutcomeKind::Updated,
             PushOutcome::KeywordsSet => PushOutcomeKind::KeywordsSet,
@@ -1209,6 +1904,8 @@ impl MachineDocs for PushMachine {
 
     fn describe_phase(phase: PushPhase) -> &'static str {
         match phase {
+            PushPhase::Reading => "A converging push (an adapter that lists) before its first write. Effect: list the account's campaigns and, under the campaign adsync manages (or any of its name), its ad groups, ads and keywords: reads only, so repeated after any failure. The outcome is planned against the set and what adsync last wrote: adopted ids, what each write holds (only the differing fields), and what is left as it is are checkpointed with it; a refusal (an entity of that name adsync does not manage, several candidates, a replacement without --prune) or a listing unreadable through every retry fails the sync before any write.",
+            PushPhase::Pruning => "Everything the set names is settled. Effect: archive the next entity adsync created or adopted that the set no longer names (--prune); one already gone counts as archived.",
             PushPhase::Pending => "Nothing pushed yet. Effect: create the campaign (update it when it already has a platform id).",
             PushPhase::CampaignCreated => "The campaign's platform id is durable. Effect: create or update the next ad group.",
             PushPhase::AdGroupsCreated => "Every ad group is settled. Effect: create or update the next ad.",
@@ -1339,7 +2036,82 @@ mod samples {
         let mut cancelled = at(2, e, false);
         cancelled.phase = PushPhase::Cancelled;
         out.push((String::new(), cancelled));
+        out.push(("converging push".to_string(), converging()));
+        let mut last_read = converging();
+        last_read.attempt = last_read.policy.backoff.max_attempts - 1;
+        out.push(("converging push, last attempt".to_string(), last_read));
+        // Everything the set names is settled: the retired ad is archived.
+        let mut pruning = converging();
+        for i in 0..pruning.entities.len() - 1 {
+            if let Some(e) = pruning.entity_mut(i) {
+                e.platform_id = Some(format!("id{i}"));
+                e.result = EntityResult::Created;
+            }
+        }
+        pruning.decisions = Some(Arc::new(BTreeMap::new()));
+        pruning.cursor = pruning.work.len() - 1;
+        pruning.phase = pruning.phase_for(pruning.cursor);
+        out.push(("archive".to_string(), pruning));
+        // An ad moved to another group was created anew: its old copy is archived next.
+        let mut replacing = converging();
+        let ad = 2;
+        for i in 0..=ad {
+            if let Some(e) = replacing.entity_mut(i) {
+                e.platform_id = Some(format!("id{i}"));
+                e.result = EntityResult::Created;
+            }
+        }
+        replacing.decisions = Some(Arc::new(BTreeMap::from([(
+            ad,
+            Decision {
+                replaces: Some("old-ad".into()),
+                ..Decision::default()
+            },
+        )])));
+        replacing.cursor = replacing
+            .work
+            .iter()
+            .position(|w| *w == Work::Upsert { entity: ad })
+            .unwrap_or_default();
+        replacing.phase = replacing.phase_for(replacing.cursor);
+        out.push(("archive what the create replaced".to_string(), replacing));
         out
+    }
+
+    /// A converging push of the sample campaign with `--prune`: adsync also
+    /// manages an ad the set no longer names.
+    fn converging() -> PushState {
+        let target = Target {
+            platform: "sample".into(),
+            account_id: "acct".into(),
+            keyword_model: KeywordModel::Entities,
+        };
+        let retired = Ad {
+            id: "a9".into(),
+            name: "Old ad".into(),
+            post_id: "t3_old".into(),
+            click_url: None,
+            status: ConfiguredStatus::Paused,
+        };
+        let known = Known {
+            kind: EntityKind::Ad,
+            local_id: "a9".into(),
+            parent: Some("g1".into()),
+            id: "old9".into(),
+            name: "Old ad".into(),
+            written: crate::converge::Fields::new(),
+        };
+        PushState::converging(
+            target,
+            &campaign(),
+            vec![(known, Arc::new(EntitySpec::Ad(retired)))],
+            PlanOptions {
+                prune: true,
+                ..PlanOptions::default()
+            },
+            PushPolicy::default(),
+            time::macros::datetime!(2026-01-01 00:00 UTC),
+        )
     }
 
     pub(super) fn outcomes() -> Vec<PushOutcome> {
@@ -1349,6 +2121,8 @@ mod samples {
             created_at: time::macros::datetime!(2026-01-01 00:00 UTC),
         };
         vec![
+            PushOutcome::Observed { entities: vec![] },
+            PushOutcome::Archived,
             PushOutcome::Created { id: "new".into() },
             PushOutcome::Updated,
             PushOutcome::KeywordsSet,

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub use effects::{verify_adoption, AdapterEffects, AdoptError};
 pub use machine::{
-    Entity, EntityResult, PushEffect, PushMachine, PushOutcome, PushOutcomeKind, PushPhase,
-    PushPolicy, PushState, Target, Work,
+    Decision, Entity, EntityResult, Overwrite, PushEffect, PushMachine, PushOutcome,
+    PushOutcomeKind, PushPhase, PushPolicy, PushState, Target, Work,
 };
 
 use crate::adapter::{AdapterError, PushAdapter};
@@ -117,6 +117,10 @@ pub struct EntityReport {
     pub platform_id: Option<String>,
     /// What became of it.
     pub result: EntityResult,
+    /// Fields someone had changed on the platform since adsync wrote them,
+    /// which this push put back to the set's value (a converging push).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overwritten: Vec<Overwrite>,
 }
 
 impl CampaignReport {
@@ -132,11 +136,20 @@ impl CampaignReport {
                 .state
                 .entities
                 .iter()
-                .map(|e| EntityReport {
+                .enumerate()
+                .map(|(i, e)| EntityReport {
                     kind: e.kind(),
                     local_id: e.local_id().to_string(),
                     platform_id: e.platform_id.clone(),
                     result: e.result.clone(),
+                    overwritten: checkpoint
+                        .state
+                        .decision(i)
+                        .filter(|_| {
+                            matches!(e.result, EntityResult::Updated | EntityResult::Adopted)
+                        })
+                        .map(|d| d.overwrites.clone())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }
@@ -197,6 +210,8 @@ pub struct Pusher {
     labels: BTreeMap<String, String>,
     max_running: usize,
     take_over: bool,
+    adopt_existing: bool,
+    prune: bool,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -241,6 +256,8 @@ impl Pusher {
             labels: BTreeMap::new(),
             max_running: DEFAULT_MAX_RUNNING,
             take_over: false,
+            adopt_existing: false,
+            prune: false,
         }
     }
 
@@ -252,6 +269,32 @@ impl Pusher {
     pub fn with_take_over(mut self, take_over: bool) -> Self {
         self.take_over = take_over;
         self
+    }
+
+    /// Lets this pusher's converging pushes adopt entities that exist on the
+    /// platform by exact name under the right parent but that adsync does not
+    /// manage (`--adopt-existing`); without it such a push is refused before
+    /// any write, naming them.
+    pub fn with_adopt_existing(mut self, adopt: bool) -> Self {
+        self.adopt_existing = adopt;
+        self
+    }
+
+    /// Lets this pusher's converging pushes archive what adsync created or
+    /// adopted for a campaign of the set and the set no longer names, and
+    /// replace what cannot change in place (`--prune`). Without it those are
+    /// listed in the report and left on the platform.
+    pub fn with_prune(mut self, prune: bool) -> Self {
+        self.prune = prune;
+        self
+    }
+
+    fn plan_options(&self) -> crate::converge::PlanOptions {
+        crate::converge::PlanOptions {
+            adopt_existing: self.adopt_existing,
+            prune: self.prune,
+            take_over: self.take_over,
+        }
     }
 
     /// Runs at most `n` syncs of a set at once (at least one; default
@@ -441,7 +484,21 @@ impl Pusher {
                 account_id: account.to_string(),
                 keyword_model: self.keyword_model,
             };
-            let state = PushState::new(target, campaign, &known.ids, self.policy, now);
+            let state = if self.effects.adapter().lists() {
+                let (entities, _) = self
+                    .known_with_specs(account, &campaign.id, self.keyword_model)
+                    .await?;
+                PushState::converging(
+                    target,
+                    campaign,
+                    entities,
+                    self.plan_options(),
+                    self.policy,
+                    now,
+                )
+            } else {
+                PushState::new(target, campaign, &known.ids, self.policy, now)
+            };
             let mut n = generation + 1;
             let id = loop {
                 let candidate = format!("{}-{n}", campaign.id);

@@ -414,6 +414,17 @@ impl Harness {
         Self::with_model(backend, KeywordModel::Entities).await
     }
 
+    /// As [`Harness::temporary`], on a platform that cannot list: pushes do
+    /// not converge, so a test sees the step mechanics (look-ups after an
+    /// unknown create or a 404) that a converging push's plan would decide
+    /// before its first write.
+    #[allow(dead_code)]
+    pub async fn without_listing(backend: Backend) -> Self {
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let platform = Arc::new(MemoryPlatform::new(clock.clone()).without_listing());
+        Self::new(TestStore::temporary(backend).await, platform, clock)
+    }
+
     pub async fn with_model(backend: Backend, model: KeywordModel) -> Self {
         let clock = Arc::new(ManualClock::new(start_time()));
         let platform = Arc::new(MemoryPlatform::new(clock.clone()).with_keyword_model(model));

@@ -30,6 +30,17 @@ pub struct Args {
     /// otherwise, before anything is written.
     #[arg(long)]
     pub(crate) take_over: bool,
+    /// Adopt an entity that exists on the platform by exact name under the
+    /// right parent but that adsync does not manage (its id recorded, then
+    /// updated to the set); without it the push refuses before any write,
+    /// naming it.
+    #[arg(long)]
+    pub(crate) adopt_existing: bool,
+    /// Archive what adsync created or adopted for a campaign of the set and
+    /// the set no longer names, and replace what cannot change in place (an
+    /// ad moved to another ad group); without it those are left and listed.
+    #[arg(long)]
+    pub(crate) prune: bool,
     /// Print the final report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -42,6 +53,8 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
         account,
         platform,
         take_over,
+        adopt_existing,
+        prune,
         json,
     } = args;
     // Parse and validate everything before the store is even opened:
@@ -65,7 +78,9 @@ pub async fn run(db: &Path, args: Args) -> Result<Exit, Failure> {
     );
     let pusher = open_pusher(store, adapter, interrupts.stop_signal())
         .with_labels(endpoint.labels(&set_file.to_string_lossy()))
-        .with_take_over(take_over);
+        .with_take_over(take_over)
+        .with_adopt_existing(adopt_existing)
+        .with_prune(prune);
     let ids = pusher
         .start(&parsed, &account)
         .await

@@ -938,6 +938,48 @@ impl PushAdapter for RedditAdapter {
         }
     }
 
+    async fn update_fields(
+        &self,
+        parent: &Parent,
+        id: &str,
+        spec: &EntitySpec,
+        fields: &[String],
+    ) -> Result<(), AdapterError> {
+        let kind = spec.kind();
+        let url = self.entity_url(kind, id)?;
+        let not_found = format!("{kind} {id} no longer exists on Reddit");
+        let full = match spec {
+            EntitySpec::Campaign(c) => serde_json::to_value(CampaignWrite::from(c)),
+            EntitySpec::AdGroup(g) => serde_json::to_value(AdGroupWrite::new(g, None)),
+            EntitySpec::Ad(a) => serde_json::to_value(AdWrite::new(a, None)),
+            EntitySpec::Keyword(_) => return Err(keyword_not_entity()),
+        }
+        .map_err(|e| AdapterError::Permanent {
+            message: format!("cannot encode the {kind} update: {e}"),
+            fields: vec![],
+        })?;
+        let body = partial_body(&full, fields)?;
+        self.patch(&parent.account_id, url, body, not_found).await
+    }
+
+    async fn archive(
+        &self,
+        parent: &Parent,
+        kind: EntityKind,
+        id: &str,
+    ) -> Result<(), AdapterError> {
+        let url = self.entity_url(kind, id)?;
+        let not_found = format!("{kind} {id} no longer exists on Reddit");
+        // Archived, not deleted: Reddit keeps an archived entity's reporting
+        // and it can still be read by id (docs/platforms/reddit.md).
+        let body = serde_json::json!({ "configured_status": "ARCHIVED" });
+        self.patch(&parent.account_id, url, body, not_found).await
+    }
+
+    fn lists(&self) -> bool {
+        true
+    }
+
     async fn find(
         &self,
         parent: &Parent,
@@ -1066,6 +1108,37 @@ impl PushAdapter for RedditAdapter {
         )
         .await
     }
+}
+
+/// The PATCH body holding only `fields` (the set file's names) of `full`, the
+/// whole write body in Reddit's names: a field the set leaves out is sent as
+/// `null`, which clears it on Reddit.
+fn partial_body(
+    full: &Value,
+    fields: &[String],
+) -> Result<serde_json::Map<String, Value>, AdapterError> {
+    let mut body = serde_json::Map::new();
+    for field in fields {
+        let same = [field.as_str()];
+        let keys: &[&str] = match field.as_str() {
+            "status" => &["configured_status"],
+            "goal" => &["goal_type", "goal_value"],
+            "bid_value_micros" => &["bid_value"],
+            "name" | "objective" | "bid_strategy" | "bid_type" | "start_time" | "end_time"
+            | "post_id" | "click_url" => &same,
+            other => {
+                return Err(AdapterError::Permanent {
+                    message: format!("Reddit has no field for `{other}` in an update"),
+                    fields: vec![],
+                })
+            }
+        };
+        for key in keys {
+            let value = full.get(*key).cloned().unwrap_or(Value::Null);
+            body.insert((*key).to_string(), value);
+        }
+    }
+    Ok(body)
 }
 
 /// One listed Reddit entity in the set file's vocabulary (see
