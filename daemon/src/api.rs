@@ -122,7 +122,7 @@ async fn submit_push(State(state): Shared, body: Body) -> Result<Response, ApiEr
     // An unknown platform is refused by the worker before anything is written.
     let ids = state
         .worker
-        .submit_push(&push.set, &push.account, &push.platform)
+        .submit_push_with(&push.set, &push.account, &push.platform, push.options)
         .await?;
     tracing::info!(set = %push.set.name, account = %push.account, platform = %push.platform, syncs = ids.len(), "push submitted");
     Ok((

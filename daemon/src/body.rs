@@ -57,6 +57,8 @@ pub struct PushBody {
     pub account: String,
     /// The platform (`reddit`, `memory`).
     pub platform: String,
+    /// `adopt_existing`, `prune`, `take_over` (each `false` when left out).
+    pub options: adsync::converge::PlanOptions,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +68,12 @@ struct PushEnvelope<'a> {
     set: &'a RawValue,
     account: String,
     platform: String,
+    #[serde(default)]
+    adopt_existing: bool,
+    #[serde(default)]
+    prune: bool,
+    #[serde(default)]
+    take_over: bool,
 }
 
 impl PushBody {
@@ -102,6 +110,11 @@ impl PushBody {
             set,
             account: envelope.account,
             platform: envelope.platform,
+            options: adsync::converge::PlanOptions {
+                adopt_existing: envelope.adopt_existing,
+                prune: envelope.prune,
+                take_over: envelope.take_over,
+            },
         })
     }
 }
@@ -115,6 +128,12 @@ fn typed_set_error(text: &str) -> Result<(), ApiError> {
         set: CampaignSet,
         account: serde::de::IgnoredAny,
         platform: serde::de::IgnoredAny,
+        #[serde(default)]
+        adopt_existing: serde::de::IgnoredAny,
+        #[serde(default)]
+        prune: serde::de::IgnoredAny,
+        #[serde(default)]
+        take_over: serde::de::IgnoredAny,
     }
     let mut de = serde_json::Deserializer::from_str(text);
     match serde_path_to_error::deserialize::<_, Typed>(&mut de) {

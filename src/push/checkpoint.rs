@@ -39,6 +39,15 @@
 //! again with that checkpoint: the runner passes the previous state, and a
 //! changed entity is a different `Arc`. A segment is an array of rows. A
 //! checkpoint without `sealed` (all earlier versions) lists every row.
+//!
+//! **A converging push** adds to the plan its options, the index of its
+//! first *retired* entity and what the store knew (`"converge"`), and its
+//! first item is `"observe"`. The reading phase's decisions (fields each
+//! update writes, replacements, adoptions, drift overwritten) never change
+//! once made, so they are written once, as the segment [`DECISIONS`], with
+//! the checkpoint of the reading phase's outcome; its progress and every
+//! later one say `"decided": true`. These are optional additions: every
+//! earlier checkpoint still decodes, so the state version stays 2.
 
 use std::sync::{Arc, OnceLock};
 
@@ -934,6 +943,169 @@ mod tests {
             states.push(next);
         }
         states
+    }
+
+    /// A converging push of `big_state`'s campaign that adsync pushed
+    /// before: every entity known, one ad (`a9`) retired, pruned.
+    fn converging_state(ads: usize) -> (PushState, Vec<crate::converge::Observed>) {
+        use crate::converge::{fields_of, Known, Observed, PlanOptions};
+        let fresh = big_state(ads);
+        let model = crate::adapter::KeywordModel::Entities;
+        let mut known = Vec::new();
+        let mut observed = Vec::new();
+        let local = |i: usize| fresh.entities[i].local_id().to_string();
+        for (i, e) in fresh.entities.iter().enumerate() {
+            let fields = fields_of(&e.spec, model);
+            let parent = e.parent.map(local);
+            known.push((
+                Known {
+                    kind: e.kind(),
+                    local_id: local(i),
+                    parent: parent.clone(),
+                    id: format!("t2_{i}"),
+                    name: e.spec.lookup_name().to_string(),
+                    written: fields.clone(),
+                },
+                e.spec.clone(),
+            ));
+            let mut fields = fields;
+            // Every tenth ad was renamed on the platform: drift.
+            if e.kind() == crate::adapter::EntityKind::Ad && i % 10 == 0 {
+                fields.insert("name", serde_json::Value::from("Renamed by hand"));
+            }
+            observed.push(Observed {
+                kind: e.kind(),
+                id: format!("t2_{i}"),
+                parent_id: e.parent.map(|p| format!("t2_{p}")),
+                name: e.spec.lookup_name().to_string(),
+                fields,
+            });
+        }
+        let retired = crate::model::Ad {
+            id: "a9x".into(),
+            name: "Retired".into(),
+            post_id: "t3_r".into(),
+            click_url: None,
+            status: crate::model::ConfiguredStatus::Paused,
+        };
+        let spec = EntitySpec::Ad(retired);
+        known.push((
+            Known {
+                kind: crate::adapter::EntityKind::Ad,
+                local_id: "a9x".into(),
+                parent: Some("g1".into()),
+                id: "t2_old".into(),
+                name: "Retired".into(),
+                written: fields_of(&spec, model),
+            },
+            Arc::new(spec.clone()),
+        ));
+        observed.push(Observed {
+            kind: crate::adapter::EntityKind::Ad,
+            id: "t2_old".into(),
+            parent_id: Some("t2_1".into()),
+            name: "Retired".into(),
+            fields: fields_of(&spec, model),
+        });
+        let set_campaign = {
+            let ads: Vec<serde_json::Value> = (0..ads)
+                .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
+                .collect();
+            let set = serde_json::json!({"name": "s", "campaigns": [
+                {"id": "c1", "name": "Spring", "objective": "CLICKS",
+                 "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
+            crate::model::CampaignSet::from_json(&set.to_string(), "inline.json")
+                .expect("set")
+                .campaigns
+                .remove(0)
+        };
+        let state = PushState::converging(
+            fresh.target.as_ref().clone(),
+            &set_campaign,
+            known,
+            PlanOptions {
+                prune: true,
+                ..PlanOptions::default()
+            },
+            PushPolicy::default(),
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        (state, observed)
+    }
+
+    #[test]
+    fn a_converging_push_decodes_at_every_step_with_its_decisions_written_once() {
+        use super::super::machine::{PushEffect, PushOutcome};
+        use adsync_engine::{Context, Next};
+        let (start, observed) = converging_state(100);
+        assert_eq!(start.phase, PushPhase::Reading);
+        assert_eq!(
+            start.entities.len(),
+            103,
+            "the set's 102 and the retired ad"
+        );
+        let ctx = Context {
+            now: time::OffsetDateTime::UNIX_EPOCH,
+            jitter: 0.0,
+        };
+        let plan = encode_plan(&start).expect("plan");
+        let mut stored: BTreeMap<u32, Arc<RawValue>> = BTreeMap::new();
+        let mut states = vec![start];
+        let mut decisions_written = 0;
+        loop {
+            let last = states.last().expect("a state");
+            let outcome = match PushMachine::next(last) {
+                Next::Effect(PushEffect::Observe { .. }) => PushOutcome::Observed {
+                    entities: observed.clone(),
+                },
+                Next::Effect(PushEffect::Update { fields, .. }) => {
+                    assert_eq!(
+                        fields,
+                        Some(vec!["name".to_string()]),
+                        "only the drifted field"
+                    );
+                    PushOutcome::Updated
+                }
+                Next::Effect(PushEffect::Archive { id, .. }) => {
+                    assert_eq!(id, "t2_old");
+                    PushOutcome::Archived
+                }
+                Next::Effect(other) => panic!("no other effect: {other:?}"),
+                Next::Settled(_) => break,
+            };
+            let next = PushMachine::transition(last, &outcome, &ctx).expect("transition");
+            for (n, segment) in encode_segments(Some(last), &next).expect("segments") {
+                decisions_written += usize::from(n == DECISIONS);
+                stored.insert(n, Arc::from(segment));
+            }
+            let progress = encode_progress(&next).expect("progress");
+            let segments: Vec<(u32, Arc<RawValue>)> =
+                stored.iter().map(|(n, s)| (*n, s.clone())).collect();
+            let decoded = decode(Some(&plan), &segments, &progress).expect("decodes");
+            assert_eq!(decoded, next);
+            states.push(next);
+        }
+        assert_eq!(decisions_written, 1);
+        let last = states.last().expect("a state");
+        assert_eq!(last.phase, PushPhase::Synced, "{:?}", last.last_error);
+        let results: Vec<&EntityResult> = last.entities.iter().map(|e| &e.result).collect();
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| ***r == EntityResult::Updated)
+                .count(),
+            10
+        );
+        assert_eq!(*results[102], EntityResult::Archived);
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| ***r == EntityResult::Unchanged)
+                .count(),
+            92
+        );
+        // Observe, ten updates, one archive.
+        assert_eq!(states.len(), 1 + 1 + 10 + 1);
     }
 
     #[test]

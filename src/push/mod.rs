@@ -398,6 +398,22 @@ impl Pusher {
     /// [`PushError::Run`] if a store read or the start commit fails. On any
     /// error nothing was started.
     pub async fn start(&self, set: &CampaignSet, account: &str) -> Result<Vec<String>, PushError> {
+        self.start_with(set, account, self.plan_options()).await
+    }
+
+    /// [`Pusher::start`] with `options` in place of this pusher's own
+    /// (`with_adopt_existing`, `with_prune`, `with_take_over`): what a
+    /// service uses, one pusher serving requests that ask for different ones.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pusher::start`].
+    pub async fn start_with(
+        &self,
+        set: &CampaignSet,
+        account: &str,
+        options: crate::converge::PlanOptions,
+    ) -> Result<Vec<String>, PushError> {
         let now = self.clock.now();
         let mut starts = Vec::new();
         let mut extra = Commit::new();
@@ -452,7 +468,7 @@ impl Pusher {
                     Status::Succeeded | Status::Failed | Status::Cancelled => {}
                 }
                 if let Some(owner) = checkpoint.record.labels.get("set") {
-                    if *owner != set.name && !self.take_over {
+                    if *owner != set.name && !options.take_over {
                         owned.push(format!("`{}` (set `{owner}`)", campaign.id));
                     }
                 }
@@ -488,14 +504,7 @@ impl Pusher {
                 let (entities, _) = self
                     .known_with_specs(account, &campaign.id, self.keyword_model)
                     .await?;
-                PushState::converging(
-                    target,
-                    campaign,
-                    entities,
-                    self.plan_options(),
-                    self.policy,
-                    now,
-                )
+                PushState::converging(target, campaign, entities, options, self.policy, now)
             } else {
                 PushState::new(target, campaign, &known.ids, self.policy, now)
             };

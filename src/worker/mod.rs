@@ -444,13 +444,31 @@ impl Worker {
         account: &str,
         platform: &str,
     ) -> Result<Vec<String>, WorkerError> {
+        self.submit_push_with(set, account, platform, Default::default())
+            .await
+    }
+
+    /// [`Worker::submit_push`] with what the push may do beyond creating and
+    /// updating (`--adopt-existing`, `--prune`, `--take-over`; see
+    /// [`Pusher::start_with`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::submit_push`].
+    pub async fn submit_push_with(
+        &self,
+        set: &CampaignSet,
+        account: &str,
+        platform: &str,
+        options: crate::converge::PlanOptions,
+    ) -> Result<Vec<String>, WorkerError> {
         let pusher = self.pusher_for(platform)?;
         let keys = set
             .campaigns
             .iter()
             .map(|c| format!("push/{platform}/{account}/{}", c.id));
         let _held = self.inner.submitting.lock(keys).await;
-        let ids = pusher.start(set, account).await?;
+        let ids = pusher.start_with(set, account, options).await?;
         self.inner.metrics.submitted("push", ids.len());
         let now = self.inner.clock.now();
         // With leases, the next claim round takes it (here or elsewhere).

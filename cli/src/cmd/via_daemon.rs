@@ -31,6 +31,9 @@ pub async fn push(client: &DaemonClient, args: super::push::Args) -> Result<Exit
         "set": set,
         "account": args.account,
         "platform": platform_name(args.platform.platform),
+        "adopt_existing": args.adopt_existing,
+        "prune": args.prune,
+        "take_over": args.take_over,
     });
     let answer = client
         .post("/v1/pushes", &body)
