@@ -8,10 +8,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use adsync::memory::{Fault, MemoryPlatform, Op};
+use adsync::EntityKind;
 use adsync::Status;
 use adsync::Store;
 use adsync::SystemClock;
-use adsync::{EntityKind, EntitySpec, Parent};
 
 const CAMPAIGNS: usize = 16;
 const ACCOUNT: &str = "a2_sets";
@@ -274,7 +274,7 @@ fn changed_content_with_unfinished_syncs_is_refused_with_a_command_that_works() 
 }
 
 /// The default memory platform is kept beside the store: pushing the README
-/// example twice updates the second time.
+/// example twice changes nothing the second time (a converging push).
 #[test]
 fn the_default_memory_platform_remembers_between_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -288,7 +288,9 @@ fn the_default_memory_platform_remembers_between_runs() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         if round == 1 {
             assert!(
-                stdout.contains("updated") && !stdout.contains(" created"),
+                stdout.contains("unchanged")
+                    && !stdout.contains(" created")
+                    && !stdout.contains("updated"),
                 "{stdout}"
             );
         }
@@ -348,20 +350,13 @@ fn resume_all_names_syncs_needing_attention_and_exits_3() {
     std::fs::write(dir.join("set.json"), set_json(None)).unwrap();
     let platform =
         MemoryPlatform::open_file(dir.join("platform.json"), Arc::new(SystemClock)).unwrap();
-    // Someone else created same-named campaigns, and one create's response is
-    // lost: its look-up finds two matches (which one is up to the scheduler).
-    let set = adsync::CampaignSet::from_json(&set_json(None), "set.json").unwrap();
-    for campaign in &set.campaigns {
-        let mut root = campaign.clone();
-        root.ad_groups.clear();
-        platform.insert(
-            &Parent {
-                account_id: ACCOUNT.into(),
-                parent_id: None,
-            },
-            &EntitySpec::Campaign(root),
-        );
-    }
+    // One create's response is lost, and its look-up is rejected: whether
+    // the campaign exists cannot be told, so the sync parks.
+    platform.fail_next(
+        Op::Find,
+        Some(EntityKind::Campaign),
+        Fault::Permanent("look-ups are down".into()),
+    );
     platform.fail_next(Op::Create, Some(EntityKind::Campaign), Fault::LoseResponse);
     drop(platform);
     let out = run(push_command(dir));

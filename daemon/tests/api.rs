@@ -508,20 +508,17 @@ const SMALL: &str = r#"{"name": "small", "campaigns": [{"id": "c1", "name": "Cam
 #[tokio::test]
 async fn a_parked_sync_is_resolved_by_adopting_a_verified_id() {
     use adsync::memory::{Fault, Op};
-    use adsync::{EntityKind, EntitySpec, Parent};
+    use adsync::EntityKind;
     let api = api(Config::new());
-    // Someone else created a same-named campaign, and our create's answer
-    // is lost: the look-up finds two candidates and parks the sync.
-    let set = adsync::CampaignSet::from_json(SMALL, "small.json").expect("set");
-    api.memory.insert(
-        &Parent {
-            account_id: "a2_x".into(),
-            parent_id: None,
-        },
-        &EntitySpec::Campaign(set.campaigns[0].clone()),
-    );
+    // Our create's answer is lost (the campaign exists as cmp_1) and the
+    // look-up is rejected: whether it exists cannot be told, so the sync parks.
     api.memory
         .fail_next(Op::Create, Some(EntityKind::Campaign), Fault::LoseResponse);
+    api.memory.fail_next(
+        Op::Find,
+        Some(EntityKind::Campaign),
+        Fault::Permanent("look-ups are down".into()),
+    );
     let body = format!("{{\"account\": \"a2_x\", \"platform\": \"memory\", \"set\": {SMALL}}}");
     let answer = api.call("POST", "/v1/pushes", &body, None).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
@@ -534,12 +531,12 @@ async fn a_parked_sync_is_resolved_by_adopting_a_verified_id() {
     for (body, status, want) in [
         ("{}", StatusCode::BAD_REQUEST, "exactly one"),
         (
-            r#"{"adopt": "cmp_2", "absent": true}"#,
+            r#"{"adopt": "cmp_1", "absent": true}"#,
             StatusCode::BAD_REQUEST,
             "exactly one",
         ),
         (
-            r#"{"adopt": "cmp_2", "why": 1}"#,
+            r#"{"adopt": "cmp_1", "why": 1}"#,
             StatusCode::BAD_REQUEST,
             "unknown field `why`",
         ),
@@ -561,7 +558,7 @@ async fn a_parked_sync_is_resolved_by_adopting_a_verified_id() {
     );
 
     let answer = api
-        .call("POST", &resolve, r#"{"adopt": "cmp_2"}"#, None)
+        .call("POST", &resolve, r#"{"adopt": "cmp_1"}"#, None)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.json()["status"], "running");

@@ -312,7 +312,10 @@ async fn statuses(store: &dyn CheckpointStore, ids: &[&String]) -> Vec<Status> {
 async fn a_copied_store_reads_as_its_source_and_a_worker_finishes_what_was_unfinished() {
     let dir = TempDir::new();
     let path = dir.path().join("adsync.db");
-    let platform = Arc::new(MemoryPlatform::new(Arc::new(SystemClock)));
+    // Its parked push comes from a look-up finding two campaigns of one
+    // name: a push that does not converge (one that did would refuse the
+    // same-named campaign before writing).
+    let platform = Arc::new(MemoryPlatform::new(Arc::new(SystemClock)).without_listing());
     let amazon = fake_amazon().await;
     let pushes = fill(&path, &platform, &amazon).await;
     let duplicates_before = platform.duplicates();
