@@ -301,22 +301,24 @@ fn encode_directory(pieces: &[Piece]) -> Vec<u8> {
 fn decode_directory(profile: &str, buf: &[u8]) -> Result<Vec<Piece>, SnapshotError> {
     let frames = decode_frames(buf).map_err(|e| corrupt(profile, "directory", e))?;
     frames
-        .into_iter()
-        .map(|f| {
-            let at = &buf[f.json.clone()];
-            let (Some(page), Some(part)) = (
-                at.get(..8).and_then(|b| b.try_into().ok()),
-                at.get(8..12).and_then(|b| b.try_into().ok()),
-            ) else {
-                return Err(corrupt(profile, "directory", "an entry without its place"));
-            };
-            Ok(Piece {
-                first: buf[f.id].to_vec(),
-                page: u64::from_be_bytes(page),
-                part: u32::from_be_bytes(part),
-            })
-        })
+        .iter()
+        .map(|f| decode_piece(profile, buf, f))
         .collect()
+}
+
+fn decode_piece(profile: &str, buf: &[u8], entry: &Entry) -> Result<Piece, SnapshotError> {
+    let at = &buf[entry.json.clone()];
+    let (Some(page), Some(part)) = (
+        at.get(..8).and_then(|b| b.try_into().ok()),
+        at.get(8..12).and_then(|b| b.try_into().ok()),
+    ) else {
+        return Err(corrupt(profile, "directory", "an entry without its place"));
+    };
+    Ok(Piece {
+        first: buf[entry.id.clone()].to_vec(),
+        page: u64::from_be_bytes(page),
+        part: u32::from_be_bytes(part),
+    })
 }
 
 /// A generation built by [`build_generation`], not yet current.
@@ -976,11 +978,14 @@ pub fn find<T: SpEntity + DeserializeOwned>(
             let Some(dir) = store.data(&key)? else {
                 return Ok(None);
             };
-            let directory = decode_directory(profile, &dir)?;
-            let piece = match directory.partition_point(|p| p.first.as_slice() <= id.as_bytes()) {
+            // Searched in place: decoding every entry cost a lookup more than
+            // reading its part.
+            let frames = decode_frames(&dir).map_err(|e| corrupt(profile, "directory", e))?;
+            let entry = match frames.partition_point(|f| &dir[f.id.clone()] <= id.as_bytes()) {
                 0 => return Ok(Some(None)),
-                n => &directory[n - 1],
+                n => &frames[n - 1],
             };
+            let piece = decode_piece(profile, &dir, entry)?;
             part_key(
                 platform,
                 profile,
