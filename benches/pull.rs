@@ -8,8 +8,10 @@
 //! The bench starts itself again as the fake server (`--serve`, the profile
 //! generated there), so the fake's copy of the profile is not in the measured
 //! process: the RSS reported is the pulling client's alone, as for `adsync
-//! pull` with the server elsewhere. It uses the binary's allocator (mimalloc),
-//! and reads each phase's own peak by resetting `VmHWM` before it.
+//! pull` with the server elsewhere. It uses the binary's allocator (mimalloc)
+//! with the setting `adsync pull` gives it: freed memory returned at once
+//! (`MIMALLOC_PURGE_DELAY=1000` measures the default of the mimalloc linked,
+//! v3). It reads each phase's own peak by resetting `VmHWM` before it.
 //!
 //! Pulls 2,000 campaigns, 20,000 ad groups and 500,000 keywords (pages of 1,000,
 //! each staged durably with its checkpoint) into a sled store on disk, then
@@ -29,6 +31,31 @@ use std::sync::Arc;
 // The allocator of the `adsync` binary, so the RSS is the one `adsync pull` has.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `purge_delay` option (see `cli/src/main.rs`, which sets it as
+/// here for `adsync pull`).
+const MI_OPTION_PURGE_DELAY: i32 = 15;
+
+extern "C" {
+    fn mi_option_get(option: i32) -> std::os::raw::c_long;
+    fn mi_option_set(option: i32, value: std::os::raw::c_long);
+}
+
+/// What `adsync pull` does to its allocator: freed memory goes back to the
+/// system at once (unless `MIMALLOC_PURGE_DELAY` is set). Returns the delay in
+/// force, in milliseconds.
+fn purge_freed_memory_at_once() -> std::os::raw::c_long {
+    // SAFETY: plain calls into the allocator linked above, which reads and
+    // sets an integer option.
+    unsafe {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+            && [10, 1000].contains(&mi_option_get(MI_OPTION_PURGE_DELAY))
+        {
+            mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+        mi_option_get(MI_OPTION_PURGE_DELAY)
+    }
+}
 use std::time::{Duration, Instant};
 
 use adsync::amazon::{AmazonClient, AmazonConfig, SpKeyword, ThrottleConfig};
@@ -366,8 +393,9 @@ fn main() {
     // `--page-size N`: maxResults (default 1000, the fake's largest; Amazon connectors use 100).
     let page_size: u32 = arg_value(&args, "--page-size").unwrap_or(1000);
     let server = ServerProcess::start(quick);
+    let purge_delay = purge_freed_memory_at_once();
     println!(
-        "fake server in process {} at {}; client RSS before pulling: {:.0} MB",
+        "fake server in process {} at {}; client RSS before pulling: {:.0} MB; mimalloc purge delay {purge_delay} ms",
         server.child.id(),
         server.url,
         mb(proc_status_kb("VmRSS:"))

@@ -107,6 +107,7 @@ impl Effects<PullMachine> for AmazonPullEffects {
                 kind,
                 next_token,
                 page,
+                generation,
                 page_size,
             } => {
                 let result = self
@@ -117,7 +118,14 @@ impl Effects<PullMachine> for AmazonPullEffects {
                     Ok(fetched) => match snapshot::encode_items(&fetched.items)
                         .map_err(|e| e.to_string())
                         .and_then(|bytes| {
-                            snapshot::stage_writes(AMAZON, profile_id, *kind, *page, &bytes)
+                            snapshot::stage_writes(
+                                AMAZON,
+                                profile_id,
+                                *generation,
+                                *kind,
+                                *page,
+                                &bytes,
+                            )
                         }) {
                         Ok(commit) => {
                             let items = fetched.items.len() as u64;
@@ -167,14 +175,16 @@ impl Effects<PullMachine> for AmazonPullEffects {
                         let built = snapshot::build_generation(
                             store, &*writes, AMAZON, &profile, generation, &pages, now,
                         )?;
+                        let snapshot = built.snapshot.clone();
                         let writes = snapshot::completion_writes(
+                            store,
                             AMAZON,
                             &profile,
-                            &built,
+                            built,
                             previous.as_ref(),
                             &pages,
                         )?;
-                        Ok((built.snapshot, writes))
+                        Ok((snapshot, writes))
                     })
                     .await;
                 match result {

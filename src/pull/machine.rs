@@ -135,11 +135,21 @@ pub struct SnapshotRef {
     pub generation: u64,
     /// Entities in it, per kind.
     pub counts: PullCounts,
-    /// Chunk values in it, per kind.
+    /// Stored values in it (parts), per kind.
     pub chunks: PullCounts,
     /// When it became current.
     #[serde(with = "time::serde::rfc3339")]
     pub completed_at: Timestamp,
+    /// How the generation is stored (`crate::pull::snapshot`'s "Layout
+    /// versions"): 1 for a pointer written before the field existed, whose
+    /// generation is rewritten chunks; 2 for one whose generation is the pull's
+    /// staged parts.
+    #[serde(default = "layout_one")]
+    pub layout: u32,
+}
+
+fn layout_one() -> u32 {
+    1
 }
 
 /// Retry settings of a pull, on top of the HTTP client's own bounded retries.
@@ -298,6 +308,8 @@ pub enum PullEffect {
         next_token: Option<String>,
         /// The page's number in this pull (0-based, per kind): its staging key.
         page: u64,
+        /// The generation this pull writes: the page's parts are stored under it.
+        generation: u64,
         /// `maxResults`.
         page_size: u32,
     },
@@ -398,6 +410,7 @@ impl Machine for PullMachine {
                     kind,
                     next_token: state.cursor.clone(),
                     page: state.pages.get(kind),
+                    generation: state.generation(),
                     page_size: state.policy.page_size,
                 })
             }
@@ -732,7 +745,7 @@ impl MachineDocs for PullMachine {
             PullPhase::FetchingCampaigns => "Effect: `POST /sp/campaigns/list` for the page at the recorded `nextToken`; the page is staged in the same commit as the checkpoint recording the following token.",
             PullPhase::FetchingAdGroups => "Effect: `POST /sp/adGroups/list`, one page per checkpoint, as above.",
             PullPhase::FetchingKeywords => "Effect: `POST /sp/keywords/list`, one page per checkpoint, as above.",
-            PullPhase::Persisting => "Every page is staged. Effect: write the new generation's chunks from staging (no platform request); the checkpoint to Completed flips the generation pointer, drops the previous generation and the staged pages, atomically.",
+            PullPhase::Persisting => "Every page is staged. Effect: build the new generation from staging (no platform request): the staged pages as they are, in id order, merging only pages that overlap; the checkpoint to Completed writes its directory, flips the generation pointer, drops the previous generation and the staging, atomically.",
             PullPhase::Completed => "Final: the pulled snapshot is the profile's current one. A new pull request restarts at Idle.",
             PullPhase::Failed => "Final: the pull stopped on an error; the previous snapshot is untouched and staged pages are kept. A resume request continues where it stopped; a new pull request starts over.",
             PullPhase::Cancelled => "Final: the pull was cancelled at a step boundary (the page in flight, if any, was staged first); the previous snapshot is untouched and staged pages are kept. A resume request continues where it stopped; a new pull request starts over.",
@@ -846,6 +859,7 @@ mod samples {
                 counts: PullCounts::default(),
                 chunks: PullCounts::default(),
                 completed_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+                layout: 2,
             },
         });
         out.push(PullOutcome::StoreFailed {

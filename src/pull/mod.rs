@@ -187,11 +187,13 @@ pub(crate) fn check_profile(profile: &str) -> Result<(), PullError> {
 ///   jitter. When the client's bounded retries are exhausted, the machine retries
 ///   the page later (bounded too), then fails with the error and **keeps** the
 ///   staged pages: pulling again resumes from the page that failed.
-/// * **Persist.** The staged pages become a new *generation* of chunk values
-///   (sorted by id, de-duplicated: upsert by platform id), written under keys no
-///   reader looks at; the checkpoint to Completed flips the profile's generation
-///   pointer, deletes the previous generation and the staged pages in one atomic
-///   commit. Readers see the previous snapshot or the new one, never a mix.
+/// * **Persist.** The staged pages become a new *generation* (sorted by id,
+///   de-duplicated: upsert by platform id). A page is staged where the
+///   generation keeps it, under keys no reader looks at, so persisting writes
+///   only a directory of the pages in id order (pages that overlap, when the
+///   data changed during the fetch, are merged first); the checkpoint to
+///   Completed writes it, flips the profile's generation pointer, deletes the
+///   previous generation and the staging in one atomic commit. Readers see the previous snapshot or the new one, never a mix.
 ///   Entities no longer on the platform are simply absent from the new
 ///   generation. A crash while persisting leaves the previous snapshot current;
 ///   the resume rebuilds the generation from staging with no platform request.

@@ -5,22 +5,45 @@
 //!
 //! | key                                              | value |
 //! |--------------------------------------------------|-------|
-//! | `pull/<platform>/<profile>/s/<kind><page u64 BE>` | one staged page (its first part): its entities, already encoded |
-//! | `pull/<platform>/<profile>/s/<kind><page u64 BE><part u32 BE>` | the further parts of a staged page (from 1) |
-//! | `pull/<platform>/<profile>/g/<gen u64 BE>/c<kind><chunk u32 BE>` | one chunk of a generation: entities sorted by id, about [`VALUE_BYTES`] |
-//! | `pull/<platform>/<profile>/g/<gen u64 BE>/d<kind>` | the chunk directory: first id of every chunk (JSON) |
+//! | `pull/<platform>/<profile>/s/<kind><page u64 BE>` | a staged page's index: its entity count, the first id of each part, its last id |
+//! | `pull/<platform>/<profile>/g/<gen u64 BE>/p<kind><page u64 BE><part u32 BE>` | one part of a page of generation `gen`'s pull: entities sorted by id, about [`VALUE_BYTES`] |
+//! | `pull/<platform>/<profile>/g/<gen u64 BE>/i<kind>` | the generation's directory: the first id of every part with its page and part number, in id order |
 //! | `pull/<platform>/<profile>/current`               | the [`SnapshotRef`] of the current generation (JSON) |
 //!
 //! `<kind>` is one byte: `c` campaigns, `g` ad groups, `k` keywords.
 //!
-//! Pages and chunks use one framing: a sequence of entries
-//! `[u32 LE id length][id][u32 LE JSON length][entity JSON]`. A staged page is
-//! cut into parts of whole entries, each at most [`VALUE_BYTES`] (unless one
-//! entity alone is larger); its parts concatenated are the page. Persisting never
-//! parses entity JSON: it reads the ids, sorts, de-duplicates (a later page wins)
-//! and concatenates. A generation's keys are written once and never changed
-//! while `current` names it, so a reader that reads `current`, then the chunks,
-//! then `current` again, and finds it unchanged has read one complete snapshot.
+//! Parts use one framing: a sequence of entries
+//! `[u32 LE id length][id][u32 LE JSON length][entity JSON]`. A fetched page is
+//! sorted by id, cut into parts of whole entries, each at most [`VALUE_BYTES`]
+//! (unless one entity alone is larger), and written where it stays: under the
+//! generation its pull will make current, not yet named by `current`. Its
+//! index under `s/` says it is staged.
+//!
+//! Persisting reads only the indexes: when the pages do not overlap (the
+//! platform lists in id order), the generation is the staged parts as they
+//! are, and its directory lists them in id order, so persisting costs a read
+//! per page, not a write per entity. Pages that overlap (data changed during
+//! the fetch) are merged like sorted runs into new parts under the page number
+//! [`MERGED_PAGE`], an id on several pages keeping the latest page's entity;
+//! the staged parts the merge replaced go with the flip. Persisting never
+//! parses entity JSON.
+//!
+//! The Completed checkpoint's commit writes the directories and `current`,
+//! and removes the indexes under `s/` and the previous generation: the flip is
+//! atomic. A generation's keys are never changed while `current` names it, so
+//! a reader that reads `current`, then the parts, then `current` again, and
+//! finds it unchanged has read one complete snapshot.
+//!
+//! ## Layout versions
+//!
+//! [`SnapshotRef::layout`] says how a generation is stored. Layout 1 (adsync
+//! before layout 2; its pointer has no `layout`) kept staged pages under `s/`
+//! (part 0 under the page's key, further parts behind it) and rewrote them as
+//! chunks `g/<gen>/c<kind><chunk u32 BE>` with a JSON directory of first ids
+//! `g/<gen>/d<kind>`. This build reads, replaces and removes layout-1
+//! generations, and persists pages a layout-1 pull staged (a resume after an
+//! upgrade) through the merge. A pointer of a newer layout is refused with an
+//! error naming it.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -49,7 +72,10 @@ use adsync_engine::{CheckpointStore, Commit, StoreError, StoreRead};
 /// cache's bound (the store's `cache_capacity`) holds for pull data too
 /// (docs/performance.md, "Pull memory").
 pub const VALUE_BYTES: usize = 7 << 10;
-/// Bytes of chunk values written per commit while persisting.
+/// The newest snapshot layout this build reads, and the one it writes (see
+/// "Layout versions" in the module docs).
+pub const SNAPSHOT_LAYOUT: u32 = 2;
+/// Bytes of merged parts written per commit while persisting.
 const COMMIT_BYTES: usize = 4 << 20;
 
 /// Errors of staging, persisting and reading snapshots.
@@ -76,7 +102,7 @@ pub enum SnapshotError {
 
 mod keys;
 
-use keys::{chunk_key, directory_key, stage_part_key};
+use keys::{chunk_key, directory_key, index_key, page_prefix, part_key};
 #[cfg(not(feature = "testing"))]
 pub(crate) use keys::{current_key, generation_of, generations_prefix, stage_key, stage_prefix};
 /// The key builders, for tests that look at or damage the layout (feature `testing`).
@@ -120,34 +146,77 @@ pub fn encode_items(items: &Items) -> Result<Vec<u8>, serde_json::Error> {
     }
 }
 
-/// The writes that stage `page` (framed as [`encode_items`] does): its entries
-/// cut into parts of at most [`VALUE_BYTES`], part 0 under the page's key. An
-/// empty page is one empty value: persisting reads every page it counted.
+/// What a staged page's index value starts with. Layout 1 staged the page's
+/// entries themselves under that key, whose first 4 bytes are an id's length:
+/// never 4 GiB.
+const INDEX_MAGIC: &[u8; 4] = &[0xff; 4];
+
+/// The page number under which the merge writes the parts of a kind whose
+/// staged pages overlap: no staged page has it.
+pub const MERGED_PAGE: u64 = u64::MAX;
+
+/// A staged page's index (under its `s/` key, after [`INDEX_MAGIC`], JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PageIndex {
+    /// Entities on the page (one per id).
+    n: u64,
+    /// The first id of each part, in part order.
+    parts: Vec<String>,
+    /// The page's last id; `None` for an empty page.
+    last: Option<String>,
+}
+
+/// The writes that stage `page` (framed as [`encode_items`] does) of the pull
+/// writing generation `generation`: its entries cut into parts of at most
+/// [`VALUE_BYTES`], under the generation's keys, and the page's index under
+/// its staging key. An empty page is an index with no part: persisting reads
+/// every page it counted.
 pub fn stage_writes(
     platform: &str,
     profile: &str,
+    generation: u64,
     kind: ListKind,
     page: u64,
     encoded: &[u8],
 ) -> Result<Commit, String> {
     let frames = decode_frames(encoded)?;
+    let id_of = |f: &Entry| String::from_utf8_lossy(&encoded[f.id.clone()]).into_owned();
+    let mut index = PageIndex {
+        n: frames.len() as u64,
+        parts: Vec::new(),
+        last: frames.last().map(id_of),
+    };
     let mut commit = Commit::new();
-    let mut part = 0u32;
     let mut start = 0usize;
     let mut end = 0usize;
     for frame in &frames {
         // The entry's framing starts with its id's length, before the id.
         let entry_start = frame.id.start - 4;
         if end > start && frame.json.end - start > VALUE_BYTES {
-            let key = stage_part_key(platform, profile, kind, page, part);
+            let key = part_key(
+                platform,
+                profile,
+                generation,
+                kind,
+                page,
+                index.parts.len() as u32 - 1,
+            );
             commit = commit.data(&key, encoded[start..end].to_vec());
-            part += 1;
             start = entry_start;
+        }
+        if entry_start == start {
+            index.parts.push(id_of(frame));
         }
         end = frame.json.end;
     }
-    let key = stage_part_key(platform, profile, kind, page, part);
-    Ok(commit.data(&key, encoded[start..end].to_vec()))
+    if end > start {
+        let part = index.parts.len() as u32 - 1;
+        let key = part_key(platform, profile, generation, kind, page, part);
+        commit = commit.data(&key, encoded[start..end].to_vec());
+    }
+    let mut value = INDEX_MAGIC.to_vec();
+    serde_json::to_writer(&mut value, &index).map_err(|e| e.to_string())?;
+    Ok(commit.data(&stage_key(platform, profile, kind, page), value))
 }
 
 /// One framed entry: the id and JSON ranges inside its buffer.
@@ -208,28 +277,85 @@ impl Run {
     }
 }
 
-/// A generation written by [`build_generation`], not yet current.
+/// One entry of a layout-2 directory: the first id of a part, where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Piece {
+    first: Vec<u8>,
+    page: u64,
+    part: u32,
+}
+
+/// A directory in its stored form: entries framed as pages are, the part's
+/// page (u64 BE) and number (u32 BE) in place of the JSON.
+fn encode_directory(pieces: &[Piece]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pieces.len() * 32);
+    for piece in pieces {
+        let mut at = [0u8; 12];
+        at[..8].copy_from_slice(&piece.page.to_be_bytes());
+        at[8..].copy_from_slice(&piece.part.to_be_bytes());
+        push_entry(&mut out, &piece.first, &at);
+    }
+    out
+}
+
+fn decode_directory(profile: &str, buf: &[u8]) -> Result<Vec<Piece>, SnapshotError> {
+    let frames = decode_frames(buf).map_err(|e| corrupt(profile, "directory", e))?;
+    frames
+        .iter()
+        .map(|f| decode_piece(profile, buf, f))
+        .collect()
+}
+
+fn decode_piece(profile: &str, buf: &[u8], entry: &Entry) -> Result<Piece, SnapshotError> {
+    let at = &buf[entry.json.clone()];
+    let (Some(page), Some(part)) = (
+        at.get(..8).and_then(|b| b.try_into().ok()),
+        at.get(8..12).and_then(|b| b.try_into().ok()),
+    ) else {
+        return Err(corrupt(profile, "directory", "an entry without its place"));
+    };
+    Ok(Piece {
+        first: buf[entry.id.clone()].to_vec(),
+        page: u64::from_be_bytes(page),
+        part: u32::from_be_bytes(part),
+    })
+}
+
+/// A generation built by [`build_generation`], not yet current.
 #[derive(Debug)]
 pub struct Built {
     /// What to make current.
     pub snapshot: SnapshotRef,
-    /// The staged pages read that had more than one part: `(kind, page,
-    /// parts)`, so that their removal needs no scan of the staging.
-    staged_parts: Vec<(ListKind, u64, u32)>,
+    /// The directory of each kind, written with the flip.
+    directories: Vec<(ListKind, Vec<u8>)>,
+    /// Staged values that are not part of the generation (the pages a merge
+    /// replaced, further parts of pages staged in layout 1): removed with the
+    /// flip, so that their removal needs no scan.
+    unused: Vec<Vec<u8>>,
 }
 
-/// Builds generation `generation` of a profile from its staged pages and
-/// writes its chunks and directories (under keys no reader looks at until the
-/// generation pointer names them). Returns the [`SnapshotRef`] to make current
-/// (in [`Built`]).
-/// Blocking: call it from a blocking thread.
+/// How one page was staged.
+enum Staged {
+    /// Layout 2: its index; its parts are under the generation.
+    Indexed(PageIndex),
+    /// Layout 1 (staged before an upgrade): its first part under its `s/` key,
+    /// here; further parts behind it.
+    Inline(Vec<u8>),
+}
+
+/// Builds generation `generation` of a profile from its staged pages. Returns
+/// the [`SnapshotRef`] to make current and the directories to write with it
+/// (in [`Built`]). Blocking: call it from a blocking thread.
 ///
-/// Each staged page is sorted by id (see [`encode_items`]), so the pages are
-/// merged like sorted runs: a page is read only when the merge reaches its
-/// first id and dropped when it is consumed. Pages come from the platform in
-/// id order, so only a page or two are in memory at a time, whatever the size
-/// of the profile. An id on several pages (the data changed during the fetch)
-/// keeps the entity of the latest page: upsert by platform id.
+/// Reads every page's index. Pages that do not overlap are the generation as
+/// they are (see the module docs): nothing else is read or written. Otherwise
+/// the kind's pages are merged like sorted runs (each staged page is sorted by
+/// id, see [`encode_items`]): a page is read only when the merge reaches its
+/// first id and dropped when it is consumed, so only a page or two are in
+/// memory at a time whatever the size of the profile. An id on several pages
+/// (the data changed during the fetch) keeps the entity of the latest page:
+/// upsert by platform id. The merged parts are written (under keys no reader
+/// looks at until the flip) before this returns.
 pub fn build_generation(
     store: &dyn StoreRead,
     writes: &dyn CheckpointStore,
@@ -246,7 +372,8 @@ pub fn build_generation(
         commit: Commit::new(),
         pending: 0,
     };
-    let mut staged_parts = Vec::new();
+    let mut directories = Vec::new();
+    let mut unused = Vec::new();
     for kind in ListKind::ALL {
         let missing = |page: u64| {
             corrupt(
@@ -255,143 +382,48 @@ pub fn build_generation(
                 format!("staged page {page} is missing"),
             )
         };
-        let mut load = |page: u64| -> Result<Run, SnapshotError> {
-            let mut buf = Vec::new();
-            let mut parts = 0u32;
-            for item in store.scan_data(&stage_key(platform, profile, kind, page)) {
-                let (_, value) = item?;
-                if buf.is_empty() {
-                    buf = value;
-                } else {
-                    buf.extend_from_slice(&value);
-                }
-                parts += 1;
-            }
-            if parts == 0 {
-                return Err(missing(page));
-            }
-            if parts > 1 {
-                staged_parts.push((kind, page, parts));
-            }
-            let frames = decode_frames(&buf)
-                .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
-            Ok(Run {
-                buf,
-                frames,
-                pos: 0,
-            })
-        };
-        // The first id of every page, from its first part only.
-        let mut firsts: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut staged = Vec::with_capacity(pages.get(kind) as usize);
         for page in 0..pages.get(kind) {
-            let key = stage_key(platform, profile, kind, page);
-            let first = store.data(&key)?.ok_or_else(|| missing(page))?;
-            let frames = decode_frames(&first)
-                .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
-            if let Some(f) = frames.first() {
-                firsts.push((first[f.id.clone()].to_vec(), page));
-            }
+            let value = store
+                .data(&stage_key(platform, profile, kind, page))?
+                .ok_or_else(|| missing(page))?;
+            staged.push(match value.strip_prefix(INDEX_MAGIC) {
+                Some(json) => Staged::Indexed(serde_json::from_slice(json).map_err(|e| {
+                    corrupt(profile, format!("index of staged {kind} page {page}"), e)
+                })?),
+                None => Staged::Inline(value),
+            });
         }
-        firsts.sort();
-        let mut unloaded = firsts.into_iter().peekable();
-        let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
-        let mut heap: BinaryHeap<Reverse<(Vec<u8>, u64)>> = BinaryHeap::new();
-        let mut out = KindChunks {
-            platform,
-            profile,
-            generation,
-            kind,
-            chunk: Vec::with_capacity(VALUE_BYTES),
-            in_chunk: 0,
-            directory: Vec::new(),
-            n: 0,
-        };
-        loop {
-            while let Some((first, page)) = unloaded.peek() {
-                let due = heap
-                    .peek()
-                    .is_none_or(|Reverse((id, _))| first.as_slice() <= id.as_slice());
-                if !due {
-                    break;
-                }
-                let page = *page;
-                unloaded.next();
-                let run = load(page)?;
-                if let Some(id) = run.id() {
-                    heap.push(Reverse((id.to_vec(), page)));
-                }
-                runs.insert(page, run);
-            }
-            // The common case, pages that do not overlap: a lone run whose
-            // last id is below the next page's first is copied as it is.
-            if let (1, Some(Reverse((_, page)))) = (heap.len(), heap.peek()) {
-                let page = *page;
-                if let Some(run) = runs.get(&page) {
-                    let last = run.frames.last().map(|f| &run.buf[f.id.clone()]);
-                    let alone = match (unloaded.peek(), last) {
-                        (None, _) => true,
-                        (Some((first, _)), Some(last)) => first.as_slice() > last,
-                        (Some(_), None) => false,
-                    };
-                    if alone {
-                        let mut previous: Option<&[u8]> = None;
-                        for f in &run.frames[run.pos..] {
-                            let id = &run.buf[f.id.clone()];
-                            if previous.is_some_and(|p| id <= p) {
-                                return Err(corrupt(
-                                    profile,
-                                    format!("staged {kind} page {page}"),
-                                    "entries are not sorted by id",
-                                ));
-                            }
-                            previous = Some(id);
-                            out.push(&mut writer, id, &run.buf[f.json.clone()])?;
-                        }
-                        heap.clear();
-                        runs.remove(&page);
-                        continue;
-                    }
-                }
-            }
-            let Some(Reverse((id, page))) = heap.pop() else {
-                break;
-            };
-            // Every occurrence of this id; the latest page wins.
-            let mut best: (u64, Vec<u8>) = (page, Vec::new());
-            let mut occurrence = Some(page);
-            while let Some(page) = occurrence {
-                if let Some(run) = runs.get_mut(&page) {
-                    if page >= best.0 {
-                        best = (page, run.json().to_vec());
-                    }
-                    run.pos += 1;
-                    match run.id() {
-                        Some(next) if next <= id.as_slice() => {
-                            return Err(corrupt(
-                                profile,
-                                format!("staged {kind} page {page}"),
-                                "entries are not sorted by id",
-                            ))
-                        }
-                        Some(next) => heap.push(Reverse((next.to_vec(), page))),
-                        None => {
-                            runs.remove(&page);
-                        }
-                    }
-                }
-                occurrence = match heap.peek() {
-                    Some(Reverse((next, _))) if *next == id => heap.pop().map(|Reverse((_, p))| p),
-                    _ => None,
+        let (pieces, n) = match in_place(&staged) {
+            Some(found) => found,
+            None => {
+                let mut out = KindChunks {
+                    platform,
+                    profile,
+                    generation,
+                    kind,
+                    chunk: Vec::with_capacity(VALUE_BYTES),
+                    in_chunk: 0,
+                    directory: Vec::new(),
+                    n: 0,
                 };
+                merge(
+                    store,
+                    platform,
+                    profile,
+                    generation,
+                    kind,
+                    &staged,
+                    &mut out,
+                    &mut writer,
+                    &mut unused,
+                )?;
+                (out.directory, out.n)
             }
-            out.push(&mut writer, &id, &best.1)?;
-        }
-        out.write(&mut writer)?;
-        counts.add(kind, out.n);
-        chunks.add(kind, out.directory.len() as u64);
-        let dir =
-            serde_json::to_vec(&out.directory).map_err(|e| corrupt(profile, "directory", e))?;
-        writer.put(directory_key(platform, profile, generation, kind), dir)?;
+        };
+        counts.add(kind, n);
+        chunks.add(kind, pieces.len() as u64);
+        directories.push((kind, encode_directory(&pieces)));
     }
     writer.flush()?;
     Ok(Built {
@@ -400,13 +432,208 @@ pub fn build_generation(
             counts,
             chunks,
             completed_at: now,
+            layout: SNAPSHOT_LAYOUT,
         },
-        staged_parts,
+        directories,
+        unused,
     })
 }
 
-/// The chunks of one kind being built: entries are added in id order and cut
-/// into values of at most [`VALUE_BYTES`].
+/// The directory of a kind whose staged pages are the generation as they
+/// are: every page indexed (layout 2) and no two overlapping. `None`
+/// otherwise (they need the merge). With the entity count.
+fn in_place(staged: &[Staged]) -> Option<(Vec<Piece>, u64)> {
+    let mut order: Vec<(u64, &PageIndex)> = Vec::with_capacity(staged.len());
+    for (page, staged) in staged.iter().enumerate() {
+        match staged {
+            Staged::Indexed(index) if index.parts.is_empty() => {}
+            Staged::Indexed(index) => order.push((page as u64, index)),
+            Staged::Inline(_) => return None,
+        }
+    }
+    order.sort_by(|a, b| a.1.parts[0].cmp(&b.1.parts[0]));
+    let disjoint = order.windows(2).all(|w| {
+        w[0].1
+            .last
+            .as_deref()
+            .is_some_and(|last| last < w[1].1.parts[0].as_str())
+    });
+    if !disjoint {
+        return None;
+    }
+    let mut pieces = Vec::new();
+    let mut n = 0;
+    for (page, index) in order {
+        n += index.n;
+        for (part, first) in index.parts.iter().enumerate() {
+            pieces.push(Piece {
+                first: first.clone().into_bytes(),
+                page,
+                part: part as u32,
+            });
+        }
+    }
+    Some((pieces, n))
+}
+
+/// Merges the staged pages of a kind into `out` (see [`build_generation`]),
+/// noting in `unused` the staged parts that the merged ones replace.
+#[allow(clippy::too_many_arguments)]
+fn merge(
+    store: &dyn StoreRead,
+    platform: &str,
+    profile: &str,
+    generation: u64,
+    kind: ListKind,
+    staged: &[Staged],
+    out: &mut KindChunks<'_>,
+    writer: &mut ChunkWriter<'_>,
+    unused: &mut Vec<Vec<u8>>,
+) -> Result<(), SnapshotError> {
+    let missing = |page: u64| {
+        corrupt(
+            profile,
+            format!("staging of {kind}"),
+            format!("staged page {page} is missing"),
+        )
+    };
+    let mut load = |page: u64| -> Result<Run, SnapshotError> {
+        let mut buf = Vec::new();
+        let mut parts = 0u32;
+        let prefix = match &staged[page as usize] {
+            Staged::Indexed(_) => page_prefix(platform, profile, generation, kind, page),
+            Staged::Inline(_) => stage_key(platform, profile, kind, page),
+        };
+        for item in store.scan_data(&prefix) {
+            let (key, value) = item?;
+            if buf.is_empty() {
+                buf = value;
+            } else {
+                buf.extend_from_slice(&value);
+            }
+            // A layout-1 page's first part is under its staging key, which
+            // the flip removes with every other page's.
+            if parts > 0 || matches!(staged[page as usize], Staged::Indexed(_)) {
+                unused.push(key);
+            }
+            parts += 1;
+        }
+        if parts == 0 && matches!(staged[page as usize], Staged::Inline(_)) {
+            return Err(missing(page));
+        }
+        let frames = decode_frames(&buf)
+            .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
+        Ok(Run {
+            buf,
+            frames,
+            pos: 0,
+        })
+    };
+    // The first id of every page, from its index or its first part.
+    let mut firsts: Vec<(Vec<u8>, u64)> = Vec::new();
+    for (page, staged) in staged.iter().enumerate() {
+        let first = match staged {
+            Staged::Indexed(index) => index.parts.first().map(|id| id.clone().into_bytes()),
+            Staged::Inline(first) => {
+                let frames = decode_frames(first)
+                    .map_err(|e| corrupt(profile, format!("staged {kind} page {page}"), e))?;
+                frames.first().map(|f| first[f.id.clone()].to_vec())
+            }
+        };
+        if let Some(first) = first {
+            firsts.push((first, page as u64));
+        }
+    }
+    firsts.sort();
+    let mut unloaded = firsts.into_iter().peekable();
+    let mut runs: BTreeMap<u64, Run> = BTreeMap::new();
+    let mut heap: BinaryHeap<Reverse<(Vec<u8>, u64)>> = BinaryHeap::new();
+    loop {
+        while let Some((first, page)) = unloaded.peek() {
+            let due = heap
+                .peek()
+                .is_none_or(|Reverse((id, _))| first.as_slice() <= id.as_slice());
+            if !due {
+                break;
+            }
+            let page = *page;
+            unloaded.next();
+            let run = load(page)?;
+            if let Some(id) = run.id() {
+                heap.push(Reverse((id.to_vec(), page)));
+            }
+            runs.insert(page, run);
+        }
+        // The common case, pages that do not overlap: a lone run whose
+        // last id is below the next page's first is copied as it is.
+        if let (1, Some(Reverse((_, page)))) = (heap.len(), heap.peek()) {
+            let page = *page;
+            if let Some(run) = runs.get(&page) {
+                let last = run.frames.last().map(|f| &run.buf[f.id.clone()]);
+                let alone = match (unloaded.peek(), last) {
+                    (None, _) => true,
+                    (Some((first, _)), Some(last)) => first.as_slice() > last,
+                    (Some(_), None) => false,
+                };
+                if alone {
+                    let mut previous: Option<&[u8]> = None;
+                    for f in &run.frames[run.pos..] {
+                        let id = &run.buf[f.id.clone()];
+                        if previous.is_some_and(|p| id <= p) {
+                            return Err(corrupt(
+                                profile,
+                                format!("staged {kind} page {page}"),
+                                "entries are not sorted by id",
+                            ));
+                        }
+                        previous = Some(id);
+                        out.push(writer, id, &run.buf[f.json.clone()])?;
+                    }
+                    heap.clear();
+                    runs.remove(&page);
+                    continue;
+                }
+            }
+        }
+        let Some(Reverse((id, page))) = heap.pop() else {
+            break;
+        };
+        // Every occurrence of this id; the latest page wins.
+        let mut best: (u64, Vec<u8>) = (page, Vec::new());
+        let mut occurrence = Some(page);
+        while let Some(page) = occurrence {
+            if let Some(run) = runs.get_mut(&page) {
+                if page >= best.0 {
+                    best = (page, run.json().to_vec());
+                }
+                run.pos += 1;
+                match run.id() {
+                    Some(next) if next <= id.as_slice() => {
+                        return Err(corrupt(
+                            profile,
+                            format!("staged {kind} page {page}"),
+                            "entries are not sorted by id",
+                        ))
+                    }
+                    Some(next) => heap.push(Reverse((next.to_vec(), page))),
+                    None => {
+                        runs.remove(&page);
+                    }
+                }
+            }
+            occurrence = match heap.peek() {
+                Some(Reverse((next, _))) if *next == id => heap.pop().map(|Reverse((_, p))| p),
+                _ => None,
+            };
+        }
+        out.push(writer, &id, &best.1)?;
+    }
+    out.write(writer)
+}
+
+/// The merged parts of one kind being built: entries are added in id order
+/// and cut into values of at most [`VALUE_BYTES`], written as the parts of
+/// page [`MERGED_PAGE`].
 struct KindChunks<'k> {
     platform: &'k str,
     profile: &'k str,
@@ -414,7 +641,7 @@ struct KindChunks<'k> {
     kind: ListKind,
     chunk: Vec<u8>,
     in_chunk: usize,
-    directory: Vec<String>,
+    directory: Vec<Piece>,
     n: u64,
 }
 
@@ -429,8 +656,11 @@ impl KindChunks<'_> {
             self.write(writer)?;
         }
         if self.in_chunk == 0 {
-            self.directory
-                .push(String::from_utf8_lossy(id).into_owned());
+            self.directory.push(Piece {
+                first: id.to_vec(),
+                page: MERGED_PAGE,
+                part: self.directory.len() as u32,
+            });
         }
         push_entry(&mut self.chunk, id, json);
         self.in_chunk += 1;
@@ -438,17 +668,18 @@ impl KindChunks<'_> {
         Ok(())
     }
 
-    /// Writes the chunk being filled, if it holds anything.
+    /// Writes the part being filled, if it holds anything.
     fn write(&mut self, writer: &mut ChunkWriter<'_>) -> Result<(), SnapshotError> {
         if self.in_chunk == 0 {
             return Ok(());
         }
-        let key = chunk_key(
+        let key = part_key(
             self.platform,
             self.profile,
             self.generation,
             self.kind,
-            self.directory.len() as u64 - 1,
+            MERGED_PAGE,
+            self.directory.len() as u32 - 1,
         );
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(VALUE_BYTES));
         self.in_chunk = 0;
@@ -456,7 +687,7 @@ impl KindChunks<'_> {
     }
 }
 
-/// Writes chunk values in commits of about [`COMMIT_BYTES`].
+/// Writes merged parts in commits of about [`COMMIT_BYTES`].
 struct ChunkWriter<'a> {
     store: &'a dyn CheckpointStore,
     commit: Commit,
@@ -483,50 +714,74 @@ impl ChunkWriter<'_> {
     }
 }
 
-/// The writes that make `built` current: the pointer, the removal of the
-/// `previous` generation and of the staged pages (every part). Committed with
-/// the Completed checkpoint.
+/// The writes that make `built` current: the directories and the pointer,
+/// the removal of the `previous` generation (read from `store`: a layout-2
+/// generation's directories name its parts), of the staged pages' indexes and
+/// of the staged values the generation does not use. Committed with the
+/// Completed checkpoint. Blocking.
 pub fn completion_writes(
+    store: &dyn StoreRead,
     platform: &str,
     profile: &str,
-    built: &Built,
+    built: Built,
     previous: Option<&SnapshotRef>,
     pages: &PullCounts,
 ) -> Result<Commit, SnapshotError> {
     let snapshot = &built.snapshot;
     let pointer = serde_json::to_vec(snapshot).map_err(|e| corrupt(profile, "pointer", e))?;
-    let mut commit = Commit::new().data(&current_key(platform, profile), pointer);
+    let mut commit = Commit::new();
     if let Some(prev) = previous.filter(|p| p.generation != snapshot.generation) {
-        commit = commit.merge(generation_deletes(platform, profile, prev));
+        commit = commit.merge(generation_deletes(store, platform, profile, prev)?);
     }
+    for (kind, directory) in built.directories {
+        commit = commit.data(
+            &index_key(platform, profile, snapshot.generation, kind),
+            directory,
+        );
+    }
+    commit = commit.data(&current_key(platform, profile), pointer);
     for kind in ListKind::ALL {
         for page in 0..pages.get(kind) {
             commit = commit.delete_data(&stage_key(platform, profile, kind, page));
         }
     }
-    for &(kind, page, parts) in &built.staged_parts {
-        for part in 1..parts {
-            commit = commit.delete_data(&stage_part_key(platform, profile, kind, page, part));
-        }
+    for key in &built.unused {
+        commit = commit.delete_data(key);
     }
     Ok(commit)
 }
 
-fn generation_deletes(platform: &str, profile: &str, snapshot: &SnapshotRef) -> Commit {
+/// The removal of every key of a generation, found without a scan (a scan
+/// reads every value).
+fn generation_deletes(
+    store: &dyn StoreRead,
+    platform: &str,
+    profile: &str,
+    snapshot: &SnapshotRef,
+) -> Result<Commit, SnapshotError> {
+    let generation = snapshot.generation;
     let mut commit = Commit::new();
     for kind in ListKind::ALL {
-        commit = commit.delete_data(&directory_key(platform, profile, snapshot.generation, kind));
-        for chunk in 0..snapshot.chunks.get(kind) {
-            commit = commit.delete_data(&chunk_key(
-                platform,
-                profile,
-                snapshot.generation,
-                kind,
-                chunk,
-            ));
+        if snapshot.layout == 1 {
+            commit = commit.delete_data(&directory_key(platform, profile, generation, kind));
+            for chunk in 0..snapshot.chunks.get(kind) {
+                commit = commit.delete_data(&chunk_key(platform, profile, generation, kind, chunk));
+            }
+            continue;
         }
+        let key = index_key(platform, profile, generation, kind);
+        // Without its directory, what is left of it is a leftover the next
+        // pull's cleanup removes.
+        if let Some(directory) = store.data(&key)? {
+            for piece in decode_directory(profile, &directory)? {
+                commit = commit.delete_data(&part_key(
+                    platform, profile, generation, kind, piece.page, piece.part,
+                ));
+            }
+        }
+        commit = commit.delete_data(&key);
     }
-    commit
+    Ok(commit)
 }
 
 /// Deletes of every staged page and every generation other than `keep` of a
@@ -597,12 +852,22 @@ pub fn current(
     platform: &str,
     profile: &str,
 ) -> Result<Option<SnapshotRef>, SnapshotError> {
-    match store.data(&current_key(platform, profile))? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| corrupt(profile, "generation pointer", e)),
+    let Some(bytes) = store.data(&current_key(platform, profile))? else {
+        return Ok(None);
+    };
+    let snapshot: SnapshotRef =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(profile, "generation pointer", e))?;
+    if !(1..=SNAPSHOT_LAYOUT).contains(&snapshot.layout) {
+        return Err(corrupt(
+            profile,
+            "generation pointer",
+            format!(
+                "generation {} is stored in layout {}, which this adsync does not know (it reads layouts 1 to {SNAPSHOT_LAYOUT}): written by a newer adsync",
+                snapshot.generation, snapshot.layout
+            ),
+        ));
     }
+    Ok(Some(snapshot))
 }
 
 /// A profile's persisted entities, as of one completed pull.
@@ -663,8 +928,21 @@ fn read_gen<T: SpEntity + DeserializeOwned>(
     info: &SnapshotRef,
 ) -> Result<Option<Vec<T>>, SnapshotError> {
     let mut out = Vec::with_capacity(info.counts.get(T::KIND) as usize);
-    for chunk in 0..info.chunks.get(T::KIND) {
-        let key = chunk_key(platform, profile, info.generation, T::KIND, chunk);
+    let keys: Vec<Vec<u8>> = if info.layout == 1 {
+        (0..info.chunks.get(T::KIND))
+            .map(|chunk| chunk_key(platform, profile, info.generation, T::KIND, chunk))
+            .collect()
+    } else {
+        let key = index_key(platform, profile, info.generation, T::KIND);
+        let Some(directory) = store.data(&key)? else {
+            return Ok(None);
+        };
+        decode_directory(profile, &directory)?
+            .into_iter()
+            .map(|p| part_key(platform, profile, info.generation, T::KIND, p.page, p.part))
+            .collect()
+    };
+    for key in keys {
         let Some(buf) = store.data(&key)? else {
             return Ok(None);
         };
@@ -682,17 +960,41 @@ pub fn find<T: SpEntity + DeserializeOwned>(
     id: &str,
 ) -> Result<Option<T>, SnapshotError> {
     let found = consistent(store, platform, profile, |info| {
-        let Some(dir) = store.data(&directory_key(platform, profile, info.generation, T::KIND))?
-        else {
-            return Ok(None);
+        let key = if info.layout == 1 {
+            let Some(dir) =
+                store.data(&directory_key(platform, profile, info.generation, T::KIND))?
+            else {
+                return Ok(None);
+            };
+            let directory: Vec<String> =
+                serde_json::from_slice(&dir).map_err(|e| corrupt(profile, "chunk directory", e))?;
+            let chunk = match directory.partition_point(|first| first.as_str() <= id) {
+                0 => return Ok(Some(None)),
+                n => n - 1,
+            };
+            chunk_key(platform, profile, info.generation, T::KIND, chunk as u64)
+        } else {
+            let key = index_key(platform, profile, info.generation, T::KIND);
+            let Some(dir) = store.data(&key)? else {
+                return Ok(None);
+            };
+            // Searched in place: decoding every entry cost a lookup more than
+            // reading its part.
+            let frames = decode_frames(&dir).map_err(|e| corrupt(profile, "directory", e))?;
+            let entry = match frames.partition_point(|f| &dir[f.id.clone()] <= id.as_bytes()) {
+                0 => return Ok(Some(None)),
+                n => &frames[n - 1],
+            };
+            let piece = decode_piece(profile, &dir, entry)?;
+            part_key(
+                platform,
+                profile,
+                info.generation,
+                T::KIND,
+                piece.page,
+                piece.part,
+            )
         };
-        let directory: Vec<String> =
-            serde_json::from_slice(&dir).map_err(|e| corrupt(profile, "chunk directory", e))?;
-        let chunk = match directory.partition_point(|first| first.as_str() <= id) {
-            0 => return Ok(Some(None)),
-            n => n - 1,
-        };
-        let key = chunk_key(platform, profile, info.generation, T::KIND, chunk as u64);
         let Some(buf) = store.data(&key)? else {
             return Ok(None);
         };
@@ -773,6 +1075,38 @@ mod tests {
         }
     }
 
+    /// Persists generation `generation` from the staged pages and makes it
+    /// current, as the Persisting step and its checkpoint do.
+    fn persist(store: &Store, generation: u64, pages: &PullCounts) -> SnapshotRef {
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let previous = current(store, "amazon", "p").unwrap();
+        let built = build_generation(store, store, "amazon", "p", generation, pages, now).unwrap();
+        let snapshot = built.snapshot.clone();
+        let writes =
+            completion_writes(store, "amazon", "p", built, previous.as_ref(), pages).unwrap();
+        store.commit_blocking(writes).unwrap();
+        snapshot
+    }
+
+    fn keywords(n: u64) -> PullCounts {
+        PullCounts {
+            keywords: n,
+            ..PullCounts::default()
+        }
+    }
+
+    /// Every data key of the profile: (staged, per generation).
+    fn data_keys(store: &Store) -> (usize, BTreeMap<u64, usize>) {
+        let staged = store.scan_data(&stage_prefix("amazon", "p")).count();
+        let mut generations = BTreeMap::new();
+        for item in store.scan_data(&generations_prefix("amazon", "p")) {
+            let (key, _) = item.unwrap();
+            let generation = generation_of("amazon", "p", &key).unwrap();
+            *generations.entry(generation).or_insert(0) += 1;
+        }
+        (staged, generations)
+    }
+
     #[test]
     fn extra_fields_persist_and_entries_written_before_them_still_read() {
         let store = Store::temporary().unwrap();
@@ -789,22 +1123,9 @@ mod tests {
         let old = br#"{"keywordId":"3","campaignId":"1","adGroupId":"2","keywordText":"old","matchType":"EXACT","state":"ENABLED"}"#;
         push_entry(&mut page, b"3", old);
         store
-            .commit_blocking(
-                Commit::new().data(&stage_key("amazon", "p", ListKind::Keywords, 0), page),
-            )
+            .commit_blocking(stage_writes("amazon", "p", 1, ListKind::Keywords, 0, &page).unwrap())
             .unwrap();
-        let counts = PullCounts {
-            keywords: 1,
-            ..PullCounts::default()
-        };
-        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, &store, "amazon", "p", 1, &counts, now)
-            .unwrap()
-            .snapshot;
-        let pointer = serde_json::to_vec(&snap).unwrap();
-        store
-            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
-            .unwrap();
+        persist(&store, 1, &keywords(1));
         let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
             .unwrap()
             .unwrap();
@@ -819,8 +1140,16 @@ mod tests {
         );
     }
 
+    /// Pages staged in layout 2, and in layout 1 (a pull staged by an
+    /// earlier adsync, persisted after an upgrade).
     #[test]
     fn overlapping_pages_merge_sorted_and_the_latest_page_wins() {
+        for layout_one in [false, true] {
+            overlapping_pages_merge(layout_one);
+        }
+    }
+
+    fn overlapping_pages_merge(layout_one: bool) {
         let store = Store::temporary().unwrap();
         // Data changed during the fetch: "3" moved and changed, "5" appears twice
         // on page 1 (the later one wins), pages overlap and are out of order.
@@ -838,25 +1167,24 @@ mod tests {
         let mut commit = Commit::new();
         for (n, page) in pages.iter().enumerate() {
             let bytes = encode_items(&Items::Keywords(page.clone())).unwrap();
-            commit = commit.data(
-                &stage_key("amazon", "p", ListKind::Keywords, n as u64),
-                bytes,
-            );
+            let key = stage_key("amazon", "p", ListKind::Keywords, n as u64);
+            commit = if layout_one {
+                commit.data(&key, bytes)
+            } else {
+                commit.merge(
+                    stage_writes("amazon", "p", 1, ListKind::Keywords, n as u64, &bytes).unwrap(),
+                )
+            };
         }
         store.commit_blocking(commit).unwrap();
-        let counts = PullCounts {
-            keywords: pages.len() as u64,
-            ..PullCounts::default()
-        };
-        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let snap = build_generation(&store, &store, "amazon", "p", 1, &counts, now)
-            .unwrap()
-            .snapshot;
+        let snap = persist(&store, 1, &keywords(pages.len() as u64));
         assert_eq!(snap.counts.keywords, 7);
-        let pointer = serde_json::to_vec(&snap).unwrap();
-        store
-            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer))
-            .unwrap();
+        assert_eq!(snap.layout, SNAPSHOT_LAYOUT);
+        // Only the merged parts and the directories are left.
+        assert_eq!(
+            data_keys(&store),
+            (0, BTreeMap::from([(1, snap.chunks.keywords as usize + 3)]))
+        );
         let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
             .unwrap()
             .unwrap();
@@ -882,55 +1210,68 @@ mod tests {
         assert_eq!(find::<SpKeyword>(&store, "amazon", "p", "6").unwrap(), None);
     }
 
-    #[test]
-    fn pages_and_chunks_are_small_values_read_in_order_and_found_through_the_directory() {
-        let store = Store::temporary().unwrap();
-        let all: Vec<SpKeyword> = (0..4500)
-            .map(|i| kw(&format!("{:06}", 100_000 + i), &format!("k{i}")))
-            .collect();
+    fn stage_pages(store: &Store, generation: u64, all: &[SpKeyword], reversed: bool) -> u64 {
+        let mut pages: Vec<&[SpKeyword]> = all.chunks(1000).collect();
+        if reversed {
+            pages.reverse();
+        }
         let mut commit = Commit::new();
-        for (n, page) in all.chunks(1000).enumerate() {
+        for (n, page) in pages.iter().enumerate() {
             let bytes = encode_items(&Items::Keywords(page.to_vec())).unwrap();
             assert!(
                 bytes.len() > 2 * VALUE_BYTES,
                 "the page needs several parts"
             );
-            commit = commit
-                .merge(stage_writes("amazon", "p", ListKind::Keywords, n as u64, &bytes).unwrap());
+            commit = commit.merge(
+                stage_writes(
+                    "amazon",
+                    "p",
+                    generation,
+                    ListKind::Keywords,
+                    n as u64,
+                    &bytes,
+                )
+                .unwrap(),
+            );
         }
         store.commit_blocking(commit).unwrap();
-        let staged: Vec<(Vec<u8>, Vec<u8>)> = store
-            .scan_data(&stage_prefix("amazon", "p"))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(staged.len() > 10, "{}", staged.len());
-        assert!(staged.iter().all(|(_, v)| v.len() <= VALUE_BYTES));
-        let counts = PullCounts {
-            keywords: 5,
-            ..PullCounts::default()
-        };
-        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
-        let built = build_generation(&store, &store, "amazon", "p", 3, &counts, now).unwrap();
-        let snap = built.snapshot.clone();
-        assert_eq!(snap.counts.keywords, 4500);
-        assert!(snap.chunks.keywords > 10, "{}", snap.chunks.keywords);
-        let chunks: Vec<(Vec<u8>, Vec<u8>)> = store
+        pages.len() as u64
+    }
+
+    #[test]
+    fn disjoint_pages_are_the_generation_as_staged_in_small_values_found_through_the_directory() {
+        let store = Store::temporary().unwrap();
+        let all: Vec<SpKeyword> = (0..4500)
+            .map(|i| kw(&format!("{:06}", 100_000 + i), &format!("k{i}")))
+            .collect();
+        // Listed out of order, but no two pages overlap.
+        let n = stage_pages(&store, 3, &all, true);
+        let (staged, generations) = data_keys(&store);
+        assert_eq!(staged, 5, "one index per page");
+        let parts = generations[&3];
+        assert!(parts > 10, "{parts}");
+        let values: Vec<(Vec<u8>, Vec<u8>)> = store
             .scan_data(&generations_prefix("amazon", "p"))
             .collect::<Result<_, _>>()
             .unwrap();
+        assert!(values.iter().all(|(_, v)| v.len() <= VALUE_BYTES));
+
+        let snap = persist(&store, 3, &keywords(n));
+        assert_eq!(snap.counts.keywords, 4500);
         assert_eq!(
-            chunks.len() as u64,
-            snap.chunks.keywords + 3,
-            "chunks and 3 directories"
+            snap.chunks.keywords as usize, parts,
+            "every part, none rewritten"
         );
-        for (key, value) in &chunks {
-            let is_chunk = key.len() == chunk_key("amazon", "p", 3, ListKind::Keywords, 0).len();
-            assert!(!is_chunk || value.len() <= VALUE_BYTES, "{}", value.len());
-        }
-        // The completion removes every part of every staged page.
-        let writes = completion_writes("amazon", "p", &built, None, &counts).unwrap();
-        store.commit_blocking(writes).unwrap();
-        assert_eq!(store.scan_data(&stage_prefix("amazon", "p")).count(), 0);
+        // The indexes are gone, the parts stay, with a directory per kind.
+        assert_eq!(data_keys(&store), (0, BTreeMap::from([(3, parts + 3)])));
+        assert_eq!(values, {
+            let mut now: Vec<(Vec<u8>, Vec<u8>)> = store
+                .scan_data(&generations_prefix("amazon", "p"))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            now.retain(|(k, _)| values.iter().any(|(v, _)| v == k));
+            now
+        });
         let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
             .unwrap()
             .unwrap();
@@ -939,6 +1280,91 @@ mod tests {
             let found = find::<SpKeyword>(&store, "amazon", "p", &want.keyword_id).unwrap();
             assert_eq!(found.as_ref(), Some(want));
         }
+        assert_eq!(find::<SpKeyword>(&store, "amazon", "p", "0").unwrap(), None);
+        assert_eq!(
+            find::<SpKeyword>(&store, "amazon", "p", "100000x").unwrap(),
+            None
+        );
+
+        // The next generation replaces it and removes every key of it.
+        let fewer = &all[..2500];
+        let n = stage_pages(&store, 4, fewer, false);
+        let snap = persist(&store, 4, &keywords(n));
+        assert_eq!(snap.counts.keywords, 2500);
+        let (staged, generations) = data_keys(&store);
+        assert_eq!(staged, 0);
+        assert_eq!(generations.keys().collect::<Vec<_>>(), [&4]);
+        let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, fewer);
+    }
+
+    /// A store written before layout 2: its generation is read, and replaced
+    /// and removed by the next pull's.
+    #[test]
+    fn a_layout_one_generation_is_read_and_replaced() {
+        let store = Store::temporary().unwrap();
+        let (a, b) = (kw("10", "a"), kw("20", "b"));
+        let chunk = encode_items(&Items::Keywords(vec![a.clone(), b.clone()])).unwrap();
+        let pointer = br#"{"generation":7,"counts":{"campaigns":0,"ad_groups":0,"keywords":2},"chunks":{"campaigns":0,"ad_groups":0,"keywords":1},"completed_at":"2026-01-01T00:00:00Z"}"#;
+        let mut commit = Commit::new()
+            .data(&current_key("amazon", "p"), pointer.to_vec())
+            .data(&chunk_key("amazon", "p", 7, ListKind::Keywords, 0), chunk);
+        for (kind, firsts) in [
+            (ListKind::Campaigns, "[]"),
+            (ListKind::AdGroups, "[]"),
+            (ListKind::Keywords, r#"["10"]"#),
+        ] {
+            commit = commit.data(
+                &directory_key("amazon", "p", 7, kind),
+                firsts.as_bytes().to_vec(),
+            );
+        }
+        store.commit_blocking(commit).unwrap();
+        let info = current(&store, "amazon", "p").unwrap().unwrap();
+        assert_eq!(info.layout, 1);
+        let (_, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+        assert_eq!(
+            find::<SpKeyword>(&store, "amazon", "p", "20").unwrap(),
+            Some(b)
+        );
+        assert_eq!(
+            find::<SpKeyword>(&store, "amazon", "p", "15").unwrap(),
+            None
+        );
+
+        let page = encode_items(&Items::Keywords(vec![a.clone()])).unwrap();
+        store
+            .commit_blocking(stage_writes("amazon", "p", 8, ListKind::Keywords, 0, &page).unwrap())
+            .unwrap();
+        persist(&store, 8, &keywords(1));
+        let (staged, generations) = data_keys(&store);
+        assert_eq!(
+            (staged, generations.keys().collect::<Vec<_>>()),
+            (0, vec![&8])
+        );
+        let (info, got) = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap()
+            .unwrap();
+        assert_eq!((info.generation, info.layout, got), (8, 2, vec![a]));
+    }
+
+    #[test]
+    fn a_pointer_of_a_newer_layout_is_refused_by_name() {
+        let store = Store::temporary().unwrap();
+        let pointer = br#"{"generation":7,"counts":{"campaigns":0,"ad_groups":0,"keywords":2},"chunks":{"campaigns":0,"ad_groups":0,"keywords":1},"completed_at":"2026-01-01T00:00:00Z","layout":3}"#;
+        store
+            .commit_blocking(Commit::new().data(&current_key("amazon", "p"), pointer.to_vec()))
+            .unwrap();
+        let error = read_kind::<SpKeyword>(&store, "amazon", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("layout 3"), "{error}");
+        assert!(error.contains("newer adsync"), "{error}");
     }
 
     #[test]

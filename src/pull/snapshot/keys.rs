@@ -17,33 +17,18 @@ fn profile_prefix(platform: &str, profile: &str) -> Vec<u8> {
     format!("pull/{platform}/{profile}/").into_bytes()
 }
 
-/// Prefix of every staged page of a profile.
+/// Prefix of every staged page of a profile (the pages' indexes; a page's
+/// entities are under the generation its pull writes).
 pub fn stage_prefix(platform: &str, profile: &str) -> Vec<u8> {
     [profile_prefix(platform, profile).as_slice(), b"s/"].concat()
 }
 
-/// The staging key of page `page` of `kind`.
+/// The staging key of page `page` of `kind`: its index (in layout 1, its
+/// first part, and the prefix of its further parts).
 pub fn stage_key(platform: &str, profile: &str, kind: ListKind, page: u64) -> Vec<u8> {
     let mut k = stage_prefix(platform, profile);
     k.push(kind_byte(kind));
     k.extend_from_slice(&page.to_be_bytes());
-    k
-}
-
-/// The key of part `part` (from 1) of staged page `page`: part 0 is the
-/// page's own key, so that the page's key is the prefix of all its parts and
-/// they sort in order behind it.
-pub(super) fn stage_part_key(
-    platform: &str,
-    profile: &str,
-    kind: ListKind,
-    page: u64,
-    part: u32,
-) -> Vec<u8> {
-    let mut k = stage_key(platform, profile, kind, page);
-    if part > 0 {
-        k.extend_from_slice(&part.to_be_bytes());
-    }
     k
 }
 
@@ -70,6 +55,47 @@ pub(super) fn chunk_key(
     k.push(b'c');
     k.push(kind_byte(kind));
     k.extend_from_slice(&(chunk as u32).to_be_bytes());
+    k
+}
+
+/// The prefix of every part of page `page` of `kind` staged by the pull that
+/// writes generation `generation` (layout 2): the page's parts are written
+/// under its generation when they are staged, and stay there once it is
+/// current.
+pub(super) fn page_prefix(
+    platform: &str,
+    profile: &str,
+    generation: u64,
+    kind: ListKind,
+    page: u64,
+) -> Vec<u8> {
+    let mut k = generation_prefix(platform, profile, generation);
+    k.push(b'p');
+    k.push(kind_byte(kind));
+    k.extend_from_slice(&page.to_be_bytes());
+    k
+}
+
+/// The key of part `part` of a page of generation `generation` (layout 2).
+pub(super) fn part_key(
+    platform: &str,
+    profile: &str,
+    generation: u64,
+    kind: ListKind,
+    page: u64,
+    part: u32,
+) -> Vec<u8> {
+    let mut k = page_prefix(platform, profile, generation, kind, page);
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
+
+/// The key of a layout-2 generation's directory of `kind`: the first id of
+/// every part, with the part's page and number, in id order.
+pub(super) fn index_key(platform: &str, profile: &str, generation: u64, kind: ListKind) -> Vec<u8> {
+    let mut k = generation_prefix(platform, profile, generation);
+    k.push(b'i');
+    k.push(kind_byte(kind));
     k
 }
 
