@@ -188,15 +188,16 @@ fn main() {
     println!(
         "converging push: {CAMPAIGNS} campaigns, {entities} entities, fake server and client limiter at {WRITES_PER_SECOND} writes/s, {READS_PER_SECOND} reads/s"
     );
-    println!("round | case | wall time | reads | writes | PATCHes of >1 field | ideal (reads ÷ read rate + writes ÷ write rate) | ratio | 429s | ok");
+    println!("round | case | wall time | reads | writes | PATCHes of >1 field | ideal (the larger of reads ÷ read rate and writes ÷ write rate) | ratio | 429s | ok");
     let mut met = true;
     for n in 1..=rounds {
         let (cases, held, duplicates) = runtime.block_on(round(n));
         for m in &cases {
-            let ideal = Duration::from_secs_f64(
-                m.reads as f64 / f64::from(READS_PER_SECOND)
-                    + m.writes as f64 / f64::from(WRITES_PER_SECOND),
-            );
+            // Reads and writes have budgets of their own, spent side by side.
+            let ideal = Duration::from_secs_f64(f64::max(
+                m.reads as f64 / f64::from(READS_PER_SECOND),
+                m.writes as f64 / f64::from(WRITES_PER_SECOND),
+            ));
             let ratio = m.wall.as_secs_f64() / ideal.as_secs_f64();
             println!(
                 "{n:>5} | {} | {:.3} s | {} | {} | {} | {:.3} s | {ratio:.3} | {} | {}",

@@ -424,3 +424,90 @@ async fn an_unreadable_listing_fails_the_push_before_any_write() {
         .expect("the sync");
     assert_eq!(checkpoint.state.phase(), PushPhase::Failed);
 }
+
+#[tokio::test]
+async fn garbled_listings_beyond_the_retries_fail_the_push_before_any_write_and_a_plan_says_what() {
+    let scene = Scene::start_with(quick()).await;
+    scene.push(scene.pusher(), &set()).await;
+    let mut changed = set();
+    changed.campaigns[0].ad_groups[0].bid_value_micros = Some(2_000_000);
+    scene.fake.inject(
+        adsync_fakes::reddit::RedditFault::new(adsync_fakes::reddit::RedditFaultKind::Garble)
+            .method("GET")
+            .path_contains("/ads")
+            .times(1000),
+    );
+    let err = scene
+        .pusher()
+        .plan(&changed, ACCOUNT, PlanOptions::default())
+        .await
+        .expect_err("the listing stays garbled");
+    assert!(
+        err.to_string().starts_with("listing the ads under adg_"),
+        "{err}"
+    );
+    let pusher = scene.pusher().with_policy(adsync::PushPolicy {
+        backoff: quick(),
+        ..adsync::PushPolicy::default()
+    });
+    let (report, writes) = scene.push(pusher, &changed).await;
+    assert!(writes.is_empty(), "{writes:?}");
+    let error = report.campaigns[0].last_error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("could not read what the platform holds") && error.contains("unreadable"),
+        "{error}"
+    );
+
+    // A single garbled page is read again: the push goes through.
+    scene.fake.clear_faults();
+    scene.fake.inject(
+        adsync_fakes::reddit::RedditFault::new(adsync_fakes::reddit::RedditFaultKind::Garble)
+            .method("GET")
+            .path_contains("/ads")
+            .times(1),
+    );
+    let (report, writes) = scene.push(scene.pusher(), &changed).await;
+    assert!(report.all_synced(), "{report:?}");
+    assert_eq!(writes.len(), 1, "{writes:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_account_is_a_clear_error_with_nothing_written() {
+    let scene = Scene::start_with(quick()).await;
+    let err = scene
+        .pusher()
+        .plan(&set(), "not-an-account", PlanOptions::default())
+        .await
+        .expect_err("Reddit does not know the account");
+    assert!(
+        matches!(
+            &err,
+            adsync::PushError::Platform {
+                source: adsync::AdapterError::NotFound { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("listing the campaigns under not-an-account"),
+        "{err}"
+    );
+    let report = scene
+        .pusher()
+        .push(&set(), "not-an-account")
+        .await
+        .expect("the push starts");
+    let c = &report.campaigns[0];
+    assert_eq!(c.status, adsync::Status::Failed);
+    assert!(
+        c.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("could not read what the platform holds")),
+        "{:?}",
+        c.last_error
+    );
+    assert!(scene.writes().is_empty());
+    assert!(scene.fake.entities().is_empty());
+}
