@@ -594,12 +594,40 @@ fn depth(kind: EntityKind) -> u8 {
     }
 }
 
+impl Plan {
+    /// The plan as text ([`Plan`]'s `Display`), leaving out the unchanged
+    /// entries unless `unchanged`: what `adsync plan` prints (`--all` keeps
+    /// them). The summary line counts them either way.
+    pub fn display(&self, unchanged: bool) -> impl fmt::Display + '_ {
+        PlanText {
+            plan: self,
+            unchanged,
+        }
+    }
+}
+
+struct PlanText<'a> {
+    plan: &'a Plan,
+    unchanged: bool,
+}
+
 impl fmt::Display for Plan {
     /// Terraform-like lines (`+ create`, `~ update` with `field: old → new`,
     /// `< adopt`, `± replace`, `- prune`, `! refuse`, `= unchanged`), then a
     /// summary line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for e in &self.entries {
+        self.display(true).fmt(f)
+    }
+}
+
+impl fmt::Display for PlanText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plan = self.plan;
+        for e in plan
+            .entries
+            .iter()
+            .filter(|e| self.unchanged || e.action != Action::Unchanged)
+        {
             let what = format!(
                 "{} {} {:?}{}",
                 e.kind,
@@ -632,12 +660,12 @@ impl fmt::Display for Plan {
                 Action::Refuse { refusal } => writeln!(f, "! refuse    {what}: {refusal}")?,
             }
         }
-        let s = self.summary();
+        let s = plan.summary();
         write!(
             f,
             "campaign {}: {} to create, {} to update, {} to adopt, {} to replace, {} to prune, \
              {} unchanged, {} removed and left, {} refused; {} drifted field(s); {} write(s)",
-            self.campaign,
+            plan.campaign,
             s.create,
             s.update,
             s.adopt,

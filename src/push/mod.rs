@@ -182,11 +182,18 @@ pub type PushObserver = Arc<dyn Fn(&adsync_engine::Transition<PushMachine>) + Se
 /// stop the others), driven by the [`PushMachine`]:
 ///
 /// ```text
-/// Pending ─▶ CampaignCreated ─▶ AdGroupsCreated ─▶ AdsCreated ─▶ Synced
-///    │              │                  │               │      └▶ Failed
-///    └──────────────┴──── OutcomeUnknown (look up, adopt) ──▶ NeedsAttention
+/// Reading ─▶ Pending ─▶ CampaignCreated ─▶ AdGroupsCreated ─▶ AdsCreated ─▶ Pruning ─▶ Synced
+///    │          │              │                  │               │                └▶ Failed
+///    │          └──────────────┴──── OutcomeUnknown (look up, adopt) ──▶ NeedsAttention
+///    └▶ Failed (refused, or the platform unreadable: before any write)
 /// ```
 ///
+/// * A push through an adapter that lists ([`PushAdapter::lists`])
+///   *converges*: it first reads what the platform holds and plans the set
+///   against it ([`crate::converge::plan`]), the decisions durable before
+///   the first write; then unchanged entities get no request and updates
+///   PATCH only the differing fields (see the README, "Push: what is
+///   guaranteed").
 /// * Every platform id is recorded in the checkpoint written right after its
 ///   create returned, before any child is touched.
 /// * An entity that already has a platform id (from an earlier push of the same

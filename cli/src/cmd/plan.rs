@@ -96,12 +96,7 @@ pub async fn run(db: &Path, shared: Option<&StoreUrl>, args: Args) -> Result<Exi
 /// A plan as text: the entries with something to do (all with `--all`),
 /// then its summary line.
 fn print_plan(plan: &Plan, all: bool) {
-    let text = plan.to_string();
-    for line in text.lines() {
-        if all || !line.starts_with("= unchanged") {
-            outln!("{line}");
-        }
-    }
+    outln!("{}", plan.display(all));
 }
 
 fn exit_of(plans: &[Plan]) -> Exit {
