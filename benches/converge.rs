@@ -16,11 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adsync::converge::PlanOptions;
-use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
-use adsync::{Backoff, CampaignSet, Clock, Pusher, Secret, Store, SystemClock};
+use adsync::{CampaignSet, Clock, Pusher, Store, SystemClock};
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::reddit::FakeEntities;
-use adsync_fakes::{FakeReddit, FakeRedditConfig, FakeRedditHandle};
+use adsync_fakes::FakeRedditHandle;
 
 const CAMPAIGNS: usize = 20;
 const GROUPS: usize = 7;
@@ -28,7 +27,6 @@ const ADS: usize = 6;
 const CHANGED: usize = 100;
 const WRITES_PER_SECOND: u32 = 200;
 const READS_PER_SECOND: u32 = 400;
-const TOKEN: &str = "bench-token";
 
 const SHAPE: Shape = Shape {
     ad_groups: GROUPS,
@@ -77,35 +75,8 @@ async fn round(n: usize) -> (Vec<Measured>, usize, usize) {
         campaigns: (0..CAMPAIGNS).map(|i| campaign(i, SHAPE)).collect(),
     };
     let window = Duration::from_secs(1);
-    let fake = FakeReddit::start(FakeRedditConfig {
-        token: TOKEN.into(),
-        reads_per_window: READS_PER_SECOND,
-        writes_per_window: WRITES_PER_SECOND,
-        window,
-        fractional_reset: true,
-        ..FakeRedditConfig::default()
-    })
-    .await
-    .expect("fake Reddit starts");
-    let adapter = Arc::new(
-        RedditAdapter::new(RedditConfig {
-            base_url: fake.base_url(),
-            token: Some(Secret::new(TOKEN)),
-            timeout: Duration::from_secs(10),
-            rate: RatePolicy {
-                reads: READS_PER_SECOND,
-                writes: WRITES_PER_SECOND,
-                window,
-            },
-            backoff: Backoff {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(2),
-                max_attempts: 6,
-            },
-            ..RedditConfig::default()
-        })
-        .expect("adapter"),
-    );
+    let (fake, adapter) =
+        adsync_fakes::bench::scaled_reddit(READS_PER_SECOND, WRITES_PER_SECOND, window, true).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(dir.path().join("adsync.db")).expect("store");

@@ -22,23 +22,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
-use adsync::Backoff;
 use adsync::CampaignSet;
 use adsync::Pusher;
-use adsync::Secret;
 use adsync::Store;
 use adsync::{Clock, SystemClock};
 use adsync_fakes::fixtures::{campaign, Shape};
 use adsync_fakes::reddit::FakeEntities;
-use adsync_fakes::{FakeReddit, FakeRedditConfig};
 
 const CAMPAIGNS: usize = 20;
 const GROUPS: usize = 7;
 const ADS: usize = 6;
 const WRITES_PER_SECOND: u32 = 200;
 const READS_PER_SECOND: u32 = 400;
-const TOKEN: &str = "bench-token";
 
 /// 7 ad groups × 6 ads, no keywords: 50 entities a campaign.
 const SHAPE: Shape = Shape {
@@ -64,35 +59,13 @@ async fn round(n: usize, fractional_reset: bool) -> Round {
     };
     let entities = CAMPAIGNS * (1 + GROUPS * (1 + ADS));
     let window = Duration::from_secs(1);
-    let fake = FakeReddit::start(FakeRedditConfig {
-        token: TOKEN.into(),
-        reads_per_window: READS_PER_SECOND,
-        writes_per_window: WRITES_PER_SECOND,
+    let (fake, adapter) = adsync_fakes::bench::scaled_reddit(
+        READS_PER_SECOND,
+        WRITES_PER_SECOND,
         window,
         fractional_reset,
-        ..FakeRedditConfig::default()
-    })
-    .await
-    .expect("fake Reddit starts");
-    let adapter = Arc::new(
-        RedditAdapter::new(RedditConfig {
-            base_url: fake.base_url(),
-            token: Some(Secret::new(TOKEN)),
-            timeout: Duration::from_secs(10),
-            rate: RatePolicy {
-                reads: READS_PER_SECOND,
-                writes: WRITES_PER_SECOND,
-                window,
-            },
-            backoff: Backoff {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(2),
-                max_attempts: 6,
-            },
-            ..RedditConfig::default()
-        })
-        .expect("adapter"),
-    );
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(dir.path().join("adsync.db")).expect("store");

@@ -127,3 +127,45 @@ impl PushAdapter for SlowPlatform {
             .await
     }
 }
+
+/// The fake Reddit server at Reddit's limits scaled from a minute to
+/// `window` (`reads` and `writes` per window, fractional `X-Ratelimit-Reset`
+/// when `fractional_reset`), and an adapter whose client-side limiter
+/// matches it: what the push benches run against.
+pub async fn scaled_reddit(
+    reads: u32,
+    writes: u32,
+    window: Duration,
+    fractional_reset: bool,
+) -> (crate::FakeRedditHandle, Arc<adsync::reddit::RedditAdapter>) {
+    use adsync::reddit::{RatePolicy, RedditAdapter, RedditConfig};
+    const TOKEN: &str = "bench-token";
+    let fake = crate::FakeReddit::start(crate::FakeRedditConfig {
+        token: TOKEN.into(),
+        reads_per_window: reads,
+        writes_per_window: writes,
+        window,
+        fractional_reset,
+        ..crate::FakeRedditConfig::default()
+    })
+    .await
+    .expect("fake Reddit starts");
+    let adapter = RedditAdapter::new(RedditConfig {
+        base_url: fake.base_url(),
+        token: Some(adsync::Secret::new(TOKEN)),
+        timeout: Duration::from_secs(10),
+        rate: RatePolicy {
+            reads,
+            writes,
+            window,
+        },
+        backoff: adsync::Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            max_attempts: 6,
+        },
+        ..RedditConfig::default()
+    })
+    .expect("adapter");
+    (fake, Arc::new(adapter))
+}

@@ -28,6 +28,7 @@ mod planning;
 pub use drift::{drift, Drift, DriftedField, EntityDrift};
 pub(crate) use fields::instant;
 pub use fields::{fields_of, Fields};
+pub(crate) use plan::depth;
 pub use plan::{
     plan, Action, Desired, FieldChange, Known, Observed, Plan, PlanEntry, PlanOptions, PlanSummary,
     Refusal,

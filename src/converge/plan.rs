@@ -586,7 +586,8 @@ fn diff(desired: &Fields, platform: &Fields, written: Option<&Fields>) -> Vec<Fi
         .collect()
 }
 
-fn depth(kind: EntityKind) -> u8 {
+/// How deep a level sits: campaigns 0, ad groups 1, ads and keywords 2.
+pub(crate) fn depth(kind: EntityKind) -> u8 {
     match kind {
         EntityKind::Campaign => 0,
         EntityKind::AdGroup => 1,

@@ -569,6 +569,47 @@ impl MemoryPlatform {
         removed
     }
 
+    /// An update of entity `id` to `spec`: every field, or only `fields`
+    /// (the set file's names; one the spec leaves out is cleared).
+    async fn write_update(
+        &self,
+        id: &str,
+        spec: &EntitySpec,
+        fields: Option<&[String]>,
+    ) -> Result<(), AdapterError> {
+        let result = {
+            let mut inner = self.lock();
+            match self.begin(&mut inner, Op::Update, spec.kind(), id) {
+                fault @ (Some(Fault::LoseResponse) | None) => {
+                    let applied = self.check(spec).and_then(|()| {
+                        let Some(e) = inner.entities.get_mut(id).filter(|e| e.kind == spec.kind())
+                        else {
+                            return Err(AdapterError::NotFound {
+                                message: format!(
+                                    "{} {id} no longer exists on the platform",
+                                    spec.kind()
+                                ),
+                            });
+                        };
+                        e.spec = match fields {
+                            Some(fields) => with_fields(&e.spec, spec, fields)?,
+                            None => spec.clone(),
+                        };
+                        e.name = e.spec.lookup_name().to_string();
+                        e.updates += 1;
+                        let e = e.clone();
+                        self.record(|| Change::Updated(e));
+                        Ok(())
+                    });
+                    lose_response(applied, fault.as_ref())
+                }
+                Some(f) => Err(Self::injected(&f)),
+            }
+        };
+        self.persist().await?;
+        result
+    }
+
     /// `e` as a listing shows it: its fields as last written, and under
     /// keyword targeting its ad group's keywords as set by
     /// `set_ad_group_keywords` (not the spec's, which creates leave empty).
@@ -770,35 +811,7 @@ impl PushAdapter for MemoryPlatform {
         id: &str,
         spec: &EntitySpec,
     ) -> Result<(), AdapterError> {
-        let result = {
-            let mut inner = self.lock();
-            match self.begin(&mut inner, Op::Update, spec.kind(), id) {
-                fault @ (Some(Fault::LoseResponse) | None) => {
-                    let applied =
-                        self.check(spec)
-                            .and_then(|()| match inner.entities.get_mut(id) {
-                                Some(e) if e.kind == spec.kind() => {
-                                    e.spec = spec.clone();
-                                    e.name = spec.lookup_name().to_string();
-                                    e.updates += 1;
-                                    let e = e.clone();
-                                    self.record(|| Change::Updated(e));
-                                    Ok(())
-                                }
-                                _ => Err(AdapterError::NotFound {
-                                    message: format!(
-                                        "{} {id} no longer exists on the platform",
-                                        spec.kind()
-                                    ),
-                                }),
-                            });
-                    lose_response(applied, fault.as_ref())
-                }
-                Some(f) => Err(Self::injected(&f)),
-            }
-        };
-        self.persist().await?;
-        result
+        self.write_update(id, spec, None).await
     }
 
     async fn update_fields(
@@ -808,34 +821,7 @@ impl PushAdapter for MemoryPlatform {
         spec: &EntitySpec,
         fields: &[String],
     ) -> Result<(), AdapterError> {
-        let result = {
-            let mut inner = self.lock();
-            match self.begin(&mut inner, Op::Update, spec.kind(), id) {
-                fault @ (Some(Fault::LoseResponse) | None) => {
-                    let applied = self.check(spec).and_then(|()| {
-                        let Some(e) = inner.entities.get_mut(id).filter(|e| e.kind == spec.kind())
-                        else {
-                            return Err(AdapterError::NotFound {
-                                message: format!(
-                                    "{} {id} no longer exists on the platform",
-                                    spec.kind()
-                                ),
-                            });
-                        };
-                        e.spec = with_fields(&e.spec, spec, fields)?;
-                        e.name = e.spec.lookup_name().to_string();
-                        e.updates += 1;
-                        let e = e.clone();
-                        self.record(|| Change::Updated(e));
-                        Ok(())
-                    });
-                    lose_response(applied, fault.as_ref())
-                }
-                Some(f) => Err(Self::injected(&f)),
-            }
-        };
-        self.persist().await?;
-        result
+        self.write_update(id, spec, Some(fields)).await
     }
 
     async fn archive(

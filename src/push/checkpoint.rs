@@ -900,22 +900,28 @@ mod tests {
     }
 
     /// A campaign of `ads` ads in one ad group: `ads + 2` entities.
-    fn big_state(ads: usize) -> PushState {
+    fn big_campaign(ads: usize) -> crate::model::Campaign {
         let ads: Vec<serde_json::Value> = (0..ads)
             .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
             .collect();
         let set = serde_json::json!({"name": "s", "campaigns": [
             {"id": "c1", "name": "Spring", "objective": "CLICKS",
              "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
-        let set =
-            crate::model::CampaignSet::from_json(&set.to_string(), "inline.json").expect("set");
+        crate::model::CampaignSet::from_json(&set.to_string(), "inline.json")
+            .expect("set")
+            .campaigns
+            .remove(0)
+    }
+
+    /// The state of a push of [`big_campaign`].
+    fn big_state(ads: usize) -> PushState {
         PushState::new(
             super::super::machine::Target {
                 platform: "memory".into(),
                 account_id: "a2".into(),
                 keyword_model: crate::adapter::KeywordModel::Entities,
             },
-            &set.campaigns[0],
+            &big_campaign(ads),
             &std::collections::BTreeMap::new(),
             PushPolicy::default(),
             time::OffsetDateTime::UNIX_EPOCH,
@@ -1007,18 +1013,7 @@ mod tests {
             name: "Retired".into(),
             fields: fields_of(&spec, model),
         });
-        let set_campaign = {
-            let ads: Vec<serde_json::Value> = (0..ads)
-                .map(|a| serde_json::json!({"id": format!("a{a}"), "name": format!("Ad {a}"), "post_id": "t3_x"}))
-                .collect();
-            let set = serde_json::json!({"name": "s", "campaigns": [
-                {"id": "c1", "name": "Spring", "objective": "CLICKS",
-                 "ad_groups": [{"id": "g1", "name": "Trail", "ads": ads}]}]});
-            crate::model::CampaignSet::from_json(&set.to_string(), "inline.json")
-                .expect("set")
-                .campaigns
-                .remove(0)
-        };
+        let set_campaign = big_campaign(ads);
         let state = PushState::converging(
             fresh.target.as_ref().clone(),
             &set_campaign,

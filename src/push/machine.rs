@@ -10,6 +10,7 @@ use strum::{Display, EnumIter};
 
 use super::checkpoint::EncodedRow;
 use crate::adapter::{AdapterError, EntityKind, EntitySpec, FoundEntity, KeywordModel, Parent};
+use crate::converge::depth;
 use crate::converge::{Known, Observed, PlanOptions};
 use crate::model::{Campaign, Keyword};
 use adsync_engine::Backoff;
@@ -963,15 +964,6 @@ impl PushState {
         self.retry_at = None;
         self.intent_at = ctx.now;
         self
-    }
-}
-
-/// How deep a level sits: campaigns 0, ad groups 1, ads and keywords 2.
-fn depth(kind: EntityKind) -> u8 {
-    match kind {
-        EntityKind::Campaign => 0,
-        EntityKind::AdGroup => 1,
-        EntityKind::Ad | EntityKind::Keyword => 2,
     }
 }
 
