@@ -511,3 +511,38 @@ async fn an_unknown_account_is_a_clear_error_with_nothing_written() {
     assert!(scene.writes().is_empty());
     assert!(scene.fake.entities().is_empty());
 }
+
+#[tokio::test]
+async fn a_replacement_whose_create_failed_is_replaced_again_by_the_next_push() {
+    let scene = Scene::start().await;
+    let (first, _) = scene.push(scene.pusher(), &set()).await;
+    let old = Scene::id_of(&first, "a2");
+    let mut moved = set();
+    let ad = moved.campaigns[0].ad_groups[0].ads.remove(1);
+    moved.campaigns[0].ad_groups[1].ads.push(ad);
+
+    // The new ad's create is rejected: the old one is not archived.
+    scene.fake.inject(
+        adsync_fakes::reddit::RedditFault::new(adsync_fakes::reddit::RedditFaultKind::Status {
+            status: 400,
+            after_apply: false,
+            retry_after_secs: None,
+            reset_secs: None,
+        })
+        .method("POST")
+        .path_contains("/ads")
+        .times(1),
+    );
+    let (failed, writes) = scene.push(scene.pusher().with_prune(true), &moved).await;
+    assert_eq!(failed.campaigns[0].status, adsync::Status::Failed);
+    assert_eq!(writes.len(), 1, "only the rejected create: {writes:?}");
+
+    // The old ad is still adsync's: the next push replaces it again.
+    let (replaced, writes) = scene.push(scene.pusher().with_prune(true), &moved).await;
+    assert!(replaced.all_synced(), "{replaced:?}");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(
+        writes[1],
+        format!(r#"PATCH /api/v3/ads/{old} {{"configured_status":"ARCHIVED"}}"#)
+    );
+}

@@ -485,12 +485,17 @@ impl Pusher {
                     .and_then(|n| n.parse::<u64>().ok())
                     .unwrap_or(0);
                 latest_ids = checkpoint.state.platform_ids();
-                latest_without_id = checkpoint
-                    .state
+                // An entity a converging push was replacing (its create not
+                // done) keeps the id of the one it replaces: that one is still
+                // live, and the next push replaces (archives) it again.
+                let state = &checkpoint.state;
+                latest_without_id = state
                     .entities
                     .iter()
-                    .filter(|e| e.platform_id.is_none())
-                    .map(|e| e.local_id().to_string())
+                    .enumerate()
+                    .filter(|(_, e)| e.platform_id.is_none())
+                    .filter(|(i, _)| state.decision(*i).and_then(|d| d.replaces()).is_none())
+                    .map(|(_, e)| e.local_id().to_string())
                     .collect();
             }
             let known = self
@@ -508,9 +513,12 @@ impl Pusher {
                 keyword_model: self.keyword_model,
             };
             let state = if self.effects.adapter().lists() {
-                let (entities, _) = self
+                let (mut entities, _) = self
                     .known_with_specs(account, &campaign.id, self.keyword_model)
                     .await?;
+                // The ids this start carries over (an id found gone, or
+                // forgotten, is not).
+                entities.retain(|(k, _)| known.ids.get(&k.local_id) == Some(&k.id));
                 PushState::converging(target, campaign, entities, options, self.policy, now)
             } else {
                 PushState::new(target, campaign, &known.ids, self.policy, now)
